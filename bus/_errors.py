@@ -1,0 +1,79 @@
+"""The one exception hierarchy of trio-bus.
+
+Every error the library raises on purpose is a :class:`BusError`. Broker client
+exceptions (aiokafka, aio-pika, botocore, google-api-core, redis) never reach users:
+they are translated at the boundary into :class:`BackendError` with ``raise ... from``.
+
+::
+
+    BusError
+    ├── ConfigurationError          bad argument or setting: the caller's fault
+    │   └── MissingDependencyError  a client library is not installed: names the extra
+    ├── TopicError                  invalid topic name or pattern
+    │   └── UnknownTopicError       publish to a topic nobody declared (strict bus)
+    ├── PayloadTypeError            payload is not the topic's declared type
+    ├── DecodeError                 bytes that do not decode into the topic's type
+    ├── BusClosedError              publish/subscribe after the bus closed
+    ├── MailboxFullError            a mailbox with overflow="error" is full
+    ├── RequestTimeoutError         request/reply got no reply in time
+    ├── SupervisorGaveUp            an actor crashed more often than its restart limit
+    └── BackendError                a broker failed: the remote side's fault
+        └── BackendUnavailableError the broker cannot be reached
+
+Each class also derives from the closest builtin (``ValueError``, ``TypeError``,
+``TimeoutError``...) so generic ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+
+class BusError(Exception):
+    """Base class of every error raised by trio-bus."""
+
+
+class ConfigurationError(BusError, ValueError):
+    """An argument or setting is wrong. The message says which and how to fix it."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional client library is missing. The message names the extra to install."""
+
+
+class TopicError(BusError, ValueError):
+    """A topic name or subscription pattern is not valid."""
+
+
+class UnknownTopicError(TopicError, LookupError):
+    """A topic was used before it was declared with ``bus.topic(name, type)``."""
+
+
+class PayloadTypeError(BusError, TypeError):
+    """A payload does not match the type declared for its topic."""
+
+
+class DecodeError(BusError, ValueError):
+    """Bytes could not be decoded into the topic's payload type."""
+
+
+class BusClosedError(BusError, RuntimeError):
+    """The bus (or adapter) is closed: nothing can be published or subscribed."""
+
+
+class MailboxFullError(BusError):
+    """A subscriber's mailbox is full and its overflow policy is ``"error"``."""
+
+
+class RequestTimeoutError(BusError, TimeoutError):
+    """A request got no reply within its timeout."""
+
+
+class SupervisorGaveUp(BusError):
+    """An actor crashed outside its handler more times than its restart limit allows."""
+
+
+class BackendError(BusError):
+    """A broker or its client library failed. ``__cause__`` holds the original error."""
+
+
+class BackendUnavailableError(BackendError, ConnectionError):
+    """The broker cannot be reached (refused, reset, timed out)."""
