@@ -1,0 +1,250 @@
+"""The bus cases: 1→1, 1→4 fan-out, keyed with 4 workers, request/reply, latency.
+
+Each case opens a fresh bus in its own ``trio.run``, subscribes counting handlers,
+then times from the first ``publish`` until the handlers have seen every message (a
+``trio.Event`` set at the last one: publish only checkpoints when a mailbox is full, so
+"publish returned" says nothing about delivery). Opening and closing the bus are not
+timed. The keyed case checks per-key order and worker affinity in its handler and
+fails loudly (:class:`CaseFailed`) when order broke.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._harness import CaseFailed, Sample
+from ._messages import Tick
+
+if TYPE_CHECKING:
+    from bus import Envelope
+
+TOPIC = "bench.tick"
+CAPACITY = 1024
+KEYS = 64
+LATENCY_BATCH = 16
+LATENCY_WARMUP = 0.02
+"""Fraction of the latency samples dropped from the front (cold caches, first allocations)."""
+
+
+def bus_1to1(n: int) -> Sample:
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                await bus.publish(TOPIC, Tick(n=i))
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed)
+
+    return trio.run(main)
+
+
+def bus_1to1_async(n: int) -> Sample:
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+
+        async def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                await bus.publish(TOPIC, Tick(n=i))
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed)
+
+    return trio.run(main)
+
+
+def bus_fanout_1to4(n: int) -> Sample:
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        total = 4 * n
+        count = 0
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == total:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            for j in range(4):
+                bus.subscribe(TOPIC, handler, name=f"h{j}", concurrency=1, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                await bus.publish(TOPIC, Tick(n=i))
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed, {"messages_per_s": round(n / elapsed, 1)})
+
+    return trio.run(main)
+
+
+def bus_keyed_4workers(n: int) -> Sample:
+    from bus import open_bus
+
+    keys = [f"k{i}" for i in range(KEYS)]
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+        violations = 0
+        last: dict[str | None, int] = {}
+        worker_of: dict[str | None, object] = {}
+        switches = 0
+        current_task = trio.lowlevel.current_task
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count, violations, switches
+            key, seq = env.key, env.payload.n
+            if last.get(key, -1) >= seq:
+                violations += 1
+            last[key] = seq
+            task = current_task()
+            if worker_of.setdefault(key, task) is not task:
+                switches += 1
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="keyed", concurrency=4, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                await bus.publish(TOPIC, Tick(n=i), key=keys[i % KEYS])
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        workers = len({id(t) for t in worker_of.values()})
+        if violations:
+            raise CaseFailed(f"per-key order broken: {violations} of {n} messages out of order")
+        extra = {
+            "order_ok": True,
+            "keys": KEYS,
+            "workers_used": workers,
+            "key_worker_switches": switches,
+        }
+        return Sample(count, elapsed, extra)
+
+    return trio.run(main)
+
+
+def bus_request_reply(n: int) -> Sample:
+    from bus import open_bus
+
+    async def main() -> Sample:
+        async with open_bus() as bus:
+            bus.topic("bench.req", Tick)
+
+            async def responder(env: Envelope[Tick]) -> None:
+                await bus.reply(env, Tick(n=env.payload.n))
+
+            bus.subscribe("bench.req", responder, name="responder", capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                reply = await bus.request("bench.req", Tick(n=i), timeout=5.0)
+                if reply.payload.n != i:
+                    raise CaseFailed(f"reply {reply.payload.n} answered request {i}")
+            elapsed = time.perf_counter() - t0
+        return Sample(n, elapsed)
+
+    return trio.run(main)
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, max(0, int(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def bus_latency(n: int, rate: float) -> Sample:
+    """Publish→handler latency with the publisher paced at ``rate`` messages/s.
+
+    The publisher sends whatever is due (at most ``LATENCY_BATCH`` at a time), then
+    yields with ``trio.sleep(0)``; when nothing is due for more than 2 ms it sleeps.
+    Each payload carries ``perf_counter_ns()`` taken just before its ``publish``.
+    """
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        lat: list[int] = []
+        now_ns = time.perf_counter_ns
+
+        def handler(env: Envelope[Tick]) -> None:
+            lat.append(now_ns() - env.payload.t)
+            if len(lat) == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            sent = 0
+            while sent < n:
+                due = min(n, int((time.perf_counter() - t0) * rate) + 1) - sent
+                if due <= 0:
+                    wait = t0 + sent / rate - time.perf_counter()
+                    if wait > 0.002:
+                        await trio.sleep(wait - 0.001)  # epoll sleeps in whole ms
+                    else:
+                        await trio.lowlevel.checkpoint()
+                    continue
+                for _ in range(min(due, LATENCY_BATCH)):
+                    await bus.publish(TOPIC, Tick(n=sent, t=now_ns()))
+                    sent += 1
+                await trio.lowlevel.checkpoint()
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(n, elapsed, latency_summary(lat, rate))
+
+    return trio.run(main)
+
+
+def latency_summary(lat_ns: list[int], rate: float) -> dict[str, Any]:
+    kept = sorted(lat_ns[int(len(lat_ns) * LATENCY_WARMUP) :])
+    return {
+        "target_rate": round(rate, 1),
+        "samples": len(kept),
+        "p50_ms": percentile(kept, 0.50) / 1e6,
+        "p99_ms": percentile(kept, 0.99) / 1e6,
+        "p999_ms": percentile(kept, 0.999) / 1e6,
+        "max_ms": (kept[-1] if kept else 0) / 1e6,
+    }

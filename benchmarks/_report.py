@@ -1,0 +1,149 @@
+"""From case results to the report: ratios vs targets, the text table, the PNG chart.
+
+The ratios are the contract with SPEC §6: each is a quotient of two medians measured in
+the same run (``rates[a] / rates[b]``), except the latency entries, which are
+milliseconds. ``targets`` says what each must reach; ``met`` says whether it did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._harness import human
+
+# name: (numerator case, denominator case)
+RATE_RATIOS: dict[str, tuple[str, str]] = {
+    "bus_1to1_vs_trio_drain": ("bus_1to1", "trio_drain"),
+    "bus_1to1_vs_asyncio_queue": ("bus_1to1", "asyncio_queue"),
+    "bus_1to1_vs_pyee": ("bus_1to1", "pyee_sync"),
+    "bus_1to1_vs_blinker": ("bus_1to1", "blinker"),
+    "bus_1to1_vs_faststream_kafka": ("bus_1to1", "faststream_kafka"),
+    "fanout_1to4_deliveries_vs_1to1": ("bus_fanout_1to4", "bus_1to1"),
+    "keyed_4workers_vs_1to1": ("bus_keyed_4workers", "bus_1to1"),
+}
+
+# name: (">=" or "<=", value)
+TARGETS: dict[str, tuple[str, float]] = {
+    "bus_1to1_vs_trio_drain": (">=", 0.6),
+    "bus_1to1_vs_asyncio_queue": (">=", 0.5),
+    "bus_1to1_vs_pyee": (">=", 2.0),
+    "bus_1to1_vs_faststream_kafka": (">=", 100.0),
+    "fanout_1to4_deliveries_vs_1to1": (">=", 2.0),
+    "keyed_4workers_vs_1to1": (">=", 0.5),
+    "latency_p99_ms": ("<=", 1.0),
+}
+
+
+def _median(cases: dict[str, dict[str, Any]], name: str) -> float | None:
+    case = cases.get(name)
+    if not case or not case.get("ok"):
+        return None
+    value = case.get("median")
+    return float(value) if value else None
+
+
+def _median_extra(cases: dict[str, dict[str, Any]], name: str, key: str) -> float | None:
+    case = cases.get(name)
+    if not case or not case.get("ok") or not case.get("extra_rounds"):
+        return None
+    values = sorted(float(r[key]) for r in case["extra_rounds"])
+    return values[len(values) // 2]
+
+
+def ratios(cases: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Every ratio of the report; ``None`` where a case did not run."""
+    out: dict[str, float | None] = {}
+    for name, (num, den) in RATE_RATIOS.items():
+        a, b = _median(cases, num), _median(cases, den)
+        out[name] = round(a / b, 3) if a is not None and b else None
+    out["latency_p50_ms"] = _round(_median_extra(cases, "bus_latency", "p50_ms"))
+    out["latency_p99_ms"] = _round(_median_extra(cases, "bus_latency", "p99_ms"))
+    rr = _median(cases, "bus_request_reply")
+    out["request_reply_per_s"] = round(rr, 1) if rr is not None else None
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None
+
+
+def targets_json() -> dict[str, dict[str, Any]]:
+    return {name: {"op": op, "value": value} for name, (op, value) in TARGETS.items()}
+
+
+def met(values: dict[str, float | None]) -> dict[str, bool | None]:
+    """Per target: True/False, or None when its inputs were not measured (optional peer)."""
+    out: dict[str, bool | None] = {}
+    for name, (op, target) in TARGETS.items():
+        value = values.get(name)
+        if value is None:
+            out[name] = None
+        else:
+            out[name] = value >= target if op == ">=" else value <= target
+    return out
+
+
+def table(report: dict[str, Any]) -> str:
+    """The human-readable summary printed at the end of ``bus bench local``."""
+    cases: dict[str, dict[str, Any]] = report["cases"]
+    lines = [f"{'case':<22} {'median':>10}  {'unit':<16} {'rounds':<8} what"]
+    lines.append("-" * 96)
+    for name, case in cases.items():
+        if case["ok"]:
+            spread = _spread(case["rounds"])
+            lines.append(
+                f"{name:<22} {human(case['median']):>10}  {case['unit']:<16} "
+                f"{spread:<8} {case['what']}"
+            )
+        else:
+            lines.append(f"{name:<22} {'-':>10}  {case['unit']:<16} {'':<8} {case['error']}")
+    lines += ["", f"{'ratio':<32} {'value':>10}  {'target':<8} met", "-" * 58]
+    for name, value in report["ratios"].items():
+        target = TARGETS.get(name)
+        shown = "-" if value is None else f"{value:.3f}" if value < 1e5 else human(value)
+        tgt = f"{target[0]} {target[1]:g}" if target else ""
+        ok = report["met"].get(name)
+        mark = "" if target is None else "n/a" if ok is None else "yes" if ok else "NO"
+        lines.append(f"{name:<32} {shown:>10}  {tgt:<8} {mark}")
+    return "\n".join(lines)
+
+
+def _spread(rounds: list[float]) -> str:
+    """Max deviation of a round from the median, as ±percent."""
+    if len(rounds) < 2:
+        return ""
+    mid = sorted(rounds)[len(rounds) // 2]
+    dev = max(abs(r - mid) for r in rounds) / mid if mid else 0.0
+    return f"±{dev * 100:.0f}%"
+
+
+def write_png(report: dict[str, Any], path: str) -> str:
+    """Draw the chart; return a one-line message. Needs matplotlib (not a dependency)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return f"no chart: matplotlib is not installed (pip install matplotlib), {path} not written"
+    cases = {k: v for k, v in report["cases"].items() if v["ok"] and k != "bus_latency"}
+    names = list(cases)
+    rates = [cases[n]["median"] for n in names]
+    colors = ["tab:blue" if n.startswith("bus_") else "tab:gray" for n in names]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
+    ax.barh(names, rates, color=colors)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median rate per second (log scale); blue = trio-bus, grey = baselines")
+    for y, rate in enumerate(rates):
+        ax.text(rate, y, f" {human(rate)}", va="center", fontsize=8)
+    p99 = report["ratios"].get("latency_p99_ms")
+    info = report["machine"]
+    title = f"trio-bus local benchmark — Python {info['python']}, {info['cpu_count']} CPUs"
+    if p99 is not None:
+        title += f", p99 latency {p99:.3f} ms"
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return f"chart written to {path}"
