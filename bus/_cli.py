@@ -1,0 +1,132 @@
+"""The ``bus`` command line: argparse front door for the subcommands.
+
+``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the local benchmark suite
+(``benchmarks.local``). ``bus demo`` is provided by ``bus._demo`` (``add_arguments`` and
+``run``), imported only when that subcommand is chosen. Every failure the user can cause
+ends with one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+PROG = "bus"
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
+    """The full parser; the demo's own options are added only when ``demo`` is given."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="trio-bus: a typed, actor-style event bus on trio."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo_parser = commands.add_parser(
+        "demo", help="run the modular-monolith demo on the memory bus"
+    )
+    if demo is not None:
+        demo.add_arguments(demo_parser)
+
+    bench = commands.add_parser("bench", help="run a benchmark suite")
+    suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    local = suites.add_parser(
+        "local",
+        help="in-process bus vs trio, asyncio, pyee, blinker",
+        description="Measure the in-memory bus against its baselines in one run and "
+        "report rates, ratios and latency.",
+    )
+    local.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    local.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
+    size = local.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="fewer messages and rounds (under a minute)"
+    )
+    size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke tests
+    local.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    return parser
+
+
+def _load_demo() -> ModuleType | None:
+    try:
+        return importlib.import_module("bus._demo")
+    except ModuleNotFoundError as exc:
+        if exc.name == "bus._demo":
+            return None
+        raise
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    demo: ModuleType | None = None
+    if args_list[:1] == ["demo"]:
+        demo = _load_demo()
+        if demo is None:
+            _error("the demo is not available in this build (module bus._demo is missing)")
+            return EXIT_USAGE
+    args = build_parser(demo).parse_args(args_list)
+    try:
+        if args.command == "demo":
+            assert demo is not None
+            return int(demo.run(args))
+        if args.command == "bench":
+            return _bench(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    _error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks import local
+    except ModuleNotFoundError as exc:
+        _error(
+            f"the benchmark suite is not installed ({exc.name} missing): run from a "
+            "source checkout with `pip install -e '.[bench]'`"
+        )
+        return EXIT_USAGE
+    for option in ("json", "png"):
+        path = getattr(args, option)
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            _error(f"--{option} {path}: directory does not exist")
+            return EXIT_USAGE
+    if args.png and importlib.util.find_spec("matplotlib") is None:
+        print(
+            f"{PROG}: note: matplotlib is not installed; --png {args.png} will be skipped",
+            file=sys.stderr,
+        )
+    size = local.TINY if args.tiny else local.QUICK if args.quick else local.FULL
+    report = local.run(size, progress=not args.no_progress)
+    print(local.table(report))
+    if args.json:
+        _write_json(report, args.json)
+        print(f"report written to {args.json}")
+    if args.png:
+        print(local.write_png(report, args.png))
+    for failure in report["failures"]:
+        _error(failure)
+    return EXIT_FAILED if report["failures"] else 0
+
+
+def _write_json(report: dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
