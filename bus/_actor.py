@@ -1,0 +1,343 @@
+"""Actors: a handler behind bounded mailboxes, with retries, dead letters and a supervisor.
+
+A :class:`Subscription` owns ``concurrency`` lanes (each a mailbox and a worker task).
+Messages with the same key always go to the same lane, so per-key order holds; messages
+without a key are spread round-robin. A failing handler is retried with backoff on the
+same lane (so the key's later messages wait behind it), then dead-lettered. A crash
+outside the handler (``on_start``, a dead-letter publish that fails...) is caught by the
+supervisor, which restarts all lanes (one-for-all) with backoff, up to a limit; the
+message in hand goes back to the front of its mailbox, so nothing is lost.
+
+A :class:`Group` spreads messages over its member subscriptions (competing consumers).
+Neither knows how topics are matched (``_routing``) or how the bus is closed (``_bus``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+import structlog
+import trio
+
+from ._envelope import (
+    H_ATTEMPTS,
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_FAILED_SUBSCRIBER,
+    H_IDEMPOTENCY_KEY,
+    H_ORIGIN,
+    H_ORIGINAL_TOPIC,
+    Envelope,
+)
+from ._errors import ConfigurationError, SupervisorGaveUp
+from ._mailbox import Lane
+from ._policy import DedupWindow, Overflow, RestartTracker, RetryPolicy, Supervision
+from ._stats import ActorStats
+
+if TYPE_CHECKING:
+    from ._bus import BusState
+
+__all__ = ["Actor", "Group", "Handler", "Subscription"]
+
+log = structlog.get_logger("bus")
+_replace = msgspec.structs.replace
+_perf = time.perf_counter
+
+Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
+BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
+_FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
+
+
+class Actor:
+    """Base class for stateful actors: override :meth:`handle`, optionally the hooks.
+
+    ``on_start`` runs before the first message and again after each supervisor restart;
+    ``on_stop`` runs when the subscription closes normally.
+    """
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        raise NotImplementedError(f"{type(self).__qualname__} must define async handle(env)")
+
+    async def on_start(self) -> None:
+        """Called when the actor starts and after every restart."""
+
+    async def on_stop(self) -> None:
+        """Called when the actor stops normally."""
+
+
+class _Selector(Protocol):
+    def select(self, env: Envelope[Any]) -> Lane | None: ...
+
+
+def _as_callable(handler: Any) -> tuple[Callable[..., Any], bool, Actor | None]:
+    actor = handler if isinstance(handler, Actor) else None
+    fn = handler.handle if actor is not None else handler
+    if not callable(fn):
+        raise ConfigurationError(
+            f"handler must be a callable taking an Envelope or an Actor, got {handler!r}"
+        )
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    )
+    return fn, is_async, actor
+
+
+class Subscription:
+    """An actor subscribed to a pattern. Made by ``bus.subscribe``; close with :meth:`close`."""
+
+    def __init__(
+        self,
+        state: BusState,
+        *,
+        name: str,
+        pattern: str,
+        handler: Any,
+        concurrency: int,
+        capacity: int,
+        overflow: Overflow,
+        retry: RetryPolicy,
+        supervision: Supervision,
+        group: str | None,
+        dedup: DedupWindow | None,
+        batch: int | None,
+        skip_origin: str | None,
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ConfigurationError(f"capacity must be an int >= 1, got {capacity!r}")
+        if batch is not None and batch < 1:
+            raise ConfigurationError(f"batch must be >= 1 or None, got {batch!r}")
+        self.bus_state = state
+        self.name = name
+        self.pattern = pattern
+        self.group = group
+        self.retry = retry
+        self.supervision = supervision
+        self.dedup = dedup
+        self.batch = batch
+        self.skip_origin = skip_origin
+        self._fn, self._is_async, self._actor = _as_callable(handler)
+        self.lanes = [Lane(self, i, capacity, overflow) for i in range(concurrency)]
+        self._rr = itertools.cycle(self.lanes).__next__
+        self._closed = False
+        # live counters, copied into ActorStats by stats()
+        self.delivered = self.failed = self.retried = self.dead_lettered = 0
+        self.dropped = self.duplicates = self.restarts = 0
+        self.handler_total = self.handler_max = 0.0
+        if concurrency == 1 and skip_origin is None:
+            self.select = self.lanes[0].select  # type: ignore[method-assign]
+
+    # -- routing --------------------------------------------------------------------
+
+    def select(self, env: Envelope[Any]) -> Lane | None:
+        """The lane for *env*: by key hash if it has a key, else round-robin."""
+        if self.skip_origin is not None and env.headers.get(H_ORIGIN) == self.skip_origin:
+            return None
+        if env.key is not None:
+            return self.lanes[hash(env.key) % len(self.lanes)]
+        return self._rr()
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop receiving: leave the routing table; queued messages are still handled."""
+        if not self._closed:
+            self._closed = True
+            self.bus_state.unsubscribe(self)
+            for lane in self.lanes:
+                lane.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def run(self) -> None:
+        """The supervisor: run every lane; restart them all after a crash, up to a limit."""
+        tracker = RestartTracker(self.supervision)
+        while True:
+            try:
+                if self._actor is not None:
+                    await self._actor.on_start()
+                async with trio.open_nursery() as nursery:
+                    for lane in self.lanes:
+                        nursery.start_soon(self._work, lane)
+            except Exception as exc:
+                restart = tracker.record(trio.current_time())
+                if restart is None:
+                    log.error("actor.gave_up", subscriber=self.name, error=repr(exc))
+                    raise SupervisorGaveUp(
+                        f"actor {self.name!r} crashed {self.supervision.max_restarts + 1} times "
+                        f"within {self.supervision.window}s and was not restarted again; "
+                        f"last error: {exc!r}"
+                    ) from exc
+                self.restarts = tracker.total
+                delay = self.supervision.delay(restart)
+                log.warning(
+                    "actor.restart", subscriber=self.name, restart=restart, delay=delay,
+                    error=repr(exc),
+                )
+                await trio.sleep(delay)
+                continue
+            if self._actor is not None:
+                await self._actor.on_stop()
+            return
+
+    # -- delivery -------------------------------------------------------------------
+
+    async def _work(self, lane: Lane) -> None:
+        lane.worker = trio.lowlevel.current_task()
+        items = lane.items
+        deliver = self._deliver
+        batch = self.batch
+        done = 0
+        while True:
+            if not items and not await lane.wait():
+                return
+            if batch is not None:
+                await self._work_batch(lane, batch)
+                continue
+            env = lane.popleft()
+            try:
+                await deliver(env)
+            except BaseException:
+                items.appendleft(env)  # not lost: a restart or the drain report sees it
+                raise
+            done += 1
+            if done % _FAIRNESS_EVERY == 0:
+                await trio.lowlevel.checkpoint()
+
+    async def _deliver(self, env: Envelope[Any]) -> None:
+        dedup = self.dedup
+        if dedup is not None:
+            dedup_key = env.headers.get(H_IDEMPOTENCY_KEY) or env.id
+            if dedup.seen(dedup_key, trio.current_time()):
+                self.duplicates += 1
+                return
+        fn = self._fn
+        local_attempt = 1
+        while True:
+            start = _perf()
+            try:
+                if self._is_async:
+                    await fn(env)
+                else:
+                    fn(env)
+            except Exception as exc:
+                self.failed += 1
+                if self.retry.gives_up_after(local_attempt):
+                    await self._dead_letter(env, exc, local_attempt)
+                    break
+                self.retried += 1
+                delay = self.retry.delay(local_attempt)
+                log.info(
+                    "handler.retry", subscriber=self.name, id=env.id, topic=env.topic,
+                    attempt=env.attempt, delay=delay, error=repr(exc),
+                )
+                await trio.sleep(delay)
+                local_attempt += 1
+                env = _replace(env, attempt=env.attempt + 1)
+            else:
+                elapsed = _perf() - start
+                self.delivered += 1
+                self.handler_total += elapsed
+                if elapsed > self.handler_max:
+                    self.handler_max = elapsed
+                break
+        if dedup is not None:
+            dedup.add(dedup_key, trio.current_time())
+
+    async def _work_batch(self, lane: Lane, size: int) -> None:
+        """Hand the handler up to *size* queued messages at once (bridges export this way)."""
+        items = lane.items
+        envs = [lane.popleft() for _ in range(min(size, len(items)))]
+        local_attempt = 1
+        while True:
+            start = _perf()
+            try:
+                result = self._fn(envs)
+                if self._is_async:
+                    await result
+            except Exception as exc:
+                self.failed += 1
+                if self.retry.gives_up_after(local_attempt):
+                    for env in envs:
+                        await self._dead_letter(env, exc, local_attempt)
+                    return
+                self.retried += 1
+                await trio.sleep(self.retry.delay(local_attempt))
+                local_attempt += 1
+            except BaseException:
+                items.extendleft(reversed(envs))
+                raise
+            else:
+                elapsed = _perf() - start
+                self.delivered += len(envs)
+                self.handler_total += elapsed
+                self.handler_max = max(self.handler_max, elapsed)
+                return
+
+    async def _dead_letter(self, env: Envelope[Any], exc: Exception, attempts: int) -> None:
+        self.dead_lettered += 1
+        headers = dict(env.headers)
+        headers[H_ERROR] = str(exc) or repr(exc)
+        headers[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        headers[H_ORIGINAL_TOPIC] = env.topic
+        headers[H_FAILED_SUBSCRIBER] = self.name
+        headers[H_ATTEMPTS] = str(attempts)
+        log.error(
+            "message.dead_lettered", subscriber=self.name, id=env.id, topic=env.topic,
+            attempts=attempts, error=repr(exc),
+        )
+        await self.bus_state.dead_letter(_replace(env, headers=headers))
+
+    # -- observability --------------------------------------------------------------
+
+    def stats(self) -> ActorStats:
+        return ActorStats(
+            pattern=self.pattern,
+            group=self.group,
+            delivered=self.delivered,
+            failed=self.failed,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            dropped=self.dropped,
+            duplicates=self.duplicates,
+            restarts=self.restarts,
+            mailbox_depth=sum(len(lane.items) for lane in self.lanes),
+            handler_seconds_total=self.handler_total,
+            handler_seconds_max=self.handler_max,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.name!r} to {self.pattern!r}>"
+
+
+class Group:
+    """Competing consumers: each message goes to one member; each group gets every message.
+
+    A keyed message always goes to the same member (while membership is unchanged), so
+    per-key order holds across the group too.
+    """
+
+    def __init__(self, name: str, pattern: str) -> None:
+        self.name = name
+        self.pattern = pattern
+        self.members: list[Subscription] = []
+        self._next = 0
+
+    def select(self, env: Envelope[Any]) -> Lane | None:
+        members = self.members
+        if not members:
+            return None
+        if env.key is not None:
+            member = members[hash(env.key) % len(members)]
+        else:
+            self._next = (self._next + 1) % len(members)
+            member = members[self._next]
+        return member.select(env)

@@ -1,0 +1,516 @@
+"""The bus: typed topics, publish, subscribe, request/reply, retention, drain and close.
+
+``open_bus()`` owns one trio nursery; every actor's supervisor (and, later, every
+bridge) is a task in it. Publishing is synchronous until a mailbox is full: the
+envelope is built, checked against the topic's type, appended to each matching
+mailbox, and ``publish`` returns without a schedule point. Under the ``block`` policy a
+full mailbox makes ``publish`` wait, which is how backpressure reaches the publisher.
+
+Exception policy: an actor that gives up (``SupervisorGaveUp``) or any other error in a
+bus task cancels the bus and surfaces from ``open_bus``. trio groups such errors in an
+``ExceptionGroup``; when exactly one error is inside, ``open_bus`` raises that error
+itself, so ``except PayloadTypeError`` works around a bus block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar, overload
+
+import msgspec
+import structlog
+import trio
+
+from ._actor import Group, Subscription
+from ._codec import Codec, codec_for
+from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe, now
+from ._errors import (
+    BusClosedError,
+    ConfigurationError,
+    PayloadTypeError,
+    RequestTimeoutError,
+    UnknownTopicError,
+)
+from ._mailbox import Lane
+from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy, Supervision
+from ._routing import RoutingTable, validate_pattern, validate_topic
+from ._stats import BusStats, TopicStats
+
+__all__ = ["Bus", "Topic", "open_bus"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+log = structlog.get_logger("bus")
+
+DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"
+_DEAD_LETTER_RETENTION = Retention(max_count=10_000)
+
+
+class _TopicSpec:
+    """A declared topic: its type, codec, retained log and counters."""
+
+    __slots__ = ("codec", "exact", "log", "name", "published")
+
+    def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
+        self.name = name
+        self.codec = codec
+        self.exact: type | None = codec._exact
+        self.log: RetentionLog[Envelope[Any]] | None = RetentionLog(retain) if retain else None
+        self.published = 0
+
+
+class BusState:
+    """What actors and mailboxes share with the bus: drain accounting and dead letters."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self.blocked_puts = 0
+        self.idle = trio.lowlevel.ParkingLot()
+        self.idle_waiters = 0
+
+    async def dead_letter(self, env: Envelope[Any]) -> None:
+        await self._bus._publish_envelope(self._bus._dlq_envelope(env))
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._bus._remove(sub)
+
+
+class Topic(Generic[T]):
+    """A typed handle on a declared topic: ``await orders.publish(Order(...))``."""
+
+    __slots__ = ("_bus", "name", "type")
+
+    def __init__(self, bus: Bus, name: str, tp: type[T]) -> None:
+        self._bus, self.name, self.type = bus, name, tp
+
+    async def publish(
+        self, payload: T, *, key: str | None = None, headers: dict[str, str] | None = None
+    ) -> Envelope[T]:
+        return await self._bus.publish(self.name, payload, key=key, headers=headers)
+
+    def __repr__(self) -> str:
+        return f"Topic({self.name!r}, {getattr(self.type, '__qualname__', self.type)})"
+
+
+class Bus:
+    """An in-process event bus. Create it with ``async with open_bus() as bus``."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "trio-bus",
+        strict: bool = True,
+        capacity: int = 1024,
+        overflow: Overflow | str = Overflow.BLOCK,
+        retry: RetryPolicy | None = None,
+        supervision: Supervision | None = None,
+        dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC,
+    ) -> None:
+        self.name = name
+        self.strict = strict
+        self.default_capacity = capacity
+        self.default_overflow = Overflow.parse(overflow)
+        self.default_retry = retry or RetryPolicy()
+        self.default_supervision = supervision or Supervision()
+        self._topics: dict[str, _TopicSpec] = {}
+        self._router: RoutingTable[Any] = RoutingTable()
+        self._subs: dict[str, Subscription] = {}
+        self._groups: dict[str, Group] = {}
+        self._new_id = IdGenerator()
+        self._state = BusState(self)
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self._pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]] = {}
+        self.dead_letter_topic = validate_topic(dead_letter_topic)
+        self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
+        self.reply_topic = f"bus.reply.{self._new_id()}"
+        self.topic(self.reply_topic, object)
+        self._router.add(self.reply_topic, _ReplyTarget(self._pending))
+
+    # -- topics -----------------------------------------------------------------------
+
+    @overload
+    def topic(
+        self, name: str, type: type[T], *, retain: Retention | None = None
+    ) -> Topic[T]: ...
+    @overload
+    def topic(
+        self, name: str, type: Any = object, *, retain: Retention | None = None
+    ) -> Topic[Any]: ...
+
+    def topic(
+        self, name: str, type: Any = object, *, retain: Retention | None = None
+    ) -> Topic[Any]:
+        """Declare topic *name* carrying payloads of *type*; idempotent for the same type.
+
+        *retain* keeps a bounded log for replay (``subscribe(..., replay=True)``).
+        """
+        validate_topic(name)
+        existing = self._topics.get(name)
+        if existing is not None:
+            if existing.codec.type != type:
+                raise ConfigurationError(
+                    f"topic {name!r} is already declared with type {existing.codec.type_name}; "
+                    f"cannot redeclare it as {getattr(type, '__qualname__', type)!r}"
+                )
+            if retain is not None and existing.log is None:
+                existing.log = RetentionLog(retain)
+        else:
+            self._topics[name] = _TopicSpec(name, codec_for(type), retain)
+        return Topic(self, name, type)
+
+    def topics(self) -> list[str]:
+        """Names of the declared topics."""
+        return sorted(self._topics)
+
+    def codec(self, topic: str) -> Codec[Any]:
+        """The codec of a declared topic (bridges encode and decode with it)."""
+        return self._spec(topic).codec
+
+    def _spec(self, topic: str) -> _TopicSpec:
+        spec = self._topics.get(topic)
+        if spec is not None:
+            return spec
+        validate_topic(topic)
+        if self.strict:
+            raise UnknownTopicError(
+                f"topic {topic!r} is not declared; declare it first with "
+                f"bus.topic({topic!r}, PayloadType), or open the bus with strict=False"
+            )
+        spec = self._topics[topic] = _TopicSpec(topic, codec_for(object), None)
+        return spec
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]:
+        """Publish *payload* to *topic*; return once every matching mailbox accepted it.
+
+        Raises :class:`PayloadTypeError` if the payload is not the topic's type,
+        :class:`UnknownTopicError` for an undeclared topic on a strict bus,
+        :class:`BusClosedError` after the bus closed, and :class:`MailboxFullError` when a
+        mailbox with ``overflow="error"`` is full. Not a schedule point unless it waits.
+        """
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
+        spec = self._topics.get(topic) or self._spec(topic)
+        exact = spec.exact
+        if exact is None or type(payload) is not exact:
+            spec.codec.check(topic, payload)
+        if key is not None and type(key) is not str:
+            raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
+        env: Envelope[Any] = Envelope(
+            id=self._new_id(), topic=topic, payload=payload, key=key,
+            headers={} if headers is None else headers, time=now(), source=self.name,
+        )
+        blocked = self._offer(env, spec)
+        if blocked is not None:
+            for lane in blocked:
+                await lane.put(env)
+        return env
+
+    async def _publish_envelope(self, env: Envelope[Any]) -> None:
+        """Route an envelope made elsewhere (dead letters, bridges' imports)."""
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed")
+        blocked = self._offer(env, self._spec(env.topic))
+        if blocked is not None:
+            for lane in blocked:
+                await lane.put(env)
+
+    def _offer(self, env: Envelope[Any], spec: _TopicSpec) -> list[Lane] | None:
+        spec.published += 1
+        if spec.log is not None:
+            size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0
+            spec.log.append(env, trio.current_time(), size)
+        blocked: list[Lane] | None = None
+        for target in self._router.route(env.topic):
+            lane = target.select(env)
+            if lane is not None and not lane.offer(env):
+                if blocked is None:
+                    blocked = []
+                blocked.append(lane)
+        return blocked
+
+    def _dlq_envelope(self, env: Envelope[Any]) -> Envelope[Any]:
+        return msgspec.structs.replace(env, topic=self.dead_letter_topic)
+
+    # -- subscribing ------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Any,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        capacity: int | None = None,
+        overflow: Overflow | str | None = None,
+        retry: RetryPolicy | None = None,
+        supervision: Supervision | None = None,
+        group: str | None = None,
+        dedup: DedupWindow | None = None,
+        replay: bool = False,
+        batch: int | None = None,
+        skip_origin: str | None = None,
+    ) -> Subscription:
+        """Start an actor that receives every message whose topic matches *pattern*.
+
+        *handler* is ``f(env)`` (sync or async) or an :class:`Actor`. Options:
+        ``concurrency`` workers with per-key order; ``capacity`` of each worker's mailbox;
+        ``overflow`` policy when full (``block``, ``drop_oldest``, ``drop_newest``,
+        ``error``); ``retry`` policy before dead-lettering; ``supervision`` of crashes;
+        ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
+        messages first; ``batch`` to receive lists of up to N envelopes.
+        """
+        if self._nursery is None or self._closed:
+            raise BusClosedError("subscribe inside 'async with open_bus() as bus:'")
+        validate_pattern(pattern)
+        name = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        base, n = name, 2
+        while name in self._subs:
+            name, n = f"{base}#{n}", n + 1
+        sub = Subscription(
+            self._state,
+            name=name,
+            pattern=pattern,
+            handler=handler,
+            concurrency=concurrency,
+            capacity=self.default_capacity if capacity is None else capacity,
+            overflow=self.default_overflow if overflow is None else Overflow.parse(overflow),
+            retry=retry or self.default_retry,
+            supervision=supervision or self.default_supervision,
+            group=group,
+            dedup=dedup,
+            batch=batch,
+            skip_origin=skip_origin,
+        )
+        if replay:
+            for env in self._retained_matching(pattern):
+                lane = sub.select(env)
+                if lane is not None:
+                    lane.items.append(env)
+        if group is None:
+            self._router.add(pattern, sub)
+        else:
+            grp = self._groups.get(group)
+            if grp is None:
+                grp = self._groups[group] = Group(group, pattern)
+                self._router.add(pattern, grp)
+            elif grp.pattern != pattern:
+                raise ConfigurationError(
+                    f"group {group!r} subscribes to {grp.pattern!r}; every member must use "
+                    f"that pattern, not {pattern!r} (use another group name)"
+                )
+            grp.members.append(sub)
+        self._subs[name] = sub
+        self._nursery.start_soon(sub.run, name=f"actor:{name}")
+        log.debug("actor.start", subscriber=name, pattern=pattern, group=group)
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        if sub.group is not None:
+            grp = self._groups[sub.group]
+            if sub in grp.members:
+                grp.members.remove(sub)
+        else:
+            self._router.remove(sub)
+
+    # -- retention --------------------------------------------------------------------
+
+    def retained(self, topic: str) -> list[Envelope[Any]]:
+        """The retained messages of *topic*, oldest first (empty without retention)."""
+        spec = self._spec(topic)
+        return spec.log.items(trio.current_time()) if spec.log is not None else []
+
+    def _retained_matching(self, pattern: str) -> list[Envelope[Any]]:
+        table: RoutingTable[str] = RoutingTable()
+        table.add(pattern, pattern)
+        found: list[Envelope[Any]] = []
+        for name, spec in self._topics.items():
+            if spec.log is not None and table.route(name):
+                found.extend(spec.log.items(trio.current_time()))
+        found.sort(key=lambda e: e.id)
+        return found
+
+    # -- request / reply --------------------------------------------------------------
+
+    async def request(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        timeout: float,  # noqa: ASYNC109 - request/reply's timeout is part of the contract
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]:
+        """Publish a request and wait for the reply envelope; :class:`RequestTimeoutError`
+        if none arrives within *timeout* seconds (trio's clock)."""
+        if not timeout > 0 or math.isinf(timeout):
+            raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
+        correlation = self._new_id()
+        hdrs = dict(headers or {})
+        hdrs[H_REPLY_TO] = self.reply_topic
+        hdrs[H_CORRELATION_ID] = correlation
+        event, slot = trio.Event(), list[Envelope[Any]]()
+        self._pending[correlation] = (event, slot)
+        try:
+            with trio.move_on_after(timeout):
+                await self.publish(topic, payload, key=key, headers=hdrs)
+                await event.wait()
+                reply: Envelope[Any] = slot[0]
+                return reply
+        finally:
+            del self._pending[correlation]
+        raise RequestTimeoutError(
+            f"no reply to request on {topic!r} within {timeout}s; is a subscriber calling "
+            f"bus.reply(env, ...) for it?"
+        )
+
+    async def reply(
+        self, request: Envelope[Any], payload: Any, *, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer *request* (an envelope published by :meth:`request`)."""
+        reply_to = request.headers.get(H_REPLY_TO)
+        correlation = request.headers.get(H_CORRELATION_ID)
+        if reply_to is None or correlation is None:
+            raise ConfigurationError(
+                f"message {request.id} on {request.topic!r} is not a request: it has no "
+                f"{H_REPLY_TO!r}/{H_CORRELATION_ID!r} headers"
+            )
+        hdrs = dict(headers or {})
+        hdrs[H_CORRELATION_ID] = correlation
+        if reply_to not in self._topics:
+            self.topic(reply_to, object)
+        await self.publish(reply_to, payload, key=request.key, headers=hdrs)
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _lanes(self) -> Iterable[Lane]:
+        for sub in self._subs.values():
+            yield from sub.lanes
+
+    def _quiet(self) -> bool:
+        return self._state.blocked_puts == 0 and all(lane.idle for lane in self._lanes())
+
+    async def drain(self) -> None:
+        """Wait until every mailbox is empty and no handler is running or retrying.
+
+        Handlers may publish while the bus drains; it waits for those messages too.
+        """
+        state = self._state
+        await trio.lowlevel.checkpoint()
+        while not self._quiet():
+            state.idle_waiters += 1
+            try:
+                await state.idle.park()
+            finally:
+                state.idle_waiters -= 1
+            await trio.lowlevel.checkpoint()  # let woken publishers and workers move first
+
+    def _close(self) -> int:
+        """Stop accepting publishes; workers exit when empty. Returns messages left queued."""
+        self._closed = True
+        left = 0
+        for sub in list(self._subs.values()):
+            left += sum(len(lane.items) for lane in sub.lanes)
+            for lane in sub.lanes:
+                lane.close()
+        return left
+
+    # -- observability ----------------------------------------------------------------
+
+    def stats(self) -> BusStats:
+        """A frozen snapshot of every topic's and actor's counters."""
+        now_ = trio.current_time()
+        topics = {
+            name: TopicStats(
+                published=spec.published,
+                retained=len(spec.log.items(now_)) if spec.log is not None else 0,
+                retained_bytes=spec.log.bytes if spec.log is not None else 0,
+            )
+            for name, spec in self._topics.items()
+        }
+        actors = {name: sub.stats() for name, sub in self._subs.items()}
+        return BusStats(topics=topics, actors=actors, pending_requests=len(self._pending))
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs.values())
+
+
+class _ReplyTarget:
+    """Routes replies straight to the waiting ``request`` call (no mailbox)."""
+
+    def __init__(self, pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]]) -> None:
+        self._pending = pending
+
+    def select(self, env: Envelope[Any]) -> _ReplyTarget:
+        return self
+
+    def offer(self, env: Envelope[Any]) -> bool:
+        waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
+        if waiting is not None and not waiting[0].is_set():
+            waiting[1].append(env)
+            waiting[0].set()
+        else:
+            log.warning("reply.unmatched", id=env.id, topic=env.topic)
+        return True
+
+
+@asynccontextmanager
+async def open_bus(
+    *,
+    name: str = "trio-bus",
+    strict: bool = True,
+    capacity: int = 1024,
+    overflow: Overflow | str = Overflow.BLOCK,
+    retry: RetryPolicy | None = None,
+    supervision: Supervision | None = None,
+    dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC,
+    drain_timeout: float | None = 10.0,
+) -> AsyncIterator[Bus]:
+    """Open a bus whose actors live in a nursery owned by this ``async with`` block.
+
+    Leaving the block normally drains the bus (handlers may still publish) for at most
+    *drain_timeout* seconds, then closes it; messages still queued after that are counted
+    and logged (``bus.undelivered``). Leaving with an error cancels every actor at once.
+    """
+    bus = Bus(
+        name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
+        supervision=supervision, dead_letter_topic=dead_letter_topic,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            bus._nursery = nursery
+            log.debug("bus.open", bus=name)
+            try:
+                yield bus
+                with trio.move_on_after(math.inf if drain_timeout is None else drain_timeout):
+                    await bus.drain()
+            except BaseException:
+                bus._close()
+                nursery.cancel_scope.cancel()
+                raise
+            left = bus._close()
+            if left:
+                log.error("bus.undelivered", bus=name, messages=left, drain_timeout=drain_timeout)
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        bus._closed = True
+        log.debug("bus.close", bus=name)

@@ -1,0 +1,213 @@
+"""Delivery policies as plain data: overflow, retry/backoff, supervision, retention, dedup.
+
+Every decision here is a pure function of its inputs (and of a clock value or a random
+number passed in), so it is unit-tested without trio and the trio tasks that use it
+stay thin. Times are in seconds of trio's clock; the bus passes ``trio.current_time()``,
+which is why ``MockClock`` makes all of them deterministic.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ._errors import ConfigurationError
+
+__all__ = ["DedupWindow", "Overflow", "Retention", "RetentionLog", "RetryPolicy", "Supervision"]
+
+T = TypeVar("T")
+
+
+class Overflow(enum.Enum):
+    """What a full mailbox does with a new message."""
+
+    BLOCK = "block"
+    """The publisher waits for room: backpressure. Nothing is dropped. The default."""
+    DROP_OLDEST = "drop_oldest"
+    """The oldest queued message is dropped (counted and logged) to make room."""
+    DROP_NEWEST = "drop_newest"
+    """The new message is dropped (counted and logged); the queue is unchanged."""
+    ERROR = "error"
+    """``publish`` raises :class:`~bus.MailboxFullError`; the caller decides."""
+
+    @classmethod
+    def parse(cls, value: Overflow | str) -> Overflow:
+        if isinstance(value, Overflow):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(repr(o.value) for o in cls)
+            raise ConfigurationError(
+                f"unknown overflow policy {value!r}; use one of {choices}"
+            ) from None
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failing handler is tried, and how long to wait in between.
+
+    The wait before attempt ``n + 1`` is ``min(max_delay, base_delay * factor**(n-1))``,
+    then scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so that many actors
+    failing together do not retry in lockstep.
+    """
+
+    attempts: int = 3
+    """Total attempts, the first included. 1 means no retry."""
+    base_delay: float = 0.1
+    factor: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigurationError(f"attempts must be an int >= 1, got {self.attempts!r}")
+        _positive("base_delay", self.base_delay, allow_zero=True)
+        _positive("max_delay", self.max_delay, allow_zero=True)
+        if self.factor < 1:
+            raise ConfigurationError(f"factor must be >= 1, got {self.factor!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError(f"jitter must be within [0, 1], got {self.jitter!r}")
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after failed *attempt* (1-based) before the next one."""
+        raw = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
+        return raw * (1 - self.jitter + 2 * self.jitter * rand())
+
+    def gives_up_after(self, attempt: int) -> bool:
+        return attempt >= self.attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Supervision:
+    """How an actor that crashes outside its handler is restarted.
+
+    ``max_restarts`` restarts are allowed within ``window`` seconds; one more and the
+    supervisor gives up, raising :class:`~bus.SupervisorGaveUp` into the bus.
+    """
+
+    max_restarts: int = 5
+    window: float = 60.0
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_restarts < 0:
+            raise ConfigurationError(f"max_restarts must be >= 0, got {self.max_restarts!r}")
+        _positive("window", self.window)
+
+    def delay(self, restart: int) -> float:
+        """Seconds to wait before restart number *restart* (1-based)."""
+        return float(min(self.max_delay, self.base_delay * 2 ** (restart - 1)))
+
+
+class RestartTracker:
+    """Counts restarts in a sliding window for :class:`Supervision`."""
+
+    def __init__(self, policy: Supervision) -> None:
+        self.policy = policy
+        self._times: deque[float] = deque()
+        self.total = 0
+
+    def record(self, now: float) -> int | None:
+        """Record a crash at *now*; the restart number, or None if the limit is passed."""
+        times = self._times
+        while times and times[0] <= now - self.policy.window:
+            times.popleft()
+        times.append(now)
+        if len(times) > self.policy.max_restarts:
+            return None
+        self.total += 1
+        return len(times)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Bounds of a topic's retained log. Any bound left ``None`` does not apply."""
+
+    max_count: int | None = None
+    max_bytes: int | None = None
+    max_age: float | None = None
+    """Seconds of trio's clock."""
+
+    def __post_init__(self) -> None:
+        if self.max_count is None and self.max_bytes is None and self.max_age is None:
+            raise ConfigurationError(
+                "Retention needs at least one bound: max_count, max_bytes or max_age"
+            )
+        for name in ("max_count", "max_bytes", "max_age"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+
+
+class RetentionLog(Generic[T]):
+    """A bounded log of items with their size and time, trimmed on every append."""
+
+    def __init__(self, policy: Retention) -> None:
+        self.policy = policy
+        self._items: deque[tuple[float, int, T]] = deque()
+        self._bytes = 0
+
+    def append(self, item: T, now: float, size: int = 0) -> None:
+        self._items.append((now, size, item))
+        self._bytes += size
+        self.trim(now)
+
+    def trim(self, now: float) -> None:
+        p, items = self.policy, self._items
+        while items and (
+            (p.max_count is not None and len(items) > p.max_count)
+            or (p.max_bytes is not None and self._bytes > p.max_bytes)
+            or (p.max_age is not None and items[0][0] < now - p.max_age)
+        ):
+            self._bytes -= items.popleft()[1]
+
+    def items(self, now: float) -> list[T]:
+        self.trim(now)
+        return [item for _, _, item in self._items]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+class DedupWindow:
+    """Remembers recently handled message keys for *ttl* seconds, at most *size* of them."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 300.0) -> None:
+        if size < 1:
+            raise ConfigurationError(f"dedup size must be >= 1, got {size!r}")
+        _positive("dedup ttl", ttl)
+        self.size, self.ttl = size, ttl
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def seen(self, key: str, now: float) -> bool:
+        self._expire(now)
+        return key in self._seen
+
+    def add(self, key: str, now: float) -> None:
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        seen = self._seen
+        while seen and (len(seen) > self.size or next(iter(seen.values())) <= now - self.ttl):
+            seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -1,0 +1,81 @@
+"""Frozen statistics records returned by ``bus.stats()``.
+
+The live counters are plain integer attributes on the objects that own them (a
+subscription counts its own deliveries); ``bus.stats()`` copies them into these
+immutable records, so reading stats never races with delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ActorStats", "BusStats", "TopicStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStats:
+    """Counters of one declared topic."""
+
+    published: int
+    """Messages published to this topic since the bus opened."""
+    retained: int
+    """Messages currently held in its retained log (0 without retention)."""
+    retained_bytes: int
+    """Encoded size of the retained log, when retention counts bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStats:
+    """Counters and gauges of one subscriber (actor)."""
+
+    pattern: str
+    """The pattern it subscribed with."""
+    group: str | None
+    """Its competing-consumer group, if any."""
+    delivered: int
+    """Messages its handler completed successfully."""
+    failed: int
+    """Handler calls that raised (each retry that fails counts)."""
+    retried: int
+    """Retries scheduled after a failure."""
+    dead_lettered: int
+    """Messages sent to the dead-letter topic after the last attempt."""
+    dropped: int
+    """Messages dropped by a ``drop_oldest``/``drop_newest`` overflow policy."""
+    duplicates: int
+    """Messages skipped by the dedup window."""
+    restarts: int
+    """Times its supervisor restarted it after a crash outside the handler."""
+    mailbox_depth: int
+    """Messages waiting in its mailbox(es) now."""
+    handler_seconds_total: float
+    """Wall time spent in successful handler calls."""
+    handler_seconds_max: float
+    """Longest successful handler call."""
+
+    @property
+    def handler_seconds_mean(self) -> float:
+        return self.handler_seconds_total / self.delivered if self.delivered else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    """A snapshot of the whole bus."""
+
+    topics: Mapping[str, TopicStats]
+    actors: Mapping[str, ActorStats]
+    pending_requests: int
+    """Requests waiting for a reply."""
+
+    @property
+    def published(self) -> int:
+        return sum(t.published for t in self.topics.values())
+
+    @property
+    def delivered(self) -> int:
+        return sum(a.delivered for a in self.actors.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(a.dead_lettered for a in self.actors.values())
