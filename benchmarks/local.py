@@ -8,10 +8,12 @@ JSON-ready report: machine facts, per-case rates, ``ratios``, ``targets`` and ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,6 +115,24 @@ def run(
 ) -> dict[str, Any]:
     """Run the suite and return the report (see the module docstring)."""
     started = time.perf_counter()
+    with quiet_logs():
+        return _run(size, progress, only, started)
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Keep the bus's debug lifecycle events (structlog) out of the table; restore after."""
+    import structlog
+
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+def _run(size: Size, progress: bool, only: Iterable[str] | None, started: float) -> dict[str, Any]:
     cases = throughput_cases(with_faststream=faststream_available())
     if only is not None:
         wanted = set(only)
