@@ -66,3 +66,29 @@ __all__ = [
 ]
 
 # --- seed facade (bus/_facade) ---
+from ._facade import BaseEvent as BaseEvent
+from ._facade import EventAdapter as EventAdapter
+from ._facade import EventFactory as EventFactory
+from ._facade import EventMessage as EventMessage
+from ._facade import EventStream as EventStream
+from ._facade import InMemoryAdapter as InMemoryAdapter
+from ._facade import LazyAdapter as LazyAdapter
+from ._facade import MemoryBroker as MemoryBroker
+from ._facade import MemoryReader as MemoryReader
+from ._facade import Settings as Settings
+from ._facade import settings as settings
+
+__all__ += [
+    "BaseEvent",
+    "EventAdapter",
+    "EventFactory",
+    "EventMessage",
+    "EventStream",
+    "InMemoryAdapter",
+    "LazyAdapter",
+    "MemoryBroker",
+    "MemoryReader",
+    "Settings",
+    "settings",
+]
+# --- end seed facade ---
