@@ -174,3 +174,26 @@ def _goal_fractions(report: dict[str, Any]) -> list[tuple[str, float, str]]:
         shown = min(fraction, 2.0)  # keep one huge margin from squashing the rest
         out.append((name, shown, f"{value:.3g} ({op} {target:g})"))
     return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results and ratio tables as Markdown, for ``docs/performance.md``."""
+    lines = ["| case | median | unit | rounds (spread) | what |", "|---|---:|---|---|---|"]
+    for name, case in report["cases"].items():
+        if case["ok"]:
+            spread = _spread(case["rounds"]) or "1"
+            lines.append(
+                f"| `{name}` | {human(case['median'])} | {case['unit']} | "
+                f"{len(case['rounds'])} ({spread}) | {case['what']} |"
+            )
+        else:
+            lines.append(f"| `{name}` | - | {case['unit']} | - | {case['error']} |")
+    lines += ["", "| ratio | value | target | met |", "|---|---:|---|---|"]
+    for name, value in report["ratios"].items():
+        target = TARGETS.get(name)
+        shown = "-" if value is None else f"{value:,.3f}" if value < 1e4 else f"{value:,.0f}"
+        tgt = f"{target[0]} {target[1]:g}" if target else ""
+        ok = report["met"].get(name)
+        mark = "" if target is None else "n/a" if ok is None else "**yes**" if ok else "**no**"
+        lines.append(f"| `{name}` | {shown} | {tgt} | {mark} |")
+    return "\n".join(lines)
