@@ -337,9 +337,10 @@ class Broker:
         """Graceful stop by PID (SIGTERM to the group we started), then sweep leftovers."""
         pid = self.pid()
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-            signal_pid(pid, signal.SIGTERM)
+            try:
+                os.killpg(pid, signal.SIGTERM)  # the session we started: the server + children
+            except (ProcessLookupError, PermissionError):
+                signal_pid(pid, signal.SIGTERM)
             if wait_gone([pid], 30):
                 say(f"{self.name}: pid {pid} ignored SIGTERM for 30 s, SIGKILL")
                 signal_pid(pid, signal.SIGKILL)
@@ -944,6 +945,9 @@ def _bring_up(broker: Broker, apt: list[str], results: dict[str, str | None]) ->
             apt_ensure(apt)
         broker.install()
         t1 = time.monotonic()
+        if broker.logfile.exists():  # one log per `up`; the previous one is kept beside it
+            broker.logfile.replace(broker.logfile.with_name("log.prev"))
+        results[broker.name] = "started"
         broker.start()
         broker.wait_ready()
         results[broker.name] = None
@@ -952,7 +956,8 @@ def _bring_up(broker: Broker, apt: list[str], results: dict[str, str | None]) ->
             f"(pid {broker.pid()}; {time.monotonic() - t0:.1f} s with install)"
         )
     except Exception as exc:
-        results[broker.name] = f"{type(exc).__name__}: {exc}"
+        started = results.get(broker.name) == "started"
+        results[broker.name] = f"{type(exc).__name__}: {exc}" + ("\n" if started else "")
 
 
 def up(names: list[str] | None = None) -> int:
@@ -970,8 +975,10 @@ def up(names: list[str] | None = None) -> int:
             t.join()
         failed = [b for b in brokers if results.get(b.name, "thread died") is not None]
         for b in failed:
-            say(f"{b.name}: FAILED: {results.get(b.name)}")
-            say(f"---- tail of {b.logfile} ----\n{tail(b.logfile)}\n---- end of {b.name} log")
+            why = results.get(b.name) or "?"
+            say(f"{b.name}: FAILED: {why.rstrip()}")
+            if why.endswith("\n"):  # it was started: its own log says why it did not come up
+                say(f"---- tail of {b.logfile} ----\n{tail(b.logfile)}\n---- end of {b.name} log")
             with contextlib.suppress(Exception):
                 b.stop()
     say(
