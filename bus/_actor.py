@@ -18,7 +18,7 @@ import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -51,6 +51,7 @@ _perf = time.perf_counter
 Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
 _FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
+_SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
 
 
 class Actor:
@@ -68,10 +69,6 @@ class Actor:
 
     async def on_stop(self) -> None:
         """Called when the actor stops normally."""
-
-
-class _Selector(Protocol):
-    def select(self, env: Envelope[Any]) -> Lane | None: ...
 
 
 def _as_callable(handler: Any) -> tuple[Callable[..., Any], bool, Actor | None]:
@@ -129,19 +126,27 @@ class Subscription:
         # live counters, copied into ActorStats by stats()
         self.delivered = self.failed = self.retried = self.dead_lettered = 0
         self.dropped = self.duplicates = self.restarts = 0
-        self.handler_total = self.handler_max = 0.0
-        if concurrency == 1 and skip_origin is None:
-            self.select = self.lanes[0].select  # type: ignore[method-assign]
+        self.handler_samples = 0
+        self.handler_sampled_total = self.handler_max = 0.0
+        # What the routing table calls: the lane itself when there is nothing to choose.
+        self.route_offer: Callable[[Envelope[Any]], Lane | None] = (
+            self.lanes[0].offer if concurrency == 1 and skip_origin is None else self.offer
+        )
 
     # -- routing --------------------------------------------------------------------
 
     def select(self, env: Envelope[Any]) -> Lane | None:
-        """The lane for *env*: by key hash if it has a key, else round-robin."""
+        """The lane for *env*: by key hash if it has a key, else round-robin; None to skip."""
         if self.skip_origin is not None and env.headers.get(H_ORIGIN) == self.skip_origin:
             return None
         if env.key is not None:
             return self.lanes[hash(env.key) % len(self.lanes)]
         return self._rr()
+
+    def offer(self, env: Envelope[Any]) -> Lane | None:
+        """Offer *env* to its lane; the lane if it is full under ``block``, else None."""
+        lane = self.select(env)
+        return None if lane is None else lane.offer(env)
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -191,71 +196,125 @@ class Subscription:
     # -- delivery -------------------------------------------------------------------
 
     async def _work(self, lane: Lane) -> None:
+        """One lane's worker: drain the mailbox, awaiting only when it is empty.
+
+        The success path is inlined (no coroutine per message); failures go to
+        :meth:`_recover`. Successful sync calls are counted in a local and added to
+        ``self.delivered`` before every await, which is the only time another task can
+        read the stats. One call in ``_SAMPLE_EVERY`` is timed.
+        """
         lane.worker = trio.lowlevel.current_task()
         items = lane.items
-        deliver = self._deliver
-        batch = self.batch
-        done = 0
+        popleft = items.popleft
+        low_water = lane.low_water
+        fn, is_async, dedup, batch = self._fn, self._is_async, self.dedup, self.batch
+        sample_mask, fair_mask = _SAMPLE_EVERY - 1, _FAIRNESS_EVERY - 1
+        n = pending = 0
         while True:
-            if not items and not await lane.wait():
-                return
+            if not items:
+                self.delivered += pending
+                pending = 0
+                if not await lane.wait():
+                    return
             if batch is not None:
                 await self._work_batch(lane, batch)
                 continue
-            env = lane.popleft()
+            env = popleft()
+            if lane._putters_waiting and len(items) <= low_water:
+                lane.wake_putters()
             try:
-                await deliver(env)
+                if dedup is not None and self._is_duplicate(dedup, env):
+                    continue
+                n += 1
+                if is_async or not n & sample_mask:
+                    self.delivered += pending
+                    pending = 0
+                    await self._call(env, timed=not n & sample_mask)
+                else:
+                    try:
+                        fn(env)
+                    except Exception as exc:
+                        self.delivered += pending
+                        pending = 0
+                        await self._recover(env, exc)
+                    else:
+                        pending += 1
+                if dedup is not None:
+                    dedup.add(self._dedup_key(env), trio.current_time())
             except BaseException:
+                self.delivered += pending
                 items.appendleft(env)  # not lost: a restart or the drain report sees it
                 raise
-            done += 1
-            if done % _FAIRNESS_EVERY == 0:
+            if not n & fair_mask:
+                self.delivered += pending
+                pending = 0
                 await trio.lowlevel.checkpoint()
 
-    async def _deliver(self, env: Envelope[Any]) -> None:
-        dedup = self.dedup
-        if dedup is not None:
-            dedup_key = env.headers.get(H_IDEMPOTENCY_KEY) or env.id
-            if dedup.seen(dedup_key, trio.current_time()):
-                self.duplicates += 1
-                return
-        fn = self._fn
+    async def _call(self, env: Envelope[Any], *, timed: bool) -> None:
+        """Call the handler once (async handlers, and the sampled sync calls)."""
+        start = _perf() if timed else 0.0
+        try:
+            if self._is_async:
+                await self._fn(env)
+            else:
+                self._fn(env)
+        except Exception as exc:
+            await self._recover(env, exc)
+        else:
+            self.delivered += 1
+            if timed:
+                self._timed(_perf() - start)
+
+    def _timed(self, elapsed: float) -> None:
+        self.handler_samples += 1
+        self.handler_sampled_total += elapsed
+        if elapsed > self.handler_max:
+            self.handler_max = elapsed
+
+    @staticmethod
+    def _dedup_key(env: Envelope[Any]) -> str:
+        return env.headers.get(H_IDEMPOTENCY_KEY) or env.id
+
+    def _is_duplicate(self, dedup: DedupWindow, env: Envelope[Any]) -> bool:
+        if dedup.seen(self._dedup_key(env), trio.current_time()):
+            self.duplicates += 1
+            return True
+        return False
+
+    async def _recover(self, env: Envelope[Any], exc: Exception) -> None:
+        """Retry a failed message with backoff on this lane, then dead-letter it."""
         local_attempt = 1
         while True:
-            start = _perf()
+            self.failed += 1
+            if self.retry.gives_up_after(local_attempt):
+                await self._dead_letter(env, exc, local_attempt)
+                return
+            self.retried += 1
+            delay = self.retry.delay(local_attempt)
+            log.info(
+                "handler.retry", subscriber=self.name, id=env.id, topic=env.topic,
+                attempt=env.attempt, delay=delay, error=repr(exc),
+            )
+            await trio.sleep(delay)
+            local_attempt += 1
+            env = _replace(env, attempt=env.attempt + 1)
             try:
                 if self._is_async:
-                    await fn(env)
+                    await self._fn(env)
                 else:
-                    fn(env)
-            except Exception as exc:
-                self.failed += 1
-                if self.retry.gives_up_after(local_attempt):
-                    await self._dead_letter(env, exc, local_attempt)
-                    break
-                self.retried += 1
-                delay = self.retry.delay(local_attempt)
-                log.info(
-                    "handler.retry", subscriber=self.name, id=env.id, topic=env.topic,
-                    attempt=env.attempt, delay=delay, error=repr(exc),
-                )
-                await trio.sleep(delay)
-                local_attempt += 1
-                env = _replace(env, attempt=env.attempt + 1)
+                    self._fn(env)
+            except Exception as again:
+                exc = again
             else:
-                elapsed = _perf() - start
                 self.delivered += 1
-                self.handler_total += elapsed
-                if elapsed > self.handler_max:
-                    self.handler_max = elapsed
-                break
-        if dedup is not None:
-            dedup.add(dedup_key, trio.current_time())
+                return
 
     async def _work_batch(self, lane: Lane, size: int) -> None:
         """Hand the handler up to *size* queued messages at once (bridges export this way)."""
         items = lane.items
-        envs = [lane.popleft() for _ in range(min(size, len(items)))]
+        envs = [items.popleft() for _ in range(min(size, len(items)))]
+        if lane._putters_waiting and len(items) <= lane.low_water:
+            lane.wake_putters()
         local_attempt = 1
         while True:
             start = _perf()
@@ -276,10 +335,8 @@ class Subscription:
                 items.extendleft(reversed(envs))
                 raise
             else:
-                elapsed = _perf() - start
                 self.delivered += len(envs)
-                self.handler_total += elapsed
-                self.handler_max = max(self.handler_max, elapsed)
+                self._timed(_perf() - start)
                 return
 
     async def _dead_letter(self, env: Envelope[Any], exc: Exception, attempts: int) -> None:
@@ -310,7 +367,9 @@ class Subscription:
             duplicates=self.duplicates,
             restarts=self.restarts,
             mailbox_depth=sum(len(lane.items) for lane in self.lanes),
-            handler_seconds_total=self.handler_total,
+            handler_seconds_mean=(
+                self.handler_sampled_total / self.handler_samples if self.handler_samples else 0.0
+            ),
             handler_seconds_max=self.handler_max,
         )
 
@@ -341,3 +400,7 @@ class Group:
             self._next = (self._next + 1) % len(members)
             member = members[self._next]
         return member.select(env)
+
+    def offer(self, env: Envelope[Any]) -> Lane | None:
+        lane = self.select(env)
+        return None if lane is None else lane.offer(env)

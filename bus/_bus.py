@@ -15,7 +15,8 @@ itself, so ``except PayloadTypeError`` works around a bus block.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar, overload
 
@@ -25,7 +26,7 @@ import trio
 
 from ._actor import Group, Subscription
 from ._codec import Codec, codec_for
-from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe, now
+from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe
 from ._errors import (
     BusClosedError,
     ConfigurationError,
@@ -44,6 +45,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 log = structlog.get_logger("bus")
 
+_time = time.time
 DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"
 _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 
@@ -51,7 +53,7 @@ _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
-    __slots__ = ("codec", "exact", "log", "name", "published")
+    __slots__ = ("codec", "exact", "log", "name", "offers", "published")
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
         self.name = name
@@ -59,6 +61,8 @@ class _TopicSpec:
         self.exact: type | None = codec._exact
         self.log: RetentionLog[Envelope[Any]] | None = RetentionLog(retain) if retain else None
         self.published = 0
+        # the routing table's answer for this topic, memoised here to save a lookup
+        self.offers: tuple[Callable[[Envelope[Any]], Lane | None], ...] | None = None
 
 
 class BusState:
@@ -115,10 +119,11 @@ class Bus:
         self.default_retry = retry or RetryPolicy()
         self.default_supervision = supervision or Supervision()
         self._topics: dict[str, _TopicSpec] = {}
-        self._router: RoutingTable[Any] = RoutingTable()
+        self._router: RoutingTable[Callable[[Envelope[Any]], Lane | None]] = RoutingTable()
         self._subs: dict[str, Subscription] = {}
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
+        self._id_prefix, self._next_seq = self._new_id.prefix, self._new_id.next_seq
         self._state = BusState(self)
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -127,7 +132,7 @@ class Bus:
         self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
-        self._router.add(self.reply_topic, _ReplyTarget(self._pending))
+        self._router.add(self.reply_topic, _ReplyTarget(self._pending).offer)
 
     # -- topics -----------------------------------------------------------------------
 
@@ -201,19 +206,27 @@ class Bus:
         """
         if self._closed:
             raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
-        spec = self._topics.get(topic) or self._spec(topic)
-        exact = spec.exact
-        if exact is None or type(payload) is not exact:
+        spec = self._topics.get(topic)
+        if spec is None:
+            spec = self._spec(topic)
+        if type(payload) is not spec.exact:
             spec.codec.check(topic, payload)
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         env: Envelope[Any] = Envelope(
-            id=self._new_id(), topic=topic, payload=payload, key=key,
-            headers={} if headers is None else headers, time=now(), source=self.name,
+            id=self._id_prefix + hex(self._next_seq()), topic=topic, payload=payload, key=key,
+            headers={} if headers is None else headers, time=_time(), source=self.name,
         )
-        blocked = self._offer(env, spec)
-        if blocked is not None:
-            for lane in blocked:
+        # the same steps as _publish_envelope, inlined: this is the hot path
+        spec.published += 1
+        if spec.log is not None:
+            self._retain(spec, env)
+        offers = spec.offers
+        if offers is None:
+            offers = spec.offers = self._router.route(topic)
+        for offer in offers:
+            lane = offer(env)
+            if lane is not None:
                 await lane.put(env)
         return env
 
@@ -221,24 +234,19 @@ class Bus:
         """Route an envelope made elsewhere (dead letters, bridges' imports)."""
         if self._closed:
             raise BusClosedError(f"bus {self.name!r} is closed")
-        blocked = self._offer(env, self._spec(env.topic))
-        if blocked is not None:
-            for lane in blocked:
-                await lane.put(env)
-
-    def _offer(self, env: Envelope[Any], spec: _TopicSpec) -> list[Lane] | None:
+        spec = self._spec(env.topic)
         spec.published += 1
         if spec.log is not None:
-            size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0
-            spec.log.append(env, trio.current_time(), size)
-        blocked: list[Lane] | None = None
-        for target in self._router.route(env.topic):
-            lane = target.select(env)
-            if lane is not None and not lane.offer(env):
-                if blocked is None:
-                    blocked = []
-                blocked.append(lane)
-        return blocked
+            self._retain(spec, env)
+        for offer in self._router.route(env.topic):
+            lane = offer(env)
+            if lane is not None:
+                await lane.put(env)
+
+    def _retain(self, spec: _TopicSpec, env: Envelope[Any]) -> None:
+        assert spec.log is not None
+        size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0
+        spec.log.append(env, trio.current_time(), size)
 
     def _dlq_envelope(self, env: Envelope[Any]) -> Envelope[Any]:
         return msgspec.structs.replace(env, topic=self.dead_letter_topic)
@@ -297,14 +305,15 @@ class Bus:
             for env in self._retained_matching(pattern):
                 lane = sub.select(env)
                 if lane is not None:
-                    lane.items.append(env)
+                    lane.items.append(env)  # replay may exceed capacity: retention bounds it
+        self._routes_changed()
         if group is None:
-            self._router.add(pattern, sub)
+            self._router.add(pattern, sub.route_offer)
         else:
             grp = self._groups.get(group)
             if grp is None:
                 grp = self._groups[group] = Group(group, pattern)
-                self._router.add(pattern, grp)
+                self._router.add(pattern, grp.offer)
             elif grp.pattern != pattern:
                 raise ConfigurationError(
                     f"group {group!r} subscribes to {grp.pattern!r}; every member must use "
@@ -322,7 +331,12 @@ class Bus:
             if sub in grp.members:
                 grp.members.remove(sub)
         else:
-            self._router.remove(sub)
+            self._router.remove(sub.route_offer)
+        self._routes_changed()
+
+    def _routes_changed(self) -> None:
+        for spec in self._topics.values():
+            spec.offers = None
 
     # -- retention --------------------------------------------------------------------
 
@@ -456,17 +470,13 @@ class _ReplyTarget:
     def __init__(self, pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]]) -> None:
         self._pending = pending
 
-    def select(self, env: Envelope[Any]) -> _ReplyTarget:
-        return self
-
-    def offer(self, env: Envelope[Any]) -> bool:
+    def offer(self, env: Envelope[Any]) -> None:
         waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
         if waiting is not None and not waiting[0].is_set():
             waiting[1].append(env)
             waiting[0].set()
         else:
             log.warning("reply.unmatched", id=env.id, topic=env.topic)
-        return True
 
 
 @asynccontextmanager

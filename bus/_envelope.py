@@ -96,18 +96,21 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 class IdGenerator:
     """Makes ids that are unique across buses and sort in creation order within one.
 
-    An id is 28 hex digits: 12 of the generator's start time in milliseconds, 6 random,
-    and a 10-digit counter. One string format per id keeps ``publish`` cheap.
+    An id is 18 hex digits of the generator's start (12 of its time in milliseconds,
+    6 random), then ``0x`` and an 11-hex-digit counter: ``0193a1b2c3d4e5f6a10x10000000001``.
+    The counter starts at ``2**40`` so its width stays fixed (and ids sort as strings)
+    for 1.6e13 messages. ``hex()`` is the cheapest int-to-text in CPython, which matters
+    because every publish makes one.
     """
 
-    __slots__ = ("_next", "_prefix")
+    __slots__ = ("next_seq", "prefix")
 
     def __init__(self) -> None:
-        self._prefix = f"{time.time_ns() // 1_000_000:012x}{os.urandom(3).hex()}"
-        self._next = itertools.count(1).__next__
+        self.prefix = f"{time.time_ns() // 1_000_000:012x}{os.urandom(3).hex()}"
+        self.next_seq = itertools.count(1 << 40).__next__
 
     def __call__(self) -> str:
-        return "%s%010x" % (self._prefix, self._next())  # noqa: UP031 - fastest form here
+        return self.prefix + hex(self.next_seq())
 
 
 def now() -> float:

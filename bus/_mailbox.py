@@ -40,6 +40,7 @@ class Lane:
         "closed",
         "index",
         "items",
+        "low_water",
         "overflow",
         "owner",
         "worker",
@@ -50,6 +51,7 @@ class Lane:
         self.index = index
         self.items: deque[Envelope[Any]] = deque()
         self.capacity = capacity
+        self.low_water = capacity // 2
         self.overflow = overflow
         self.closed = False
         self.worker: trio.lowlevel.Task | None = None
@@ -60,26 +62,29 @@ class Lane:
 
     # -- publisher side -------------------------------------------------------------
 
-    def select(self, env: Envelope[Any]) -> Lane | None:
-        """A lane routes to itself (the routing table holds lanes, subscriptions, groups)."""
-        return self
-
-    def offer(self, env: Envelope[Any]) -> bool:
-        """Accept *env* without waiting. False means: full under ``block``, call :meth:`put`."""
+    def offer(self, env: Envelope[Any]) -> Lane | None:
+        """Accept *env* without waiting and return None; or return this lane when it is
+        full under ``block`` (the caller then awaits :meth:`put`)."""
         items = self.items
         if len(items) < self.capacity:
             items.append(env)
             if self._getter_parked:
-                self._getter.unpark()
-            return True
+                self._wake_getter()
+            return None
         return self._overflowed(env)
 
-    def _overflowed(self, env: Envelope[Any]) -> bool:
+    def _wake_getter(self) -> None:
+        # Cleared here, not when the worker runs: the publisher may append many more
+        # messages before the worker gets the CPU, and each must not unpark again.
+        self._getter_parked = False
+        self._getter.unpark()
+
+    def _overflowed(self, env: Envelope[Any]) -> Lane | None:
         if self.closed:
             raise BusClosedError(f"subscriber {self.owner.name!r} is closed")
         policy = self.overflow
         if policy is Overflow.BLOCK:
-            return False
+            return self
         owner = self.owner
         if policy is Overflow.DROP_OLDEST:
             dropped = self.items.popleft()
@@ -97,7 +102,7 @@ class Lane:
             "message.dropped", subscriber=owner.name, policy=policy.value, id=dropped.id,
             topic=dropped.topic,
         )
-        return True
+        return None
 
     async def put(self, env: Envelope[Any]) -> None:
         """Wait for room, then accept *env* (the ``block`` policy's slow path)."""
@@ -108,27 +113,32 @@ class Lane:
                 f"another task"
             )
         tracker = self.owner.bus_state
-        while len(self.items) >= self.capacity:
-            if self.closed:
-                raise BusClosedError(f"subscriber {self.owner.name!r} closed while full")
-            self._putters_waiting += 1
-            tracker.blocked_puts += 1
-            try:
-                await self._putters.park()
-            finally:
-                self._putters_waiting -= 1
-                tracker.blocked_puts -= 1
-        self.items.append(env)
-        if self._getter_parked:
-            self._getter.unpark()
+        tracker.blocked_puts += 1
+        try:
+            while len(self.items) >= self.capacity:
+                if self.closed:
+                    raise BusClosedError(f"subscriber {self.owner.name!r} closed while full")
+                self._putters_waiting += 1
+                try:
+                    await self._putters.park()
+                except BaseException:
+                    # not woken (a wake-up is never followed by Cancelled at this point)
+                    self._putters_waiting -= 1
+                    raise
+            self.items.append(env)
+            if self._getter_parked:
+                self._wake_getter()
+        finally:
+            tracker.blocked_puts -= 1
 
     # -- worker side ------------------------------------------------------------------
 
-    def popleft(self) -> Envelope[Any]:
-        env = self.items.popleft()
-        if self._putters_waiting:
-            self._putters.unpark()
-        return env
+    def wake_putters(self) -> None:
+        """Let every blocked publisher retry. The worker calls this at the low-water mark
+        (half empty), so a saturated lane trades one wake-up per half mailbox, not one per
+        message."""
+        self._putters_waiting = 0
+        self._putters.unpark_all()
 
     async def wait(self) -> bool:
         """Park until a message arrives. False once the lane is closed and empty."""
@@ -136,6 +146,8 @@ class Lane:
         while not self.items:
             if self.closed:
                 return False
+            if self._putters_waiting:
+                self.wake_putters()
             self._getter_parked = True
             if state.idle_waiters:
                 state.idle.unpark_all()
@@ -153,5 +165,6 @@ class Lane:
     def close(self) -> None:
         """Stop accepting; the worker exits once the mailbox is empty."""
         self.closed = True
+        self._getter_parked = False
         self._getter.unpark_all()
-        self._putters.unpark_all()
+        self.wake_putters()

@@ -123,7 +123,7 @@ class RoutingTable(Generic[T]):
 
     def remove(self, target: T) -> None:
         """Forget every entry for *target* (no error if it had none)."""
-        self._entries = [(p, t) for p, t in self._entries if t is not target]
+        self._entries = [(p, t) for p, t in self._entries if t != target]
         self._cache.clear()
 
     def route(self, topic: str) -> tuple[T, ...]:
