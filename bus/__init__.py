@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 # --- seed facade (bus/_facade) ---
+from ._facade import AdapterWrapper as AdapterWrapper
 from ._facade import BaseEvent as BaseEvent
 from ._facade import EventAdapter as EventAdapter
 from ._facade import EventFactory as EventFactory
@@ -75,10 +76,13 @@ from ._facade import InMemoryAdapter as InMemoryAdapter
 from ._facade import LazyAdapter as LazyAdapter
 from ._facade import MemoryBroker as MemoryBroker
 from ._facade import MemoryReader as MemoryReader
+from ._facade import MessageCallback as MessageCallback
+from ._facade import ModelCallback as ModelCallback
 from ._facade import Settings as Settings
 from ._facade import settings as settings
 
 __all__ += [
+    "AdapterWrapper",
     "BaseEvent",
     "EventAdapter",
     "EventFactory",
@@ -88,6 +92,8 @@ __all__ += [
     "LazyAdapter",
     "MemoryBroker",
     "MemoryReader",
+    "MessageCallback",
+    "ModelCallback",
     "Settings",
     "settings",
 ]

@@ -18,8 +18,10 @@ from ._message import EventMessage as EventMessage
 from ._settings import Settings as Settings
 from ._settings import settings as settings
 from ._stream import EventStream as EventStream
+from ._wrapper import AdapterWrapper as AdapterWrapper
 
 __all__ = [
+    "AdapterWrapper",
     "BaseEvent",
     "EventAdapter",
     "EventFactory",

@@ -47,8 +47,7 @@ class LazyAdapter:
         if missing:
             fix = install or f"pip install {' '.join(missing)}"
             raise MissingDependencyError(
-                f"event backend {name!r} needs {', '.join(missing)}, which is not "
-                f"installed: {fix}"
+                f"event backend {name!r} needs {', '.join(missing)}, which is not installed: {fix}"
             )
         module_name, _, attr = self.path.partition(":")
         try:
@@ -86,9 +85,7 @@ class EventFactory:
 
     _adapters: ClassVar[dict[str, type[EventAdapter] | LazyAdapter]] = {
         "memory": InMemoryAdapter,
-        "kafka": LazyAdapter(
-            "bridges.kafka:KafkaAdapter", "kafka", ("aiokafka", "trio_asyncio")
-        ),
+        "kafka": LazyAdapter("bridges.kafka:KafkaAdapter", "kafka", ("aiokafka", "trio_asyncio")),
         "rabbitmq": LazyAdapter(
             "bridges.rabbitmq:RabbitMQAdapter", "rabbitmq", ("aio_pika", "trio_asyncio")
         ),
@@ -101,9 +98,7 @@ class EventFactory:
     }
 
     @classmethod
-    def register_adapter(
-        cls, name: str, adapter: type[EventAdapter] | LazyAdapter | str
-    ) -> None:
+    def register_adapter(cls, name: str, adapter: type[EventAdapter] | LazyAdapter | str) -> None:
         """Make ``adapter`` available as ``name``, replacing any earlier registration.
 
         ``adapter`` is an :class:`EventAdapter` subclass, a :class:`LazyAdapter`, or a
@@ -117,16 +112,14 @@ class EventFactory:
         if isinstance(adapter, str):
             if ":" not in adapter:
                 raise ConfigurationError(
-                    f"lazy adapter path must look like 'package.module:ClassName', "
-                    f"got {adapter!r}"
+                    f"lazy adapter path must look like 'package.module:ClassName', got {adapter!r}"
                 )
             adapter = LazyAdapter(adapter)
         elif not isinstance(adapter, LazyAdapter) and not (
             isinstance(adapter, type) and issubclass(adapter, EventAdapter)
         ):
             raise ConfigurationError(
-                f"register_adapter({name!r}, ...) needs an EventAdapter subclass, "
-                f"got {adapter!r}"
+                f"register_adapter({name!r}, ...) needs an EventAdapter subclass, got {adapter!r}"
             )
         cls._adapters[name.strip().lower()] = adapter
 

@@ -66,8 +66,7 @@ def encode_message(message: EventMessage) -> bytes:
         )
     if message.key is not None and not isinstance(message.key, str):
         raise PayloadTypeError(
-            f"topic {message.topic!r}: key must be a str or None, "
-            f"got {type(message.key).__name__}"
+            f"topic {message.topic!r}: key must be a str or None, got {type(message.key).__name__}"
         )
     for name, value in message.headers.items():
         if not isinstance(name, str) or not isinstance(value, str):

@@ -26,8 +26,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _is_pydantic(tp: Any) -> bool:
-    return isinstance(tp, type) and callable(getattr(tp, "model_validate", None)) and callable(
-        getattr(tp, "model_dump", None)
+    return (
+        isinstance(tp, type)
+        and callable(getattr(tp, "model_validate", None))
+        and callable(getattr(tp, "model_dump", None))
     )
 
 

@@ -76,9 +76,7 @@ class Settings:
         self._assigned: dict[str, str | None] = {}
         for name, value in values.items():
             if name not in self.field_names():
-                raise TypeError(
-                    f"unknown setting {name!r}; known: {', '.join(self.field_names())}"
-                )
+                raise TypeError(f"unknown setting {name!r}; known: {', '.join(self.field_names())}")
             setattr(self, name, value)
 
     @classmethod

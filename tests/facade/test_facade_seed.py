@@ -30,9 +30,7 @@ class Product(msgspec.Struct):
 
 class UserEvent(BaseEvent[User]):
     def __init__(self, event_type: str | None = None, **adapter_kwargs: Any) -> None:
-        super().__init__(
-            model=User, event_type=event_type, topic_prefix="user", **adapter_kwargs
-        )
+        super().__init__(model=User, event_type=event_type, topic_prefix="user", **adapter_kwargs)
 
 
 class ProductEvent(BaseEvent[Product]):

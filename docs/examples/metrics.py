@@ -1,0 +1,88 @@
+"""Metrics wrapper: count publishes, consumptions, errors and publish latency.
+
+Seed pattern "Monitoreo y Métricas", as an :class:`~bus.AdapterWrapper` so it works
+under any ``BaseEvent`` (``adapter=``) and for callbacks as well as iterators. Latency is
+measured on trio's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import trio
+
+from bus import AdapterWrapper, BaseEvent, EventFactory, EventMessage, MessageCallback
+
+
+class MetricsEventAdapter(AdapterWrapper):
+    """Wrapper para recopilar métricas de eventos."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics = {"published": 0, "consumed": 0, "errors": 0}
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    async def publish(self, message: EventMessage) -> None:
+        start = trio.current_time()
+        try:
+            await super().publish(message)
+            self.metrics["published"] += 1
+        except Exception:
+            self.metrics["errors"] += 1
+            raise
+        finally:
+            self.latency_sum += trio.current_time() - start
+            self.latency_count += 1
+
+    async def subscribe(self, topic: str, callback: MessageCallback, **kwargs: Any) -> None:
+        async def counting(message: EventMessage) -> None:
+            self.metrics["consumed"] += 1
+            await callback(message)
+
+        await super().subscribe(topic, counting, **kwargs)
+
+    async def _count(self, messages: AsyncIterator[EventMessage]) -> AsyncIterator[EventMessage]:
+        async for message in messages:
+            self.metrics["consumed"] += 1
+            yield message
+
+    def consume(self, topic: str, **kwargs: Any) -> AsyncIterator[EventMessage]:
+        return self._count(super().consume(topic, **kwargs))
+
+    def get_metrics(self) -> dict[str, float]:
+        average = self.latency_sum / self.latency_count if self.latency_count else 0.0
+        return {
+            "published_total": self.metrics["published"],
+            "consumed_total": self.metrics["consumed"],
+            "errors_total": self.metrics["errors"],
+            "average_latency_seconds": average,
+        }
+
+
+class Click(msgspec.Struct):
+    page: str
+
+
+async def main() -> dict[str, float]:
+    base_adapter = EventFactory.create_adapter("memory")
+    metrics_adapter = MetricsEventAdapter(base_adapter)
+    clicks = BaseEvent(model=Click, topic_prefix="click", adapter=metrics_adapter)
+    await clicks.pull("recorded", callback=lambda click: None)
+    for page in ("home", "pricing", "docs"):
+        await clicks.push("recorded", Click(page))
+    async for _ in clicks.pull("recorded", follow=False):
+        pass
+    try:
+        await metrics_adapter.publish(EventMessage(topic="bad topic", data={}))
+    except ValueError:
+        pass  # counted as an error
+    result = metrics_adapter.get_metrics()
+    print(result)
+    return result
+
+
+if __name__ == "__main__":
+    trio.run(main)

@@ -1,0 +1,58 @@
+"""Versioned events: v1 and v2 producers on one topic, a consumer that upcasts v1.
+
+Seed pattern "Versionado de Eventos". Producers mark the schema with an
+``event_version`` header. The consumer reads the topic as the newest model: fields
+added in v2 have defaults, so v1 data decodes into ``UserEventV2`` as is; the header
+tells which version each event was written with.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import trio
+
+from bus import BaseEvent
+
+
+class UserEventV1(msgspec.Struct):
+    id: str
+    name: str
+    email: str
+
+
+class UserEventV2(msgspec.Struct):
+    """Versión 2 del evento de usuario."""
+
+    id: str
+    name: str
+    email: str
+    phone: str | None = None  # nuevo campo
+    version: str = "2.0"
+
+
+async def main() -> list[tuple[str, UserEventV2]]:
+    v1 = BaseEvent(model=UserEventV1, event_type="memory", topic_prefix="user")
+    v2 = BaseEvent(model=UserEventV2, event_type="memory", topic_prefix="user")
+    await v1.push(
+        "created", UserEventV1("1", "Old", "old@example.com"), headers={"event_version": "1.0"}
+    )
+    await v2.push(
+        "created",
+        UserEventV2("2", "New", "new@example.com", phone="+34 600"),
+        headers={"event_version": "2.0"},
+    )
+
+    received: list[tuple[str, UserEventV2]] = []
+    stream = v2.pull("created", follow=False)
+    async for user in stream:
+        assert stream.message is not None
+        written_as = stream.message.headers.get("event_version", "1.0")
+        if written_as == "1.0":
+            user = msgspec.structs.replace(user, version="1.0")  # upcast, remember origin
+        received.append((written_as, user))
+    print(received)
+    return received
+
+
+if __name__ == "__main__":
+    trio.run(main)
