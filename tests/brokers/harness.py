@@ -813,6 +813,7 @@ class PubSub(Broker):
             out = run(argv, env=env, cwd=src, timeout=1200)
             if out.returncode != 0:
                 raise HarnessError(f"{' '.join(argv)} failed:\n{out.stdout[-3000:]}")
+        shutil.rmtree(CACHE / "go" / "build", ignore_errors=True)  # ~0.9 GB, binary is kept
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         emulator = self.emulator()
