@@ -513,13 +513,16 @@ async def open_bus(
                 bus._close()
                 nursery.cancel_scope.cancel()
                 raise
-            left = bus._close()
-            if left:
-                log.error("bus.undelivered", bus=name, messages=left, drain_timeout=drain_timeout)
-                nursery.cancel_scope.cancel()
+            if bus._close():
+                nursery.cancel_scope.cancel()  # drain timed out: stop the stuck handlers
+        # a handler cancelled above put its message back, so this counts it too
+        left = sum(len(lane.items) for lane in bus._lanes())
+        if left:
+            log.error("bus.undelivered", bus=name, messages=left, drain_timeout=drain_timeout)
     except BaseExceptionGroup as group:
         if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-            raise group.exceptions[0] from None
+            only = group.exceptions[0]
+            raise only from only.__cause__  # keeps its cause, hides the one-item group
         raise
     finally:
         bus._closed = True
