@@ -144,7 +144,9 @@ async def test_block_policy_applies_backpressure_and_loses_nothing(autojump_cloc
     assert got == list(range(6))
 
 
-@pytest.mark.parametrize(("policy", "kept"), [("drop_oldest", [0, 3, 4]), ("drop_newest", [0, 1, 2])])
+@pytest.mark.parametrize(
+    ("policy", "kept"), [("drop_oldest", [0, 3, 4]), ("drop_newest", [0, 1, 2])]
+)
 async def test_drop_policies_drop_counted_and_logged(policy: str, kept: list[int]) -> None:
     got: list[int] = []
     busy, gate = trio.Event(), trio.Event()
