@@ -6,6 +6,9 @@ This module only re-exports; the code lives in the private modules beside it.
 from ._actor import Actor as Actor
 from ._actor import Group as Group
 from ._actor import Subscription as Subscription
+from ._bridge import Attachment as Attachment
+from ._bridge import Bridge as Bridge
+from ._bridge import Port as Port
 from ._bus import Bus as Bus
 from ._bus import Topic as Topic
 from ._bus import open_bus as open_bus
@@ -36,8 +39,10 @@ from ._stats import TopicStats as TopicStats
 __all__ = [
     "Actor",
     "ActorStats",
+    "Attachment",
     "BackendError",
     "BackendUnavailableError",
+    "Bridge",
     "Bus",
     "BusClosedError",
     "BusError",
@@ -52,6 +57,7 @@ __all__ = [
     "MissingDependencyError",
     "Overflow",
     "PayloadTypeError",
+    "Port",
     "RequestTimeoutError",
     "Retention",
     "RetryPolicy",

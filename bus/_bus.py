@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar, overload
 
@@ -25,6 +25,8 @@ import structlog
 import trio
 
 from ._actor import Group, Subscription
+from ._bridge import EXPORT_RETRY, Attachment, Bridge
+from ._bridge import attach as _attach
 from ._codec import Codec, codec_for
 from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe
 from ._errors import (
@@ -337,6 +339,34 @@ class Bus:
     def _routes_changed(self) -> None:
         for spec in self._topics.values():
             spec.offers = None
+
+    # -- bridges ----------------------------------------------------------------------
+
+    async def attach(
+        self,
+        bridge: Bridge,
+        *,
+        export: Sequence[str] = (),
+        import_: Sequence[str] = (),
+        batch: int = 256,
+        capacity: int = 4096,
+        retry: RetryPolicy | None = None,
+    ) -> Attachment:
+        """Mirror topics matching *export* to *bridge*'s broker, and *import_* from it.
+
+        Returns once the bridge's ingress is consuming. Export is a batched subscription
+        (``batch`` envelopes at most per call) that retries failed batches with backoff,
+        forever by default, so an outage becomes backpressure rather than loss.
+        """
+        return await _attach(
+            self, bridge, export=export, import_=import_, batch=batch, capacity=capacity,
+            retry=retry or EXPORT_RETRY,
+        )
+
+    async def _start(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> None:
+        if self._nursery is None or self._closed:
+            raise BusClosedError("attach bridges inside 'async with open_bus() as bus:'")
+        await self._nursery.start(fn, *args, name=name)
 
     # -- retention --------------------------------------------------------------------
 

@@ -62,16 +62,19 @@ class RetryPolicy:
     failing together do not retry in lockstep.
     """
 
-    attempts: int = 3
-    """Total attempts, the first included. 1 means no retry."""
+    attempts: int | None = 3
+    """Total attempts, the first included. 1 means no retry; None retries forever
+    (bridges' egress uses that: an outage holds messages back, it never drops them)."""
     base_delay: float = 0.1
     factor: float = 2.0
     max_delay: float = 30.0
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigurationError(f"attempts must be an int >= 1, got {self.attempts!r}")
+        if self.attempts is not None and (not isinstance(self.attempts, int) or self.attempts < 1):
+            raise ConfigurationError(
+                f"attempts must be an int >= 1 or None (forever), got {self.attempts!r}"
+            )
         _positive("base_delay", self.base_delay, allow_zero=True)
         _positive("max_delay", self.max_delay, allow_zero=True)
         if self.factor < 1:
@@ -85,7 +88,7 @@ class RetryPolicy:
         return raw * (1 - self.jitter + 2 * self.jitter * rand())
 
     def gives_up_after(self, attempt: int) -> bool:
-        return attempt >= self.attempts
+        return self.attempts is not None and attempt >= self.attempts
 
 
 @dataclass(frozen=True, slots=True)

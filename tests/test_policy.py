@@ -28,7 +28,7 @@ def test_retry_gives_up_after_the_last_attempt() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"attempts": 0}, "attempts must be an int >= 1"),
+        ({"attempts": 0}, "attempts must be an int >= 1 or None"),
         ({"base_delay": -1}, "base_delay must be >= 0"),
         ({"factor": 0.5}, "factor must be >= 1"),
         ({"jitter": 2}, "jitter must be within"),
