@@ -74,7 +74,9 @@ async def test_export_then_import_between_two_buses() -> None:
             a.topic("order.created", Order)
             await a.attach(LoopbackBridge("out", broker), export=["order.*"])
             for i in range(5):
-                await a.publish("order.created", Order(f"o{i}"), key=f"c{i % 2}", headers={"t": "1"})
+                await a.publish(
+                    "order.created", Order(f"o{i}"), key=f"c{i % 2}", headers={"t": "1"}
+                )
         await b.drain()
         broker.send.close()
     assert [e.payload.id for e in got] == [f"o{i}" for i in range(5)]
