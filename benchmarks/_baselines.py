@@ -193,7 +193,7 @@ def faststream_kafka(n: int) -> Sample:
     broker = KafkaBroker()
     count = 0
 
-    @broker.subscriber("bench-tick")  # type: ignore[misc]
+    @broker.subscriber("bench-tick")
     async def handler(msg: dict[str, int]) -> None:
         nonlocal count
         count += 1
