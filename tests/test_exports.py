@@ -1,0 +1,39 @@
+"""Pins the public names of ``bus`` and checks that importing stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import bus
+
+CORE_NAMES = {
+    "Actor", "ActorStats", "Attachment", "BackendError", "BackendUnavailableError", "Bridge",
+    "Bus", "BusClosedError", "BusError", "BusStats", "Codec", "ConfigurationError",
+    "DecodeError", "DedupWindow", "Envelope", "Group", "MailboxFullError",
+    "MissingDependencyError", "Overflow", "PayloadTypeError", "Port", "RequestTimeoutError",
+    "Retention", "RetryPolicy", "Subscription", "Supervision", "SupervisorGaveUp", "Topic",
+    "TopicError", "TopicStats", "UnknownTopicError", "open_bus",
+}
+
+
+def test_core_names_are_exported() -> None:
+    assert CORE_NAMES <= set(bus.__all__)
+    for name in bus.__all__:
+        assert getattr(bus, name) is not None
+
+
+def test_every_error_is_a_bus_error() -> None:
+    errors = [getattr(bus, n) for n in CORE_NAMES if n.endswith(("Error", "GaveUp"))]
+    assert all(issubclass(e, bus.BusError) for e in errors)
+
+
+def test_importing_bus_and_bridges_loads_no_broker_sdk() -> None:
+    code = (
+        "import sys, bus, bridges, bus.testing\n"
+        "heavy = {'aiokafka', 'aio_pika', 'aioboto3', 'google.cloud.pubsub', 'redis',"
+        " 'trio_asyncio', 'pydantic'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
