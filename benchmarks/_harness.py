@@ -37,8 +37,8 @@ class Size:
     """Repetitions of every case; the reported rate is the median."""
 
 
-FULL = Size(messages=300_000, rounds=5)
-QUICK = Size(messages=40_000, rounds=3)
+FULL = Size(messages=1_000_000, rounds=5)
+QUICK = Size(messages=100_000, rounds=3)
 TINY = Size(messages=400, rounds=1)
 
 
