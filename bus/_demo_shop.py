@@ -1,0 +1,430 @@
+"""The demo shop: orders, inventory and payments as actors on one in-memory bus.
+
+``simulate()`` is the whole demo as a coroutine: it opens a bus, subscribes the actors,
+plays the storefront (one ``order.placed`` every few milliseconds), drains, and returns
+a :class:`Summary`. It reports what happens through an ``emit`` callback, one
+:class:`TraceLine` per notable event, and never prints; ``_demo`` renders both.
+
+The saga, per order (every message keyed by the order id)::
+
+    order.placed -> orders -(request inventory.quote, reply Quote)-> inventory.reserve
+      -> inventory -> stock.reserved -> payments (group of two gateways)
+           -> payment.captured -> orders -> order.confirmed
+           -> payment.declined -> orders -> inventory.release   (the compensation)
+                -> inventory -> stock.released -> orders -> order.cancelled
+
+One order is poison (a negative quantity): inventory rejects ``inventory.reserve`` on
+every attempt, the bus dead-letters it, and orders, which watches the dead-letter
+topic, cancels it. Every random choice is drawn from the seed up front or from a
+per-order generator, so the outcome does not depend on how trio schedules the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple, NoReturn, Protocol
+
+import msgspec
+import structlog
+import trio
+
+from ._actor import Actor
+from ._bus import Bus, Topic, open_bus
+from ._demo_messages import (
+    CATALOGUE,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPlaced,
+    PaymentCaptured,
+    PaymentDeclined,
+    Quote,
+    QuoteRequest,
+    ReleaseStock,
+    ReserveStock,
+    StockReleased,
+    StockReserved,
+)
+from ._envelope import H_ATTEMPTS, H_ERROR, H_ORIGINAL_TOPIC, Envelope
+from ._policy import RetryPolicy
+
+__all__ = ["ActorLine", "DeadLetter", "Summary", "TraceLine", "plan_orders", "simulate"]
+
+CUSTOMERS = ("ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "dennis")
+DECLINE_REASONS = ("card declined", "insufficient funds", "fraud check failed")
+FLAKY_RATE = 0.1  # share of charges whose first attempt hits a gateway timeout
+# No jitter: retry delays (and so the trace) stay the same from run to run.
+RETRY = RetryPolicy(attempts=3, base_delay=0.01, jitter=0.0)
+DEAD_LETTER_TOPIC = "bus.dead_letter"
+
+
+class TraceLine(msgspec.Struct, frozen=True):
+    """One notable event: seconds since the start, topic, key, what happened."""
+
+    at: float
+    topic: str
+    key: str
+    text: str
+    tone: str = ""
+    """``ok``, ``warn``, ``fail`` or empty: how the renderer colours the line."""
+
+
+Emit = Callable[[TraceLine], None]
+
+
+class ActorLine(msgspec.Struct, frozen=True):
+    """The counters of one actor, copied from ``bus.stats()``."""
+
+    pattern: str
+    group: str | None
+    delivered: int
+    failed: int
+    retried: int
+    dead_lettered: int
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A message found in the dead-letter topic at the end of the run."""
+
+    key: str
+    original_topic: str
+    error: str
+    attempts: int
+
+
+class Summary(msgspec.Struct, frozen=True):
+    """Everything the run produced, for the closing report and for tests."""
+
+    seed: int
+    orders: int
+    failure_rate: float
+    outcomes: dict[str, str]
+    """Order id -> ``confirmed`` or the reason it was cancelled."""
+    confirmed: int
+    cancelled: int
+    declined: int
+    """Cancelled because the payment was declined (and their stock released)."""
+    dead_lettered: int
+    """Cancelled because their message ended in the dead-letter topic."""
+    revenue_cents: int
+    stock_before: dict[str, int]
+    stock_after: dict[str, int]
+    held: dict[str, int]
+    """Order id -> quantity inventory still holds for it (the confirmed orders)."""
+    released: int
+    """Compensations inventory carried out."""
+    retries: int
+    dead_letters: list[DeadLetter]
+    published: dict[str, int]
+    actors: dict[str, ActorLine]
+    elapsed: float
+    """Seconds of trio's clock the run took."""
+
+
+class Plan(NamedTuple):
+    orders: list[OrderPlaced]
+    gaps: list[float]
+    """Seconds the storefront waits before placing each order."""
+
+
+def plan_orders(count: int, seed: int) -> Plan:
+    """The storefront's orders for *seed*; exactly one has a negative quantity (poison)."""
+    rng = random.Random(seed)
+    poison = rng.randrange(count)
+    orders, gaps = [], []
+    for i in range(count):
+        quantity = rng.randint(1, 5)
+        orders.append(
+            OrderPlaced(
+                order_id=f"o-{i + 1:04d}",
+                customer=rng.choice(CUSTOMERS),
+                sku=rng.choice(sorted(CATALOGUE)),
+                quantity=-quantity if i == poison else quantity,
+            )
+        )
+        gaps.append(rng.uniform(0.001, 0.004))
+    return Plan(orders, gaps)
+
+
+class PaymentFate(NamedTuple):
+    latency: float
+    flaky: bool
+    declined: bool
+    reason: str
+
+
+def payment_fate(seed: int, order_id: str, failure_rate: float) -> PaymentFate:
+    """What the card network does with this order: fixed by seed and order id alone."""
+    rng = random.Random(f"{seed}/{order_id}")
+    return PaymentFate(
+        latency=rng.uniform(0.002, 0.008),
+        flaky=rng.random() < FLAKY_RATE,
+        declined=rng.random() < failure_rate,
+        reason=rng.choice(DECLINE_REASONS),
+    )
+
+
+class GatewayTimeout(Exception):
+    """The simulated card gateway did not answer in time (retried by the bus)."""
+
+
+class _Describes(Protocol):
+    def describe(self) -> str: ...
+
+
+_REPR = re.compile(r"^(\w+)\((['\"])(.*)\2\)$")
+
+
+def _pretty_error(text: str) -> str:
+    """``ValueError('x')`` -> ``ValueError: x``; anything else unchanged."""
+    m = _REPR.match(text)
+    return f"{m[1]}: {m[3]}" if m else text
+
+
+class Trace:
+    """Turns what happens into :class:`TraceLine` s: publishes, and the bus's own logs."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self.started = trio.current_time()
+        self.keys: dict[str, str] = {}  # envelope id -> key, to name retries in the trace
+
+    def __call__(self, topic: str, key: str | None, text: str, tone: str = "") -> None:
+        self.emit(TraceLine(trio.current_time() - self.started, topic, key or "-", text, tone))
+
+    def from_log(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> NoReturn:
+        """A structlog processor: the bus's retries and dead letters become trace lines."""
+        name = event.get("event")
+        key = self.keys.get(event.get("id", ""))
+        if name == "handler.retry":
+            self(
+                event["topic"], key,
+                f"{event['subscriber']} failed attempt {event['attempt']} "
+                f"({_pretty_error(event['error'])}), retry in {event['delay'] * 1000:.0f} ms",
+                "warn",
+            )
+        elif name == "message.dead_lettered":
+            self(
+                DEAD_LETTER_TOPIC, key,
+                f"{event['topic']} given up by {event['subscriber']} after "
+                f"{event['attempts']} attempts: {_pretty_error(event['error'])}",
+                "fail",
+            )
+        elif event.get("level") in ("warning", "error", "critical"):
+            details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "level"))
+            self("bus.log", key, f"{name}: {details}", "fail")
+        raise structlog.DropEvent
+
+    @contextmanager
+    def bus_logs(self) -> Iterator[None]:
+        """Route the bus's structlog events (info and up) into the trace; restore after."""
+        saved = structlog.get_config()
+        structlog.configure(
+            processors=[structlog.processors.add_log_level, self.from_log],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            cache_logger_on_first_use=False,
+        )
+        try:
+            yield
+        finally:
+            structlog.configure(**saved)
+
+
+class Shop:
+    """What the actors share: the bus, the declared topics, and the trace."""
+
+    def __init__(self, bus: Bus, trace: Trace) -> None:
+        self.bus = bus
+        self.trace = trace
+        self.placed = bus.topic("order.placed", OrderPlaced)
+        self.quote = bus.topic("inventory.quote", QuoteRequest)
+        self.reserve = bus.topic("inventory.reserve", ReserveStock)
+        self.release = bus.topic("inventory.release", ReleaseStock)
+        self.reserved = bus.topic("stock.reserved", StockReserved)
+        self.released = bus.topic("stock.released", StockReleased)
+        self.captured = bus.topic("payment.captured", PaymentCaptured)
+        self.declined = bus.topic("payment.declined", PaymentDeclined)
+        self.confirmed = bus.topic("order.confirmed", OrderConfirmed)
+        self.cancelled = bus.topic("order.cancelled", OrderCancelled)
+
+    async def publish(
+        self, topic: Topic[Any], payload: _Describes, key: str, tone: str = ""
+    ) -> None:
+        self.trace(topic.name, key, payload.describe(), tone)
+        env = await topic.publish(payload, key=key)
+        self.trace.keys[env.id] = key
+
+    async def ask_quote(self, order: OrderPlaced) -> Quote:
+        """Request/reply: inventory answers on the bus's reply topic."""
+        request = QuoteRequest(order.sku, order.quantity)
+        reply = await self.bus.request(self.quote.name, request, key=order.order_id, timeout=1.0)
+        quote = reply.payload
+        assert isinstance(quote, Quote)
+        self.trace(self.quote.name, order.order_id, f"{request.describe()} {quote.describe()}")
+        return quote
+
+
+class Inventory(Actor):
+    """Owns the stock: quotes prices (request/reply), holds and releases stock."""
+
+    def __init__(self, shop: Shop, stock: dict[str, int]) -> None:
+        self.shop = shop
+        self.stock = stock
+        self.held: dict[str, tuple[str, int]] = {}
+        self.released = 0
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        shop = self.shop
+        match env.payload:
+            case QuoteRequest(sku=sku):
+                await shop.bus.reply(env, Quote(sku, CATALOGUE[sku], self.stock[sku]))
+            case ReserveStock() as want:
+                if want.quantity <= 0:  # poison: fails the same way on every attempt
+                    raise ValueError(f"quantity must be positive, got {want.quantity}")
+                self.stock[want.sku] -= want.quantity
+                self.held[want.order_id] = (want.sku, want.quantity)
+                left = self.stock[want.sku]
+                await shop.publish(
+                    shop.reserved,
+                    StockReserved(want.order_id, want.sku, want.quantity, want.amount_cents, left),
+                    key=want.order_id,
+                )
+            case ReleaseStock(order_id=order_id):
+                sku, quantity = self.held.pop(order_id)
+                self.stock[sku] += quantity
+                self.released += 1
+                released = StockReleased(order_id, sku, quantity, self.stock[sku])
+                await shop.publish(shop.released, released, key=order_id)
+
+
+class Payments(Actor):
+    """One card gateway; two of them compete for ``stock.reserved`` as a group."""
+
+    def __init__(self, shop: Shop, seed: int, failure_rate: float) -> None:
+        self.shop = shop
+        self.seed = seed
+        self.failure_rate = failure_rate
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        held: StockReserved = env.payload
+        fate = payment_fate(self.seed, held.order_id, self.failure_rate)
+        await trio.sleep(fate.latency)  # the gateway's round trip
+        if fate.flaky and env.attempt == 1:
+            raise GatewayTimeout("card gateway timed out")
+        shop, key = self.shop, held.order_id
+        if fate.declined:
+            declined = PaymentDeclined(key, held.amount_cents, fate.reason)
+            await shop.publish(shop.declined, declined, key=key, tone="warn")
+        else:
+            await shop.publish(shop.captured, PaymentCaptured(key, held.amount_cents), key=key)
+
+
+class Orders(Actor):
+    """Runs each order's saga: price it, reserve, then confirm or compensate and cancel."""
+
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
+        self.outcomes: dict[str, str] = {}
+        self.revenue_cents = 0
+        self._why: dict[str, str] = {}  # order id -> why its stock is being released
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        shop = self.shop
+        if env.topic == shop.bus.dead_letter_topic:
+            await self._dead_lettered(env)
+            return
+        match env.payload:
+            case OrderPlaced() as order:
+                quote = await shop.ask_quote(order)
+                amount = quote.unit_cents * order.quantity
+                reserve = ReserveStock(order.order_id, order.sku, order.quantity, amount)
+                await shop.publish(shop.reserve, reserve, key=order.order_id)
+            case PaymentCaptured(order_id=key, amount_cents=amount):
+                self.outcomes[key] = "confirmed"
+                self.revenue_cents += amount
+                await shop.publish(shop.confirmed, OrderConfirmed(key, amount), key=key, tone="ok")
+            case PaymentDeclined(order_id=key, reason=reason):
+                self._why[key] = f"payment declined: {reason}"
+                await shop.publish(shop.release, ReleaseStock(key, reason), key=key)
+            case StockReleased(order_id=key):
+                await self._cancel(key, self._why.pop(key))
+
+    async def _dead_lettered(self, env: Envelope[Any]) -> None:
+        if env.key is None or env.headers.get(H_ORIGINAL_TOPIC) != self.shop.reserve.name:
+            return  # not one of our orders' messages
+        await self._cancel(env.key, f"rejected as poison ({env.headers.get(H_ERROR)})")
+
+    async def _cancel(self, key: str, reason: str) -> None:
+        self.outcomes[key] = reason
+        cancelled = OrderCancelled(key, reason)
+        await self.shop.publish(self.shop.cancelled, cancelled, key=key, tone="fail")
+
+
+async def simulate(orders: int, failure_rate: float, seed: int, emit: Emit) -> Summary:
+    """Run the shop for *orders* orders and return its :class:`Summary`."""
+    plan = plan_orders(orders, seed)
+    stock_before = {sku: 5 * orders for sku in sorted(CATALOGUE)}  # never runs out
+    trace = Trace(emit)
+    with trace.bus_logs():
+        async with open_bus(name="shop", retry=RETRY, dead_letter_topic=DEAD_LETTER_TOPIC) as bus:
+            shop = Shop(bus, trace)
+            inventory = Inventory(shop, dict(stock_before))
+            order_desk = Orders(shop)
+            # Per-key ordering: with key = order id, each order's messages stay in order
+            # while up to four orders are worked on at once.
+            bus.subscribe("inventory.*", inventory, name="inventory", concurrency=4)
+            bus.subscribe("order.placed", order_desk, name="orders", concurrency=4)
+            bus.subscribe("payment.*", order_desk, name="orders.payments", concurrency=2)
+            bus.subscribe("stock.released", order_desk, name="orders.stock")
+            bus.subscribe(bus.dead_letter_topic, order_desk, name="orders.dead-letters")
+            for gateway in ("payments-1", "payments-2"):  # competing consumers
+                payments = Payments(shop, seed, failure_rate)
+                bus.subscribe("stock.reserved", payments, name=gateway, group="payments",
+                              concurrency=2)
+            for gap, order in zip(plan.gaps, plan.orders, strict=True):
+                await trio.sleep(gap)
+                await shop.publish(shop.placed, order, key=order.order_id)
+            await bus.drain()
+            stats = bus.stats()
+            dead = [
+                DeadLetter(
+                    key=env.key or "-",
+                    original_topic=env.headers.get(H_ORIGINAL_TOPIC, "?"),
+                    error=env.headers.get(H_ERROR, "?"),
+                    attempts=int(env.headers.get(H_ATTEMPTS, "0")),
+                )
+                for env in bus.retained(bus.dead_letter_topic)
+            ]
+            elapsed = trio.current_time() - trace.started
+    outcomes = dict(sorted(order_desk.outcomes.items()))
+    confirmed = sum(1 for o in outcomes.values() if o == "confirmed")
+    poisoned = sum(1 for o in outcomes.values() if o.startswith("rejected as poison"))
+    return Summary(
+        seed=seed,
+        orders=orders,
+        failure_rate=failure_rate,
+        outcomes=outcomes,
+        confirmed=confirmed,
+        cancelled=len(outcomes) - confirmed,
+        declined=len(outcomes) - confirmed - poisoned,
+        dead_lettered=poisoned,
+        revenue_cents=order_desk.revenue_cents,
+        stock_before=stock_before,
+        stock_after=dict(inventory.stock),
+        held={key: quantity for key, (_, quantity) in sorted(inventory.held.items())},
+        released=inventory.released,
+        retries=sum(a.retried for a in stats.actors.values()),
+        dead_letters=dead,
+        published={
+            ("bus.reply.*" if name.startswith("bus.reply.") else name): t.published
+            for name, t in sorted(stats.topics.items())
+        },
+        actors={
+            name: ActorLine(a.pattern, a.group, a.delivered, a.failed, a.retried, a.dead_lettered)
+            for name, a in stats.actors.items()
+        },
+        elapsed=elapsed,
+    )
