@@ -16,16 +16,23 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 PROG = "bus"
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr, not the usage block (subparsers inherit this)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     """The full parser; the demo's own options are added only when ``demo`` is given."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="trio-bus: a typed, actor-style event bus on trio."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
