@@ -125,7 +125,7 @@ class Bus:
         self._subs: dict[str, Subscription] = {}
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
-        self._id_prefix, self._next_seq = self._new_id.prefix, self._new_id.next_seq
+        self._next_id = self._new_id.next_id
         self._state = BusState(self)
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -216,7 +216,7 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         env: Envelope[Any] = Envelope(
-            id=self._id_prefix + hex(self._next_seq()), topic=topic, payload=payload, key=key,
+            id=self._next_id(), topic=topic, payload=payload, key=key,
             headers={} if headers is None else headers, time=_time(), source=self.name,
         )
         # the same steps as _publish_envelope, inlined: this is the hot path

@@ -17,7 +17,11 @@ async def _round_trip(brokers, topic: str) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        assert topic in await admin.list_topics()
+        # create_topics returns once the controller accepted it; the broker this client
+        # asks for metadata may list the topic a moment later
+        async with asyncio.timeout(20):
+            while topic not in await admin.list_topics():
+                await asyncio.sleep(0.05)
         producer = AIOKafkaProducer(bootstrap_servers=servers)
         await producer.start()
         try:
