@@ -21,7 +21,7 @@ async def _round_trip(brokers, topic: str) -> None:
         # asks for metadata may list the topic a moment later
         async with asyncio.timeout(20):
             while topic not in await admin.list_topics():
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # noqa: ASYNC110 - polling a remote server
         producer = AIOKafkaProducer(bootstrap_servers=servers)
         await producer.start()
         try:
