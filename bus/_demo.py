@@ -17,7 +17,8 @@ from typing import TextIO
 import trio
 
 from ._demo_messages import money
-from ._demo_shop import Summary, TraceLine, simulate
+from ._demo_report import Summary, TraceLine
+from ._demo_shop import simulate
 
 __all__ = ["add_arguments", "run"]
 

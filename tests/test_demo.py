@@ -13,7 +13,8 @@ import pytest
 import structlog
 import trio.testing
 
-from bus._demo_shop import DeadLetter, Summary, TraceLine, plan_orders, simulate
+from bus._demo_report import DeadLetter, Summary, TraceLine
+from bus._demo_shop import plan_orders, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 
