@@ -3,7 +3,9 @@
 A :class:`Subscription` owns ``concurrency`` lanes (each a mailbox and a worker task).
 Messages with the same key always go to the same lane, so per-key order holds; messages
 without a key are spread round-robin. A failing handler is retried with backoff on the
-same lane (so the key's later messages wait behind it), then dead-lettered. A crash
+same lane (so later messages of that lane — its key's, and any other key hashed to the
+same lane — wait behind it), then dead-lettered. Keys are hashed with CRC-32, so a key
+lands on the same lane in every process. A crash
 outside the handler (``on_start``, a dead-letter publish that fails...) is caught by the
 supervisor, which restarts all lanes (one-for-all) with backoff, up to a limit; the
 message in hand goes back to the front of its mailbox, so nothing is lost.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,11 @@ Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
 _FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
 _SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
+
+
+def key_slot(key: str, n: int) -> int:
+    """The slot (lane or group member) of *key* among *n*: stable across processes."""
+    return zlib.crc32(key.encode()) % n
 
 
 class Actor:
@@ -140,7 +148,7 @@ class Subscription:
         if self.skip_origin is not None and env.headers.get(H_ORIGIN) == self.skip_origin:
             return None
         if env.key is not None:
-            return self.lanes[hash(env.key) % len(self.lanes)]
+            return self.lanes[key_slot(env.key, len(self.lanes))]
         return self._rr()
 
     def offer(self, env: Envelope[Any]) -> Lane | None:
@@ -327,9 +335,9 @@ class Subscription:
                 await self._dead_letter(env, exc, local_attempt)
                 return
             self.retried += 1
-            delay = self.retry.delay(local_attempt)
+            delay = self.retry.delay(local_attempt, self.bus_state.random.random)
             log.info(
-                "handler.retry", subscriber=self.name, id=env.id, topic=env.topic,
+                "handler.retry", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
                 attempt=env.attempt, delay=delay, error=repr(exc),
             )
             await trio.sleep(delay)
@@ -366,7 +374,7 @@ class Subscription:
                         await self._dead_letter(env, exc, local_attempt)
                     return
                 self.retried += 1
-                await trio.sleep(self.retry.delay(local_attempt))
+                await trio.sleep(self.retry.delay(local_attempt, self.bus_state.random.random))
                 local_attempt += 1
             except BaseException:
                 items.extendleft(reversed(envs))
@@ -385,7 +393,7 @@ class Subscription:
         headers[H_FAILED_SUBSCRIBER] = self.name
         headers[H_ATTEMPTS] = str(attempts)
         log.error(
-            "message.dead_lettered", subscriber=self.name, id=env.id, topic=env.topic,
+            "message.dead_lettered", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
             attempts=attempts, error=repr(exc),
         )
         await self.bus_state.dead_letter(_replace(env, headers=headers))
@@ -432,7 +440,7 @@ class Group:
         if not members:
             return None
         if env.key is not None:
-            member = members[hash(env.key) % len(members)]
+            member = members[key_slot(env.key, len(members))]
         else:
             self._next = (self._next + 1) % len(members)
             member = members[self._next]

@@ -15,6 +15,7 @@ itself, so ``except PayloadTypeError`` works around a bus block.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -73,6 +74,7 @@ class BusState:
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
         self.blocked_puts = 0
+        self.random = random.Random(bus.seed)
         self.idle = trio.lowlevel.ParkingLot()
         self.idle_waiters = 0
 
@@ -113,8 +115,10 @@ class Bus:
         retry: RetryPolicy | None = None,
         supervision: Supervision | None = None,
         dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC,
+        seed: int | None = None,
     ) -> None:
         self.name = name
+        self.seed = seed
         self.strict = strict
         self.default_capacity = capacity
         self.default_overflow = Overflow.parse(overflow)
@@ -520,16 +524,18 @@ async def open_bus(
     supervision: Supervision | None = None,
     dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC,
     drain_timeout: float | None = 10.0,
+    seed: int | None = None,
 ) -> AsyncIterator[Bus]:
     """Open a bus whose actors live in a nursery owned by this ``async with`` block.
 
     Leaving the block normally drains the bus (handlers may still publish) for at most
     *drain_timeout* seconds, then closes it; messages still queued after that are counted
     and logged (``bus.undelivered``). Leaving with an error cancels every actor at once.
+    *seed* seeds the bus's random source (retry jitter), for repeatable test runs.
     """
     bus = Bus(
         name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
-        supervision=supervision, dead_letter_topic=dead_letter_topic,
+        supervision=supervision, dead_letter_topic=dead_letter_topic, seed=seed,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -6,6 +6,8 @@ Every time-based test runs on ``MockClock(autojump_threshold=0)`` (pytest-trio's
 
 from __future__ import annotations
 
+import itertools
+import zlib
 from collections import defaultdict
 from typing import Any
 
@@ -25,6 +27,7 @@ from bus import (
     SupervisorGaveUp,
     open_bus,
 )
+from bus._actor import key_slot
 from bus._envelope import H_ATTEMPTS, H_ERROR, H_ERROR_TYPE, H_FAILED_SUBSCRIBER, H_ORIGINAL_TOPIC
 
 
@@ -326,3 +329,34 @@ async def test_close_subscription_stops_delivery() -> None:
         sub.close()
         await bus.publish("t", 2)
     assert got == [1] and sub.closed
+
+
+async def test_keys_map_to_lanes_by_crc32_so_every_process_agrees() -> None:
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        sub = bus.subscribe("t", lambda env: None, concurrency=4)
+        for key in ("order-1", "order-2", "customer-77", "ä-ü"):
+            env = await bus.publish("t", 1, key=key)
+            lane = sub.select(env)
+            assert lane is not None and lane.index == zlib.crc32(key.encode()) % 4
+    assert key_slot("order-1", 4) == zlib.crc32(b"order-1") % 4
+
+
+async def _retry_times(seed: int) -> list[float]:
+    times: list[float] = []
+
+    def fails(env: Envelope[int]) -> None:
+        times.append(trio.current_time())
+        raise RuntimeError("again")
+
+    async with open_bus(seed=seed) as bus:
+        bus.topic("t", int)
+        bus.subscribe("t", fails, retry=RetryPolicy(attempts=4, base_delay=1, jitter=0.5))
+        await bus.publish("t", 1)
+    return times
+
+
+async def test_a_seeded_bus_repeats_its_retry_jitter(autojump_clock: Any) -> None:
+    first, again, other = await _retry_times(5), await _retry_times(5), await _retry_times(6)
+    deltas = [[round(b - a, 9) for a, b in itertools.pairwise(t)] for t in (first, again, other)]
+    assert deltas[0] == deltas[1] != deltas[2]
