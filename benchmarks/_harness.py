@@ -15,6 +15,7 @@ import gc
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -173,6 +174,31 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def _git_commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` when the tree has changes), if in git."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
 def machine_info() -> dict[str, Any]:
     """Facts that make two result files comparable (or not)."""
     sched = getattr(os, "sched_getaffinity", None)
@@ -183,6 +209,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(sched(0)) if sched else None,
+        "git_commit": _git_commit(),
         "versions": {
             name: _version(name)
             for name in ("trio-bus", "trio", "msgspec", "pyee", "blinker", "faststream")
