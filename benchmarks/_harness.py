@@ -123,7 +123,16 @@ class Progress:
 
 
 def run_rounds(cases: Sequence[Case], size: Size, progress: Progress) -> None:
-    """Run every case ``size.rounds`` times, interleaved by round, into ``case.samples``."""
+    """Run every case ``size.rounds`` times, interleaved by round, into ``case.samples``.
+
+    A short unrecorded warm-up run of each case comes first: the first run in a fresh
+    process pays for imports, allocator growth and cold caches.
+    """
+    for case in cases:
+        if case.error is None:
+            warm = Case(case.name, case.what, case.unit, case.run)
+            run_one(warm, Size(messages=max(10, case.messages(size) // 10), rounds=1))
+            case.error = warm.error
     for rnd in range(1, size.rounds + 1):
         for case in cases:
             label = f"{case.name} r{rnd}/{size.rounds}"
