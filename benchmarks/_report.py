@@ -9,6 +9,7 @@ ones CI and the docs read); comparisons with optional peers (FastStream) go to
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from ._harness import human
@@ -104,7 +105,7 @@ def met(values: dict[str, float | None]) -> dict[str, bool | None]:
 def table(report: dict[str, Any]) -> str:
     """The human-readable summary printed at the end of ``bus bench local``."""
     cases: dict[str, dict[str, Any]] = report["cases"]
-    lines = [f"{'case':<22} {'median':>10}  {'unit':<16} {'rounds':<8} what"]
+    lines = [f"{'case':<22} {'median':>10}  {'unit':<16} {'±IQR/2':<8} what"]
     lines.append("-" * 96)
     for name, case in cases.items():
         if case["ok"]:
@@ -131,12 +132,11 @@ def _all_ratios(report: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _spread(rounds: list[float]) -> str:
-    """Max deviation of a round from the median, as ±percent."""
+    """Half the interquartile range of the rounds, as ±percent of their median."""
     if len(rounds) < 2:
         return ""
-    mid = sorted(rounds)[len(rounds) // 2]
-    dev = max(abs(r - mid) for r in rounds) / mid if mid else 0.0
-    return f"±{dev * 100:.0f}%"
+    q1, mid, q3 = statistics.quantiles(rounds, n=4, method="inclusive")
+    return f"±{(q3 - q1) / 2 / mid * 100:.0f}%" if mid else ""
 
 
 def write_png(report: dict[str, Any], path: str) -> str:
@@ -200,16 +200,21 @@ def _goal_fractions(report: dict[str, Any]) -> list[tuple[str, float, str]]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The results and ratio tables as Markdown, for ``docs/performance.md``."""
-    lines = ["| case | median | unit | rounds (spread) | what |", "|---|---:|---|---|---|"]
+    lines = [
+        "| case | median | best | unit | rounds (±IQR/2) | what |",
+        "|---|---:|---:|---|---|---|",
+    ]
     for name, case in report["cases"].items():
         if case["ok"]:
-            spread = _spread(case["rounds"]) or "1"
+            spread = _spread(case["rounds"])
+            rounds = f"{len(case['rounds'])} ({spread})" if spread else str(len(case["rounds"]))
+            best = human(case["best"]) if case.get("best") else "-"
             lines.append(
-                f"| `{name}` | {human(case['median'])} | {case['unit']} | "
-                f"{len(case['rounds'])} ({spread}) | {case['what']} |"
+                f"| `{name}` | {human(case['median'])} | {best} | {case['unit']} | "
+                f"{rounds} | {case['what']} |"
             )
         else:
-            lines.append(f"| `{name}` | - | {case['unit']} | - | {case['error']} |")
+            lines.append(f"| `{name}` | - | - | {case['unit']} | - | {case['error']} |")
     lines += ["", "| ratio | value | target | met |", "|---|---:|---|---|"]
     for name, value in _all_ratios(report).items():
         target = TARGETS.get(name)

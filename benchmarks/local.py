@@ -14,7 +14,7 @@ import functools
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -187,4 +187,22 @@ def _keyed_order_ok(results: dict[str, dict[str, Any]]) -> bool | None:
     return False if str(keyed["error"]).startswith("FAILED") else None
 
 
-Runner = Callable[..., dict[str, Any]]
+def _main(argv: list[str]) -> int:
+    """``python -m benchmarks.local REPORT.json``: the report's tables as Markdown."""
+    import json
+    import sys
+
+    from ._report import markdown
+
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.local REPORT.json", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        print(markdown(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))
