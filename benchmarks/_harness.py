@@ -104,6 +104,12 @@ class Progress:
         self.tty = self.stream.isatty()
         self.started = time.perf_counter()
 
+    def say(self, text: str) -> None:
+        """A line of its own; only before the bar starts, so it never splits the bar."""
+        if self.enabled and self.done == 0:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def step(self, label: str, note: str = "") -> None:
         self.done += 1
         if not self.enabled:
@@ -128,6 +134,7 @@ def run_rounds(cases: Sequence[Case], size: Size, progress: Progress) -> None:
     A short unrecorded warm-up run of each case comes first: the first run in a fresh
     process pays for imports, allocator growth and cold caches.
     """
+    progress.say(f"warming up {len(cases)} case(s), then {size.rounds} round(s) of each")
     for case in cases:
         if case.error is None:
             warm = Case(case.name, case.what, case.unit, case.run)
