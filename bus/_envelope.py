@@ -47,11 +47,17 @@ H_ORIGIN = "x-bus-origin"
 H_TRACEPARENT = "traceparent"
 
 
-class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
     """One message: a typed payload plus its routing and delivery attributes.
 
     Envelopes are immutable; the bus makes a new one (``msgspec.structs.replace``)
     when a retry bumps ``attempt`` or a dead letter adds headers.
+
+    Envelopes are not tracked by the cyclic garbage collector (``gc=False``): at a
+    million messages a second, tracking them doubled the collector's work. The one
+    consequence: a reference cycle *through* an envelope (a payload or header that
+    refers back to its own envelope) would never be freed. Payloads that hold cycles
+    among themselves are unaffected.
     """
 
     id: str
