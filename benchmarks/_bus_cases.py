@@ -32,6 +32,14 @@ LATENCY_WARMUP = 0.02
 
 
 def bus_1to1(n: int) -> Sample:
+    return _one_to_one(n, async_handler=False)
+
+
+def bus_1to1_async(n: int) -> Sample:
+    return _one_to_one(n, async_handler=True)
+
+
+def _one_to_one(n: int, *, async_handler: bool) -> Sample:
     from bus import open_bus
 
     async def main() -> Sample:
@@ -44,36 +52,15 @@ def bus_1to1(n: int) -> Sample:
             if count == n:
                 done.set()
 
-        async with open_bus() as bus:
-            bus.topic(TOPIC, Tick)
-            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
-            await trio.lowlevel.checkpoint()
-            t0 = time.perf_counter()
-            for i in range(n):
-                await bus.publish(TOPIC, Tick(n=i))
-            await done.wait()
-            elapsed = time.perf_counter() - t0
-        return Sample(count, elapsed)
-
-    return trio.run(main)
-
-
-def bus_1to1_async(n: int) -> Sample:
-    from bus import open_bus
-
-    async def main() -> Sample:
-        done = trio.Event()
-        count = 0
-
-        async def handler(env: Envelope[Tick]) -> None:
-            nonlocal count
-            count += 1
-            if count == n:
-                done.set()
+        async def async_handler_(env: Envelope[Tick]) -> None:
+            handler(env)
 
         async with open_bus() as bus:
             bus.topic(TOPIC, Tick)
-            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            bus.subscribe(
+                TOPIC, async_handler_ if async_handler else handler, name="h",
+                concurrency=1, capacity=CAPACITY,
+            )
             await trio.lowlevel.checkpoint()
             t0 = time.perf_counter()
             for i in range(n):
