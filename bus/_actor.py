@@ -207,9 +207,10 @@ class Subscription:
         """One lane's worker: drain the mailbox, awaiting only when it is empty.
 
         The success path is inlined (no coroutine per message); failures go to
-        :meth:`_recover`. Successful sync calls are counted in a local and added to
-        ``self.delivered`` before every await, which is the only time another task can
-        read the stats. One call in ``_SAMPLE_EVERY`` is timed.
+        :meth:`_recover`. Sync handlers run in bursts whose successes are counted in a
+        local and added to ``self.delivered`` before the next await, which is the only
+        time another task can read the stats. One call per burst, or one in
+        ``_SAMPLE_EVERY`` otherwise, is timed.
         """
         lane.worker = trio.lowlevel.current_task()
         items = lane.items
@@ -218,13 +219,10 @@ class Subscription:
         fn, is_async, dedup, batch = self._fn, self._is_async, self.dedup, self.batch
         sample_mask, fair_mask = _SAMPLE_EVERY - 1, _FAIRNESS_EVERY - 1
         fast = not is_async and dedup is None
-        n = pending = 0
+        n = 0
         while True:
-            if not items:
-                self.delivered += pending
-                pending = 0
-                if not await lane.wait():
-                    return
+            if not items and not await lane.wait():
+                return
             if batch is not None:
                 await self._work_batch(lane, batch)
                 continue
@@ -264,6 +262,7 @@ class Subscription:
                 if items:
                     await trio.lowlevel.checkpoint()
                 continue
+            # async handlers, and sync ones with a dedup window: one message at a time
             env = popleft()
             if lane._putters_waiting and len(items) <= low_water:
                 lane.wake_putters()
@@ -271,28 +270,21 @@ class Subscription:
                 if dedup is not None and self._is_duplicate(dedup, env):
                     continue
                 n += 1
-                if is_async or not n & sample_mask:
-                    self.delivered += pending
-                    pending = 0
-                    await self._call(env, timed=not n & sample_mask)
-                else:
+                if is_async and n & sample_mask:
                     try:
-                        fn(env)
+                        await fn(env)
                     except Exception as exc:
-                        self.delivered += pending
-                        pending = 0
                         await self._recover(env, exc)
                     else:
-                        pending += 1
+                        self.delivered += 1
+                else:
+                    await self._call(env, timed=not n & sample_mask)
                 if dedup is not None:
                     dedup.add(self._dedup_key(env), trio.current_time())
             except BaseException:
-                self.delivered += pending
                 items.appendleft(env)  # not lost: a restart or the drain report sees it
                 raise
             if not n & fair_mask:
-                self.delivered += pending
-                pending = 0
                 await trio.lowlevel.checkpoint()
 
     async def _call(self, env: Envelope[Any], *, timed: bool) -> None:
