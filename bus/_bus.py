@@ -39,7 +39,7 @@ from ._errors import (
 )
 from ._mailbox import Lane
 from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy, Supervision
-from ._routing import RoutingTable, validate_pattern, validate_topic
+from ._routing import Pattern, RoutingTable, validate_pattern, validate_topic
 from ._stats import BusStats, TopicStats
 
 __all__ = ["Bus", "Topic", "open_bus"]
@@ -380,11 +380,10 @@ class Bus:
         return spec.log.items(trio.current_time()) if spec.log is not None else []
 
     def _retained_matching(self, pattern: str) -> list[Envelope[Any]]:
-        table: RoutingTable[str] = RoutingTable()
-        table.add(pattern, pattern)
+        matches = Pattern(pattern).matches
         found: list[Envelope[Any]] = []
         for name, spec in self._topics.items():
-            if spec.log is not None and table.route(name):
+            if spec.log is not None and matches(name):
                 found.extend(spec.log.items(trio.current_time()))
         found.sort(key=lambda e: e.id)
         return found
