@@ -20,8 +20,8 @@ async def _round_trip(brokers, topic: str) -> None:
         # create_topics returns once the controller accepted it; the broker this client
         # asks for metadata may list the topic a moment later
         async with asyncio.timeout(20):
-            while topic not in await admin.list_topics():
-                await asyncio.sleep(0.05)  # noqa: ASYNC110 - polling a remote server
+            while topic not in await admin.list_topics():  # noqa: ASYNC110 - remote state
+                await asyncio.sleep(0.05)
         producer = AIOKafkaProducer(bootstrap_servers=servers)
         await producer.start()
         try:
