@@ -59,7 +59,29 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke tests
     local.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    memory = suites.add_parser(
+        "memory",
+        help="resident size under 10x overload with a slow subscriber",
+        description="Publish at 10x what a slow subscriber handles and watch the resident "
+        "size: flat under the block policy, growing through an unbounded channel.",
+    )
+    memory.add_argument("--seconds", type=_positive_float, default=60.0, help="default 60")
+    memory.add_argument(
+        "--contrast-seconds", type=_positive_float, default=10.0,
+        help="how long the unbounded channel runs (default 10)",
+    )
+    memory.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _load_demo() -> ModuleType | None:
@@ -99,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     try:
-        from benchmarks import local
+        from benchmarks import local, memory
     except ModuleNotFoundError as exc:
         _error(
             f"the benchmark suite is not installed ({exc.name} missing): run from a "
@@ -107,10 +129,12 @@ def _bench(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     for option in ("json", "png"):
-        path = getattr(args, option)
+        path = getattr(args, option, None)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             _error(f"--{option} {path}: directory does not exist")
             return EXIT_USAGE
+    if args.suite == "memory":
+        return _bench_memory(args, memory)
     if args.png and importlib.util.find_spec("matplotlib") is None:
         print(
             f"{PROG}: note: matplotlib is not installed; --png {args.png} will be skipped",
@@ -127,6 +151,19 @@ def _bench(args: argparse.Namespace) -> int:
     for failure in report["failures"]:
         _error(failure)
     return EXIT_FAILED if report["failures"] else 0
+
+
+def _bench_memory(args: argparse.Namespace, memory: ModuleType) -> int:
+    def progress(case: str, fraction: float) -> None:
+        print(f"\r{case:<20} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+
+    report = memory.run(args.seconds, args.contrast_seconds, progress)
+    print("\r" + " " * 30 + "\r", end="", file=sys.stderr)
+    print(memory.table(report))
+    if args.json:
+        _write_json(report, args.json)
+        print(f"report written to {args.json}")
+    return 0 if report["met"] else EXIT_FAILED
 
 
 def _write_json(report: dict[str, Any], path: str) -> None:

@@ -104,3 +104,15 @@ def test_png_without_matplotlib_is_a_clear_message(
     message = _report.write_png({"cases": {}, "ratios": {}, "machine": {}}, str(tmp_path / "x"))
     assert "matplotlib is not installed" in message
     assert not (tmp_path / "x").exists()
+
+
+def test_memory_bench_reports_bounded_growth_and_no_loss() -> None:
+    from benchmarks import memory
+
+    report = memory.run(1.0, 0.5, lambda case, fraction: None)
+    bus = report["bus"]
+    assert report["lost"] == 0 and bus["dropped"] == 0
+    assert bus["published"] == bus["handled"] > 0
+    assert report["unbounded_channel"]["queued_at_stop"] > 0
+    assert {"max_deviation", "rss_reference_mb", "samples"} <= set(bus)
+    assert "RSS" in memory.table(report)
