@@ -44,7 +44,6 @@ H_REPLY_TO = "reply-to"
 H_CORRELATION_ID = "correlation-id"
 H_IDEMPOTENCY_KEY = "idempotency-key"
 H_ORIGIN = "x-bus-origin"
-H_TRACEPARENT = "traceparent"
 
 
 class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
@@ -94,10 +93,6 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
             attrs["partitionkey"] = self.key
         return attrs
 
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """A header's value, or *default*."""
-        return self.headers.get(name, default)
-
 
 class IdGenerator:
     """Makes ids that are unique across buses and sort in creation order within one.
@@ -118,11 +113,6 @@ class IdGenerator:
 
     def __call__(self) -> str:
         return self.next_id()
-
-
-def now() -> float:
-    """Wall-clock seconds for ``Envelope.time``."""
-    return time.time()
 
 
 def describe(value: Any) -> str:
