@@ -287,14 +287,18 @@ class Subscription:
             if not n & fair_mask:
                 await trio.lowlevel.checkpoint()
 
+    async def _invoke(self, arg: Any) -> None:
+        """Call the handler with *arg* (an envelope, or a list of them for a batch)."""
+        if self._is_async:
+            await self._fn(arg)
+        else:
+            self._fn(arg)
+
     async def _call(self, env: Envelope[Any], *, timed: bool) -> None:
         """Call the handler once (async handlers, and the sampled sync calls)."""
         start = _perf() if timed else 0.0
         try:
-            if self._is_async:
-                await self._fn(env)
-            else:
-                self._fn(env)
+            await self._invoke(env)
         except Exception as exc:
             await self._recover(env, exc)
         else:
@@ -336,10 +340,7 @@ class Subscription:
             local_attempt += 1
             env = _replace(env, attempt=env.attempt + 1)
             try:
-                if self._is_async:
-                    await self._fn(env)
-                else:
-                    self._fn(env)
+                await self._invoke(env)
             except Exception as again:
                 exc = again
             else:
@@ -353,28 +354,29 @@ class Subscription:
         if lane._putters_waiting and len(items) <= lane.low_water:
             lane.wake_putters()
         local_attempt = 1
-        while True:
-            start = _perf()
-            try:
-                result = self._fn(envs)
-                if self._is_async:
-                    await result
-            except Exception as exc:
-                self.failed += 1
-                if self.retry.gives_up_after(local_attempt):
-                    for env in envs:
-                        await self._dead_letter(env, exc, local_attempt)
+        try:
+            while True:
+                start = _perf()
+                try:
+                    await self._invoke(envs)
+                except Exception as exc:
+                    self.failed += 1
+                    if self.retry.gives_up_after(local_attempt):
+                        while envs:
+                            await self._dead_letter(envs[0], exc, local_attempt)
+                            envs.pop(0)
+                        return
+                    self.retried += 1
+                    await trio.sleep(self.retry.delay(local_attempt, self.bus_state.random.random))
+                    local_attempt += 1
+                else:
+                    self.delivered += len(envs)
+                    self._timed(_perf() - start)
                     return
-                self.retried += 1
-                await trio.sleep(self.retry.delay(local_attempt, self.bus_state.random.random))
-                local_attempt += 1
-            except BaseException:
-                items.extendleft(reversed(envs))
-                raise
-            else:
-                self.delivered += len(envs)
-                self._timed(_perf() - start)
-                return
+        except BaseException:
+            # cancelled (or crashed) mid-batch: the batch goes back, nothing is lost
+            items.extendleft(reversed(envs))
+            raise
 
     async def _dead_letter(self, env: Envelope[Any], exc: Exception, attempts: int) -> None:
         self.dead_lettered += 1

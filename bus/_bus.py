@@ -61,7 +61,7 @@ class _TopicSpec:
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
         self.name = name
         self.codec = codec
-        self.exact: type | None = codec._exact
+        self.exact: type | None = codec.exact
         self.log: RetentionLog[Envelope[Any]] | None = RetentionLog(retain) if retain else None
         self.published = 0
         # the routing table's answer for this topic, memoised here to save a lookup
@@ -79,7 +79,8 @@ class BusState:
         self.idle_waiters = 0
 
     async def dead_letter(self, env: Envelope[Any]) -> None:
-        await self._bus._publish_envelope(self._bus._dlq_envelope(env))
+        bus = self._bus
+        await bus._publish_envelope(msgspec.structs.replace(env, topic=bus.dead_letter_topic))
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._bus._remove(sub)
@@ -253,9 +254,6 @@ class Bus:
         assert spec.log is not None
         size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0
         spec.log.append(env, trio.current_time(), size)
-
-    def _dlq_envelope(self, env: Envelope[Any]) -> Envelope[Any]:
-        return msgspec.structs.replace(env, topic=self.dead_letter_topic)
 
     # -- subscribing ------------------------------------------------------------------
 

@@ -17,14 +17,13 @@ counts in ``max_bytes``. This module does not know about topics or trio.
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from ._envelope import describe
-from ._errors import DecodeError, MissingDependencyError, PayloadTypeError
+from ._errors import DecodeError, PayloadTypeError
 
 __all__ = ["Codec", "PydanticCodec", "codec_for"]
 
@@ -36,7 +35,7 @@ _encoder = msgspec.json.Encoder()
 class Codec(Generic[T]):
     """Checks, encodes and decodes payloads of one declared type (msgspec JSON)."""
 
-    __slots__ = ("_decoder", "_exact", "type", "type_name")
+    __slots__ = ("_decoder", "exact", "type", "type_name")
 
     def __init__(self, tp: Any) -> None:
         self.type: Any = tp
@@ -44,11 +43,11 @@ class Codec(Generic[T]):
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(tp)
         # Classes check with isinstance; typing forms (TypedDict, dict[str, int]...) by
         # validation, since isinstance cannot see inside them.
-        self._exact: type | None = tp if _is_plain_class(tp) else None
+        self.exact: type | None = tp if _is_plain_class(tp) else None
 
     def check(self, topic: str, payload: Any) -> None:
         """Raise :class:`PayloadTypeError` unless *payload* is of this codec's type."""
-        exact = self._exact
+        exact = self.exact
         if exact is not None:
             if isinstance(payload, exact):
                 return
@@ -86,7 +85,7 @@ class PydanticCodec(Codec[T]):
     def __init__(self, tp: Any) -> None:
         self.type = tp
         self.type_name = tp.__qualname__
-        self._exact = tp
+        self.exact = tp
 
     def encode(self, payload: T) -> bytes:
         data: bytes = payload.model_dump_json().encode()  # type: ignore[attr-defined]
@@ -117,23 +116,12 @@ def _is_pydantic_model(tp: Any) -> bool:
 def codec_for(tp: Any) -> Codec[Any]:
     """The codec for payload type *tp*; raises a clear error for unsupported types."""
     if _is_pydantic_model(tp):
-        try:
-            import pydantic  # noqa: F401
-        except ImportError:  # pragma: no cover - the class exists, so pydantic does
-            raise MissingDependencyError(
-                "pydantic models need pydantic v2: pip install 'trio-bus[pydantic]'"
-            ) from None
         return PydanticCodec(tp)
-    if dataclasses.is_dataclass(tp) or _is_plain_class(tp) or tp is object or tp is Any:
-        try:
-            return Codec(tp)
-        except TypeError:
-            if isinstance(tp, type):
-                return _OpaqueCodec(tp)
-            raise
     try:
         return Codec(tp)
     except TypeError as exc:
+        if isinstance(tp, type):  # a class msgspec cannot describe: isinstance only
+            return _OpaqueCodec(tp)
         raise PayloadTypeError(
             f"{tp!r} cannot be a payload type: {exc}; use a msgspec.Struct, dataclass, "
             "attrs class, TypedDict, dict or a pydantic model"
@@ -149,7 +137,7 @@ class _OpaqueCodec(Codec[T]):
     def __init__(self, tp: type) -> None:
         self.type = tp
         self.type_name = tp.__qualname__
-        self._exact = tp
+        self.exact = tp
 
     def decode(self, data: bytes | bytearray | memoryview) -> T:
         raise DecodeError(

@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from structlog.testing import capture_logs
 
-from bus import BackendError, Bridge, ConfigurationError, Envelope, Port, open_bus
+from bus import BackendError, Bridge, ConfigurationError, Envelope, Port, RetryPolicy, open_bus
 from bus._envelope import H_ERROR, H_ORIGIN, H_ORIGINAL_TOPIC
 
 
@@ -151,3 +152,36 @@ async def test_attach_needs_patterns_and_unique_names() -> None:
         await bus.attach(bridge, export=["#"])
         with pytest.raises(ConfigurationError, match="already attached"):
             await bus.attach(bridge, export=["a"])
+
+
+async def test_a_batch_cancelled_during_its_backoff_is_put_back(autojump_clock: Any) -> None:
+    broker = LoopbackBroker()
+    broker.down = True
+    with capture_logs() as logs:
+        async with open_bus(drain_timeout=60) as bus:
+            bus.topic("t", Order)
+            await bus.attach(LoopbackBridge("x", broker), export=["t"], batch=3)
+            for i in range(5):
+                await bus.publish("t", Order(str(i)))
+    # the broker never came back: the first batch was retrying when the drain timed
+    # out; it and the two still queued are reported, not lost
+    [report] = [e for e in logs if e["event"] == "bus.undelivered"]
+    assert report["messages"] == 5 and broker.records == []
+
+
+async def test_a_batch_that_exhausts_its_retries_is_dead_lettered_whole(
+    autojump_clock: Any,
+) -> None:
+    broker = LoopbackBroker()
+    broker.down = True
+    async with open_bus() as bus:
+        bus.topic("t", Order)
+        await bus.attach(
+            LoopbackBridge("x", broker), export=["t"], batch=4,
+            retry=RetryPolicy(attempts=2, base_delay=1),
+        )
+        for i in range(3):
+            await bus.publish("t", Order(str(i)))
+    letters = bus.retained(bus.dead_letter_topic)
+    assert [e.payload.id for e in letters] == ["0", "1", "2"]
+    assert letters[0].headers[H_ERROR] == "broker unreachable"
