@@ -22,58 +22,190 @@ reason, and consumption goes on.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._envelope import H_ERROR, H_ERROR_TYPE, H_ORIGIN, H_ORIGINAL_TOPIC, Envelope
-from ._errors import BusError, ConfigurationError
+from ._done import Delivery
+from ._errors import BackendError, BusError, ConfigurationError
 from ._policy import RetryPolicy
+from ._routing import Pattern
 
 if TYPE_CHECKING:
     from ._actor import Subscription
     from ._bus import Bus
 
-__all__ = ["Attachment", "Bridge", "Port"]
+__all__ = ["Attachment", "Bridge", "ExportResults", "Features", "Port", "Rejected"]
 
 EXPORT_RETRY = RetryPolicy(attempts=None, base_delay=0.2, max_delay=10.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What a broker (and this bridge's use of it) can do. The conformance suite skips a
+    case only where a field says the broker lacks it; the docs' Characteristics table of
+    each broker is generated from its record."""
+
+    ordered: bool = True
+    """Messages with the same key are consumed in the order they were produced."""
+    persistent: bool = True
+    """Confirmed messages survive a broker restart."""
+    consumer_groups: bool = True
+    """Bridges sharing a group share the stream; different groups each get all of it."""
+    redelivery: bool = True
+    """A message not acknowledged before a consumer dies is delivered again."""
+    headers: bool = True
+    """Native headers/attributes (CloudEvents binary mode); else structured mode."""
+    patterns: bool = True
+    """Import patterns (``*``/``#``) are matched by the broker or the bridge."""
+    max_message_bytes: int | None = None
+    """The largest record the broker accepts; larger ones are rejected (dead-lettered)."""
+    restartable: bool = True
+    """The test harness can restart the broker mid-stream (``make brokers-restart``)."""
+    notes: str = ""
+    """What differs on the emulator used in tests, or needs saying."""
+
+
+class Rejected(BackendError):
+    """The broker refused one record for good (too large, unroutable...).
+
+    Returned (not raised) by :meth:`Bridge.export` in the slot of that record: the bus
+    dead-letters it with this message as the reason and goes on with the rest.
+    """
+
+
+ExportResults = Sequence[BaseException | None] | None
+"""What :meth:`Bridge.export` returns: ``None`` when the broker confirmed every record;
+otherwise one entry per record of the batch, in order: ``None`` (confirmed), a
+:class:`Rejected` (dead-lettered with the reason), or any other exception (a transient
+failure: that record alone is retried with backoff)."""
+
+
 class Bridge(abc.ABC):
-    """A broker attachment. Subclasses set :attr:`name` and implement the two methods."""
+    """A broker attachment. The bus that attaches it owns its life:
+
+    ``open()`` when attached (bounded by ``connect_timeout``), ``ingest()`` as a
+    supervised task restarted with backoff when it raises, ``aclose()`` after the export
+    mailbox drained and ingress stopped when the bus exits or the bridge is detached.
+    Translate client exceptions into :class:`~bus.BackendError` (or
+    :class:`~bus.BackendUnavailableError`) with ``raise ... from exc``: no client's
+    exception type reaches users.
+    """
 
     name: str = "bridge"
     """Identifies the bridge in headers, logs and stats; unique per bus."""
+    features: Features = Features()
+
+    async def open(self) -> None:  # noqa: B027 - an optional hook
+        """Connect to the broker. Raise :class:`~bus.BackendUnavailableError` if it is
+        not reachable; the bus bounds the wait with ``attach(connect_timeout=)``."""
+
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook
+        """Acknowledge/commit what is done, then close the client. Called once, shielded
+        and bounded, after ingress stopped and the export mailbox drained."""
 
     @abc.abstractmethod
-    async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> None:
-        """Send *batch* to the broker; return once the broker confirmed all of it.
+    async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> ExportResults:
+        """Send *batch* to the broker; return once the broker answered for every record.
 
-        Raises :class:`~bus.BackendError` (or any error) to have the bus retry the batch.
-        ``port.encode(env)`` gives the payload bytes.
+        Return ``None`` if all were confirmed, else one result per record (see
+        :data:`ExportResults`). Raising retries the whole batch with backoff.
         """
 
-    @abc.abstractmethod
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        """Consume the import topics from the broker until cancelled.
+        """Consume the import patterns from the broker until cancelled.
 
-        Call ``task_status.started()`` once consuming, and ``await port.deliver(...)``
-        for each message before acknowledging it.
+        Call ``task_status.started()`` once consuming. For each message call
+        ``port.deliver(..., on_done=...)``; acknowledge it only when ``on_done`` fires.
+        Raising restarts ingress after a backoff (the bus logs it).
         """
+        raise NotImplementedError(f"bridge {self.name!r} cannot import from its broker")
+
+    async def create_topic(self, name: str, **options: Any) -> None:
+        """Create *name* on the broker (topic, stream, exchange binding...); idempotent."""
+        raise NotImplementedError(f"bridge {self.name!r} cannot create topics")
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete *name* on the broker; deleting a missing one is not an error."""
+        raise NotImplementedError(f"bridge {self.name!r} cannot delete topics")
+
+    async def list_topics(self) -> list[str]:
+        """Names of the topics the broker has."""
+        raise NotImplementedError(f"bridge {self.name!r} cannot list topics")
+
+    async def health(self) -> bool:
+        """True if the broker answers now. Never raises."""
+        return True
 
 
 class Port:
-    """What a bridge may do with the bus: encode for export, deliver on import."""
+    """What a bridge may do with the bus: encode for export, deliver on import.
+
+    Made by ``bus.attach``; one per attachment.
+    """
 
     def __init__(self, bus: Bus, bridge: Bridge, import_patterns: Sequence[str]) -> None:
         self._bus = bus
         self.bridge = bridge
         self.import_patterns = tuple(import_patterns)
+        self._matchers = [Pattern(p).matches for p in self.import_patterns]
 
     def encode(self, env: Envelope[Any]) -> bytes:
         """The payload of *env* as bytes, with its topic's codec."""
         return self._bus.codec(env.topic).encode(env.payload)
+
+    def wants(self, topic: str) -> bool:
+        """True if *topic* matches one of this attachment's import patterns."""
+        return any(match(topic) for match in self._matchers)
+
+    def envelope(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        id: str,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        time: float = 0.0,
+        attempt: int = 1,
+        source: str | None = None,
+        on_done: Callable[[Delivery], None] | None = None,
+    ) -> Envelope[Any]:
+        """Decode *data* for *topic* into an envelope, without publishing it.
+
+        A payload that does not decode, a topic the bus does not know, or one that no
+        import pattern matches gives an envelope for the dead-letter topic instead, with
+        the reason in its headers and the raw bytes as payload. With *on_done*, the
+        envelope is tracked (:class:`~bus.abc.Delivery`) and *on_done* is called once
+        when it is done.
+        """
+        hdrs = dict(headers) if headers else {}
+        hdrs[H_ORIGIN] = self.bridge.name
+        bus = self._bus
+        payload: Any
+        try:
+            if not self.wants(topic):
+                raise ConfigurationError(
+                    f"topic {topic!r} matches no import pattern of bridge "
+                    f"{self.bridge.name!r} {list(self.import_patterns)}"
+                )
+            payload = bus.codec(topic).decode(data)
+        except BusError as exc:
+            hdrs[H_ERROR] = str(exc)
+            hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
+            hdrs[H_ORIGINAL_TOPIC] = topic
+            topic, payload = bus.dead_letter_topic, bytes(data)
+        delivery = None
+        if on_done is not None:
+            delivery = Delivery()
+            delivery.add_done_callback(on_done)
+        return Envelope(
+            id=id, topic=topic, payload=payload, key=key, headers=hdrs, time=time,
+            attempt=attempt, source=source or self.bridge.name, delivery=delivery,
+        )
 
     async def deliver(
         self,
@@ -86,28 +218,41 @@ class Port:
         time: float = 0.0,
         attempt: int = 1,
         source: str | None = None,
+        on_done: Callable[[Delivery], None] | None = None,
     ) -> Envelope[Any]:
-        """Decode *data* for *topic* and publish it on the bus; returns the envelope.
+        """Decode *data* for *topic* (see :meth:`envelope`) and publish it on the bus.
 
-        A payload that does not decode, or a topic the bus does not know, goes to the
-        dead-letter topic with the reason in its headers (raw bytes as payload); this
-        returns normally then, so the bridge acknowledges and consumption goes on.
+        Returns once every matching mailbox accepted it: it waits while one is full
+        (backpressure). Acknowledge the broker when *on_done* fires, not before.
         """
-        hdrs = dict(headers or {})
-        hdrs[H_ORIGIN] = self.bridge.name
-        bus = self._bus
-        try:
-            payload = bus.codec(topic).decode(data)
-        except BusError as exc:
-            hdrs[H_ERROR] = str(exc)
-            hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
-            hdrs[H_ORIGINAL_TOPIC] = topic
-            topic, payload = bus.dead_letter_topic, bytes(data)
-        env: Envelope[Any] = Envelope(
-            id=id, topic=topic, payload=payload, key=key, headers=hdrs, time=time,
-            attempt=attempt, source=source or self.bridge.name,
+        env = self.envelope(
+            topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
+            source=source, on_done=on_done,
         )
-        await bus._publish_envelope(env)
+        await self._bus._route(env)
+        return env
+
+    def deliver_nowait(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        id: str,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        time: float = 0.0,
+        attempt: int = 1,
+        source: str | None = None,
+        on_done: Callable[[Delivery], None] | None = None,
+    ) -> Envelope[Any]:
+        """Like :meth:`deliver` but never waits: raises :exc:`trio.WouldBlock`, having
+        delivered to nobody, when a mailbox is full. The signal to pause the consumer
+        (keep polling the broker) and call :meth:`deliver` for this message."""
+        env = self.envelope(
+            topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
+            source=source, on_done=on_done,
+        )
+        self._bus._route_nowait(env)
         return env
 
 

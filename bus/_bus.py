@@ -250,6 +250,16 @@ class Bus:
             if lane is not None:
                 await lane.put(env)
 
+    async def _route(self, env: Envelope[Any]) -> None:
+        """Route an envelope made elsewhere (a bridge's import), tracking it if it has a
+        :class:`Delivery`."""
+        await self._publish_envelope(env)
+        if env.delivery is not None:
+            env.delivery.routed()
+
+    def _route_nowait(self, env: Envelope[Any]) -> None:
+        raise NotImplementedError
+
     def _retain(self, spec: _TopicSpec, env: Envelope[Any]) -> None:
         assert spec.log is not None
         size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0

@@ -30,6 +30,8 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from ._done import Delivery
+
 __all__ = ["Envelope", "IdGenerator"]
 
 T = TypeVar("T")
@@ -75,6 +77,9 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
     """Delivery attempt: 1 the first time, incremented by each retry."""
     source: str = "trio-bus"
     """Who published it (CloudEvents ``source``): the bus name, or a bridge's."""
+    delivery: Delivery | None = None
+    """Done-tracking (:class:`~bus.abc.Delivery`) when someone waits for this message to
+    be handled everywhere; ``None`` otherwise. Not part of the message on the wire."""
 
     def cloudevent_attributes(self, datacontenttype: str = "application/json") -> dict[str, str]:
         """The CloudEvents 1.0 context attributes of this envelope, as strings."""

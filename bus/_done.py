@@ -1,0 +1,106 @@
+"""Done-tracking: knowing when one message has been dealt with by everyone who got it.
+
+A :class:`Delivery` rides on an envelope (``Envelope.delivery``) only when somebody asked
+to track it: a bridge's ingress (to acknowledge the broker only then) or a publisher
+calling ``publish(..., confirm=True)``. Untracked envelopes carry ``None`` and cost one
+attribute test per handled message.
+
+Counting: the publish holds one reference while it routes; every mailbox that accepts
+the envelope holds one more; a subscriber that handles it, dead-letters it, or skips it as
+a duplicate releases its hold, and so does a bridge export once its broker confirmed.
+When the count reaches zero the message is *done* and the callbacks run, once, in the
+order they were added. A message dropped by an overflow policy is done for that
+subscriber too, with the drop recorded. A message still queued when the bus closes is
+never done: a bridge does not acknowledge it, so the broker delivers it again.
+
+This module knows nothing of trio tasks except the :class:`trio.Event` a waiter parks on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import trio
+
+__all__ = ["Delivery", "Failure"]
+
+
+class Failure(NamedTuple):
+    """A target that did not handle the message: who, what happened, and why."""
+
+    subscriber: str
+    outcome: str
+    """``"dead_lettered"`` or ``"dropped"``."""
+    reason: str
+
+
+class Delivery:
+    """The tracking record of one message. Made by the bus; read by bridges and waiters."""
+
+    __slots__ = ("_callbacks", "_event", "_pending", "failures", "handled")
+
+    def __init__(self) -> None:
+        self._pending = 1  # the publish's own hold, released when routing is over
+        self._callbacks: list[Callable[[Delivery], None]] | None = []
+        self._event: trio.Event | None = None
+        self.handled = 0
+        """Targets (subscribers, confirmed exports) that handled the message."""
+        self.failures: list[Failure] = []
+        """Targets that dead-lettered or dropped it."""
+
+    @property
+    def done(self) -> bool:
+        """Every target that received the message handled, dead-lettered or dropped it."""
+        return self._pending == 0
+
+    @property
+    def ok(self) -> bool:
+        """Done, and no target dead-lettered or dropped it."""
+        return self._pending == 0 and not self.failures
+
+    def hold(self) -> None:
+        """A target accepted the message: it is not done before that target releases."""
+        self._pending += 1
+
+    def release(self) -> None:
+        """A target handled the message (or the publish finished routing it)."""
+        self.handled += 1
+        self._settle()
+
+    def fail(self, subscriber: str, outcome: str, reason: str) -> None:
+        """A target dead-lettered or dropped the message; that releases its hold."""
+        self.failures.append(Failure(subscriber, outcome, reason))
+        self._settle()
+
+    def routed(self) -> None:
+        """The publish handed the message to every target: release the publish's hold."""
+        self._settle()
+
+    def _settle(self) -> None:
+        self._pending -= 1
+        if self._pending:
+            return
+        callbacks, self._callbacks = self._callbacks, None
+        if self._event is not None:
+            self._event.set()
+        for callback in callbacks or ():
+            callback(self)
+
+    def add_done_callback(self, callback: Callable[[Delivery], None]) -> None:
+        """Call *callback(delivery)* once when done (at once if it is done already)."""
+        if self._callbacks is None:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    async def wait(self) -> None:
+        """Wait until the message is done."""
+        if self._pending:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else f"pending={self._pending}"
+        return f"<Delivery {state} handled={self.handled} failures={len(self.failures)}>"
