@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -113,11 +114,32 @@ async def run_case(kit: BridgeKit, case: str) -> str | None:
     if reason is not None:
         return reason
     prefix = f"ct{uuid.uuid4().hex[:10]}"
+    threads, sockets = _threads(), _sockets()
     try:
         await CASES[case](kit, prefix)
+        # after every bus of the case exited: no thread or socket of ours is left
+        await _until("the bridges' threads to end", lambda: _threads() <= threads, 5)
+        await _until("the bridges' sockets to close", lambda: _sockets() <= sockets, 5)
     except AssertionError as exc:
         raise AssertionError(f"{kit.name}: case {case!r} failed: {exc}") from exc
     return None
+
+
+def _threads() -> set[int]:
+    return {t.ident or 0 for t in threading.enumerate()}
+
+
+def _sockets() -> set[str]:
+    """This process's open sockets (Linux ``socket:[inode]`` names)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 async def check_bridge(kit: BridgeKit) -> dict[str, str]:
