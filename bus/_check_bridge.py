@@ -168,6 +168,16 @@ async def _prepare(kit: BridgeKit, *topics: str) -> None:
         await kit.prepare(list(topics))
 
 
+async def _register(kit: BridgeKit, topic: str, group: str) -> None:
+    """Join *group* once and leave, so the broker keeps what is published for it before
+    its consumer runs (an AMQP queue, a Pub/Sub subscription, a Kafka group)."""
+    async with open_bus(name="register") as bus:
+        bus.topic(topic, Order)
+        att = await bus.attach(kit.make("register", group), import_=[topic])
+        await trio.sleep(kit.settle)
+        await att.detach()
+
+
 async def _publish(bus: Bus, topic: str, count: int, *, keys: int = 4) -> None:
     for i in range(count):
         await bus.publish(topic, Order(i), key=f"k{i % keys}", headers={"n": str(i)})
@@ -265,6 +275,7 @@ async def case_consumer_groups(kit: BridgeKit, prefix: str) -> None:
 async def case_at_least_once_kill9(kit: BridgeKit, prefix: str) -> None:
     topic = f"{prefix}.order.durable"
     await _prepare(kit, topic)
+    await _register(kit, topic, f"{prefix}-g")
     count = _n(kit, 2000)
     async with open_bus(name="exporter") as a:
         a.topic(topic, Order)
@@ -388,6 +399,7 @@ def _rss_bytes() -> int:
 async def case_backpressure_bounds_memory(kit: BridgeKit, prefix: str) -> None:
     topic = f"{prefix}.order.backlog"
     await _prepare(kit, topic)
+    await _register(kit, topic, f"{prefix}-in")
     count = _n(kit, 5000)
     async with open_bus(name="exporter") as a:
         a.topic(topic, Order)
