@@ -35,8 +35,13 @@ from urllib.parse import urlsplit
 
 import trio
 
-from bus import BackendError, BackendUnavailableError, ConfigurationError, Envelope
-from bus._errors import MissingDependencyError
+from bus import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    Envelope,
+    MissingDependencyError,
+)
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
 from .._runtime import Runtime, RuntimeKind, open_runtime
@@ -53,6 +58,9 @@ DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 """RabbitMQ's default ``max_message_size`` (3.8+). A larger publish would close the
 publish channel (PRECONDITION_FAILED) and fail every record in flight on it, so the
 bridge rejects it before sending."""
+
+ACK_TIMEOUT = 5.0
+"""How long sending a batch of acks may take, even while ingress is being cancelled."""
 
 FEATURES = Features(
     ordered=True,
@@ -270,7 +278,10 @@ class RabbitMQBridge(Bridge):
             if tracker.pending:
                 frames.append((channel, tracker.take()))
         if frames:
-            await self._call(self._client.ack, frames)
+            # Shielded: the frames are taken from the trackers, so a cancelled crossing
+            # would leave done messages unacknowledged (redelivered, a needless duplicate).
+            with trio.move_on_after(ACK_TIMEOUT, shield=True):
+                await self._call(self._client.ack, frames)
 
     # -- admin ------------------------------------------------------------------------
 
