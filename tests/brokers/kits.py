@@ -18,6 +18,8 @@ from bus._check_bridge import BridgeKit
 from bus.abc import Bridge
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+PUBSUB_EMULATOR_HOST = "127.0.0.1:8085"
+GCP_PROJECT_ID = "trio-bus-test"
 EXCHANGE = "trio-bus-conformance"
 HERE = Path(__file__).parent
 CHILD_ENV = {"PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)])}
@@ -72,4 +74,61 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
         env=CHILD_ENV,
         unreachable=lambda: RabbitMQBridge("amqp://guest:guest@127.0.0.1:1/", name="nowhere"),
         settle=0.2,
+    )
+
+
+def pubsub_bridge(name: str, group: str) -> Bridge:
+    from bridges.pubsub import PubSubBridge
+
+    return PubSubBridge(
+        _env("GCP_PROJECT_ID", GCP_PROJECT_ID), name=name, group=group,
+        emulator_host=_env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST),
+    )
+
+
+def pubsub_kit() -> BridgeKit:
+    """Google's emulator keeps everything in memory: no restart case (Features says so)."""
+    from bridges.pubsub import FEATURES, PubSubBridge
+
+    project = _env("GCP_PROJECT_ID", GCP_PROJECT_ID)
+    host = _env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST)
+
+    async def prepare(topics: list[str]) -> None:
+        bridge = PubSubBridge(project, name="prepare", emulator_host=host)
+        await bridge.open()
+        try:
+            for topic in topics:
+                await bridge.create_topic(topic)
+        finally:
+            await bridge.aclose()
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        def publish() -> None:
+            import grpc
+            from google.cloud import pubsub_v1
+            from google.pubsub_v1.services.publisher.transports.grpc import (
+                PublisherGrpcTransport,
+            )
+
+            transport = PublisherGrpcTransport(channel=grpc.insecure_channel(host))
+            client = pubsub_v1.PublisherClient(transport=transport)
+            try:
+                client.publish(client.topic_path(project, topic), data).result(timeout=10)
+            finally:
+                client.stop()
+                client.transport.close()
+
+        await trio.to_thread.run_sync(publish)
+
+    return BridgeKit(
+        name="pubsub",
+        features=FEATURES,
+        make=pubsub_bridge,
+        prepare=prepare,
+        write_raw=write_raw,
+        child="kits:pubsub_bridge",
+        env=CHILD_ENV,
+        unreachable=lambda: PubSubBridge(project, name="nowhere", emulator_host="127.0.0.1:1"),
+        settle=0.5,
+        scale=0.5,
     )

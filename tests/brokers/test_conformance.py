@@ -32,3 +32,10 @@ async def _run(kit: Any, case: str) -> None:
 async def test_rabbitmq(brokers: Any, case: str) -> None:
     brokers.require("rabbitmq")
     await _run(kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq")), case)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_pubsub(brokers: Any, case: str) -> None:
+    brokers.require("pubsub")
+    await _run(kits.pubsub_kit(), case)

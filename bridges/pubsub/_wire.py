@@ -1,0 +1,111 @@
+"""How an envelope looks as a Pub/Sub message, and back (sans-IO).
+
+Binary content mode of the CloudEvents Pub/Sub protocol binding (cloudevents/spec
+``pubsub-protocol-binding.md``): each context attribute is a message attribute
+``ce-<name>``, ``datacontenttype`` is the ``content-type`` attribute (attribute names are
+case-insensitive there), the data is the encoded payload as it is. The envelope's key is
+the message's ``ordering_key`` (what Pub/Sub orders by), not repeated as an attribute.
+User headers travel as attributes of their own name.
+
+Import accepts foreign messages: the bus topic is the subscription's topic; the id is
+``ce-id``, else Pub/Sub's ``message_id``; the time ``ce-time``, else ``publish_time``;
+the key the ``ordering_key`` (``""`` is no key).
+
+:func:`problem` applies Pub/Sub's documented limits before sending, so a record the
+service would refuse is dead-lettered with the reason instead of failing its whole
+request: 10 MB a message (data, attributes and ordering key), 100 attributes, attribute
+names up to 256 bytes not starting with ``goog``, values up to 1024 bytes, ordering keys
+up to 1024 bytes.
+
+This module does not talk to the broker and imports no client library.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from bus import Envelope
+
+from .._cloudevents import CONTENT_TYPE, Binding, Incoming, from_headers, to_headers
+
+__all__ = ["MAX_MESSAGE_BYTES", "PUBSUB", "Outgoing", "from_pubsub", "problem", "to_pubsub"]
+
+PUBSUB = Binding("pubsub", "ce-", "content-type", key_header=False)
+"""CloudEvents Pub/Sub binding: ``ce-`` attributes, ``content-type``, key = ordering key."""
+
+MAX_MESSAGE_BYTES = 10_000_000
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_NAME_BYTES = 256
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+MAX_ORDERING_KEY_BYTES = 1024
+
+
+class Outgoing(NamedTuple):
+    """What to publish for one envelope."""
+
+    data: bytes
+    attributes: dict[str, str]
+    ordering_key: str
+
+    @property
+    def size(self) -> int:
+        """Bytes Pub/Sub counts against its message size limit."""
+        n = len(self.data) + len(self.ordering_key.encode())
+        for name, value in self.attributes.items():
+            n += len(name.encode()) + len(value.encode())
+        return n
+
+
+def to_pubsub(env: Envelope[Any], body: bytes) -> Outgoing:
+    """The Pub/Sub message for *env* whose encoded payload is *body*."""
+    attributes = dict(to_headers(PUBSUB, env, CONTENT_TYPE))
+    return Outgoing(body, attributes, env.key or "")
+
+
+def problem(out: Outgoing, max_bytes: int = MAX_MESSAGE_BYTES) -> str | None:
+    """Why Pub/Sub would refuse *out* for good, or None if it is within the limits."""
+    size = out.size
+    if size > max_bytes:
+        return f"message of {size} bytes exceeds Pub/Sub's limit of {max_bytes} bytes"
+    if len(out.attributes) > MAX_ATTRIBUTES:
+        return (
+            f"{len(out.attributes)} attributes (CloudEvents attributes and headers) exceed "
+            f"Pub/Sub's limit of {MAX_ATTRIBUTES}"
+        )
+    for name, value in out.attributes.items():
+        if not name or len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES:
+            return f"attribute name {name[:40]!r} must be 1-{MAX_ATTRIBUTE_NAME_BYTES} bytes"
+        if name.lower().startswith("goog"):
+            return f"attribute name {name!r}: names starting with 'goog' are reserved"
+        if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
+            return (
+                f"attribute {name!r} has {len(value.encode())} bytes; Pub/Sub allows "
+                f"{MAX_ATTRIBUTE_VALUE_BYTES}"
+            )
+    if len(out.ordering_key.encode()) > MAX_ORDERING_KEY_BYTES:
+        return f"key of more than {MAX_ORDERING_KEY_BYTES} bytes cannot be an ordering key"
+    return None
+
+
+def from_pubsub(
+    topic: str,
+    attributes: Iterable[tuple[str, str]],
+    message_id: str,
+    ordering_key: str,
+    publish_time: _dt.datetime | None,
+) -> Incoming:
+    """What to deliver for a received message; works without any ``ce-`` attribute."""
+    return from_headers(
+        PUBSUB, attributes, topic=topic, fallback_id=message_id or f"{topic}-?",
+        key=ordering_key or None, time=_seconds(publish_time),
+    )
+
+
+def _seconds(when: _dt.datetime | None) -> float:
+    if when is None:
+        return 0.0
+    if when.tzinfo is None:  # protobuf Timestamps are UTC
+        when = when.replace(tzinfo=_dt.UTC)
+    return when.timestamp()
