@@ -19,14 +19,18 @@ Mapping (the whole of it):
   ``f"{topic_id}~{group or name}"``, created with message ordering. Topics created after
   attach are picked up by a re-list every ``relist_interval`` seconds (``None``: never).
   A message published before its subscription existed is not delivered to it (Pub/Sub
-  keeps messages per subscription). StreamingPull runs on the threaded client
-  (:mod:`._ingress`): ``max_outstanding`` bounds messages received and not done, the
-  client extends their ack deadlines until done (``max_lease_duration``); a message is
-  acked when the bus reports it done, never nacked once delivered: what is not done when
-  the process dies comes back after the subscription's ack deadline;
-- **redelivery** is counted: ``delivery_attempt`` where the subscription has a
-  dead-letter policy, else the bridge remembers recent message ids
-  (:attr:`PubSubBridge.redelivered`).
+  keeps messages per subscription). Each subscription is read with unary ``Pull`` calls
+  in worker threads; ``max_outstanding`` bounds the messages received and not yet
+  acknowledged, over all subscriptions (no pull while it is reached: that is the
+  backpressure); the deadline of messages still in work is extended every half
+  ``ack_deadline`` (up to ``max_lease_duration``, :mod:`._ingress`); a message is
+  acknowledged when the bus reports it done, batched, and never nacked once delivered:
+  what is not done when the process dies comes back after the ack deadline. Messages
+  pulled but never handed to the bus (ingress cancelled mid-batch) are handed back at
+  once (deadline 0);
+- **redelivery** is counted (:attr:`PubSubBridge.redelivered`): ``delivery_attempt``
+  where the subscription has a dead-letter policy, else the bridge remembers recent
+  message ids.
 
 Client choice, measured on the emulator (5,000 publishes of ~200 B, 8 ordering keys,
 batches of 256, 3 interleaved rounds): the generated synchronous client, one ``Publish``
@@ -35,9 +39,13 @@ asyncio loop in a thread of ours (``bridges._runtime``), one crossing per batch,
 21.9k-31.6k/s (and grpc.aio's poller thread can outlive the bridge until a garbage
 collection); the threaded ``google.cloud.pubsub_v1.PublisherClient`` with ordering
 enabled, completion of a batch handed to trio with one ``TrioToken.run_sync_soon``,
-6.4k-8.7k/s (it batches per ordering key). Egress and admin use the first; ingress uses
-the threaded ``SubscriberClient``, whose StreamingPull manager brings flow control and
-lease extension.
+6.4k-8.7k/s (it batches per ordering key). Everything uses the first kind of call.
+Ingress does not use the threaded ``SubscriberClient`` (StreamingPull with its own
+leasing and flow control): on the emulator (0.8.20) a subscription whose StreamingPull
+stream went away, cancelled or its process killed, keeps routing messages to the dead
+stream, so a restarted consumer gets part of the backlog or none of it (reproduced with
+the plain client); unary Pull has no stream to go stale. It also leaves no client thread
+behind, and lets the bridge ack in batches of done messages.
 """
 
 from __future__ import annotations
@@ -63,9 +71,9 @@ from bus import (
 from bus._routing import is_pattern
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
-from ._client import Endpoint, NotSent, PubSubCalls, streaming_subscriber
+from ._client import Endpoint, NotSent, PubSubCalls
 from ._errors import is_client_error, is_invalid, is_not_found, translate
-from ._ingress import Intake, Pulls
+from ._ingress import Leases
 from ._names import subscription_id, topic_from_id, topic_id
 from ._wire import MAX_MESSAGE_BYTES, from_pubsub, problem, to_pubsub
 
@@ -77,6 +85,8 @@ log = structlog.get_logger("bus")
 REQUEST_MESSAGES = 1000
 REQUEST_BYTES = 9_000_000
 """Pub/Sub takes at most 1,000 messages and 10 MB in one Publish request."""
+ACK_TIMEOUT = 10.0
+"""How long flushing acknowledgements may take, even while being cancelled."""
 SEEN_IDS = 65_536
 """Recent message ids remembered to count redeliveries."""
 
@@ -90,15 +100,15 @@ FEATURES = Features(
     max_message_bytes=MAX_MESSAGE_BYTES,
     restartable=False,
     notes=(
-        "Order holds per key (ordering_key; subscriptions have message ordering on); the "
-        "client hands over a key's next message only when the previous one is done, so a "
-        "key moves one message at a time through the bus. Import patterns are matched "
+        "Order holds per key (ordering_key; subscriptions have message ordering on); a "
+        "redelivery re-sends the rest of its key after it. Import patterns are matched "
         "against a listing of the topics, re-listed every relist_interval (10 s): "
         "messages published to a topic before its subscription existed are not imported. "
         "Undone messages come back after the ack deadline (10 s by default). In tests: "
         "Google's emulator keeps everything in memory, so a restart loses topics and "
-        "subscriptions (restartable: no; on Google Cloud, persistent); it does not "
-        "enforce IAM or the 10 MB limit (the bridge checks it)."
+        "subscriptions (restartable: no; on Google Cloud, persistent). The bridge reads "
+        "with unary Pull: the emulator's StreamingPull keeps routing messages to streams "
+        "that went away."
     ),
 )
 
@@ -112,8 +122,10 @@ class PubSubBridge(Bridge):
     ``credentials_path`` (default ``GCP_CREDENTIALS_PATH``: a service account JSON file)
     or Application Default Credentials. ``group`` names the consumer group (default
     ``name``): bridges of one group share each topic's subscription. ``ack_deadline`` is
-    set on subscriptions the bridge creates; ``max_outstanding`` / ``max_outstanding_bytes``
-    bound what each subscription has received and not acknowledged.
+    set on subscriptions the bridge creates; ``max_outstanding`` bounds what the bridge
+    has received and not acknowledged; ``pull_wait`` is how long one Pull may wait for
+    messages (and so how long stopping ingress may take); ``pull_max`` is the most one
+    Pull asks for (smaller pulls spread a group's messages more evenly over its members).
     """
 
     def __init__(
@@ -129,9 +141,10 @@ class PubSubBridge(Bridge):
         ordering: bool = True,
         ack_deadline: int = 10,
         max_outstanding: int = 1000,
-        max_outstanding_bytes: int = 100 * 1024 * 1024,
         max_lease_duration: float = 3600.0,
         relist_interval: float | None = 10.0,
+        pull_wait: float = 5.0,
+        pull_max: int = 100,
         timeout: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
@@ -158,13 +171,18 @@ class PubSubBridge(Bridge):
         self._create_topics = create_topics
         self._ordering = ordering
         self._ack_deadline = ack_deadline
-        self._flow = (max_outstanding, max_outstanding_bytes, max_lease_duration)
         self._relist = relist_interval
         self._max_bytes = max_message_bytes
         self._client = PubSubCalls(self._endpoint)
         self._open = False
-        self._intake: Intake | None = None
-        self._pulls: Pulls | None = None
+        self._max_outstanding = max_outstanding
+        self._max_lease = max_lease_duration
+        self._pull_wait = pull_wait
+        self._pull_max = min(max(1, pull_max), 1000)
+        self._leases = Leases()
+        self._pulling: set[str] = set()
+        self._acks_wanted = trio.Event()
+        self._room = trio.Event()
         self._seen: OrderedDict[str, int] = OrderedDict()
         self.received = 0
         """Messages received from Pub/Sub (redeliveries included)."""
@@ -172,6 +190,8 @@ class PubSubBridge(Bridge):
         """Messages received again (``delivery_attempt`` > 1, or an id seen recently)."""
         self.acked = 0
         """Messages acknowledged because the bus reported them done."""
+        self.extended = 0
+        """Ack deadline extensions sent for messages still in work."""
 
     def __repr__(self) -> str:
         ep = self._endpoint
@@ -207,14 +227,8 @@ class PubSubBridge(Bridge):
     async def aclose(self) -> None:
         if not self._open:
             return
-        intake, pulls = self._intake, self._pulls
-        self._intake = self._pulls = None
-        if intake is not None:
-            for _, message in intake.take_nowait():
-                message.nack()  # never handed to the bus: let it come back at once
-        if pulls is not None:
-            await pulls.stop()
         self._open = False
+        await self._flush_acks()
         with contextlib.suppress(BackendError):
             await self._call(self._client.close, check=False)
 
@@ -298,41 +312,18 @@ class PubSubBridge(Bridge):
     # -- ingress ----------------------------------------------------------------------
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        from google.cloud.pubsub_v1.types import FlowControl
-
-        if self._pulls is not None:  # restarted after a failure: start afresh
-            old_intake, old_pulls = self._intake, self._pulls
-            self._intake = self._pulls = None
-            if old_intake is not None:
-                for _, message in old_intake.take_nowait():
-                    message.nack()
-            await old_pulls.stop()
-        intake = self._intake = Intake(trio.lowlevel.current_trio_token())
-        messages, max_bytes, lease = self._flow
-        flow = FlowControl(
-            max_messages=messages, max_bytes=max_bytes, max_lease_duration=lease
-        )
-        pulls = self._pulls = Pulls(partial(streaming_subscriber, self._endpoint), flow, intake)
-        await self._discover(port, pulls)
+        self._pulling.clear()
         async with trio.open_nursery() as nursery:
+            await self._discover(port, nursery)
+            nursery.start_soon(self._ack_loop)
+            nursery.start_soon(self._lease_loop)
             if self._relist is not None:
-                nursery.start_soon(self._relist_loop, port, pulls, self._relist)
+                nursery.start_soon(self._relist_loop, port, nursery, self._relist)
             task_status.started()
-            while True:
-                items = await intake.take()
-                if intake.failure is not None:
-                    exc = intake.failure
-                    raise translate(exc, self.name) from exc
-                for n, (topic, message) in enumerate(items):
-                    try:
-                        await self._deliver(port, topic, message)
-                    except trio.Cancelled:
-                        for _, rest in items[n + 1:]:
-                            rest.nack()  # taken but never handed to the bus
-                        raise
 
-    async def _discover(self, port: Port, pulls: Pulls) -> None:
-        """Subscribe to every topic an import pattern matches (creating literal ones)."""
+    async def _discover(self, port: Port, nursery: trio.Nursery) -> None:
+        """Pull from every topic an import pattern matches (creating literal ones), each
+        through this group's subscription (created with message ordering if missing)."""
         wanted: dict[str, str] = {}
         for pattern in port.import_patterns:
             if not is_pattern(pattern):
@@ -346,8 +337,7 @@ class PubSubBridge(Bridge):
                 wanted[tid] = topic
         for tid, topic in wanted.items():
             sid = subscription_id(tid, self.group)
-            path = self._endpoint.subscription_path(sid)
-            if path in pulls:
+            if sid in self._pulling:
                 continue
             try:
                 await self._call(
@@ -357,25 +347,69 @@ class PubSubBridge(Bridge):
                 if is_not_found(exc.__cause__ or exc):
                     continue  # the topic went away since the listing
                 raise
-            await pulls.start(path, topic)
+            self._pulling.add(sid)
+            nursery.start_soon(self._pull_loop, port, sid, topic)
             log.debug("pubsub.subscribed", bridge=self.name, subscription=sid, topic=topic)
 
-    async def _relist_loop(self, port: Port, pulls: Pulls, interval: float) -> None:
+    async def _relist_loop(self, port: Port, nursery: trio.Nursery, interval: float) -> None:
         while True:
             await trio.sleep(interval)
             try:
-                await self._discover(port, pulls)
+                await self._discover(port, nursery)
             except BackendError as exc:
                 log.warning("pubsub.relist_failed", bridge=self.name, error=str(exc))
 
-    async def _deliver(self, port: Port, topic: str, message: Any) -> None:
+    async def _pull_loop(self, port: Port, sid: str, topic: str) -> None:
+        leases = self._leases
+        while True:
+            room = self._max_outstanding - leases.outstanding
+            if room <= 0:
+                # Bounded: no more pulls until the bus finished (and we acked) some.
+                await self._room.wait()
+                continue
+            # Not abandoned on cancel: the service holds a pull open only briefly (about
+            # `pull_wait`), and what it returns must be handed back, not leased to nobody.
+            received = await trio.to_thread.run_sync(
+                self._pull, sid, min(room, self._pull_max)
+            )
+            now = trio.current_time()
+            for rm in received:
+                leases.received(sid, rm.ack_id, now)
+            for n, rm in enumerate(received):
+                try:
+                    await self._deliver(port, topic, sid, rm)
+                except trio.Cancelled:
+                    await self._hand_back(sid, [r.ack_id for r in received[n:]])
+                    raise
+
+    def _pull(self, sid: str, max_messages: int) -> list[Any]:
+        """The blocking pull, in a worker thread; client errors translated."""
+        try:
+            return self._client.pull(sid, max_messages, self._pull_wait)
+        except Exception as exc:
+            if not self._open:
+                return []  # closed under it (detach): ingress is being cancelled
+            if is_client_error(exc):
+                raise translate(exc, self.name) from exc
+            raise
+
+    async def _hand_back(self, sid: str, ack_ids: list[str]) -> None:
+        """Messages received but never given to the bus: let the service redeliver them
+        now (deadline 0) rather than when their lease runs out."""
+        self._leases.forget(sid, ack_ids)
+        if ack_ids:
+            with trio.move_on_after(ACK_TIMEOUT, shield=True), contextlib.suppress(BackendError):
+                await self._call(self._client.modify_ack_deadline, sid, ack_ids, 0)
+
+    async def _deliver(self, port: Port, topic: str, sid: str, rm: Any) -> None:
         self.received += 1
-        attempt = self._attempt(message)
+        message = rm.message
+        attempt = self._attempt(message.message_id, rm.delivery_attempt)
         incoming = from_pubsub(
             topic, message.attributes.items(), message.message_id, message.ordering_key,
             message.publish_time,
         )
-        on_done = partial(self._on_done, message)
+        on_done = partial(self._on_done, sid, rm.ack_id)
         kwargs: dict[str, Any] = {
             "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
             "time": incoming.time, "attempt": max(incoming.attempt, attempt),
@@ -384,28 +418,64 @@ class PubSubBridge(Bridge):
         try:
             port.deliver_nowait(incoming.topic, message.data, **kwargs)
         except trio.WouldBlock:
-            # A mailbox is full: wait here. The client keeps at most max_outstanding
-            # messages un-acked per subscription, then stops reading the stream.
+            # A mailbox is full: wait here; this subscription pulls nothing meanwhile,
+            # and max_outstanding bounds what all of them hold.
             await port.deliver(incoming.topic, message.data, **kwargs)
 
-    def _attempt(self, message: Any) -> int:
-        """1 for a first delivery; more (and counted) for a redelivery."""
-        attempt: int | None = message.delivery_attempt
-        mid: str = message.message_id
+    def _attempt(self, message_id: str, delivery_attempt: int) -> int:
+        """1 for a first delivery; more (and counted) for a redelivery. Pub/Sub fills
+        ``delivery_attempt`` only on subscriptions with a dead-letter policy."""
         seen = self._seen
-        previous = seen.pop(mid, 0)
-        seen[mid] = previous + 1
+        previous = seen.pop(message_id, 0)
+        seen[message_id] = previous + 1
         if len(seen) > SEEN_IDS:
             seen.popitem(last=False)
-        if attempt is None:
-            attempt = previous + 1
+        attempt = delivery_attempt or previous + 1
         if attempt > 1:
             self.redelivered += 1
         return attempt
 
-    def _on_done(self, message: Any, delivery: Delivery) -> None:
-        message.ack()  # queued to the client's dispatcher thread; does not block
-        self.acked += 1
+    def _on_done(self, sid: str, ack_id: str, delivery: Delivery) -> None:
+        self._leases.done(sid, ack_id)
+        self._acks_wanted.set()
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._acks_wanted.wait()
+            self._acks_wanted = trio.Event()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        """Acknowledge every done message (shielded: the ids are taken from the leases,
+        so a cancelled call would only cause needless redeliveries)."""
+        done = self._leases.take_done()
+        if done:
+            with trio.move_on_after(ACK_TIMEOUT, shield=True):
+                for sid, ack_ids in done.items():
+                    try:
+                        await self._call(self._client.acknowledge, sid, ack_ids, check=False)
+                    except BackendError as exc:
+                        log.warning("pubsub.ack_failed", bridge=self.name, error=str(exc))
+                    else:
+                        self.acked += len(ack_ids)
+        self._room.set()
+        self._room = trio.Event()
+
+    async def _lease_loop(self) -> None:
+        """Extend the ack deadline of messages still in work, every half deadline."""
+        period = self._ack_deadline / 2
+        while True:
+            await trio.sleep(period)
+            extend = self._leases.to_extend(trio.current_time(), self._max_lease)
+            for sid, ack_ids in extend.items():
+                try:
+                    await self._call(
+                        self._client.modify_ack_deadline, sid, ack_ids, self._ack_deadline
+                    )
+                except BackendError as exc:
+                    log.warning("pubsub.lease_failed", bridge=self.name, error=str(exc))
+                else:
+                    self.extended += len(ack_ids)
 
     # -- admin ------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@
   envelopes is one ``Publish`` request per topic (measured faster than both the threaded
   ``google.cloud.pubsub_v1.PublisherClient`` and the generated asyncio client, see
   ``_bridge``). gRPC's synchronous channels start no Python thread of their own.
-- :func:`streaming_subscriber` makes the threaded ``SubscriberClient`` whose StreamingPull
-  manager does flow control and lease extension (see :mod:`._ingress`).
+- ingress uses the same subscriber client's unary ``Pull``, ``Acknowledge`` and
+  ``ModifyAckDeadline`` (see ``_bridge`` for why not StreamingPull).
 
 With ``emulator_host`` the channels are plaintext to that address with no credentials;
 otherwise the credentials file (``credentials_path``) or Application Default
@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Endpoint", "NotSent", "PubSubCalls", "streaming_subscriber"]
+__all__ = ["Endpoint", "NotSent", "PubSubCalls"]
 
 SCOPES = ("https://www.googleapis.com/auth/pubsub",)
+ACK_IDS_PER_REQUEST = 1000
+"""Acknowledge/ModifyAckDeadline requests are limited to 512 kB: 1,000 ack ids fit."""
 
 
 @dataclass(frozen=True)
@@ -205,22 +207,45 @@ class PubSubCalls:
         except exceptions.NotFound:
             pass
 
+    # -- consuming ----------------------------------------------------------------------
+
+    def pull(self, sid: str, max_messages: int, wait: float) -> list[Any]:
+        """Up to *max_messages* ``ReceivedMessage``s; ``[]`` if none came within about
+        *wait* seconds (the service holds a pull open a while when nothing is there)."""
+        from google.api_core import exceptions
+
+        try:
+            response = self.subscriber.pull(
+                request={
+                    "subscription": self.endpoint.subscription_path(sid),
+                    "max_messages": max_messages,
+                },
+                timeout=wait, retry=None,
+            )
+        except exceptions.DeadlineExceeded:
+            return []
+        return list(response.received_messages)
+
+    def acknowledge(self, sid: str, ack_ids: Sequence[str]) -> None:
+        path = self.endpoint.subscription_path(sid)
+        for i in range(0, len(ack_ids), ACK_IDS_PER_REQUEST):
+            self.subscriber.acknowledge(
+                subscription=path, ack_ids=ack_ids[i : i + ACK_IDS_PER_REQUEST],
+                timeout=self.endpoint.timeout,
+            )
+
+    def modify_ack_deadline(self, sid: str, ack_ids: Sequence[str], seconds: int) -> None:
+        """Extend (or with 0: give up) the lease of *ack_ids*."""
+        path = self.endpoint.subscription_path(sid)
+        for i in range(0, len(ack_ids), ACK_IDS_PER_REQUEST):
+            self.subscriber.modify_ack_deadline(
+                subscription=path, ack_ids=ack_ids[i : i + ACK_IDS_PER_REQUEST],
+                ack_deadline_seconds=seconds, timeout=self.endpoint.timeout,
+            )
+
     def probe(self, seconds: float) -> None:
         """One cheap call that needs the service: list one topic."""
         self.publisher.list_topics(
             request={"project": f"projects/{self.endpoint.project}", "page_size": 1},
             timeout=seconds,
         )
-
-
-def streaming_subscriber(endpoint: Endpoint) -> Any:
-    """A threaded ``SubscriberClient`` (StreamingPull, leases, flow control)."""
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
-
-    if endpoint.emulator_host:
-        import grpc
-
-        transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(endpoint.emulator_host))
-        return pubsub_v1.SubscriberClient(transport=transport)
-    return pubsub_v1.SubscriberClient(credentials=endpoint.credentials())

@@ -80,9 +80,12 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
 def pubsub_bridge(name: str, group: str) -> Bridge:
     from bridges.pubsub import PubSubBridge
 
+    # Small, short pulls: a group's members share a backlog more evenly, and a bus
+    # that leaves waits less for its last pull.
     return PubSubBridge(
         _env("GCP_PROJECT_ID", GCP_PROJECT_ID), name=name, group=group,
         emulator_host=_env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST),
+        pull_max=20, pull_wait=2.0,
     )
 
 

@@ -39,3 +39,4 @@ async def test_rabbitmq(brokers: Any, case: str) -> None:
 async def test_pubsub(brokers: Any, case: str) -> None:
     brokers.require("pubsub")
     await _run(kits.pubsub_kit(), case)
+
