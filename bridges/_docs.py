@@ -16,6 +16,7 @@ __all__ = ["BACKENDS", "characteristics", "render"]
 BACKENDS = {
     "Loopback (in-process test double)": "bus._loopback:LOOPBACK_FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
+    "Google Cloud Pub/Sub": "bridges.pubsub:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""
 
