@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 import trio
 
 from ._envelope import (
@@ -38,6 +37,7 @@ from ._envelope import (
     Envelope,
 )
 from ._errors import ConfigurationError, SupervisorGaveUp
+from ._log import get_logger
 from ._mailbox import Lane
 from ._policy import DedupWindow, Overflow, RestartTracker, RetryPolicy, Supervision
 from ._stats import ActorStats
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Actor", "Group", "Handler", "Subscription"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus")
 _replace = msgspec.structs.replace
 _perf = time.perf_counter
 

@@ -22,7 +22,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar, overload
 
 import msgspec
-import structlog
 import trio
 
 from ._actor import Group, Subscription
@@ -37,6 +36,7 @@ from ._errors import (
     RequestTimeoutError,
     UnknownTopicError,
 )
+from ._log import get_logger
 from ._mailbox import Lane
 from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy, Supervision
 from ._routing import Pattern, RoutingTable, validate_pattern, validate_topic
@@ -46,7 +46,7 @@ __all__ = ["Bus", "Topic", "open_bus"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-log = structlog.get_logger("bus")
+log = get_logger("bus")
 
 _time = time.time
 DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from ._envelope import Envelope
 from ._errors import BusClosedError, MailboxFullError
+from ._log import get_logger
 from ._policy import Overflow
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Lane"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus")
 
 
 class Lane:
