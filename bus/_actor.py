@@ -39,7 +39,14 @@ from ._envelope import (
 from ._errors import ConfigurationError, SupervisorGaveUp
 from ._log import get_logger
 from ._mailbox import Lane
-from ._policy import DedupWindow, Overflow, RestartTracker, RetryPolicy, Supervision
+from ._policy import (
+    DedupWindow,
+    Overflow,
+    RateLimitedCount,
+    RestartTracker,
+    RetryPolicy,
+    Supervision,
+)
 from ._stats import ActorStats
 
 if TYPE_CHECKING:
@@ -55,6 +62,9 @@ Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
 _FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
 _SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
+# At most one ``message.dropped`` line per subscriber per this many seconds of trio's
+# clock: under overload a line per drop costs more than the delivery it replaces.
+DROP_REPORT_INTERVAL = 1.0
 
 
 def key_slot(key: str, n: int) -> int:
@@ -136,6 +146,7 @@ class Subscription:
         self.dropped = self.duplicates = self.restarts = 0
         self.handler_samples = 0
         self.handler_sampled_total = self.handler_max = 0.0
+        self._drop_report = RateLimitedCount(DROP_REPORT_INTERVAL)
         # What the routing table calls: the lane itself when there is nothing to choose.
         self.route_offer: Callable[[Envelope[Any]], Lane | None] = (
             self.lanes[0].offer if concurrency == 1 and skip_origin is None else self.offer
@@ -393,6 +404,27 @@ class Subscription:
         await self.bus_state.dead_letter(_replace(env, headers=headers))
 
     # -- observability --------------------------------------------------------------
+
+    def note_dropped(self, policy: Overflow, env: Envelope[Any]) -> None:
+        """Count a message dropped by an overflow policy; log a rate-limited summary."""
+        self.dropped += 1
+        count = self._drop_report.note(trio.current_time())
+        if count:
+            self._log_dropped(count, policy.value, env)
+
+    def flush_dropped(self) -> None:
+        """Log the drops not yet reported (the lanes call this when they close)."""
+        count = self._drop_report.flush()
+        if count:
+            self._log_dropped(count, None, None)
+
+    def _log_dropped(self, count: int, policy: str | None, env: Envelope[Any] | None) -> None:
+        log.warning(
+            "message.dropped", subscriber=self.name, dropped=count, total=self.dropped,
+            policy=policy or self.lanes[0].overflow.value,
+            last_id=env.id if env is not None else None,
+            last_topic=env.topic if env is not None else None,
+        )
 
     def stats(self) -> ActorStats:
         return ActorStats(

@@ -17,15 +17,12 @@ import trio
 
 from ._envelope import Envelope
 from ._errors import BusClosedError, MailboxFullError
-from ._log import get_logger
 from ._policy import Overflow
 
 if TYPE_CHECKING:
     from ._actor import Subscription
 
 __all__ = ["Lane"]
-
-log = get_logger("bus")
 
 
 class Lane:
@@ -97,11 +94,7 @@ class Lane:
                 f"its overflow policy is 'error'; raise capacity=, slow the publisher, or "
                 f"choose overflow='block' for backpressure"
             )
-        owner.dropped += 1
-        log.warning(
-            "message.dropped", subscriber=owner.name, policy=policy.value, id=dropped.id,
-            topic=dropped.topic,
-        )
+        owner.note_dropped(policy, dropped)  # counted; logged as a rate-limited summary
         return None
 
     async def put(self, env: Envelope[Any]) -> None:
@@ -168,3 +161,4 @@ class Lane:
         self._getter_parked = False
         self._getter.unpark_all()
         self.wake_putters()
+        self.owner.flush_dropped()

@@ -17,7 +17,15 @@ from typing import Generic, TypeVar
 
 from ._errors import ConfigurationError
 
-__all__ = ["DedupWindow", "Overflow", "Retention", "RetentionLog", "RetryPolicy", "Supervision"]
+__all__ = [
+    "DedupWindow",
+    "Overflow",
+    "RateLimitedCount",
+    "Retention",
+    "RetentionLog",
+    "RetryPolicy",
+    "Supervision",
+]
 
 T = TypeVar("T")
 
@@ -28,9 +36,10 @@ class Overflow(enum.Enum):
     BLOCK = "block"
     """The publisher waits for room: backpressure. Nothing is dropped. The default."""
     DROP_OLDEST = "drop_oldest"
-    """The oldest queued message is dropped (counted and logged) to make room."""
+    """The oldest queued message is dropped to make room: counted in
+    ``ActorStats.dropped``, logged as a ``message.dropped`` summary at most once a second."""
     DROP_NEWEST = "drop_newest"
-    """The new message is dropped (counted and logged); the queue is unchanged."""
+    """The new message is dropped; the queue is unchanged. Counted and logged as above."""
     ERROR = "error"
     """``publish`` raises :class:`~bus.MailboxFullError`; the caller decides."""
 
@@ -214,3 +223,32 @@ class DedupWindow:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+class RateLimitedCount:
+    """Counts events and says when to report them: at most once per *interval* seconds.
+
+    ``note(now)`` counts one event and returns how many to report now (the events since
+    the last report, this one included) or 0 while the interval since the last report has
+    not passed. The first event after a quiet interval is reported at once; ``flush()``
+    hands over what is still unreported (the owner calls it when it stops).
+    """
+
+    __slots__ = ("_next", "interval", "pending")
+
+    def __init__(self, interval: float = 1.0) -> None:
+        _positive("interval", interval)
+        self.interval = interval
+        self.pending = 0
+        self._next = float("-inf")
+
+    def note(self, now: float) -> int:
+        self.pending += 1
+        if now < self._next:
+            return 0
+        self._next = now + self.interval
+        return self.flush()
+
+    def flush(self) -> int:
+        count, self.pending = self.pending, 0
+        return count
