@@ -67,9 +67,15 @@ _SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
 DROP_REPORT_INTERVAL = 1.0
 
 
-def key_slot(key: str, n: int) -> int:
-    """The slot (lane or group member) of *key* among *n*: stable across processes."""
-    return zlib.crc32(key.encode()) % n
+def key_slot(key: str, n: int, spread: int = 1) -> int:
+    """The slot (lane or group member) of *key* among *n*: stable across processes.
+
+    A group picks a member with ``spread=1`` and the member then picks its lane with
+    ``spread=<members>``: the lane comes from the hash's higher digits (``h // members``),
+    so the keys of one member still spread over all its lanes (``h % members`` and
+    ``h % lanes`` alone would be correlated: 2 members of 2 lanes would use 1 lane each).
+    """
+    return (zlib.crc32(key.encode()) // spread) % n
 
 
 class Actor:
@@ -154,12 +160,15 @@ class Subscription:
 
     # -- routing --------------------------------------------------------------------
 
-    def select(self, env: Envelope[Any]) -> Lane | None:
-        """The lane for *env*: by key hash if it has a key, else round-robin; None to skip."""
+    def select(self, env: Envelope[Any], spread: int = 1) -> Lane | None:
+        """The lane for *env*: by key hash if it has a key, else round-robin; None to skip.
+
+        *spread* is the number of members of this subscriber's group (see :func:`key_slot`).
+        """
         if self.skip_origin is not None and env.headers.get(H_ORIGIN) == self.skip_origin:
             return None
         if env.key is not None:
-            return self.lanes[key_slot(env.key, len(self.lanes))]
+            return self.lanes[key_slot(env.key, len(self.lanes), spread)]
         return self._rr()
 
     def offer(self, env: Envelope[Any]) -> Lane | None:
@@ -452,7 +461,10 @@ class Group:
     """Competing consumers: each message goes to one member; each group gets every message.
 
     A keyed message always goes to the same member (while membership is unchanged), so
-    per-key order holds across the group too.
+    per-key order holds across the group too. A member with ``concurrency=N`` has N lanes
+    and picks one by the key's hash as well (:func:`key_slot`), so a key stays on one
+    lane of one member and keeps its order; keyless messages go round-robin to a member
+    and round-robin among its lanes.
     """
 
     def __init__(self, name: str, pattern: str) -> None:
@@ -467,10 +479,9 @@ class Group:
             return None
         if env.key is not None:
             member = members[key_slot(env.key, len(members))]
-        else:
-            self._next = (self._next + 1) % len(members)
-            member = members[self._next]
-        return member.select(env)
+            return member.select(env, len(members))
+        self._next = (self._next + 1) % len(members)
+        return members[self._next].select(env)
 
     def offer(self, env: Envelope[Any]) -> Lane | None:
         lane = self.select(env)

@@ -158,6 +158,10 @@ class Bus:
         """Declare topic *name* carrying payloads of *type*; idempotent for the same type.
 
         *retain* keeps a bounded log for replay (``subscribe(..., replay=True)``).
+        Redeclaring with the same type (and the same *retain*, or ``retain=None`` for
+        "whatever it has") returns a handle; another type or another :class:`Retention`
+        raises :class:`ConfigurationError`. A topic declared without retention may gain
+        one later; its log starts then.
         """
         validate_topic(name)
         existing = self._topics.get(name)
@@ -167,8 +171,15 @@ class Bus:
                     f"topic {name!r} is already declared with type {existing.codec.type_name}; "
                     f"cannot redeclare it as {getattr(type, '__qualname__', type)!r}"
                 )
-            if retain is not None and existing.log is None:
-                existing.log = RetentionLog(retain)
+            if retain is not None:
+                if existing.log is None:
+                    existing.log = RetentionLog(retain)
+                elif existing.log.policy != retain:
+                    raise ConfigurationError(
+                        f"topic {name!r} is already declared with {existing.log.policy!r}; "
+                        f"cannot redeclare it with {retain!r} (declare it once, or pass "
+                        f"retain=None to get a handle on it as it is)"
+                    )
         else:
             self._topics[name] = _TopicSpec(name, codec_for(type), retain)
         return Topic(self, name, type)
@@ -292,14 +303,17 @@ class Bus:
         ``error``); ``retry`` policy before dead-lettering; ``supervision`` of crashes;
         ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
         messages first; ``batch`` to receive lists of up to N envelopes.
+
+        *name* identifies the subscriber in ``stats().actors`` and dead-letter headers: an
+        explicit name already in use raises :class:`ConfigurationError`; without one, the
+        handler's ``__qualname__`` is used, suffixed ``#2``, ``#3``... if taken. With
+        ``group`` and ``concurrency=N`` together, the group picks a member by key hash
+        and the member one of its N lanes by the same hash (see docs/design.md).
         """
         if self._nursery is None or self._closed:
             raise BusClosedError("subscribe inside 'async with open_bus() as bus:'")
         validate_pattern(pattern)
-        name = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
-        base, n = name, 2
-        while name in self._subs:
-            name, n = f"{base}#{n}", n + 1
+        name = self._subscriber_name(name, handler)
         sub = Subscription(
             self._state,
             name=name,
@@ -338,6 +352,25 @@ class Bus:
         self._nursery.start_soon(sub.run, name=f"actor:{name}")
         log.debug("actor.start", subscriber=name, pattern=pattern, group=group)
         return sub
+
+    def _subscriber_name(self, name: str | None, handler: Any) -> str:
+        """An explicit *name* must be unique on this bus; a name derived from the handler's
+        ``__qualname__`` gets a ``#2``, ``#3``... suffix when it is taken."""
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ConfigurationError(f"name must be a non-empty str, got {name!r}")
+            if name in self._subs:
+                raise ConfigurationError(
+                    f"a subscriber named {name!r} already exists on bus {self.name!r} "
+                    f"({self._subs[name]!r}); names key stats().actors and dead-letter "
+                    f"headers, so give each subscriber its own name"
+                )
+            return name
+        base = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        derived, n = base, 2
+        while derived in self._subs:
+            derived, n = f"{base}#{n}", n + 1
+        return derived
 
     def _remove(self, sub: Subscription) -> None:
         if sub.group is not None:

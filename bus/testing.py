@@ -38,8 +38,15 @@ class Recorder:
         self._changed = trio.lowlevel.ParkingLot()
 
     @classmethod
-    def attach(cls, bus: Bus, pattern: str = "#", *, name: str = "recorder") -> Recorder:
+    def attach(cls, bus: Bus, pattern: str = "#", *, name: str | None = None) -> Recorder:
+        """Subscribe a new recorder; its subscriber is named *name*, or ``recorder``
+        (``recorder#2``... when a bus has several)."""
         rec = cls()
+        if name is None:
+            taken = {sub.name for sub in bus.subscriptions()}
+            name, n = "recorder", 2
+            while name in taken:
+                name, n = f"recorder#{n}", n + 1
         bus.subscribe(pattern, rec._record, name=name, capacity=1_000_000)
         return rec
 
