@@ -93,7 +93,7 @@ async def test_group_members_with_lanes_keep_each_key_on_one_lane_in_order(
         async def handle(env: Envelope[int]) -> None:
             task = trio.lowlevel.current_task()
             seen[env.key or ""].append((name, id(task), env.payload))
-            await trio.sleep(0)  # let the other lanes run in between
+            await trio.lowlevel.checkpoint()  # let the other lanes run in between
 
         return handle
 
