@@ -68,6 +68,20 @@ class _TopicSpec:
         self.offers: tuple[Callable[[Envelope[Any]], Lane | None], ...] | None = None
 
 
+def _check_headers(headers: Any) -> None:
+    """Headers travel to every broker as strings: refuse anything else, naming it."""
+    if not isinstance(headers, dict):
+        raise PayloadTypeError(f"headers must be a dict[str, str] or None, got {describe(headers)}")
+    for name, value in headers.items():
+        if type(name) is not str:
+            raise PayloadTypeError(f"header names must be str, got {describe(name)}: {name!r}")
+        if type(value) is not str:
+            raise PayloadTypeError(
+                f"header {name!r} must have a str value, got {describe(value)}: {value!r}; "
+                f"headers are strings on every broker, convert it (str(), json) first"
+            )
+
+
 class BusState:
     """What actors and mailboxes share with the bus: drain accounting and dead letters."""
 
@@ -231,6 +245,8 @@ class Bus:
             spec.codec.check(topic, payload)
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
+        if headers is not None:
+            _check_headers(headers)
         env: Envelope[Any] = Envelope(
             id=self._next_id(), topic=topic, payload=payload, key=key,
             headers={} if headers is None else headers, time=_time(), source=self.name,

@@ -177,12 +177,19 @@ class RestartTracker:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """Bounds of a topic's retained log. Any bound left ``None`` does not apply."""
+    """Bounds of a topic's retained log. Any bound left ``None`` does not apply; the
+    oldest messages are dropped from the log while any bound is exceeded."""
 
     max_count: int | None = None
+    """Messages."""
     max_bytes: int | None = None
+    """Bytes of the payloads' JSON encoding (``Codec.encode``, what a bridge sends),
+    summed over the retained messages; envelope fields and headers are not counted. Each
+    retained publish encodes its payload once to measure it. This bounds the retained
+    log only: mailboxes are bounded in messages (``capacity=``), never in bytes."""
     max_age: float | None = None
-    """Seconds of trio's clock."""
+    """Seconds of trio's clock since the message was retained. A message exactly
+    ``max_age`` old is still kept; it goes once it is older."""
 
     def __post_init__(self) -> None:
         if self.max_count is None and self.max_bytes is None and self.max_age is None:
