@@ -23,6 +23,7 @@ from ._errors import DecodeError as DecodeError
 from ._errors import MailboxFullError as MailboxFullError
 from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import PayloadTypeError as PayloadTypeError
+from ._errors import RequestFailedError as RequestFailedError
 from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import SupervisorGaveUp as SupervisorGaveUp
 from ._errors import TopicError as TopicError
@@ -58,6 +59,7 @@ __all__ = [
     "Overflow",
     "PayloadTypeError",
     "Port",
+    "RequestFailedError",
     "RequestTimeoutError",
     "Retention",
     "RetryPolicy",

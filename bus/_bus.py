@@ -28,18 +28,30 @@ from ._actor import Group, Subscription
 from ._bridge import EXPORT_RETRY, Attachment, Bridge
 from ._bridge import attach as _attach
 from ._codec import Codec, codec_for
-from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe
+from ._envelope import (
+    H_ATTEMPTS,
+    H_CORRELATION_ID,
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_FAILED_SUBSCRIBER,
+    H_ORIGINAL_TOPIC,
+    H_REPLY_TO,
+    Envelope,
+    IdGenerator,
+    describe,
+)
 from ._errors import (
     BusClosedError,
     ConfigurationError,
     PayloadTypeError,
+    RequestFailedError,
     RequestTimeoutError,
     UnknownTopicError,
 )
 from ._log import get_logger
 from ._mailbox import Lane
 from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy, Supervision
-from ._routing import Pattern, RoutingTable, validate_pattern, validate_topic
+from ._routing import Pattern, RoutingTable, is_private, validate_pattern, validate_topic
 from ._stats import BusStats, TopicStats
 
 __all__ = ["Bus", "Topic", "open_bus"]
@@ -94,6 +106,8 @@ class BusState:
 
     async def dead_letter(self, env: Envelope[Any]) -> None:
         bus = self._bus
+        if H_REPLY_TO in env.headers:
+            await bus._request_failed(env)  # the requester raises now, not at its timeout
         await bus._publish_envelope(msgspec.structs.replace(env, topic=bus.dead_letter_topic))
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -148,12 +162,16 @@ class Bus:
         self._state = BusState(self)
         self._nursery: trio.Nursery | None = None
         self._closed = False
-        self._pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]] = {}
+        self._pending: dict[str, _Pending] = {}
         self.dead_letter_topic = validate_topic(dead_letter_topic)
         self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
+        # This bus's private reply topic. Local replies go straight to the waiting
+        # request; the route is for replies coming back through a bridge. Wildcard
+        # patterns never match it (_routing), and topics()/stats() leave it out.
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
-        self._router.add(self.reply_topic, _ReplyTarget(self._pending).offer)
+        self._replies = _ReplyTarget(self._pending)
+        self._router.add(self.reply_topic, self._replies.offer)
 
     # -- topics -----------------------------------------------------------------------
 
@@ -199,8 +217,8 @@ class Bus:
         return Topic(self, name, type)
 
     def topics(self) -> list[str]:
-        """Names of the declared topics."""
-        return sorted(self._topics)
+        """Names of the declared topics (not the private reply topics)."""
+        return sorted(name for name in self._topics if not is_private(name))
 
     def codec(self, topic: str) -> Codec[Any]:
         """The codec of a declared topic (bridges encode and decode with it)."""
@@ -447,42 +465,83 @@ class Bus:
 
     # -- request / reply --------------------------------------------------------------
 
+    @overload
+    async def request(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        reply_type: type[R],
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[R]: ...
+    @overload
+    async def request(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        reply_type: None = None,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]: ...
+
     async def request(
         self,
         topic: str,
         payload: Any,
         *,
         timeout: float,  # noqa: ASYNC109 - request/reply's timeout is part of the contract
+        reply_type: Any = None,
         key: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Envelope[Any]:
-        """Publish a request and wait for the reply envelope; :class:`RequestTimeoutError`
-        if none arrives within *timeout* seconds (trio's clock)."""
+        """Publish a request and wait for the reply envelope.
+
+        *reply_type* declares the reply's payload type: a replier on this bus gets
+        :class:`PayloadTypeError` from ``bus.reply`` when it answers with anything else,
+        and a reply of another type arriving through a bridge raises it here. Raises
+        :class:`RequestFailedError` when a subscriber handling the request failed on its
+        last attempt (it was dead-lettered: no reply will come), and
+        :class:`RequestTimeoutError` when no answer arrives within *timeout* seconds
+        (trio's clock). The first answer wins.
+        """
         if not timeout > 0 or math.isinf(timeout):
             raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
+        codec = None if reply_type is None else codec_for(reply_type)
         correlation = self._new_id()
         hdrs = dict(headers or {})
         hdrs[H_REPLY_TO] = self.reply_topic
         hdrs[H_CORRELATION_ID] = correlation
-        event, slot = trio.Event(), list[Envelope[Any]]()
-        self._pending[correlation] = (event, slot)
+        pending = self._pending[correlation] = _Pending(topic, codec)
         try:
             with trio.move_on_after(timeout):
                 await self.publish(topic, payload, key=key, headers=hdrs)
-                await event.wait()
-                reply: Envelope[Any] = slot[0]
-                return reply
+                await pending.answered.wait()
         finally:
             del self._pending[correlation]
-        raise RequestTimeoutError(
-            f"no reply to request on {topic!r} within {timeout}s; is a subscriber calling "
-            f"bus.reply(env, ...) for it?"
-        )
+        reply = pending.reply
+        if reply is None:
+            raise RequestTimeoutError(
+                f"no reply to request on {topic!r} within {timeout}s; is a subscriber "
+                f"calling bus.reply(env, ...) for it?"
+            )
+        if H_ERROR_TYPE in reply.headers:
+            raise _request_failed_error(topic, reply.headers)
+        if codec is not None:
+            _check_reply(codec, topic, reply.payload)
+        return reply
 
     async def reply(
         self, request: Envelope[Any], payload: Any, *, headers: dict[str, str] | None = None
     ) -> None:
-        """Answer *request* (an envelope published by :meth:`request`)."""
+        """Answer *request* (an envelope published by :meth:`request`).
+
+        Raises :class:`PayloadTypeError` if the request declared a ``reply_type`` that
+        *payload* is not (checked here when the requester is on this bus).
+        """
         reply_to = request.headers.get(H_REPLY_TO)
         correlation = request.headers.get(H_CORRELATION_ID)
         if reply_to is None or correlation is None:
@@ -492,9 +551,45 @@ class Bus:
             )
         hdrs = dict(headers or {})
         hdrs[H_CORRELATION_ID] = correlation
+        if reply_to == self.reply_topic:
+            pending = self._pending.get(correlation)
+            if pending is not None and pending.codec is not None:
+                _check_reply(pending.codec, pending.topic, payload)
+            if headers is not None:
+                _check_headers(headers)
+            self._replies.offer(self._reply_envelope(reply_to, payload, request.key, hdrs))
+            return
+        # the requester is another process's bus: the reply travels through a bridge
         if reply_to not in self._topics:
             self.topic(reply_to, object)
         await self.publish(reply_to, payload, key=request.key, headers=hdrs)
+
+    def _reply_envelope(
+        self, reply_to: str, payload: Any, key: str | None, headers: dict[str, str]
+    ) -> Envelope[Any]:
+        return Envelope(
+            id=self._next_id(), topic=reply_to, payload=payload, key=key, headers=headers,
+            time=_time(), source=self.name,
+        )
+
+    async def _request_failed(self, dead: Envelope[Any]) -> None:
+        """Tell the requester that *dead* (a request about to be dead-lettered, with the
+        error headers) will get no reply."""
+        reply_to = dead.headers[H_REPLY_TO]
+        hdrs = {
+            name: dead.headers[name]
+            for name in (
+                H_CORRELATION_ID, H_ERROR, H_ERROR_TYPE, H_FAILED_SUBSCRIBER, H_ATTEMPTS,
+            )
+            if name in dead.headers
+        }
+        hdrs[H_ORIGINAL_TOPIC] = dead.topic
+        if reply_to == self.reply_topic:
+            self._replies.offer(self._reply_envelope(reply_to, None, dead.key, hdrs))
+        elif not self._closed:
+            if reply_to not in self._topics:
+                self.topic(reply_to, object)
+            await self.publish(reply_to, None, key=dead.key, headers=hdrs)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -546,6 +641,7 @@ class Bus:
                 retained_bytes=spec.log.bytes if spec.log is not None else 0,
             )
             for name, spec in self._topics.items()
+            if not is_private(name)
         }
         actors = {name: sub.stats() for name, sub in self._subs.items()}
         return BusStats(topics=topics, actors=actors, pending_requests=len(self._pending))
@@ -554,19 +650,53 @@ class Bus:
         return list(self._subs.values())
 
 
+class _Pending:
+    """A request waiting for its answer: a reply, or the error headers of a failure."""
+
+    __slots__ = ("answered", "codec", "reply", "topic")
+
+    def __init__(self, topic: str, codec: Codec[Any] | None) -> None:
+        self.topic = topic
+        self.codec = codec
+        self.answered = trio.Event()
+        self.reply: Envelope[Any] | None = None
+
+
 class _ReplyTarget:
     """Routes replies straight to the waiting ``request`` call (no mailbox)."""
 
-    def __init__(self, pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]]) -> None:
+    def __init__(self, pending: dict[str, _Pending]) -> None:
         self._pending = pending
 
     def offer(self, env: Envelope[Any]) -> None:
         waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
-        if waiting is not None and not waiting[0].is_set():
-            waiting[1].append(env)
-            waiting[0].set()
+        if waiting is not None and waiting.reply is None:
+            waiting.reply = env
+            waiting.answered.set()
         else:
             log.warning("reply.unmatched", id=env.id, topic=env.topic)
+
+
+def _check_reply(codec: Codec[Any], topic: str, payload: Any) -> None:
+    try:
+        codec.check(topic, payload)
+    except PayloadTypeError:
+        raise PayloadTypeError(
+            f"the reply to a request on {topic!r} must be {codec.type_name} (its reply_type), "
+            f"got {describe(payload)}"
+        ) from None
+
+
+def _request_failed_error(topic: str, headers: dict[str, str]) -> RequestFailedError:
+    subscriber = headers.get(H_FAILED_SUBSCRIBER, "?")
+    error_type = headers.get(H_ERROR_TYPE, "?")
+    error = headers.get(H_ERROR, "")
+    attempts = int(headers.get(H_ATTEMPTS, "0") or 0)
+    return RequestFailedError(
+        f"request on {topic!r} failed: subscriber {subscriber!r} raised {error_type}: "
+        f"{error} (after {attempts} attempt(s); the request went to the dead-letter topic)",
+        subscriber=subscriber, error_type=error_type, error=error, attempts=attempts,
+    )
 
 
 @asynccontextmanager

@@ -11,7 +11,8 @@ CORE_NAMES = {
     "Actor", "ActorStats", "Attachment", "BackendError", "BackendUnavailableError", "Bridge",
     "Bus", "BusClosedError", "BusError", "BusStats", "Codec", "ConfigurationError",
     "DecodeError", "DedupWindow", "Envelope", "Group", "MailboxFullError",
-    "MissingDependencyError", "Overflow", "PayloadTypeError", "Port", "RequestTimeoutError",
+    "MissingDependencyError", "Overflow", "PayloadTypeError", "Port", "RequestFailedError",
+    "RequestTimeoutError",
     "Retention", "RetryPolicy", "Subscription", "Supervision", "SupervisorGaveUp", "Topic",
     "TopicError", "TopicStats", "UnknownTopicError", "open_bus",
 }
