@@ -52,7 +52,11 @@ _APP = textwrap.dedent(
 def _run_app(mode: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     return subprocess.run(
-        [sys.executable, "-c", _APP, mode], capture_output=True, text=True, timeout=60, env=env,
+        [sys.executable, "-c", _APP, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
         check=True,
     )
 

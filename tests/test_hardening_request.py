@@ -133,5 +133,5 @@ async def test_replies_and_failures_cross_to_another_bus() -> None:
             assert reply.payload == Price(5) and reply.source == "b"
             with pytest.raises(PayloadTypeError, match="must be Price"):
                 await a.request("quote", Ask("free"), timeout=5, reply_type=Price)
-            with pytest.raises(RequestFailedError, match="'remote' raised builtins.KeyError"):
+            with pytest.raises(RequestFailedError, match=r"'remote' raised builtins\.KeyError"):
                 await a.request("quote", Ask("boom"), timeout=5)

@@ -37,9 +37,7 @@ async def test_stats_mappings_are_read_only() -> None:
         ([("a", "b")], "headers must be a dict"),
     ],
 )
-async def test_non_str_headers_are_refused_naming_the_header(
-    headers: Any, fragment: str
-) -> None:
+async def test_non_str_headers_are_refused_naming_the_header(headers: Any, fragment: str) -> None:
     async with open_bus() as bus:
         bus.topic("t", int)
         got: list[int] = []
