@@ -6,11 +6,14 @@ state, and ``import bus`` itself must not print.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
+import structlog
 import trio
 from structlog.testing import capture_logs
 
@@ -91,3 +94,22 @@ async def test_capture_logs_still_sees_bus_events() -> None:
             b.subscribe("t", lambda env: None, name="h")
     assert {"event": "bus.open", "bus": "captured", "log_level": "debug"} in logs
     assert [e["subscriber"] for e in logs if e["event"] == "actor.start"] == ["h"]
+
+
+async def test_caplog_sees_bus_events_when_structlog_is_not_configured(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    was_configured, saved = structlog.is_configured(), structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        caplog.set_level(logging.DEBUG, logger="bus")
+        with trio.fail_after(5):
+            async with bus_pkg.open_bus(name="logged") as b:
+                b.topic("t", int)
+                b.subscribe("t", lambda env: None, name="h")
+    finally:
+        if was_configured:
+            structlog.configure(**saved)
+    messages = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("bus", "DEBUG", "bus.open bus='logged'") in messages
+    assert any(m.startswith("actor.start ") and "subscriber='h'" in m for _, _, m in messages)
