@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -125,10 +126,33 @@ async def test_failure_rate_bounds(
     assert summary.confirmed + summary.cancelled == 20
 
 
+@pytest.fixture
+def keep_structlog() -> Iterator[None]:
+    """Whatever these tests do to structlog's global state is undone afterwards."""
+    was_configured, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    if was_configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("keep_structlog")
 async def test_structlog_config_is_restored(autojump_clock: trio.testing.MockClock) -> None:
+    structlog.configure(processors=[structlog.processors.KeyValueRenderer()])
     before = structlog.get_config()
     await shop(orders=3)
     assert structlog.get_config() == before
+
+
+@pytest.mark.usefixtures("keep_structlog")
+async def test_an_unconfigured_structlog_stays_unconfigured(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The demo must not leave structlog configured: the bus would stop being silent."""
+    structlog.reset_defaults()
+    await shop(orders=3)
+    assert not structlog.is_configured()
 
 
 def bus_cli(*args: str) -> subprocess.CompletedProcess[str]:
