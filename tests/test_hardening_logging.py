@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import structlog
@@ -113,3 +114,16 @@ async def test_caplog_sees_bus_events_when_structlog_is_not_configured(
     messages = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert ("bus", "DEBUG", "bus.open bus='logged'") in messages
     assert any(m.startswith("actor.start ") and "subscriber='h'" in m for _, _, m in messages)
+
+
+def test_library_modules_log_only_through_bus_log() -> None:
+    """A module that takes a structlog logger directly would print by default again."""
+    root = Path(bus_pkg.__file__).resolve().parent.parent
+    offenders = [
+        str(path.relative_to(root))
+        for package in ("bus", "bridges")
+        for path in sorted((root / package).rglob("*.py"))
+        if "structlog.get_logger(" in path.read_text(encoding="utf-8")
+        and path.name != "_log.py"
+    ]
+    assert offenders == []
