@@ -55,6 +55,22 @@ async def test_an_explicit_duplicate_subscriber_name_raises() -> None:
         assert bus.subscriptions() == [first]
 
 
+async def test_a_closed_and_stopped_subscription_frees_its_name() -> None:
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        old = bus.subscribe("t", lambda env: None, name="svc")
+        old.close()
+        with pytest.raises(ConfigurationError, match="already exists"):
+            bus.subscribe("t", lambda env: None, name="svc")  # closed, not stopped yet
+        with trio.fail_after(5):
+            await old.wait_closed()
+        new = bus.subscribe("t", lambda env: None, name="svc")
+        await bus.publish("t", 1)
+        await bus.drain()
+        assert bus.subscriptions() == [new]
+        assert bus.stats().actors["svc"].delivered == 1
+
+
 async def test_names_derived_from_the_handler_get_a_suffix() -> None:
     def handle(env: Envelope[Any]) -> None:
         pass
