@@ -119,7 +119,10 @@ def test_memory_bench_reports_bounded_growth_and_no_loss() -> None:
     # (its capacity, 1024, is all that ever waited), while the same overload through an
     # unbounded channel piled up
     assert bus["queued_at_stop"] <= 1024
-    assert bus["published"] <= bus["handled_rate"] * 1.0 * 2 + 1024
+    # at the stop, what was published and not yet handled fits in the mailbox (+ the
+    # message in the handler's hands and the publish waiting for room)
+    handled_in_time = bus["handled_rate"] * report["seconds"]
+    assert bus["published"] - handled_in_time <= 1024 + 2 + 1  # +1: handled_rate rounding
     assert bus["achieved_publish_rate"] < bus["attempted_rate"] / 2
     assert report["unbounded_channel"]["queued_at_stop"] > 1024
     assert bus["samples"] and all(rss > 0 for _, rss in bus["samples"])
