@@ -56,8 +56,11 @@ class BusLogger:
         if structlog.is_configured():
             getattr(self._structlog, method)(event, **fields)
         elif self._std.isEnabledFor(level):
-            rendered = " ".join(f"{k}={v!r}" for k, v in fields.items())
-            self._std.log(level, "%s %s", event, rendered)
+            if fields:
+                rendered = " ".join(f"{k}={v!r}" for k, v in fields.items())
+                self._std.log(level, "%s %s", event, rendered)
+            else:
+                self._std.log(level, "%s", event)
 
 
 def get_logger(name: str = "bus") -> BusLogger:
