@@ -61,6 +61,8 @@ bridge rejects it before sending."""
 
 ACK_TIMEOUT = 5.0
 """How long sending a batch of acks may take, even while ingress is being cancelled."""
+CLOSE_STEP_TIMEOUT = 2.0
+"""Bound of each step of closing (final acks and consumer cancel; connection close)."""
 
 FEATURES = Features(
     ordered=True,
@@ -162,10 +164,13 @@ class RabbitMQBridge(Bridge):
         self._stack = stack
 
     async def _close_client(self) -> None:
-        with contextlib.suppress(BackendError):
+        # Each step bounded: with the broker down, a close handshake or basic.cancel
+        # would wait for a reply that never comes; the runtime then cancels what is left.
+        # Whatever was not acknowledged is redelivered by the broker.
+        with trio.move_on_after(CLOSE_STEP_TIMEOUT), contextlib.suppress(BackendError):
             await self._flush_acks()
             await self._call(self._client.stop_consuming)
-        with contextlib.suppress(BackendError):
+        with trio.move_on_after(CLOSE_STEP_TIMEOUT), contextlib.suppress(BackendError):
             await self._call(self._client.close)
 
     async def aclose(self) -> None:
