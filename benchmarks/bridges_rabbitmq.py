@@ -252,6 +252,92 @@ def bridge_ingress(n: int) -> Sample:
     return Sample(n, seconds)
 
 
+# -- FastStream (the peer a user would pick instead) ------------------------------------
+
+
+def faststream_egress(n: int) -> Sample:
+    """FastStream's real RabbitBroker (confirms on by default) publishing the same
+    messages, persistent and mandatory, 256 at a time like the others; it encodes each
+    payload itself (a dict) as a FastStream user's code would."""
+    exchange, queue = _names()
+
+    async def main() -> float:
+        from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+
+        _, headers, ctype = _wire(0)
+        broker = RabbitBroker(URL, logger=None)
+        await broker.connect()
+        try:
+            import aio_pika
+
+            conn = await aio_pika.connect(URL)
+            async with conn:
+                await _declare(conn, exchange, queue)
+            ex = RabbitExchange(exchange, type=ExchangeType.TOPIC, durable=True)
+            t0 = time.perf_counter()
+            for start in range(0, n, BATCH):
+                await asyncio.gather(*(
+                    broker.publish(
+                        {"n": i, "t": time.time_ns()}, exchange=ex, routing_key=TOPIC,
+                        persist=True, mandatory=True, headers=dict(headers),
+                        message_id=hex(i), content_type=ctype,
+                    )
+                    for i in range(start, min(n, start + BATCH))
+                ))
+            return time.perf_counter() - t0
+        finally:
+            await broker.stop()
+            await _cleanup(exchange, queue)
+
+    return Sample(n, _asyncio_run(main()))
+
+
+def faststream_ingress(n: int) -> Sample:
+    """The same backlog consumed by a FastStream subscriber (acknowledged after the
+    handler, FastStream's default), prefetch as the others; timed from start to the
+    last message handled."""
+    exchange, queue = _fill(n)
+
+    async def main() -> float:
+        from faststream.rabbit import (
+            Channel,
+            ExchangeType,
+            RabbitBroker,
+            RabbitExchange,
+            RabbitQueue,
+        )
+
+        done = asyncio.Event()
+        count = 0
+        broker = RabbitBroker(URL, logger=None, default_channel=Channel(prefetch_count=PREFETCH))
+
+        @broker.subscriber(
+            RabbitQueue(queue, durable=True, routing_key="bench.#"),
+            RabbitExchange(exchange, type=ExchangeType.TOPIC, durable=True),
+        )
+        async def handle(body: dict[str, int]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        t0 = time.perf_counter()
+        await broker.start()
+        try:
+            await done.wait()
+            return time.perf_counter() - t0
+        finally:
+            await broker.stop()
+
+    try:
+        seconds = _asyncio_run(main())
+    finally:
+        left = _asyncio_run(_cleanup(exchange, queue))
+    if left:
+        raise CaseFailed(f"{left} messages left unacknowledged")
+    return Sample(n, seconds)
+
+
 def cases() -> list[Case]:
     return [
         Case("rabbitmq_raw_egress", "aio-pika publish, confirms, plain asyncio", "msg/s",
@@ -262,6 +348,10 @@ def cases() -> list[Case]:
              raw_ingress),
         Case("rabbitmq_bridge_ingress", "RabbitMQBridge import -> bus handler, acks", "msg/s",
              bridge_ingress),
+        Case("rabbitmq_faststream_egress", "FastStream RabbitBroker.publish, confirms", "msg/s",
+             faststream_egress),
+        Case("rabbitmq_faststream_ingress", "FastStream RabbitBroker subscriber, acks", "msg/s",
+             faststream_ingress),
     ]
 
 
@@ -273,6 +363,12 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     return {
         "rabbitmq_egress_vs_raw": ratio("rabbitmq_bridge_egress", "rabbitmq_raw_egress"),
         "rabbitmq_ingress_vs_raw": ratio("rabbitmq_bridge_ingress", "rabbitmq_raw_ingress"),
+        "rabbitmq_egress_vs_faststream": ratio(
+            "rabbitmq_bridge_egress", "rabbitmq_faststream_egress"
+        ),
+        "rabbitmq_ingress_vs_faststream": ratio(
+            "rabbitmq_bridge_ingress", "rabbitmq_faststream_ingress"
+        ),
     }
 
 
