@@ -22,6 +22,7 @@ from ._errors import ConfigurationError as ConfigurationError
 from ._errors import DecodeError as DecodeError
 from ._errors import MailboxFullError as MailboxFullError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import NotDeliveredError as NotDeliveredError
 from ._errors import PayloadTypeError as PayloadTypeError
 from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import SupervisorGaveUp as SupervisorGaveUp
@@ -55,6 +56,7 @@ __all__ = [
     "Group",
     "MailboxFullError",
     "MissingDependencyError",
+    "NotDeliveredError",
     "Overflow",
     "PayloadTypeError",
     "Port",

@@ -27,6 +27,7 @@ import msgspec
 import structlog
 import trio
 
+from ._bridge import Rejected
 from ._envelope import (
     H_ATTEMPTS,
     H_ERROR,
@@ -55,6 +56,7 @@ Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
 _FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
 _SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
+STOP_TIMEOUT = 5.0  # seconds Actor.on_stop may take, shielded from cancellation
 
 
 def key_slot(key: str, n: int) -> int:
@@ -66,7 +68,8 @@ class Actor:
     """Base class for stateful actors: override :meth:`handle`, optionally the hooks.
 
     ``on_start`` runs before the first message and again after each supervisor restart;
-    ``on_stop`` runs when the subscription closes normally.
+    ``on_stop`` runs once when the actor stops, whichever way: a normal close, its
+    supervisor giving up, or cancellation (shielded, for at most 5 seconds).
     """
 
     async def handle(self, env: Envelope[Any]) -> None:
@@ -76,7 +79,7 @@ class Actor:
         """Called when the actor starts and after every restart."""
 
     async def on_stop(self) -> None:
-        """Called when the actor stops normally."""
+        """Called once when the actor stops, on every way out (see the class docstring)."""
 
 
 def _as_callable(handler: Any) -> tuple[Callable[..., Any], bool, Actor | None]:
@@ -131,9 +134,12 @@ class Subscription:
         self.lanes = [Lane(self, i, capacity, overflow) for i in range(concurrency)]
         self._rr = itertools.cycle(self.lanes).__next__
         self._closed = False
+        self._started = False
+        self._stopped = trio.Event()
         # live counters, copied into ActorStats by stats()
         self.delivered = self.failed = self.retried = self.dead_lettered = 0
-        self.dropped = self.duplicates = self.restarts = 0
+        self.dropped = self.duplicates = self.restarts = self.rejected = 0
+        self.careful = overflow is Overflow.ERROR
         self.handler_samples = 0
         self.handler_sampled_total = self.handler_max = 0.0
         # What the routing table calls: the lane itself when there is nothing to choose.
@@ -171,11 +177,46 @@ class Subscription:
         return self._closed
 
     async def run(self) -> None:
-        """The supervisor: run every lane; restart them all after a crash, up to a limit."""
+        """The supervisor: run every lane; restart them all after a crash, up to a limit.
+
+        ``Actor.on_stop`` runs on every way out once ``on_start`` ran: normal close,
+        giving up, cancellation, or an error escaping a handler (shielded, at most
+        ``STOP_TIMEOUT`` seconds). Its own error surfaces on a normal close and is logged
+        otherwise.
+        """
+        try:
+            await self._supervise()
+        except BaseException:
+            await self._stop(quiet=True)
+            raise
+        else:
+            await self._stop(quiet=False)
+        finally:
+            self._stopped.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the actor stopped (after :meth:`close`, once its mailbox is empty)."""
+        await self._stopped.wait()
+
+    async def _stop(self, *, quiet: bool) -> None:
+        if self._actor is None or not self._started:
+            return
+        with trio.move_on_after(STOP_TIMEOUT, shield=True) as scope:
+            try:
+                await self._actor.on_stop()
+            except Exception as exc:
+                if not quiet:
+                    raise
+                log.error("actor.on_stop_failed", subscriber=self.name, error=repr(exc))
+        if scope.cancelled_caught:
+            log.error("actor.on_stop_timeout", subscriber=self.name, timeout=STOP_TIMEOUT)
+
+    async def _supervise(self) -> None:
         tracker = RestartTracker(self.supervision)
         while True:
             try:
                 if self._actor is not None:
+                    self._started = True
                     await self._actor.on_start()
                 async with trio.open_nursery() as nursery:
                     for lane in self.lanes:
@@ -197,8 +238,6 @@ class Subscription:
                 )
                 await trio.sleep(delay)
                 continue
-            if self._actor is not None:
-                await self._actor.on_stop()
             return
 
     # -- delivery -------------------------------------------------------------------
@@ -257,6 +296,8 @@ class Subscription:
                         self.delivered += burst - 1
                         items.appendleft(env)
                         raise
+                    if env.delivery is not None:
+                        env.delivery.release()
                     burst += 1
                 self.delivered += burst - 1  # the first was counted by _call
                 if items:
@@ -268,6 +309,8 @@ class Subscription:
                 lane.wake_putters()
             try:
                 if dedup is not None and self._is_duplicate(dedup, env):
+                    if env.delivery is not None:
+                        env.delivery.release()
                     continue
                 n += 1
                 if is_async and n & sample_mask:
@@ -277,6 +320,8 @@ class Subscription:
                         await self._recover(env, exc)
                     else:
                         self.delivered += 1
+                        if env.delivery is not None:
+                            env.delivery.release()
                 else:
                     await self._call(env, timed=not n & sample_mask)
                 if dedup is not None:
@@ -287,12 +332,11 @@ class Subscription:
             if not n & fair_mask:
                 await trio.lowlevel.checkpoint()
 
-    async def _invoke(self, arg: Any) -> None:
+    async def _invoke(self, arg: Any) -> Any:
         """Call the handler with *arg* (an envelope, or a list of them for a batch)."""
         if self._is_async:
-            await self._fn(arg)
-        else:
-            self._fn(arg)
+            return await self._fn(arg)
+        return self._fn(arg)
 
     async def _call(self, env: Envelope[Any], *, timed: bool) -> None:
         """Call the handler once (async handlers, and the sampled sync calls)."""
@@ -303,6 +347,8 @@ class Subscription:
             await self._recover(env, exc)
         else:
             self.delivered += 1
+            if env.delivery is not None:
+                env.delivery.release()
             if timed:
                 self._timed(_perf() - start)
 
@@ -345,12 +391,19 @@ class Subscription:
                 exc = again
             else:
                 self.delivered += 1
+                if env.delivery is not None:
+                    env.delivery.release()
                 return
 
     async def _work_batch(self, lane: Lane, size: int) -> None:
-        """Hand the handler up to *size* queued messages at once (bridges export this way)."""
+        """Hand the handler up to *size* queued messages at once (bridges export this way).
+
+        The handler returns None (all handled) or one result per envelope: None (handled),
+        a :class:`~bus.abc.Rejected` (dead-lettered at once), any other exception (retried
+        alone with backoff). Raising counts as a transient failure of the whole batch.
+        """
         items = lane.items
-        envs = [items.popleft() for _ in range(min(size, len(items)))]
+        pending = [items.popleft() for _ in range(min(size, len(items)))]
         if lane._putters_waiting and len(items) <= lane.low_water:
             lane.wake_putters()
         local_attempt = 1
@@ -358,27 +411,57 @@ class Subscription:
             while True:
                 start = _perf()
                 try:
-                    await self._invoke(envs)
+                    results = await self._invoke(pending)
                 except Exception as exc:
-                    self.failed += 1
-                    if self.retry.gives_up_after(local_attempt):
-                        while envs:
-                            await self._dead_letter(envs[0], exc, local_attempt)
-                            envs.pop(0)
-                        return
-                    self.retried += 1
-                    await trio.sleep(self.retry.delay(local_attempt, self.bus_state.random.random))
-                    local_attempt += 1
+                    results = [exc] * len(pending)
                 else:
-                    self.delivered += len(envs)
                     self._timed(_perf() - start)
+                    if results is None:
+                        results = [None] * len(pending)
+                    elif len(results) != len(pending):
+                        raise TypeError(
+                            f"batch handler of {self.name!r} returned {len(results)} results "
+                            f"for {len(pending)} envelopes; return None or one per envelope"
+                        )
+                retry: list[tuple[Envelope[Any], BaseException]] = []
+                for env, result in zip(list(pending), results, strict=True):
+                    if result is None:
+                        self.delivered += 1
+                        if env.delivery is not None:
+                            env.delivery.release()
+                    elif isinstance(result, Rejected):
+                        await self._dead_letter(env, result, local_attempt)
+                    elif isinstance(result, BaseException):
+                        retry.append((env, result))
+                        continue
+                    else:
+                        raise TypeError(
+                            f"batch handler of {self.name!r} returned {result!r} for an "
+                            f"envelope; expected None or an exception"
+                        )
+                    pending.remove(env)
+                if not retry:
                     return
+                self.failed += 1
+                if self.retry.gives_up_after(local_attempt):
+                    for env, error in retry:
+                        await self._dead_letter(env, error, local_attempt)
+                        pending.remove(env)
+                    return
+                self.retried += 1
+                delay = self.retry.delay(local_attempt, self.bus_state.random.random)
+                log.info(
+                    "batch.retry", subscriber=self.name, messages=len(retry), delay=delay,
+                    attempt=local_attempt, error=repr(retry[0][1]),
+                )
+                await trio.sleep(delay)
+                local_attempt += 1
         except BaseException:
-            # cancelled (or crashed) mid-batch: the batch goes back, nothing is lost
-            items.extendleft(reversed(envs))
+            # cancelled (or crashed) mid-batch: what is not settled goes back, nothing is lost
+            items.extendleft(reversed(pending))
             raise
 
-    async def _dead_letter(self, env: Envelope[Any], exc: Exception, attempts: int) -> None:
+    async def _dead_letter(self, env: Envelope[Any], exc: BaseException, attempts: int) -> None:
         self.dead_lettered += 1
         headers = dict(env.headers)
         headers[H_ERROR] = str(exc) or repr(exc)
@@ -391,6 +474,8 @@ class Subscription:
             attempts=attempts, error=repr(exc),
         )
         await self.bus_state.dead_letter(_replace(env, headers=headers))
+        if env.delivery is not None:
+            env.delivery.fail(self.name, "dead_lettered", headers[H_ERROR])
 
     # -- observability --------------------------------------------------------------
 
@@ -404,6 +489,7 @@ class Subscription:
             dead_lettered=self.dead_lettered,
             dropped=self.dropped,
             duplicates=self.duplicates,
+            rejected=self.rejected,
             restarts=self.restarts,
             mailbox_depth=sum(len(lane.items) for lane in self.lanes),
             handler_seconds_mean=(
@@ -440,6 +526,10 @@ class Group:
             member = members[self._next]
         return member.select(env)
 
-    def offer(self, env: Envelope[Any]) -> Lane | None:
+    def route_offer(self, env: Envelope[Any]) -> Lane | None:
         lane = self.select(env)
         return None if lane is None else lane.offer(env)
+
+    @property
+    def careful(self) -> bool:
+        return any(member.careful for member in self.members)

@@ -26,19 +26,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 
-from ._envelope import H_ERROR, H_ERROR_TYPE, H_ORIGIN, H_ORIGINAL_TOPIC, Envelope
 from ._done import Delivery
-from ._errors import BackendError, BusError, ConfigurationError
+from ._envelope import H_ERROR, H_ERROR_TYPE, H_ORIGIN, H_ORIGINAL_TOPIC, Envelope
+from ._errors import BackendError, BackendUnavailableError, BusError, ConfigurationError
 from ._policy import RetryPolicy
-from ._routing import Pattern
+from ._routing import Pattern, validate_pattern
 
 if TYPE_CHECKING:
     from ._actor import Subscription
     from ._bus import Bus
 
 __all__ = ["Attachment", "Bridge", "ExportResults", "Features", "Port", "Rejected"]
+
+log = structlog.get_logger("bus")
 
 EXPORT_RETRY = RetryPolicy(attempts=None, base_delay=0.2, max_delay=10.0)
 
@@ -257,17 +260,102 @@ class Port:
 
 
 class Attachment:
-    """A bridge attached to a bus: its export subscriptions and its port."""
+    """A bridge attached to a bus: its export subscription, its port, its ingress task.
 
-    def __init__(self, bridge: Bridge, port: Port, exports: list[Subscription]) -> None:
+    Made by ``bus.attach``. The bus closes it when it exits; :meth:`detach` closes it
+    earlier, after which the same bridge (or another of that name) may be attached again.
+    """
+
+    def __init__(self, bus: Bus, bridge: Bridge, port: Port, close_timeout: float) -> None:
+        self._bus = bus
         self.bridge = bridge
         self.port = port
-        self.exports = exports
+        self.export: Subscription | None = None
+        self.ingress_restarts = 0
+        """Times ingress was restarted after it raised."""
+        self._close_timeout = close_timeout
+        self._ingress_scope: trio.CancelScope | None = None
+        self._closed = False
 
-    def detach(self) -> None:
-        """Stop exporting (queued batches are still sent). Ingress ends with the bus."""
-        for sub in self.exports:
-            sub.close()
+    @property
+    def exports(self) -> list[Subscription]:
+        return [] if self.export is None else [self.export]
+
+    def stop_intake(self) -> None:
+        """Stop consuming from the broker; messages already delivered are still handled
+        and acknowledged when done (by :meth:`Bridge.aclose` at the latest)."""
+        if self._ingress_scope is not None:
+            self._ingress_scope.cancel()
+
+    async def detach(self) -> None:
+        """Stop ingress, send what is queued for export, then close the bridge."""
+        self.stop_intake()
+        if self.export is not None:
+            self.export.close()
+            await self.export.wait_closed()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the bridge once (shielded, bounded by ``close_timeout``); the bus calls
+        this when it exits."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_intake()
+        self._bus._attachments.pop(self.bridge.name, None)
+        with trio.move_on_after(self._close_timeout, shield=True) as scope:
+            try:
+                await self.bridge.aclose()
+            except Exception as exc:
+                log.error("bridge.close_failed", bridge=self.bridge.name, error=repr(exc))
+        if scope.cancelled_caught:
+            log.error("bridge.close_timeout", bridge=self.bridge.name, timeout=self._close_timeout)
+
+    async def _ingress(
+        self, retry: RetryPolicy, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the bridge's ingest; restart it with backoff whenever it raises.
+
+        A failure before the first ``started()`` propagates to ``attach`` instead.
+        """
+        bridge, started = self.bridge, _Started(task_status)
+        with trio.CancelScope() as scope:
+            self._ingress_scope = scope
+            failures = 0
+            while True:
+                try:
+                    await bridge.ingest(self.port, started)
+                    return
+                except Exception as exc:
+                    if not started.done:
+                        raise
+                    failures += 1
+                    self.ingress_restarts += 1
+                    delay = retry.delay(failures, self._bus._state.random.random)
+                    log.warning(
+                        "bridge.ingest_restart", bridge=bridge.name, restart=failures,
+                        delay=delay, error=repr(exc),
+                    )
+                    await trio.sleep(delay)
+                    if started.ready_again:  # it had consumed again before failing
+                        failures, started.ready_again = 0, False
+
+
+class _Started:
+    """The task status handed to ``ingest``: the first ``started()`` reaches ``attach``;
+    after a restart it only records that consuming resumed (resetting the backoff)."""
+
+    def __init__(self, status: trio.TaskStatus[None]) -> None:
+        self._status = status
+        self.done = False
+        self.ready_again = False
+
+    def started(self, value: None = None) -> None:
+        if self.done:
+            self.ready_again = True
+            return
+        self.done = True
+        self._status.started()
 
 
 async def attach(
@@ -279,25 +367,62 @@ async def attach(
     batch: int = 256,
     capacity: int = 4096,
     retry: RetryPolicy = EXPORT_RETRY,
+    connect_timeout: float = 10.0,
+    close_timeout: float = 10.0,
 ) -> Attachment:
+    name = bridge.name
     if not export and not import_:
         raise ConfigurationError(
-            f"attach({bridge.name!r}) needs export=[patterns] and/or import_=[patterns]"
+            f"attach({name!r}) needs export=[patterns] and/or import_=[patterns]"
         )
-    if any(sub.skip_origin == bridge.name for sub in bus.subscriptions()):
-        raise ConfigurationError(f"a bridge named {bridge.name!r} is already attached")
+    for pattern in (*export, *import_):
+        validate_pattern(pattern)
+    if name in bus._attachments:
+        raise ConfigurationError(
+            f"a bridge named {name!r} is already attached to this bus; give each bridge "
+            f"its own name= or detach the other first"
+        )
+    if not connect_timeout > 0:
+        raise ConfigurationError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
+    if import_ and type(bridge).ingest is Bridge.ingest:
+        raise ConfigurationError(f"bridge {name!r} cannot import: it has no ingest()")
     port = Port(bus, bridge, import_)
+    att = Attachment(bus, bridge, port, close_timeout)
+    bus._attachments[name] = att
+    try:
+        with trio.fail_after(connect_timeout):
+            await bridge.open()
+    except trio.TooSlowError:
+        bus._attachments.pop(name, None)
+        raise BackendUnavailableError(
+            f"bridge {name!r} could not reach its broker within {connect_timeout}s; is it "
+            f"running and reachable? (raise attach(connect_timeout=) for a slow start)"
+        ) from None
+    except BaseException:
+        bus._attachments.pop(name, None)
+        raise
+    try:
+        if export:
 
-    async def send(envs: Sequence[Envelope[Any]]) -> None:
-        await bridge.export(envs, port)
+            async def send(envs: Sequence[Envelope[Any]]) -> ExportResults:
+                return await bridge.export(envs, port)
 
-    exports = [
-        bus.subscribe(
-            pattern, send, name=f"{bridge.name}:export:{pattern}", batch=batch,
-            capacity=capacity, retry=retry, skip_origin=bridge.name,
-        )
-        for pattern in export
-    ]
-    if import_:
-        await bus._start(bridge.ingest, port, name=f"{bridge.name}:ingest")
-    return Attachment(bridge, port, exports)
+            att.export = bus._subscribe_export(
+                export, send, name=f"{name}:export", batch=batch, capacity=capacity,
+                retry=retry, skip_origin=name,
+            )
+        if import_:
+            try:
+                with trio.fail_after(connect_timeout):
+                    await bus._start(att._ingress, retry, name=f"{name}:ingest")
+            except trio.TooSlowError:
+                raise BackendUnavailableError(
+                    f"bridge {name!r} did not start consuming within {connect_timeout}s"
+                ) from None
+    except BaseException:
+        if att.export is not None:
+            att.export.close()
+        await att.aclose()
+        raise
+    log.debug("bridge.attached", bridge=name, export=list(export), import_=list(import_))
+    return att

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar, overload
+from types import MappingProxyType
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 import structlog
@@ -29,10 +30,12 @@ from ._actor import Group, Subscription
 from ._bridge import EXPORT_RETRY, Attachment, Bridge
 from ._bridge import attach as _attach
 from ._codec import Codec, codec_for
+from ._done import Delivery
 from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe
 from ._errors import (
     BusClosedError,
     ConfigurationError,
+    NotDeliveredError,
     PayloadTypeError,
     RequestTimeoutError,
     UnknownTopicError,
@@ -56,7 +59,7 @@ _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
-    __slots__ = ("codec", "exact", "log", "name", "offers", "published")
+    __slots__ = ("careful", "codec", "exact", "log", "name", "offers", "published", "targets")
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
         self.name = name
@@ -65,7 +68,24 @@ class _TopicSpec:
         self.log: RetentionLog[Envelope[Any]] | None = RetentionLog(retain) if retain else None
         self.published = 0
         # the routing table's answer for this topic, memoised here to save a lookup
+        self.targets: tuple[Target, ...] = ()
         self.offers: tuple[Callable[[Envelope[Any]], Lane | None], ...] | None = None
+        # a target may refuse (overflow="error"): publish checks all before delivering
+        self.careful = False
+
+
+class Target(Protocol):
+    """What the routing table holds: a subscription, a group, or the reply router."""
+
+    @property
+    def careful(self) -> bool:
+        """True if :meth:`select`'s lane may refuse a message (``overflow="error"``)."""
+
+    def route_offer(self, env: Envelope[Any]) -> Lane | None:
+        """Select a lane and offer *env* to it (see :meth:`Lane.offer`)."""
+
+    def select(self, env: Envelope[Any]) -> Lane | None:
+        """The lane *env* would go to, or None if this target skips it."""
 
 
 class BusState:
@@ -80,7 +100,9 @@ class BusState:
 
     async def dead_letter(self, env: Envelope[Any]) -> None:
         bus = self._bus
-        await bus._publish_envelope(msgspec.structs.replace(env, topic=bus.dead_letter_topic))
+        await bus._route(
+            msgspec.structs.replace(env, topic=bus.dead_letter_topic, delivery=None)
+        )
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._bus._remove(sub)
@@ -126,7 +148,7 @@ class Bus:
         self.default_retry = retry or RetryPolicy()
         self.default_supervision = supervision or Supervision()
         self._topics: dict[str, _TopicSpec] = {}
-        self._router: RoutingTable[Callable[[Envelope[Any]], Lane | None]] = RoutingTable()
+        self._router: RoutingTable[Target] = RoutingTable()
         self._subs: dict[str, Subscription] = {}
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
@@ -135,11 +157,14 @@ class Bus:
         self._nursery: trio.Nursery | None = None
         self._closed = False
         self._pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]] = {}
+        self._attachments: dict[str, Attachment] = {}
+        self.undelivered: Mapping[str, int] = MappingProxyType({})
+        """After the bus closed: messages left undelivered per subscriber (empty if none)."""
         self.dead_letter_topic = validate_topic(dead_letter_topic)
         self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
-        self._router.add(self.reply_topic, _ReplyTarget(self._pending).offer)
+        self._router.add(self.reply_topic, _ReplyTarget(self._pending))
 
     # -- topics -----------------------------------------------------------------------
 
@@ -203,13 +228,20 @@ class Bus:
         *,
         key: str | None = None,
         headers: dict[str, str] | None = None,
+        confirm: bool = False,
     ) -> Envelope[Any]:
         """Publish *payload* to *topic*; return once every matching mailbox accepted it.
 
-        Raises :class:`PayloadTypeError` if the payload is not the topic's type,
-        :class:`UnknownTopicError` for an undeclared topic on a strict bus,
-        :class:`BusClosedError` after the bus closed, and :class:`MailboxFullError` when a
-        mailbox with ``overflow="error"`` is full. Not a schedule point unless it waits.
+        With ``confirm=True``, return only once the message is *done*: every subscriber
+        that received it handled it, and every bridge exporting it got its broker's
+        confirmation; :class:`NotDeliveredError` if a subscriber dead-lettered or
+        dropped it instead.
+
+        Delivery is all-or-nothing: if a mailbox with ``overflow="error"`` is full,
+        :class:`MailboxFullError` is raised and no subscriber got the message. Also raises
+        :class:`PayloadTypeError` if the payload is not the topic's type,
+        :class:`UnknownTopicError` for an undeclared topic on a strict bus, and
+        :class:`BusClosedError` after the bus closed. Not a schedule point unless it waits.
         """
         if self._closed:
             raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
@@ -223,42 +255,87 @@ class Bus:
         env: Envelope[Any] = Envelope(
             id=self._next_id(), topic=topic, payload=payload, key=key,
             headers={} if headers is None else headers, time=_time(), source=self.name,
+            delivery=Delivery() if confirm else None,
         )
-        # the same steps as _publish_envelope, inlined: this is the hot path
+        offers = spec.offers
+        if offers is None:
+            offers = self._memoise(spec)
+        if spec.careful or confirm:
+            await self._deliver(spec, env)
+            if confirm:
+                await _confirmed(env)
+            return env
+        # the steps of _deliver for targets that cannot refuse, inlined: the hot path
         spec.published += 1
         if spec.log is not None:
             self._retain(spec, env)
-        offers = spec.offers
-        if offers is None:
-            offers = spec.offers = self._router.route(topic)
         for offer in offers:
             lane = offer(env)
             if lane is not None:
                 await lane.put(env)
         return env
 
-    async def _publish_envelope(self, env: Envelope[Any]) -> None:
-        """Route an envelope made elsewhere (dead letters, bridges' imports)."""
-        if self._closed:
-            raise BusClosedError(f"bus {self.name!r} is closed")
-        spec = self._spec(env.topic)
-        spec.published += 1
-        if spec.log is not None:
-            self._retain(spec, env)
-        for offer in self._router.route(env.topic):
-            lane = offer(env)
-            if lane is not None:
-                await lane.put(env)
+    def _memoise(self, spec: _TopicSpec) -> tuple[Callable[[Envelope[Any]], Lane | None], ...]:
+        targets = spec.targets = self._router.route(spec.name)
+        spec.careful = any(t.careful for t in targets)
+        offers = spec.offers = tuple(t.route_offer for t in targets)
+        return offers
 
-    async def _route(self, env: Envelope[Any]) -> None:
-        """Route an envelope made elsewhere (a bridge's import), tracking it if it has a
-        :class:`Delivery`."""
-        await self._publish_envelope(env)
+    def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:
+        """Every lane *env* goes to; raises before anyone got it if one would refuse."""
+        if spec.offers is None:
+            self._memoise(spec)
+        lanes = [lane for t in spec.targets if (lane := t.select(env)) is not None]
+        for lane in lanes:
+            if lane.full:
+                if lane.overflow is Overflow.ERROR:
+                    lane.owner.rejected += 1
+                    raise lane.full_error()
+                if nowait and lane.overflow is Overflow.BLOCK:
+                    raise trio.WouldBlock
+        return lanes
+
+    async def _deliver(self, spec: _TopicSpec, env: Envelope[Any]) -> None:
+        """Deliver *env* all-or-nothing to its lanes, holding its :class:`Delivery` once
+        per lane that accepts it, then waiting for room in full ``block`` lanes."""
+        lanes = self._select(spec, env, nowait=False)
+        blocked = self._accept(spec, env, lanes)
+        for lane in blocked:
+            await lane.put(env)
         if env.delivery is not None:
             env.delivery.routed()
 
+    def _accept(self, spec: _TopicSpec, env: Envelope[Any], lanes: list[Lane]) -> list[Lane]:
+        spec.published += 1
+        if spec.log is not None:
+            self._retain(spec, env)
+        delivery = env.delivery
+        blocked = []
+        for lane in lanes:
+            if delivery is not None:
+                delivery.hold()
+            if lane.offer(env) is not None:
+                blocked.append(lane)
+        return blocked
+
+    async def _route(self, env: Envelope[Any]) -> None:
+        """Route an envelope made elsewhere (a bridge's import, a dead letter), tracking
+        it if it carries a :class:`Delivery`."""
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed")
+        await self._deliver(self._spec(env.topic), env)
+
     def _route_nowait(self, env: Envelope[Any]) -> None:
-        raise NotImplementedError
+        """:meth:`_route` without waiting: :exc:`trio.WouldBlock`, delivering to nobody,
+        if a ``block`` mailbox is full."""
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed")
+        spec = self._spec(env.topic)
+        lanes = self._select(spec, env, nowait=True)
+        blocked = self._accept(spec, env, lanes)
+        assert not blocked, "a lane filled up between the check and the offer"
+        if env.delivery is not None:
+            env.delivery.routed()
 
     def _retain(self, spec: _TopicSpec, env: Envelope[Any]) -> None:
         assert spec.log is not None
@@ -282,7 +359,6 @@ class Bus:
         dedup: DedupWindow | None = None,
         replay: bool = False,
         batch: int | None = None,
-        skip_origin: str | None = None,
     ) -> Subscription:
         """Start an actor that receives every message whose topic matches *pattern*.
 
@@ -293,9 +369,53 @@ class Bus:
         ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
         messages first; ``batch`` to receive lists of up to N envelopes.
         """
+        return self._subscribe(
+            (pattern,), handler, name=name, concurrency=concurrency, capacity=capacity,
+            overflow=overflow, retry=retry, supervision=supervision, group=group, dedup=dedup,
+            replay=replay, batch=batch, skip_origin=None,
+        )
+
+    def _subscribe_export(
+        self,
+        patterns: Sequence[str],
+        handler: Any,
+        *,
+        name: str,
+        batch: int,
+        capacity: int,
+        retry: RetryPolicy,
+        skip_origin: str,
+    ) -> Subscription:
+        """A bridge's export: one batched subscriber for all its patterns (a message that
+        matches two of them is exported once) that skips what the bridge imported."""
+        return self._subscribe(
+            patterns, handler, name=name, concurrency=1, capacity=capacity, overflow=None,
+            retry=retry, supervision=None, group=None, dedup=None, replay=False, batch=batch,
+            skip_origin=skip_origin,
+        )
+
+    def _subscribe(
+        self,
+        patterns: Sequence[str],
+        handler: Any,
+        *,
+        name: str | None,
+        concurrency: int,
+        capacity: int | None,
+        overflow: Overflow | str | None,
+        retry: RetryPolicy | None,
+        supervision: Supervision | None,
+        group: str | None,
+        dedup: DedupWindow | None,
+        replay: bool,
+        batch: int | None,
+        skip_origin: str | None,
+    ) -> Subscription:
         if self._nursery is None or self._closed:
             raise BusClosedError("subscribe inside 'async with open_bus() as bus:'")
-        validate_pattern(pattern)
+        for pattern in patterns:
+            validate_pattern(pattern)
+        pattern = patterns[0]
         name = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
         base, n = name, 2
         while name in self._subs:
@@ -322,12 +442,13 @@ class Bus:
                     lane.items.append(env)  # replay may exceed capacity: retention bounds it
         self._routes_changed()
         if group is None:
-            self._router.add(pattern, sub.route_offer)
+            for each in patterns:
+                self._router.add(each, sub)
         else:
             grp = self._groups.get(group)
             if grp is None:
                 grp = self._groups[group] = Group(group, pattern)
-                self._router.add(pattern, grp.offer)
+                self._router.add(pattern, grp)
             elif grp.pattern != pattern:
                 raise ConfigurationError(
                     f"group {group!r} subscribes to {grp.pattern!r}; every member must use "
@@ -345,12 +466,13 @@ class Bus:
             if sub in grp.members:
                 grp.members.remove(sub)
         else:
-            self._router.remove(sub.route_offer)
+            self._router.remove(sub)
         self._routes_changed()
 
     def _routes_changed(self) -> None:
         for spec in self._topics.values():
             spec.offers = None
+            spec.targets = ()
 
     # -- bridges ----------------------------------------------------------------------
 
@@ -363,17 +485,30 @@ class Bus:
         batch: int = 256,
         capacity: int = 4096,
         retry: RetryPolicy | None = None,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 10.0,
     ) -> Attachment:
         """Mirror topics matching *export* to *bridge*'s broker, and *import_* from it.
 
-        Returns once the bridge's ingress is consuming. Export is a batched subscription
-        (``batch`` envelopes at most per call) that retries failed batches with backoff,
-        forever by default, so an outage becomes backpressure rather than loss.
+        The bus owns the bridge's life from here: ``bridge.open()`` now (a broker not
+        reachable within *connect_timeout* seconds raises
+        :class:`BackendUnavailableError`), its ingress as a task restarted with backoff
+        when it fails, and ``bridge.aclose()`` when the bus exits, after ingress stopped
+        and the export mailbox drained (at most *close_timeout* seconds for the close).
+        Returns once ingress is consuming. Export is one batched subscription (``batch``
+        envelopes at most per call) retrying failed records with backoff, forever by
+        default, so an outage becomes backpressure rather than loss; records the broker
+        rejects for good go to the dead-letter topic.
         """
         return await _attach(
             self, bridge, export=export, import_=import_, batch=batch, capacity=capacity,
-            retry=retry or EXPORT_RETRY,
+            retry=retry or EXPORT_RETRY, connect_timeout=connect_timeout,
+            close_timeout=close_timeout,
         )
+
+    def attachments(self) -> list[Attachment]:
+        """The bridges attached now."""
+        return list(self._attachments.values())
 
     async def _start(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> None:
         if self._nursery is None or self._closed:
@@ -475,15 +610,30 @@ class Bus:
                 state.idle_waiters -= 1
             await trio.lowlevel.checkpoint()  # let woken publishers and workers move first
 
-    def _close(self) -> int:
-        """Stop accepting publishes; workers exit when empty. Returns messages left queued."""
+    def _close(self) -> None:
+        """Stop accepting publishes and intake from bridges; workers exit when empty."""
         self._closed = True
-        left = 0
+        for att in self._attachments.values():
+            att.stop_intake()
         for sub in list(self._subs.values()):
-            left += sum(len(lane.items) for lane in sub.lanes)
             for lane in sub.lanes:
                 lane.close()
-        return left
+
+    def _report_undelivered(self, drain_timeout: float | None) -> None:
+        """Record (and log) what is still queued once every worker has stopped. A handler
+        cancelled mid-message put it back in its mailbox, so it is counted too."""
+        queued = {name: sum(len(ln.items) for ln in sub.lanes) for name, sub in self._subs.items()}
+        left = {name: n for name, n in queued.items() if n}
+        self.undelivered = MappingProxyType(left)
+        if left:
+            log.error(
+                "bus.undelivered", bus=self.name, messages=sum(left.values()), subscribers=left,
+                drain_timeout=drain_timeout,
+            )
+
+    async def _close_bridges(self) -> None:
+        for att in list(self._attachments.values()):
+            await att.aclose()
 
     # -- observability ----------------------------------------------------------------
 
@@ -505,13 +655,30 @@ class Bus:
         return list(self._subs.values())
 
 
+async def _confirmed(env: Envelope[Any]) -> None:
+    delivery = env.delivery
+    assert delivery is not None
+    await delivery.wait()
+    if delivery.failures:
+        said = "; ".join(f"{f.subscriber}: {f.outcome} ({f.reason})" for f in delivery.failures)
+        raise NotDeliveredError(
+            f"message {env.id} on {env.topic!r} was not handled by every subscriber: {said}",
+            delivery=delivery,
+        )
+
+
 class _ReplyTarget:
     """Routes replies straight to the waiting ``request`` call (no mailbox)."""
+
+    careful = False
 
     def __init__(self, pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]]) -> None:
         self._pending = pending
 
-    def offer(self, env: Envelope[Any]) -> None:
+    def select(self, env: Envelope[Any]) -> None:
+        self.route_offer(env)
+
+    def route_offer(self, env: Envelope[Any]) -> None:
         waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
         if waiting is not None and not waiting[0].is_set():
             waiting[1].append(env)
@@ -535,10 +702,14 @@ async def open_bus(
 ) -> AsyncIterator[Bus]:
     """Open a bus whose actors live in a nursery owned by this ``async with`` block.
 
-    Leaving the block normally drains the bus (handlers may still publish) for at most
-    *drain_timeout* seconds, then closes it; messages still queued after that are counted
-    and logged (``bus.undelivered``). Leaving with an error cancels every actor at once.
-    *seed* seeds the bus's random source (retry jitter), for repeatable test runs.
+    Leaving the block normally stops bridges' intake, drains the bus (handlers may still
+    publish) for at most *drain_timeout* seconds, then closes it; after the timeout the
+    handlers still busy are cancelled. Leaving with an error (or an outside cancellation,
+    or Ctrl-C) closes the bus and cancels every actor at once. Then attached bridges are
+    closed. On every way out, messages left undelivered (queued, or in a handler's hands
+    when it was cancelled) are counted per subscriber in ``bus.undelivered`` (readable
+    after the block) and logged as ``bus.undelivered``. *seed* seeds the bus's random
+    source (retry jitter), for repeatable test runs.
     """
     bus = Bus(
         name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
@@ -550,23 +721,35 @@ async def open_bus(
             log.debug("bus.open", bus=name)
             try:
                 yield bus
+                for att in bus._attachments.values():
+                    att.stop_intake()  # no new messages from brokers while draining
                 with trio.move_on_after(math.inf if drain_timeout is None else drain_timeout):
                     await bus.drain()
+                    bus._close()
+                if not bus._closed:  # the drain timed out: stop the stuck handlers
+                    bus._close()
+                    nursery.cancel_scope.cancel()
             except BaseException:
                 bus._close()
                 nursery.cancel_scope.cancel()
                 raise
-            if bus._close():
-                nursery.cancel_scope.cancel()  # drain timed out: stop the stuck handlers
-        # a handler cancelled above put its message back, so this counts it too
-        left = sum(len(lane.items) for lane in bus._lanes())
-        if left:
-            log.error("bus.undelivered", bus=name, messages=left, drain_timeout=drain_timeout)
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-            only = group.exceptions[0]
-            raise only from only.__cause__  # keeps its cause, hides the one-item group
-        raise
+        only = _only_error(group)
+        if only is None:
+            raise
+        raise only from only.__cause__  # keeps its cause, hides the groups around it
     finally:
         bus._closed = True
+        await bus._close_bridges()
+        bus._report_undelivered(drain_timeout)
         log.debug("bus.close", bus=name)
+
+
+def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single error inside *group* and any groups nested in it, or None if several."""
+    while len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return None

@@ -15,6 +15,7 @@ they are translated at the boundary into :class:`BackendError` with ``raise ... 
     ├── DecodeError                 bytes that do not decode into the topic's type
     ├── BusClosedError              publish/subscribe after the bus closed
     ├── MailboxFullError            a mailbox with overflow="error" is full
+    ├── NotDeliveredError           publish(confirm=True): a subscriber dead-lettered it
     ├── RequestTimeoutError         request/reply got no reply in time
     ├── SupervisorGaveUp            an actor crashed more often than its restart limit
     └── BackendError                a broker failed: the remote side's fault
@@ -25,6 +26,11 @@ Each class also derives from the closest builtin (``ValueError``, ``TypeError``,
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._done import Delivery
 
 
 class BusError(Exception):
@@ -61,6 +67,17 @@ class BusClosedError(BusError, RuntimeError):
 
 class MailboxFullError(BusError):
     """A subscriber's mailbox is full and its overflow policy is ``"error"``."""
+
+
+class NotDeliveredError(BusError):
+    """``publish(..., confirm=True)``: a subscriber dead-lettered or dropped the message.
+
+    ``delivery.failures`` lists who, what happened and why; the others handled it.
+    """
+
+    def __init__(self, message: str, *, delivery: Delivery) -> None:
+        super().__init__(message)
+        self.delivery = delivery
 
 
 class RequestTimeoutError(BusError, TimeoutError):

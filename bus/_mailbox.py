@@ -79,6 +79,17 @@ class Lane:
         self._getter_parked = False
         self._getter.unpark()
 
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.capacity
+
+    def full_error(self) -> MailboxFullError:
+        return MailboxFullError(
+            f"mailbox of subscriber {self.owner.name!r} is full ({self.capacity} messages) "
+            f"and its overflow policy is 'error'; no subscriber got the message. Raise "
+            f"capacity=, slow the publisher, or choose overflow='block' for backpressure"
+        )
+
     def _overflowed(self, env: Envelope[Any]) -> Lane | None:
         if self.closed:
             raise BusClosedError(f"subscriber {self.owner.name!r} is closed")
@@ -92,12 +103,11 @@ class Lane:
         elif policy is Overflow.DROP_NEWEST:
             dropped = env
         else:
-            raise MailboxFullError(
-                f"mailbox of subscriber {owner.name!r} is full ({self.capacity} messages) and "
-                f"its overflow policy is 'error'; raise capacity=, slow the publisher, or "
-                f"choose overflow='block' for backpressure"
-            )
+            owner.rejected += 1
+            raise self.full_error()
         owner.dropped += 1
+        if dropped.delivery is not None:
+            dropped.delivery.fail(owner.name, "dropped", f"mailbox full, overflow={policy.value}")
         log.warning(
             "message.dropped", subscriber=owner.name, policy=policy.value, id=dropped.id,
             topic=dropped.topic,

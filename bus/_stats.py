@@ -45,6 +45,9 @@ class ActorStats:
     """Messages dropped by a ``drop_oldest``/``drop_newest`` overflow policy."""
     duplicates: int
     """Messages skipped by the dedup window."""
+    rejected: int
+    """Publishes refused because its mailbox was full under ``overflow="error"`` (no
+    subscriber got those messages)."""
     restarts: int
     """Times its supervisor restarted it after a crash outside the handler."""
     mailbox_depth: int

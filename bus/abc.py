@@ -31,10 +31,12 @@ process killed at any instant loses nothing: the broker redelivers what was not 
 from __future__ import annotations
 
 from ._bridge import Bridge as Bridge
+from ._bridge import ExportResults as ExportResults
 from ._bridge import Features as Features
 from ._bridge import Port as Port
 from ._bridge import Rejected as Rejected
 from ._done import Delivery as Delivery
+from ._done import Failure as Failure
 from ._envelope import H_ATTEMPTS as H_ATTEMPTS
 from ._envelope import H_CORRELATION_ID as H_CORRELATION_ID
 from ._envelope import H_ERROR as H_ERROR
@@ -44,6 +46,7 @@ from ._envelope import H_IDEMPOTENCY_KEY as H_IDEMPOTENCY_KEY
 from ._envelope import H_ORIGIN as H_ORIGIN
 from ._envelope import H_ORIGINAL_TOPIC as H_ORIGINAL_TOPIC
 from ._envelope import H_REPLY_TO as H_REPLY_TO
+from ._offsets import OffsetTracker as OffsetTracker
 
 __all__ = [
     "H_ATTEMPTS",
@@ -57,7 +60,10 @@ __all__ = [
     "H_REPLY_TO",
     "Bridge",
     "Delivery",
+    "ExportResults",
+    "Failure",
     "Features",
+    "OffsetTracker",
     "Port",
     "Rejected",
 ]

@@ -118,7 +118,7 @@ async def test_outage_retries_with_backoff_and_applies_backpressure(autojump_clo
                 await bus.publish("t", Order(str(i)))  # blocks while the broker is down
         assert trio.current_time() - start >= 30
     assert [msgspec.json.decode(r.data, type=Order).id for r in broker.records] == list("012345")
-    stats = bus.stats().actors["x:export:t"]
+    stats = bus.stats().actors["x:export"]
     assert stats.retried > 0 and stats.dead_lettered == 0 and stats.delivered == 6
 
 

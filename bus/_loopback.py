@@ -1,0 +1,217 @@
+"""A broker inside the process, and the bridge to it: the contract's test double.
+
+:class:`LoopbackBroker` keeps, per topic, a log split into partitions by key, consumer
+groups with committed offsets, and nothing else; :class:`LoopbackBridge` speaks to it
+exactly as a real bridge speaks to Kafka: batched confirmed export, per-record
+rejection of records over ``max_bytes``, group consumption with commits of done offsets
+only, redelivery of what was not committed to the next member of the group, pause under
+backpressure. It lets the bus's bridge machinery, and the conformance suite itself, be
+tested without a server; it is not a broker for production (nothing leaves the process).
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ._bridge import Bridge, ExportResults, Features, Port, Rejected
+from ._done import Delivery
+from ._envelope import Envelope
+from ._errors import BackendUnavailableError
+from ._offsets import OffsetTracker
+
+__all__ = ["LOOPBACK_FEATURES", "LoopbackBridge", "LoopbackBroker", "LoopbackRecord"]
+
+LOOPBACK_FEATURES = Features(
+    persistent=False,
+    restartable=False,
+    max_message_bytes=1 << 20,
+    notes="in-process: nothing survives the process, so no kill -9 or restart cases",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopbackRecord:
+    topic: str
+    data: bytes
+    id: str
+    key: str | None
+    headers: dict[str, str]
+    time: float
+
+
+@dataclass
+class _Group:
+    members: list[object] = field(default_factory=list)
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class LoopbackBroker:
+    """An in-process, partitioned log with consumer groups. ``down = True`` makes every
+    call fail as an unreachable broker would."""
+
+    def __init__(self, partitions: int = 4, max_bytes: int = 1 << 20) -> None:
+        self.partitions = partitions
+        self.max_bytes = max_bytes
+        self.logs: dict[str, list[list[LoopbackRecord]]] = {}
+        self.groups: dict[str, _Group] = {}
+        self.down = False
+        self._changed = trio.lowlevel.ParkingLot()
+
+    def _check(self) -> None:
+        if self.down:
+            raise BackendUnavailableError("loopback broker is down")
+
+    def create(self, topic: str) -> None:
+        self._check()
+        self.logs.setdefault(topic, [[] for _ in range(self.partitions)])
+
+    def append(self, record: LoopbackRecord) -> None:
+        self.create(record.topic)
+        slot = zlib.crc32((record.key or record.id).encode()) % self.partitions
+        self.logs[record.topic][slot].append(record)
+        self._changed.unpark_all()
+
+    def records(self, topic: str) -> list[LoopbackRecord]:
+        """Every record of *topic*, partition by partition."""
+        return [r for part in self.logs.get(topic, []) for r in part]
+
+    def join(self, group: str, member: object) -> None:
+        self.groups.setdefault(group, _Group()).members.append(member)
+        self._changed.unpark_all()
+
+    def leave(self, group: str, member: object) -> None:
+        self.groups[group].members.remove(member)
+        self._changed.unpark_all()
+
+    def assignment(self, group: str, member: object) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs *member* owns now: partition p of every topic
+        goes to member ``p % len(members)``."""
+        members = self.groups[group].members
+        index = members.index(member)
+        return [
+            (topic, p)
+            for topic in sorted(self.logs)
+            for p in range(self.partitions)
+            if p % len(members) == index
+        ]
+
+    def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        self._check()
+        self.groups[group].committed.update(offsets)
+
+    def committed(self, group: str, topic: str, partition: int) -> int:
+        return self.groups[group].committed.get((topic, partition), 0)
+
+    async def changed(self) -> None:
+        await self._changed.park()
+
+
+class LoopbackBridge(Bridge):
+    """A bridge to a :class:`LoopbackBroker`: consumes as member of *group*."""
+
+    def __init__(self, broker: LoopbackBroker, name: str = "loopback", *, group: str = "") -> None:
+        self.broker = broker
+        self.name = name
+        self.group = group or f"trio-bus.{name}"
+        self.features = LOOPBACK_FEATURES
+        self._tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()
+        self._member = object()
+        self._joined = False
+
+    async def open(self) -> None:
+        self.broker._check()
+
+    async def aclose(self) -> None:
+        self._commit()
+        if self._joined:
+            self.broker.leave(self.group, self._member)
+            self._joined = False
+
+    async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> ExportResults:
+        self.broker._check()
+        await trio.lowlevel.checkpoint()
+        results: list[BaseException | None] = []
+        for env in batch:
+            data = port.encode(env)
+            if len(data) > self.broker.max_bytes:
+                results.append(Rejected(f"record of {len(data)} bytes is over the broker's "
+                                        f"limit of {self.broker.max_bytes}"))
+                continue
+            headers = {**env.headers, "ce-id": env.id}
+            self.broker.append(LoopbackRecord(env.topic, data, env.id, env.key, headers, env.time))
+            results.append(None)
+        return results
+
+    async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
+        broker, group = self.broker, self.group
+        broker._check()
+        if not self._joined:
+            broker.join(group, self._member)
+            self._joined = True
+        positions: dict[tuple[str, int], int] = {}
+        task_status.started()
+        for tick in itertools.count():
+            broker._check()
+            owned = [tp for tp in broker.assignment(group, self._member) if port.wants(tp[0])]
+            for tp in set(positions) - set(owned):  # revoked: forget, the new owner redelivers
+                self._commit_one(tp)
+                del positions[tp]
+                self._tracker.forget(tp)
+            moved = False
+            for tp in owned:
+                pos = positions.setdefault(tp, broker.committed(group, *tp))
+                log = broker.logs[tp[0]][tp[1]]
+                while pos < len(log):
+                    rec = log[pos]
+                    self._tracker.started(tp, pos)
+                    await port.deliver(
+                        rec.topic, rec.data, id=rec.headers.get("ce-id", rec.id), key=rec.key,
+                        headers={k: v for k, v in rec.headers.items() if k != "ce-id"},
+                        time=rec.time, on_done=self._on_done(tp, pos),
+                    )
+                    pos += 1
+                    positions[tp] = pos
+                    moved = True
+            if tick % 64 == 0:
+                self._commit()
+            if not moved:
+                self._commit()
+                with trio.move_on_after(0.05):
+                    await broker.changed()
+
+    def _on_done(self, tp: tuple[str, int], offset: int) -> Any:
+        def done(delivery: Delivery) -> None:
+            self._tracker.done(tp, offset)
+
+        return done
+
+    def _commit(self) -> None:
+        if self._joined and not self.broker.down:
+            moved = self._tracker.to_commit()
+            if moved:
+                self.broker.commit(self.group, moved)
+
+    def _commit_one(self, tp: tuple[str, int]) -> None:
+        offset = self._tracker.committable(tp)
+        if offset is not None and not self.broker.down:
+            self.broker.commit(self.group, {tp: offset})
+
+    async def create_topic(self, name: str, **options: Any) -> None:
+        self.broker.create(name)
+
+    async def delete_topic(self, name: str) -> None:
+        self.broker._check()
+        self.broker.logs.pop(name, None)
+
+    async def list_topics(self) -> list[str]:
+        self.broker._check()
+        return sorted(self.broker.logs)
+
+    async def health(self) -> bool:
+        return not self.broker.down
