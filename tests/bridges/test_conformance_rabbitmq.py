@@ -15,37 +15,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from bridges._runtime import open_runtime
-from bridges.rabbitmq import FEATURES, RabbitMQBridge
+from bridges.rabbitmq._kit import delete_kit_objects, rabbitmq_kit
 from bus._check_bridge import CASES, BridgeKit, run_case
 
 pytestmark = pytest.mark.brokers
 
 URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-HERE = Path(__file__).parent
-HARNESS = HERE.parent / "brokers" / "harness.py"
-ROOT = HERE.parents[1]
-
-
-async def _write_raw(exchange: str, topic: str, data: bytes) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(URL)
-    async with connection:
-        channel = await connection.channel()
-        ex = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        await ex.publish(aio_pika.Message(data), topic)
-
-
-async def _delete(exchange: str, queues: list[str]) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(URL)
-    async with connection:
-        channel = await connection.channel()
-        for queue in queues:
-            await channel.queue_delete(queue)
-        await channel.exchange_delete(exchange)
+HARNESS = Path(__file__).parents[1] / "brokers" / "harness.py"
 
 
 async def _restart() -> None:
@@ -59,38 +35,14 @@ async def _restart() -> None:
 async def kit() -> AsyncIterator[BridgeKit]:
     exchange = f"conf-{uuid.uuid4().hex[:10]}"
     queues: list[str] = []
-
-    def make(name: str, group: str) -> RabbitMQBridge:
-        bridge = RabbitMQBridge(URL, name=name, group=group, exchange=exchange)
-        queues.append(bridge.queue)
-        return bridge
-
-    async with open_runtime("thread") as rt:
-
-        async def write_raw(topic: str, data: bytes) -> None:
-            await rt.run(_write_raw, exchange, topic, data)
-
-        pythonpath = os.pathsep.join(
-            p for p in (str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-        )
-        yield BridgeKit(
-            name="rabbitmq",
-            features=FEATURES,
-            make=make,
-            write_raw=write_raw,
-            restart_broker=_restart,
-            child="rabbitmq_child:make",
-            unreachable=lambda: RabbitMQBridge("amqp://guest:guest@127.0.0.1:1/", name="down"),
-            env={"PYTHONPATH": pythonpath, "TRIO_BUS_TEST_EXCHANGE": exchange,
-                 "RABBITMQ_URL": URL},
-        )
-        with trio.CancelScope(shield=True), trio.move_on_after(30):
-            for _ in range(100):  # after a restart case the broker may still be starting
-                try:
-                    await rt.run(_delete, exchange, sorted(set(queues)))
-                    break
-                except Exception:
-                    await trio.sleep(0.2)
+    yield rabbitmq_kit(URL, exchange=exchange, queues=queues, restart_broker=_restart)
+    with trio.CancelScope(shield=True), trio.move_on_after(30):
+        while True:  # after the restart case the broker may still be starting
+            try:
+                await delete_kit_objects(URL, exchange, queues)
+                break
+            except Exception:
+                await trio.sleep(0.2)
 
 
 # The kill -9 case itself passes (every message handled, duplicates counted, none lost);
