@@ -126,7 +126,9 @@ async def run_case(kit: BridgeKit, case: str) -> str | None:
 
 
 def _threads() -> set[int]:
-    return {t.ident or 0 for t in threading.enumerate()}
+    """Threads now, less trio's own worker-thread cache (idle ``to_thread`` workers
+    linger a while by design)."""
+    return {t.ident or 0 for t in threading.enumerate() if not t.name.startswith("Trio thread")}
 
 
 def _sockets() -> set[str]:
