@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -130,7 +131,7 @@ def raw_egress(n: int) -> Sample:
     return Sample(n, _asyncio_run(main()))
 
 
-def bridge_egress(n: int) -> Sample:
+def bridge_egress(n: int, runtime: str = "thread") -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
     from bus import open_bus
 
@@ -139,7 +140,9 @@ def bridge_egress(n: int) -> Sample:
     async def main() -> float:
         async with open_bus(name="bench") as bus:
             bus.topic(TOPIC, Tick)
-            bridge = RabbitMQBridge(URL, name="out", exchange=exchange, queue=queue)
+            bridge = RabbitMQBridge(
+                URL, name="out", exchange=exchange, queue=queue, runtime=runtime  # type: ignore[arg-type]
+            )
             await bus.attach(bridge, export=["bench.#"], batch=BATCH)
             await bridge.create_topic("bench.#")
             t0 = time.perf_counter()
@@ -215,7 +218,7 @@ def raw_ingress(n: int) -> Sample:
     return Sample(n, seconds)
 
 
-def bridge_ingress(n: int) -> Sample:
+def bridge_ingress(n: int, runtime: str = "thread") -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
     from bus import Envelope, open_bus
 
@@ -235,7 +238,8 @@ def bridge_ingress(n: int) -> Sample:
             bus.topic(TOPIC, Tick)
             bus.subscribe("bench.#", handle)
             bridge = RabbitMQBridge(
-                URL, name="in", exchange=exchange, queue=queue, prefetch=PREFETCH
+                URL, name="in", exchange=exchange, queue=queue, prefetch=PREFETCH,
+                runtime=runtime,  # type: ignore[arg-type]
             )
             t0 = time.perf_counter()
             await bus.attach(bridge, import_=["bench.#"])
@@ -338,8 +342,16 @@ def faststream_ingress(n: int) -> Sample:
     return Sample(n, seconds)
 
 
-def cases() -> list[Case]:
+def cases(runtimes: bool = False) -> list[Case]:
+    """The cases; with *runtimes*, also the bridge on the trio-asyncio runtime."""
+    extra = [
+        Case("rabbitmq_bridge_egress_trio_asyncio", "bridge export, trio-asyncio runtime",
+             "msg/s", partial(bridge_egress, runtime="trio-asyncio")),
+        Case("rabbitmq_bridge_ingress_trio_asyncio", "bridge import, trio-asyncio runtime",
+             "msg/s", partial(bridge_ingress, runtime="trio-asyncio")),
+    ] if runtimes else []
     return [
+        *extra,
         Case("rabbitmq_raw_egress", "aio-pika publish, confirms, plain asyncio", "msg/s",
              raw_egress),
         Case("rabbitmq_bridge_egress", "bus -> RabbitMQBridge export, confirms", "msg/s",
@@ -377,12 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--runtimes", action="store_true", help="also the bridge on the trio-asyncio runtime"
+    )
     args = parser.parse_args(argv)
     size = Size(messages=args.messages, rounds=args.rounds)
-    all_cases = cases()
+    all_cases = cases(args.runtimes)
     run_rounds(all_cases, size, Progress(total=len(all_cases) * size.rounds))
     results = {case.name: case.result() for case in all_cases}
-    report = {"messages": size.messages, "rounds": size.rounds, "cases": results,
+    report: dict[str, Any] = {"messages": size.messages, "rounds": size.rounds, "cases": results,
               "ratios": ratios(results)}
     for name, res in results.items():
         median = res["median"]
