@@ -23,9 +23,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import structlog
 import trio
 
+from bus._log import get_logger
 from bus.abc import Delivery, OffsetTracker, Port
 
 from .._cloudevents import KAFKA, from_headers
@@ -34,7 +34,7 @@ from . import _aio
 
 __all__ = ["Consumer"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus.bridges")
 
 
 class Consumer:
