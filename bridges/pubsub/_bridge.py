@@ -58,7 +58,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-import structlog
 import trio
 
 from bus import (
@@ -68,6 +67,7 @@ from bus import (
     Envelope,
     MissingDependencyError,
 )
+from bus._log import get_logger
 from bus._routing import is_pattern
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
@@ -80,7 +80,7 @@ from ._wire import MAX_MESSAGE_BYTES, from_pubsub, problem, to_pubsub
 __all__ = ["FEATURES", "PubSubBridge"]
 
 T = TypeVar("T")
-log = structlog.get_logger("bus")
+log = get_logger("bus.bridges")
 
 REQUEST_MESSAGES = 1000
 REQUEST_BYTES = 9_000_000
