@@ -210,8 +210,9 @@ class PubSubCalls:
     # -- consuming ----------------------------------------------------------------------
 
     def pull(self, sid: str, max_messages: int, wait: float) -> list[Any]:
-        """Up to *max_messages* ``ReceivedMessage``s; ``[]`` if none came within about
-        *wait* seconds (the service holds a pull open a while when nothing is there)."""
+        """Up to *max_messages* ``ReceivedMessage``s as raw protobuf messages (cheaper to
+        read than proto-plus wrappers); ``[]`` if none came within about *wait* seconds
+        (the service holds a pull open a while when nothing is there)."""
         from google.api_core import exceptions
 
         try:
@@ -224,7 +225,7 @@ class PubSubCalls:
             )
         except exceptions.DeadlineExceeded:
             return []
-        return list(response.received_messages)
+        return list(type(response).pb(response).received_messages)
 
     def acknowledge(self, sid: str, ack_ids: Sequence[str]) -> None:
         path = self.endpoint.subscription_path(sid)

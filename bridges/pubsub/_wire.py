@@ -94,7 +94,7 @@ def from_pubsub(
     attributes: Iterable[tuple[str, str]],
     message_id: str,
     ordering_key: str,
-    publish_time: _dt.datetime | None,
+    publish_time: _dt.datetime | float | None,
 ) -> Incoming:
     """What to deliver for a received message; works without any ``ce-`` attribute."""
     return from_headers(
@@ -103,9 +103,11 @@ def from_pubsub(
     )
 
 
-def _seconds(when: _dt.datetime | None) -> float:
+def _seconds(when: _dt.datetime | float | None) -> float:
     if when is None:
         return 0.0
+    if isinstance(when, int | float):
+        return float(when)
     if when.tzinfo is None:  # protobuf Timestamps are UTC
         when = when.replace(tzinfo=_dt.UTC)
     return when.timestamp()

@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -85,7 +86,7 @@ def pubsub_bridge(name: str, group: str) -> Bridge:
     return PubSubBridge(
         _env("GCP_PROJECT_ID", GCP_PROJECT_ID), name=name, group=group,
         emulator_host=_env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST),
-        pull_max=20, pull_wait=2.0,
+        pull_max=8, pull_wait=2.0,
     )
 
 
@@ -134,4 +135,52 @@ def pubsub_kit() -> BridgeKit:
         unreachable=lambda: PubSubBridge(project, name="nowhere", emulator_host="127.0.0.1:1"),
         settle=0.5,
         scale=0.5,
+    )
+
+
+def pubsub_resources() -> set[str]:
+    """Every topic and subscription on the emulator (full resource paths)."""
+    from google.pubsub_v1.services.publisher import PublisherClient
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    project = f"projects/{_env('GCP_PROJECT_ID', GCP_PROJECT_ID)}"
+    pub, sub = _pubsub_admin(PublisherClient, SubscriberClient)
+    try:
+        return {t.name for t in pub.list_topics(project=project)} | {
+            s.name for s in sub.list_subscriptions(project=project)
+        }
+    finally:
+        pub.transport.close()
+        sub.transport.close()
+
+
+def pubsub_cleanup(before: set[str]) -> None:
+    """Delete what a case made (it names everything ``ct<hex>...``): left behind, the
+    emulator keeps redelivering unacknowledged backlogs and slows down for everyone."""
+    from google.pubsub_v1.services.publisher import PublisherClient
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    made = sorted(n for n in pubsub_resources() - before if n.rsplit("/", 1)[-1].startswith("ct"))
+    pub, sub = _pubsub_admin(PublisherClient, SubscriberClient)
+    try:
+        for name in made:
+            if "/subscriptions/" in name:
+                sub.delete_subscription(subscription=name)
+        for name in made:
+            if "/topics/" in name:
+                pub.delete_topic(topic=name)
+    finally:
+        pub.transport.close()
+        sub.transport.close()
+
+
+def _pubsub_admin(publisher: Any, subscriber: Any) -> tuple[Any, Any]:
+    import grpc
+    from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
+
+    host = _env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST)
+    return (
+        publisher(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host))),
+        subscriber(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host))),
     )

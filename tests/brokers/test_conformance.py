@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from bus.testing import CASES, run_case
 
@@ -38,5 +39,10 @@ async def test_rabbitmq(brokers: Any, case: str) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 async def test_pubsub(brokers: Any, case: str) -> None:
     brokers.require("pubsub")
-    await _run(kits.pubsub_kit(), case)
+    before = await trio.to_thread.run_sync(kits.pubsub_resources)
+    try:
+        await _run(kits.pubsub_kit(), case)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(kits.pubsub_cleanup, before)
 
