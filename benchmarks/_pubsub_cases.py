@@ -127,7 +127,7 @@ class _Admin:
     def backlog(self) -> int:
         """Messages one pull sees now (acknowledged at once): 0 once all were consumed."""
         response = self.sub.pull(
-            request={"subscription": self.subscription, "max_messages": PULL}, timeout=5
+            request={"subscription": self.subscription, "max_messages": PULL}, timeout=8
         )
         return len(response.received_messages)
 
@@ -184,7 +184,7 @@ def bridge_egress(n: int) -> Sample:
     try:
         seconds = trio.run(main)
         stats = admin.sub.pull(  # spot check: the messages are on the subscription
-            request={"subscription": admin.subscription, "max_messages": 10}, timeout=5
+            request={"subscription": admin.subscription, "max_messages": 10}, timeout=8
         )
     finally:
         admin.close()

@@ -124,7 +124,8 @@ class PubSubBridge(Bridge):
     ``name``): bridges of one group share each topic's subscription. ``ack_deadline`` is
     set on subscriptions the bridge creates; ``max_outstanding`` bounds what the bridge
     has received and not acknowledged; ``pull_wait`` is how long one Pull may wait for
-    messages (and so how long stopping ingress may take); ``pull_max`` is the most one
+    messages (and so how long stopping ingress may take; keep it above the service's
+    own hold of an empty pull, about 2 s on the emulator); ``pull_max`` is the most one
     Pull asks for (smaller pulls spread a group's messages more evenly over its members).
     """
 
@@ -179,6 +180,7 @@ class PubSubBridge(Bridge):
         self._max_lease = max_lease_duration
         self._pull_wait = pull_wait
         self._pull_max = min(max(1, pull_max), 1000)
+        self._pulls_in_flight = 0
         self._leases = Leases()
         self._pulling: set[str] = set()
         self._acks_wanted = trio.Event()
@@ -228,6 +230,13 @@ class PubSubBridge(Bridge):
         if not self._open:
             return
         self._open = False
+        # Pulls still on the wire end by themselves within pull_wait (ingress has been
+        # cancelled; their messages are handed back): closing the channel under them
+        # would cancel them, and Google's emulator mishandles cancelled calls (RST_STREAM:
+        # a NoSuchMethodError in its log, a pull left waiting that still takes messages).
+        with trio.move_on_after(self._pull_wait + 2):
+            while self._pulls_in_flight:  # noqa: ASYNC110 - counted by the pull tasks
+                await trio.sleep(0.01)
         await self._flush_acks()
         with contextlib.suppress(BackendError):
             await self._call(self._client.close, check=False)
@@ -376,19 +385,25 @@ class PubSubBridge(Bridge):
                 # Bounded: no more pulls until the bus finished (and we acked) some.
                 await self._room.wait()
                 continue
-            # Not abandoned on cancel: the service holds a pull open only briefly (about
-            # `pull_wait`), and what it returns must be handed back, not leased to nobody.
-            received = await trio.to_thread.run_sync(self._pull, sid, min(room, self._pull_max))
-            if not received:
-                continue
-            now = trio.current_time()
-            for rm in received:
-                leases.received(sid, rm.ack_id, now)
+            self._pulls_in_flight += 1
             try:
-                await send.send(received)
-            except trio.Cancelled:
-                await self._hand_back(sid, [rm.ack_id for rm in received])
-                raise
+                # Not abandoned on cancel: the service holds a pull open only briefly,
+                # and what it returns must be handed back, not leased to nobody.
+                received = await trio.to_thread.run_sync(
+                    self._pull, sid, min(room, self._pull_max)
+                )
+                if not received:
+                    continue
+                now = trio.current_time()
+                for rm in received:
+                    leases.received(sid, rm.ack_id, now)
+                try:
+                    await send.send(received)
+                except trio.Cancelled:
+                    await self._hand_back(sid, [rm.ack_id for rm in received])
+                    raise
+            finally:
+                self._pulls_in_flight -= 1
 
     async def _deliverer(
         self, port: Port, topic: str, sid: str, receive: trio.MemoryReceiveChannel[list[Any]]
@@ -418,7 +433,7 @@ class PubSubBridge(Bridge):
         self._leases.forget(sid, ack_ids)
         if ack_ids:
             with trio.move_on_after(ACK_TIMEOUT, shield=True), contextlib.suppress(BackendError):
-                await self._call(self._client.modify_ack_deadline, sid, ack_ids, 0)
+                await self._call(self._client.modify_ack_deadline, sid, ack_ids, 0, check=False)
 
     async def _deliver(self, port: Port, topic: str, sid: str, rm: Any) -> None:
         """Deliver one raw protobuf ``ReceivedMessage`` (not proto-plus: its attribute

@@ -85,7 +85,7 @@ class Raw:
             while len(got) < n:
                 response = await trio.to_thread.run_sync(
                     lambda: self.sub.pull(
-                        request={"subscription": path, "max_messages": 100}, timeout=5
+                        request={"subscription": path, "max_messages": 100}, timeout=8
                     )
                 )
                 got += response.received_messages
@@ -98,7 +98,7 @@ class Raw:
     async def pull_none(self, path: str) -> list[Any]:
         """What one pull of *path* returns (the emulator waits ~2 s when nothing is there)."""
         response = await trio.to_thread.run_sync(
-            lambda: self.sub.pull(request={"subscription": path, "max_messages": 100}, timeout=5)
+            lambda: self.sub.pull(request={"subscription": path, "max_messages": 100}, timeout=8)
         )
         return list(response.received_messages)
 
@@ -136,7 +136,6 @@ async def raw() -> AsyncIterator[Raw]:
 
 
 def bridge(raw: Raw, name: str, **options: Any) -> PubSubBridge:
-    options.setdefault("pull_wait", 2.0)
     return PubSubBridge(PROJECT, name=name, emulator_host=HOST, topic_prefix=raw.prefix, **options)
 
 

@@ -81,12 +81,11 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
 def pubsub_bridge(name: str, group: str) -> Bridge:
     from bridges.pubsub import PubSubBridge
 
-    # Small, short pulls: a group's members share a backlog more evenly, and a bus
-    # that leaves waits less for its last pull.
+    # Small pulls: with ordering keys, a member that pulled a key holds it until it
+    # acked; small pulls leave keys for the other members of the group.
     return PubSubBridge(
         _env("GCP_PROJECT_ID", GCP_PROJECT_ID), name=name, group=group,
-        emulator_host=_env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST),
-        pull_max=8, pull_wait=2.0,
+        emulator_host=_env("PUBSUB_EMULATOR_HOST", PUBSUB_EMULATOR_HOST), pull_max=8,
     )
 
 
