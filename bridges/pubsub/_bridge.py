@@ -85,6 +85,8 @@ log = get_logger("bus.bridges")
 REQUEST_MESSAGES = 1000
 REQUEST_BYTES = 9_000_000
 """Pub/Sub takes at most 1,000 messages and 10 MB in one Publish request."""
+ACK_GRACE = 0.01
+"""Seconds a pull waits for the acknowledgements of what is out (see ``_puller``)."""
 ACK_TIMEOUT = 10.0
 """How long flushing acknowledgements may take, even while being cancelled."""
 SEEN_IDS = 65_536
@@ -385,6 +387,14 @@ class PubSubBridge(Bridge):
                 # Bounded: no more pulls until the bus finished (and we acked) some.
                 await self._room.wait()
                 continue
+            if leases.outstanding:
+                # Give the last batch a moment to be done and acknowledged: on a
+                # subscription with ordering, the service holds back a key with messages
+                # out, and a pull that races the acks waits for nothing (~50 ms on the
+                # emulator; 2.5x the throughput without it).
+                with trio.move_on_after(ACK_GRACE):
+                    await self._room.wait()
+                room = self._max_outstanding - leases.outstanding
             self._pulls_in_flight += 1
             try:
                 # Not abandoned on cancel: the service holds a pull open only briefly,
@@ -584,7 +594,8 @@ def _chunks(
     size = 0
     for record in records:
         data, attrs, key = record[1]
-        n = len(data) + len(key) + sum(len(k) + len(v) for k, v in attrs.items()) + 64
+        # characters, not bytes, for attributes: cheap, and the 1 MB margin covers them
+        n = len(data) + len(key) + sum(map(len, attrs)) + sum(map(len, attrs.values())) + 64
         if chunks[-1] and (len(chunks[-1]) >= REQUEST_MESSAGES or size + n > REQUEST_BYTES):
             chunks.append([])
             size = 0

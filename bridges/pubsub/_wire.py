@@ -66,26 +66,35 @@ def to_pubsub(env: Envelope[Any], body: bytes) -> Outgoing:
 
 def problem(out: Outgoing, max_bytes: int = MAX_MESSAGE_BYTES) -> str | None:
     """Why Pub/Sub would refuse *out* for good, or None if it is within the limits."""
-    size = out.size
-    if size > max_bytes:
-        return f"message of {size} bytes exceeds Pub/Sub's limit of {max_bytes} bytes"
-    if len(out.attributes) > MAX_ATTRIBUTES:
+    attributes = out.attributes
+    if len(attributes) > MAX_ATTRIBUTES:
         return (
-            f"{len(out.attributes)} attributes (CloudEvents attributes and headers) exceed "
+            f"{len(attributes)} attributes (CloudEvents attributes and headers) exceed "
             f"Pub/Sub's limit of {MAX_ATTRIBUTES}"
         )
-    for name, value in out.attributes.items():
-        if not name or len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES:
-            return f"attribute name {name[:40]!r} must be 1-{MAX_ATTRIBUTE_NAME_BYTES} bytes"
-        if name.lower().startswith("goog"):
+    chars = len(out.ordering_key)
+    for name, value in attributes.items():
+        chars += len(name) + len(value)
+        # a character is at most 4 bytes in UTF-8: count bytes only when it may matter
+        if len(name) * 4 > MAX_ATTRIBUTE_NAME_BYTES or not name:
+            if not name or len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES:
+                return f"attribute name {name[:40]!r} must be 1-{MAX_ATTRIBUTE_NAME_BYTES} bytes"
+        if len(value) * 4 > MAX_ATTRIBUTE_VALUE_BYTES:
+            size = len(value.encode())
+            if size > MAX_ATTRIBUTE_VALUE_BYTES:
+                return (
+                    f"attribute {name!r} has {size} bytes; Pub/Sub allows "
+                    f"{MAX_ATTRIBUTE_VALUE_BYTES}"
+                )
+        if name[:4].lower() == "goog":
             return f"attribute name {name!r}: names starting with 'goog' are reserved"
-        if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
-            return (
-                f"attribute {name!r} has {len(value.encode())} bytes; Pub/Sub allows "
-                f"{MAX_ATTRIBUTE_VALUE_BYTES}"
-            )
-    if len(out.ordering_key.encode()) > MAX_ORDERING_KEY_BYTES:
-        return f"key of more than {MAX_ORDERING_KEY_BYTES} bytes cannot be an ordering key"
+    if len(out.ordering_key) * 4 > MAX_ORDERING_KEY_BYTES:
+        if len(out.ordering_key.encode()) > MAX_ORDERING_KEY_BYTES:
+            return f"key of more than {MAX_ORDERING_KEY_BYTES} bytes cannot be an ordering key"
+    if len(out.data) + chars * 4 > max_bytes:
+        size = out.size
+        if size > max_bytes:
+            return f"message of {size} bytes exceeds Pub/Sub's limit of {max_bytes} bytes"
     return None
 
 
