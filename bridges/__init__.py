@@ -1,8 +1,13 @@
-"""trio-bus bridges: one module per broker, each a :class:`bus.Bridge`.
+"""trio-bus bridges: one module per broker, each a :class:`bus.abc.Bridge`.
 
 Importing this package loads no broker SDK; each broker module imports its client
-library when a bridge is constructed. The broker modules arrive with the bridges issue;
-the contract they implement (``Bridge.export`` and ``Bridge.ingest``) is in ``bus``.
+library when a bridge is opened. What is shared by the broker modules lives here too:
+the runtime that runs an asyncio client inside trio (:func:`open_runtime`).
 """
 
-__all__: list[str] = []
+from ._runtime import KINDS as KINDS
+from ._runtime import Runtime as Runtime
+from ._runtime import RuntimeKind as RuntimeKind
+from ._runtime import open_runtime as open_runtime
+
+__all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime"]

@@ -1,0 +1,252 @@
+"""Running an asyncio client library (aiokafka, aio-pika...) from trio.
+
+One small interface, two implementations, chosen per broker and direction by
+measurement (SPEC §6, ``docs/bridges.md``)::
+
+    async with open_runtime("thread" | "trio-asyncio") as rt:
+        result = await rt.run(async_fn, *args)   # one crossing into asyncio
+        rt.call_trio_sync(fn, *args)             # from asyncio code: run fn in trio
+
+``"thread"``
+    An ``asyncio.SelectorEventLoop`` running in a dedicated :class:`threading.Thread`
+    that this module owns. ``run`` schedules ``async_fn(*args)`` as a task on that loop
+    with one ``call_soon_threadsafe``; its outcome comes back with
+    ``TrioToken.run_sync_soon``. Made explicitly: once ``trio_asyncio`` is imported,
+    ``asyncio.new_event_loop()`` gives trio-asyncio's loop, not a plain one.
+``"trio-asyncio"``
+    ``trio_asyncio.open_loop()``: the asyncio loop runs inside trio's own thread.
+    ``trio_asyncio`` is imported only when this kind is chosen. Its loop lives in a
+    nursery, so the ``async with`` must be entered and exited by one trio task.
+
+Both kinds: cancelling the trio caller of ``run`` cancels the asyncio task and waits for
+it to finish (at most *cancel_timeout* seconds) before ``trio.Cancelled`` propagates, so
+a cancelled client call is over when ``run`` returns. An exception from ``async_fn``
+propagates with its own type; translating client errors to bus errors is the bridge's
+job. When the block exits, leftover asyncio tasks are cancelled, async generators and
+the default executor are shut down, the loop is closed and the thread joined: nothing of
+ours is left running.
+
+This module knows nothing about brokers.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import trio
+
+from bus import BusClosedError, ConfigurationError, MissingDependencyError
+
+__all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime"]
+
+T = TypeVar("T")
+RuntimeKind = Literal["thread", "trio-asyncio"]
+KINDS: tuple[RuntimeKind, ...] = ("thread", "trio-asyncio")
+
+
+async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+    # The coroutine is created inside the asyncio task, not in trio: some clients look
+    # up the running loop as soon as they are called.
+    return await fn(*args)
+
+
+class Runtime(abc.ABC):
+    """Where a bridge's asyncio client runs. Made by :func:`open_runtime`."""
+
+    kind: RuntimeKind
+
+    @abc.abstractmethod
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` as an asyncio task; return or raise its outcome.
+
+        Raises :exc:`~bus.BusClosedError` if the runtime is closed.
+        """
+
+    @abc.abstractmethod
+    def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """From asyncio code of this runtime: run ``fn(*args)`` in trio's thread, return
+        its result. *fn* must be quick: the asyncio loop waits for it."""
+
+
+class _ThreadRuntime(Runtime):
+    kind: RuntimeKind = "thread"
+
+    def __init__(self, cancel_timeout: float) -> None:
+        self._cancel_timeout = cancel_timeout
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop = asyncio.SelectorEventLoop()
+        self._closing = False
+        self._exited = trio.Event()
+        self._thread = threading.Thread(
+            target=self._main, name="trio-bus-asyncio", daemon=True
+        )
+
+    def _main(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+            asyncio.set_event_loop(None)
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._exited.set)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        loop = self._loop
+        done = trio.Event()
+        box: list[asyncio.Task[T]] = []
+        token = self._token
+
+        def finished(task: asyncio.Task[T]) -> None:  # in the asyncio thread
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:  # trio is gone: nobody waits any more
+                pass
+
+        def start() -> None:  # in the asyncio thread
+            task = loop.create_task(_call(fn, args))
+            box.append(task)
+            task.add_done_callback(finished)
+
+        def cancel() -> None:  # in the asyncio thread, after start()
+            box[0].cancel()
+
+        if self._closing:
+            raise BusClosedError("the asyncio runtime is closed")
+        try:
+            loop.call_soon_threadsafe(start)
+        except RuntimeError as exc:  # the loop closed under us
+            raise BusClosedError("the asyncio runtime is closed") from exc
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(cancel)
+            with trio.move_on_after(self._cancel_timeout, shield=True):
+                await done.wait()
+            raise
+        task = box[0]
+        if task.cancelled() and self._closing:
+            raise BusClosedError("the asyncio runtime closed during the call")
+        return task.result()
+
+    def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        loop = self._loop
+        timeout = self._cancel_timeout
+
+        async def shutdown() -> None:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+            await loop.shutdown_asyncgens()
+            # getaddrinfo runs in the default executor: join its threads too.
+            await loop.shutdown_default_executor()
+
+        def stop(_: object) -> None:
+            loop.stop()
+
+        def begin() -> None:
+            loop.create_task(shutdown()).add_done_callback(stop)
+
+        with trio.CancelScope(shield=True):
+            try:
+                loop.call_soon_threadsafe(begin)
+            except RuntimeError:  # already closed
+                pass
+            with trio.move_on_after(2 * timeout + 1.0):
+                await self._exited.wait()
+            # The thread has left run_forever (or is stuck past our bound: it is a
+            # daemon thread, so it cannot keep the process alive).
+            self._thread.join(timeout=0.5)
+
+
+class _TrioAsyncioRuntime(Runtime):
+    kind: RuntimeKind = "trio-asyncio"
+
+    def __init__(self, loop: Any, cancel_timeout: float) -> None:
+        self._loop = loop
+        self._cancel_timeout = cancel_timeout
+        self._closing = False
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        if self._closing:
+            raise BusClosedError("the asyncio runtime is closed")
+        # Not trio_asyncio.aio_as_trio: it waits for a cancelled asyncio task without a
+        # bound. Done callbacks run in trio's thread here, so they may set a trio.Event.
+        done = trio.Event()
+        coro = _call(fn, args)
+        try:
+            task: asyncio.Future[T] = asyncio.ensure_future(coro, loop=self._loop)
+        except BaseException:
+            coro.close()
+            raise
+        task.add_done_callback(lambda _: done.set())
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            task.cancel()
+            with trio.move_on_after(self._cancel_timeout, shield=True):
+                await done.wait()
+            raise
+        if task.cancelled() and self._closing:
+            raise BusClosedError("the asyncio runtime closed during the call")
+        return task.result()
+
+    def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)  # asyncio callbacks already run in trio's thread
+
+
+def _import_trio_asyncio() -> Any:
+    try:
+        import trio_asyncio
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "the 'trio-asyncio' runtime needs trio-asyncio: pip install 'trio-bus[kafka]'"
+        ) from exc
+    return trio_asyncio
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    kind: RuntimeKind = "thread", *, cancel_timeout: float = 5.0
+) -> AsyncIterator[Runtime]:
+    """Open an asyncio runtime of *kind*; close it, leaving nothing running, on exit.
+
+    *cancel_timeout* bounds how long a cancelled ``run`` waits for its asyncio task to
+    finish, and how long closing waits for leftover tasks.
+    """
+    if kind == "thread":
+        rt = _ThreadRuntime(cancel_timeout)
+        rt.start()
+        try:
+            yield rt
+        finally:
+            await rt.aclose()
+    elif kind == "trio-asyncio":
+        trio_asyncio = _import_trio_asyncio()
+        async with trio_asyncio.open_loop() as loop:
+            trt = _TrioAsyncioRuntime(loop, cancel_timeout)
+            try:
+                yield trt
+            finally:
+                trt._closing = True
+    else:
+        raise ConfigurationError(
+            f"unknown runtime kind {kind!r}: choose one of {', '.join(map(repr, KINDS))}"
+        )
