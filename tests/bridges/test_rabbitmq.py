@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import trio
 
-from bridges._runtime import Runtime, open_runtime
+from bridges._runtime import KINDS, Runtime, open_runtime
 from bridges.rabbitmq import FEATURES, RabbitMQBridge
 from bus import BackendUnavailableError, Envelope, open_bus
 from bus.abc import H_ERROR, H_ORIGINAL_TOPIC
@@ -142,16 +142,17 @@ def collector(n: int) -> tuple[list[Envelope[Any]], trio.Event, Callable[[Envelo
     return got, enough, handle
 
 
-async def test_round_trip_bus_to_rabbitmq_to_bus(raw: Raw) -> None:
+@pytest.mark.parametrize("runtime", KINDS)
+async def test_round_trip_bus_to_rabbitmq_to_bus(raw: Raw, runtime: str) -> None:
     got, enough, handle = collector(5)
     with trio.fail_after(TIMEOUT):
         async with open_bus(name="b") as b:
             b.topic("order.created", Order)
             b.subscribe("order.*", handle)
-            await b.attach(bridge(raw, "in"), import_=["order.#"])
+            await b.attach(bridge(raw, "in", runtime=runtime), import_=["order.#"])
             async with open_bus(name="a") as a:
                 a.topic("order.created", Order)
-                await a.attach(bridge(raw, "out"), export=["order.*"])
+                await a.attach(bridge(raw, "out", runtime=runtime), export=["order.*"])
                 for i in range(5):
                     await a.publish(
                         "order.created", Order(f"o{i}", i), key=f"c{i % 2}",
@@ -236,7 +237,8 @@ async def test_unroutable_message_is_dead_lettered_others_delivered(raw: Raw) ->
     assert await raw.counts(queue) == (0, 0)
 
 
-async def test_acked_only_when_done_and_redelivered_after_exit(raw: Raw) -> None:
+@pytest.mark.parametrize("runtime", KINDS)
+async def test_acked_only_when_done_and_redelivered_after_exit(raw: Raw, runtime: str) -> None:
     started = trio.Event()
 
     async def stuck(env: Envelope[Any]) -> None:
@@ -248,7 +250,7 @@ async def test_acked_only_when_done_and_redelivered_after_exit(raw: Raw) -> None
         async with open_bus(drain_timeout=0.5) as b:
             b.topic("order.created", Order)
             b.subscribe("order.*", stuck)
-            await b.attach(bridge(raw, "in"), import_=["order.#"])
+            await b.attach(bridge(raw, "in", runtime=runtime), import_=["order.#"])
             await raw.publish("order.created", b'{"id":"o1","amount":1}', message_id="m1")
             await started.wait()
             # Delivered to the handler, not done: the broker holds it unacknowledged.
@@ -259,13 +261,14 @@ async def test_acked_only_when_done_and_redelivered_after_exit(raw: Raw) -> None
         async with open_bus() as b:
             b.topic("order.created", Order)
             b.subscribe("order.*", handle)
-            await b.attach(bridge(raw, "in"), import_=["order.#"])
+            await b.attach(bridge(raw, "in", runtime=runtime), import_=["order.#"])
             await enough.wait()
         assert await raw.counts(queue) == (0, 0)  # done this time: acknowledged
     assert got[0].id == "m1" and got[0].payload == Order("o1", 1)
 
 
-async def test_many_concurrent_completions_are_all_acknowledged(raw: Raw) -> None:
+@pytest.mark.parametrize("runtime", KINDS)
+async def test_many_concurrent_completions_are_all_acknowledged(raw: Raw, runtime: str) -> None:
     # Handlers finish out of order (concurrency, random sleeps): acks mix multiple=True
     # over the done prefix with single ones; a wrong one would close the channel.
     n = 300
@@ -280,10 +283,10 @@ async def test_many_concurrent_completions_are_all_acknowledged(raw: Raw) -> Non
         async with open_bus(name="b") as b:
             b.topic("order.created", Order)
             b.subscribe("order.*", handle, concurrency=8)
-            await b.attach(bridge(raw, "in", prefetch=64), import_=["order.#"])
+            await b.attach(bridge(raw, "in", prefetch=64, runtime=runtime), import_=["order.#"])
             async with open_bus(name="a") as a:
                 a.topic("order.created", Order)
-                await a.attach(bridge(raw, "out"), export=["order.*"])
+                await a.attach(bridge(raw, "out", runtime=runtime), export=["order.*"])
                 for i in range(n):
                     await a.publish("order.created", Order(f"o{i}", i), key=f"k{i % 16}")
             await enough.wait()
