@@ -5,7 +5,7 @@ second imports it through another bridge on the same broker and its handler reco
 ``time.time_ns() - payload.t`` (same process, same clock). Probe messages go out every
 50 ms until one arrives (consumer group joined, queue bound), then ``n`` messages are
 published at a fixed pace (``trio.sleep_until`` per message) so the numbers are latency
-at a known load, not queueing behind a burst. Reports p50/p99/max in milliseconds.
+at a known load (:func:`pace`), not queueing behind a burst. Reports p50/p99/max in milliseconds.
 """
 
 from __future__ import annotations
@@ -25,8 +25,17 @@ if TYPE_CHECKING:
     from bus import Envelope
     from bus.abc import Bridge
 
-RATE = 1000.0
-"""Messages per second for the latency cases: far below either broker's capacity here."""
+MAX_RATE = 1000.0
+LOAD = 0.25
+"""The latency cases publish at ``LOAD`` x the bridge's own measured throughput (the lower
+of egress and ingress in the same run), at most ``MAX_RATE``: latency at a known, light
+load, not queueing behind a backlog."""
+
+
+def pace(egress: float | None, ingress: float | None) -> float:
+    """The rate for a latency case from its bridge's measured medians."""
+    measured = [r for r in (egress, ingress) if r]
+    return max(10.0, min(MAX_RATE, LOAD * min(measured))) if measured else 100.0
 TIMEOUT = 60.0
 
 
@@ -40,7 +49,7 @@ def run(
     n: int,
     make_bridges: Callable[[], tuple[Bridge, Bridge]],
     cleanup: Callable[[], None],
-    rate: float = RATE,
+    rate: float,
     topic: str = BUS_TOPIC,
 ) -> Sample:
     """Measure *n* paced messages on *topic* from an exporting to an importing bus."""

@@ -54,7 +54,6 @@ def _topic() -> str:
 
 def bridge_egress(n: int) -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
-
     from bus import open_bus
 
     topic = _topic()
@@ -80,7 +79,6 @@ def bridge_egress(n: int) -> Sample:
 
 def bridge_ingress(n: int) -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
-
     from bus import Envelope, open_bus
 
     topic = _topic()
@@ -119,7 +117,7 @@ def bridge_ingress(n: int) -> Sample:
         kafka_delete_topic(topic)
 
 
-def latency(n: int) -> Sample:
+def latency(n: int, rate: float) -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
 
     from . import _bridge_latency
@@ -129,4 +127,6 @@ def latency(n: int) -> Sample:
     def make() -> tuple[Any, Any]:
         return _bridge(name="out"), _bridge(name="in", group_id=unique("bench-g"))
 
-    return _bridge_latency.run(n, make, lambda: kafka_delete_topic(topic), topic=topic)
+    return _bridge_latency.run(
+        n, make, lambda: kafka_delete_topic(topic), rate=rate, topic=topic
+    )

@@ -348,7 +348,7 @@ def bridge_ingress(n: int) -> Sample:
     return _after_ingress(n, seconds, exchange, queue)
 
 
-def latency(n: int) -> Sample:
+def latency(n: int, rate: float) -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
 
     from . import _bridge_latency
@@ -365,4 +365,4 @@ def latency(n: int) -> Sample:
         _run(_cleanup(exchange, f"{exchange}.in"))
         _run(_cleanup(exchange, f"{exchange}.out"))
 
-    return _bridge_latency.run(n, make, cleanup)
+    return _bridge_latency.run(n, make, cleanup, rate=rate)

@@ -8,8 +8,8 @@ interleaved (round 1 of every case, then round 2, ...):
   ``RabbitBroker`` (see ``_kafka_cases``, ``_rabbitmq_cases``, ``_kafka_bridge_cases``);
 - confluent-kafka (librdkafka) producing and consuming the same messages, as a
   reference with no target;
-- latency of local publish → broker → local handler through each bridge at a paced
-  rate (``_bridge_latency``).
+- after those rounds, latency of local publish → broker → local handler through each
+  bridge, paced at a quarter of that bridge's measured rate (``_bridge_latency``).
 
 The report has the local suite's shape: machine facts, per-case rates, ``ratios`` (the
 eight SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
@@ -20,15 +20,19 @@ topic, exchange and queue it creates is deleted before it returns.
 
 from __future__ import annotations
 
+import functools
+import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from . import _bridge_latency
 from . import _kafka_bridge_cases as kb
 from . import _kafka_cases as k
 from . import _rabbitmq_cases as r
 from ._brokers import kafka_cleanup
-from ._harness import Case, Progress, Size, machine_info, run_rounds
+from ._harness import Case, CaseFailed, Progress, Sample, Size, machine_info, run_rounds
 from ._report import Targets, _median_extra, _quotients, met, targets_json
 from ._report import markdown as _markdown
 from ._report import table as _table
@@ -72,8 +76,33 @@ TARGETS: Targets = {
 LATENCY_CASES = ("kafka_latency", "rabbitmq_latency")
 
 
+def _guarded(fn: Callable[[int], Sample]) -> Callable[[int], Sample]:
+    """A broker error fails this case (reported, exit status 1), not the whole run: the
+    brokers are shared, and another user may restart one mid-run."""
+
+    @functools.wraps(fn)
+    def run(n: int) -> Sample:
+        try:
+            return fn(n)
+        except (CaseFailed, ImportError):
+            raise
+        except Exception as exc:
+            raise CaseFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+    return run
+
+
 def cases() -> list[Case]:
-    """Kafka, then RabbitMQ, then latency; the order is also the table's order."""
+    """The throughput cases, Kafka then RabbitMQ; the order is also the table's order."""
+    return [_guard(case) for case in _cases()]
+
+
+def _guard(case: Case) -> Case:
+    case.run = _guarded(case.run)
+    return case
+
+
+def _cases() -> list[Case]:
     rs = RABBITMQ_SCALE
     return [
         Case("kafka_raw_egress", "aiokafka send_batch, acks=all, idempotent", "msg/s",
@@ -104,11 +133,26 @@ def cases() -> list[Case]:
              "msg/s", r.bridge_ingress, scale=rs),
         Case("rabbitmq_faststream_ingress", "FastStream subscriber, AckPolicy.ACK", "msg/s",
              r.faststream_ingress, scale=rs),
-        Case("kafka_latency", "bus → KafkaBridge → Kafka → KafkaBridge → bus, paced",
-             "msg/s paced", kb.latency, scale=LATENCY_SCALE),
-        Case("rabbitmq_latency", "bus → RabbitMQBridge → RabbitMQ → bridge → bus, paced",
-             "msg/s paced", r.latency, scale=LATENCY_SCALE),
     ]
+
+
+def latency_cases(done: list[Case]) -> list[Case]:
+    """One paced latency case per broker, at ``_bridge_latency.pace`` of its bridge's rates
+    measured in this run (*done*)."""
+    rates = {c.name: statistics.median(s.rate for s in c.samples) for c in done if c.samples}
+    out = []
+    for broker, fn, title in (
+        ("kafka", kb.latency, "bus → KafkaBridge → Kafka → KafkaBridge → bus"),
+        ("rabbitmq", r.latency, "bus → RabbitMQBridge → RabbitMQ → bridge → bus"),
+    ):
+        rate = _bridge_latency.pace(
+            rates.get(f"{broker}_bridge_egress"), rates.get(f"{broker}_bridge_ingress")
+        )
+        out.append(_guard(Case(
+            f"{broker}_latency", f"{title}, paced at {rate:,.0f}/s", "msg/s paced",
+            functools.partial(fn, rate=rate), scale=LATENCY_SCALE,
+        )))
+    return out
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -140,11 +184,14 @@ def run(size: Size = FULL, *, progress: bool = True) -> dict[str, Any]:
 
     started = time.perf_counter()
     all_cases = cases()
-    bar = Progress(len(all_cases) * size.rounds, enabled=progress)
+    bar = Progress((len(all_cases) + len(LATENCY_CASES)) * size.rounds, enabled=progress)
     deleted: list[str] = []
     try:
         with quiet_logs():
             run_rounds(all_cases, size, bar)
+            latency = latency_cases(all_cases)
+            run_rounds(latency, size, bar)
+            all_cases += latency
     finally:
         deleted = kafka_cleanup()
     results = {c.name: c.result() for c in all_cases}

@@ -46,7 +46,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_case_ran_with_a_positive_rate(report: dict[str, Any]) -> None:
     from benchmarks import bridges
 
-    assert set(report["cases"]) == {case.name for case in bridges.cases()}
+    expected = {case.name for case in bridges.cases()} | set(bridges.LATENCY_CASES)
+    assert set(report["cases"]) == expected
     for name, case in report["cases"].items():
         assert case["ok"], (name, case["error"])
         assert case["median"] > 0 and all(rate > 0 for rate in case["rounds"]), name
