@@ -247,7 +247,30 @@ def _rate(value: float | None) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    return _markdown(report, TARGETS)
+    """The case table, then every ratio beside the two medians it divides, as Markdown."""
+    full = _markdown(report, TARGETS)
+    cases_table = full[: full.index("\n\n| ratio |")]
+    cases = report["cases"]
+    lines = [
+        cases_table, "",
+        "| ratio | value | ours | theirs | target | met |", "|---|---:|---:|---:|---|---|",
+    ]
+    values = {**report["ratios"], **report.get("extra_ratios", {})}
+    for name, (ours, theirs) in {**RATE_RATIOS, **EXTRA_RATIOS}.items():
+        value = values.get(name)
+        target = TARGETS.get(name)
+        ok = report["met"].get(name)
+        mark = "" if target is None else "n/a" if ok is None else "**yes**" if ok else "**no**"
+        lines.append(
+            f"| `{name}` | {'-' if value is None else f'{value:.3f}'} | "
+            f"{_rate(cases.get(ours, {}).get('median'))} | "
+            f"{_rate(cases.get(theirs, {}).get('median'))} | "
+            f"{f'{target[0]} {target[1]:g}' if target else ''} | {mark} |"
+        )
+    for name, value in report["ratios"].items():
+        if "latency" in name:
+            lines.append(f"| `{name}` | {'-' if value is None else f'{value:.1f}'} | | | | |")
+    return "\n".join(lines)
 
 
 def _main(argv: list[str]) -> int:
