@@ -9,7 +9,8 @@ interleaved (round 1 of every case, then round 2, ...):
 - confluent-kafka (librdkafka) producing and consuming the same messages, as a
   reference with no target;
 - after those rounds, latency of local publish → broker → local handler through each
-  bridge, paced at a quarter of that bridge's measured rate (``_bridge_latency``).
+  bridge, paced at a tenth of that bridge's measured rate (``_bridge_latency.pace``:
+  both buses, both bridges and the broker share the machine).
 
 The report has the local suite's shape: machine facts, per-case rates, ``ratios`` (the
 eight SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
