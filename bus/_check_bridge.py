@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -113,11 +114,34 @@ async def run_case(kit: BridgeKit, case: str) -> str | None:
     if reason is not None:
         return reason
     prefix = f"ct{uuid.uuid4().hex[:10]}"
+    threads, sockets = _threads(), _sockets()
     try:
         await CASES[case](kit, prefix)
+        # after every bus of the case exited: no thread or socket of ours is left
+        await _until("the bridges' threads to end", lambda: _threads() <= threads, 5)
+        await _until("the bridges' sockets to close", lambda: _sockets() <= sockets, 5)
     except AssertionError as exc:
         raise AssertionError(f"{kit.name}: case {case!r} failed: {exc}") from exc
     return None
+
+
+def _threads() -> set[int]:
+    """Threads now, less trio's own worker-thread cache (idle ``to_thread`` workers
+    linger a while by design)."""
+    return {t.ident or 0 for t in threading.enumerate() if not t.name.startswith("Trio thread")}
+
+
+def _sockets() -> set[str]:
+    """This process's open sockets (Linux ``socket:[inode]`` names)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 async def check_bridge(kit: BridgeKit) -> dict[str, str]:
@@ -144,6 +168,16 @@ async def _until(what: str, check: Callable[[], bool], seconds: float) -> None:
 async def _prepare(kit: BridgeKit, *topics: str) -> None:
     if kit.prepare is not None:
         await kit.prepare(list(topics))
+
+
+async def _register(kit: BridgeKit, topic: str, group: str) -> None:
+    """Join *group* once and leave, so the broker keeps what is published for it before
+    its consumer runs (an AMQP queue, a Pub/Sub subscription, a Kafka group)."""
+    async with open_bus(name="register") as bus:
+        bus.topic(topic, Order)
+        att = await bus.attach(kit.make("register", group), import_=[topic])
+        await trio.sleep(kit.settle)
+        await att.detach()
 
 
 async def _publish(bus: Bus, topic: str, count: int, *, keys: int = 4) -> None:
@@ -243,6 +277,7 @@ async def case_consumer_groups(kit: BridgeKit, prefix: str) -> None:
 async def case_at_least_once_kill9(kit: BridgeKit, prefix: str) -> None:
     topic = f"{prefix}.order.durable"
     await _prepare(kit, topic)
+    await _register(kit, topic, f"{prefix}-g")
     count = _n(kit, 2000)
     async with open_bus(name="exporter") as a:
         a.topic(topic, Order)
@@ -366,6 +401,7 @@ def _rss_bytes() -> int:
 async def case_backpressure_bounds_memory(kit: BridgeKit, prefix: str) -> None:
     topic = f"{prefix}.order.backlog"
     await _prepare(kit, topic)
+    await _register(kit, topic, f"{prefix}-in")
     count = _n(kit, 5000)
     async with open_bus(name="exporter") as a:
         a.topic(topic, Order)

@@ -65,6 +65,13 @@ class LazyAdapter:
                 f"event backend {name!r} could not import {exc.name}: {fix}"
             ) from exc
         cls = getattr(module, attr, None)
+        if cls is None:
+            raise ConfigurationError(
+                f"event backend {name!r} is not available in this trio-bus yet: "
+                f"{module_name} has the bridge (bus.attach) but no {attr} for the seed "
+                "facade. Use 'memory' until then, attach the bridge to a bus, or register "
+                "your own adapter with EventFactory.register_adapter(name, cls)"
+            )
         if not (isinstance(cls, type) and issubclass(cls, EventAdapter)):
             raise ConfigurationError(
                 f"event backend {name!r}: {self.path} is not an EventAdapter subclass"

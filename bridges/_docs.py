@@ -1,0 +1,68 @@
+"""The Characteristics tables of ``docs/bridges.md``, generated from each ``Features``.
+
+``python -m bridges._docs`` prints them; a test checks the docs hold exactly this text
+between the ``characteristics`` markers, so the tables cannot drift from the records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from bus.abc import Features
+
+__all__ = ["BACKENDS", "characteristics", "render"]
+
+BACKENDS = {
+    "Loopback (in-process test double)": "bus._loopback:LOOPBACK_FEATURES",
+    "RabbitMQ": "bridges.rabbitmq:FEATURES",
+}
+"""Title → ``module:NAME`` of the default :class:`Features` of each backend."""
+
+MEANING = {
+    "ordered": "same key, same order",
+    "persistent": "confirmed messages survive a broker restart",
+    "consumer_groups": "competing consumers share a stream; groups each get all",
+    "redelivery": "what was not acknowledged comes back after a crash",
+    "headers": "native headers (CloudEvents binary mode)",
+    "patterns": "`*`/`#` import patterns",
+    "max_message_bytes": "largest record accepted (larger: dead-lettered)",
+    "restartable": "broker restart covered by the conformance suite",
+    "notes": "",
+}
+
+
+def _value(value: object) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if value is None:
+        return "no limit"
+    if isinstance(value, int):
+        return f"{value:,} B"
+    return str(value)
+
+
+def characteristics(title: str, features: Features) -> str:
+    rows = [f"#### {title}", "", "| feature | value | meaning |", "| --- | --- | --- |"]
+    for field in dataclasses.fields(features):
+        value = getattr(features, field.name)
+        if field.name == "notes":
+            continue
+        rows.append(f"| {field.name} | {_value(value)} | {MEANING[field.name]} |")
+    if features.notes:
+        rows += ["", features.notes]
+    return "\n".join(rows)
+
+
+def render() -> str:
+    tables = []
+    for title, path in BACKENDS.items():
+        module, _, name = path.partition(":")
+        tables.append(characteristics(title, getattr(importlib.import_module(module), name)))
+    return "\n\n".join(tables) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

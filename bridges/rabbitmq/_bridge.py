@@ -1,0 +1,357 @@
+"""The RabbitMQ bridge: the bus's topics on an AMQP 0-9-1 topic exchange (aio-pika).
+
+Mapping (the whole of it):
+
+- one durable **topic exchange** (default ``"trio-bus"``); the routing key is the bus
+  topic. The bus's patterns are AMQP's (``*`` one word, ``#`` zero or more), so import
+  patterns are bound to the queue as they are;
+- **egress**: a batch is published in one crossing to the asyncio loop, all records at
+  once, each ``mandatory`` and persistent (``delivery_mode=2``) with publisher confirms;
+  a record the broker returns as unroutable (no queue bound for its routing key) is
+  :class:`~bus.abc.Rejected` and dead-lettered by the bus; other failures are transient
+  and retried by the bus with backoff;
+- **ingress**: one durable queue per bridge, ``f"{exchange}.{group or name}"``: bridges
+  with the same ``group`` share it (competing consumers), different groups each get
+  everything. ``prefetch`` bounds the unacknowledged messages, so memory; a delivery
+  is acknowledged only when the bus reports it done; acks of a batch go in one crossing
+  (``multiple=True`` over the done prefix, see :mod:`._acks`);
+- **reconnects**: aio-pika's robust connection; what was unacknowledged when the
+  connection dropped is redelivered (at-least-once: the bus may see it twice);
+- **CloudEvents** binary mode with ``ce-`` headers (:mod:`._wire`).
+
+What this module does not do: AMQP 0-9-1 has no way to list exchanges, queues or
+bindings (RabbitMQ's management HTTP API does, a plugin the harness does not enable), so
+:meth:`RabbitMQBridge.list_topics` lists what this bridge bound itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import trio
+
+from bus import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    Envelope,
+    MissingDependencyError,
+)
+from bus.abc import Bridge, Delivery, Features, Port, Rejected
+
+from .._runtime import Runtime, RuntimeKind, open_runtime
+from ._acks import AckTracker
+from ._client import AmqpClient
+from ._errors import is_client_error, translate
+from ._wire import Outgoing, from_amqp, mask_url, to_amqp
+
+__all__ = ["FEATURES", "RabbitMQBridge"]
+
+T = TypeVar("T")
+
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+"""RabbitMQ's default ``max_message_size`` (3.8+). A larger publish would close the
+publish channel (PRECONDITION_FAILED) and fail every record in flight on it, so the
+bridge rejects it before sending."""
+
+ACK_TIMEOUT = 5.0
+"""How long sending a batch of acks may take, even while ingress is being cancelled."""
+
+FEATURES = Features(
+    ordered=True,
+    persistent=True,
+    consumer_groups=True,
+    redelivery=True,
+    headers=True,
+    patterns=True,
+    max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+    restartable=True,
+    notes=(
+        "Order holds per queue with one consumer; a redelivery after a reconnect can "
+        "arrive after later messages. persistent requires delivery_mode=2 (default)."
+    ),
+)
+
+
+class RabbitMQBridge(Bridge):
+    """Mirror bus topics to and from a RabbitMQ topic exchange.
+
+    ``url`` is an AMQP URL (``amqp://user:password@host:5672/vhost``; the password never
+    appears in reprs, logs or errors). ``publisher_confirms`` and ``delivery_mode`` are
+    the seed's options (on and persistent by default); ``mandatory`` makes unroutable
+    records dead letters instead of silent drops (needs confirms to be reported).
+    ``prefetch`` bounds unacknowledged deliveries; ``runtime`` picks how aio-pika runs
+    (``"thread"``: an asyncio loop in a thread of ours; ``"trio-asyncio"``).
+    """
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@localhost:5672/",
+        *,
+        name: str = "rabbitmq",
+        exchange: str = "trio-bus",
+        group: str | None = None,
+        queue: str | None = None,
+        publisher_confirms: bool = True,
+        delivery_mode: int = 2,
+        mandatory: bool = True,
+        prefetch: int = 512,
+        connect_timeout: float = 10.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        runtime: RuntimeKind = "thread",
+    ) -> None:
+        _require_aio_pika()
+        if delivery_mode not in (1, 2):
+            raise ConfigurationError(
+                f"delivery_mode must be 1 (transient) or 2 (persistent), not {delivery_mode!r}"
+            )
+        if prefetch < 1:
+            raise ConfigurationError(f"prefetch must be at least 1, not {prefetch!r}")
+        self.name = name
+        self.exchange = exchange
+        self.queue = queue or f"{exchange}.{group or name}"
+        self.features = dataclasses.replace(
+            FEATURES, persistent=delivery_mode == 2, max_message_bytes=max_message_bytes
+        )
+        self._url = url
+        self._secret = _password(url)
+        self._prefetch = prefetch
+        self._max_bytes = max_message_bytes
+        self._runtime_kind = runtime
+        self._client = AmqpClient(
+            url, exchange=exchange, publisher_confirms=publisher_confirms,
+            delivery_mode=delivery_mode, mandatory=mandatory, connect_timeout=connect_timeout,
+        )
+        self._rt: Runtime | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._trackers: dict[Any, AckTracker] = {}
+        self._acks_wanted = trio.Event()
+        self._bound: set[str] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"RabbitMQBridge(name={self.name!r}, url={mask_url(self._url)!r}, "
+            f"exchange={self.exchange!r}, queue={self.queue!r})"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._stack is not None:
+            raise ConfigurationError(f"bridge {self.name!r} is open already")
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._rt = await stack.enter_async_context(open_runtime(self._runtime_kind))
+            stack.push_async_callback(self._close_client)
+            try:
+                await self._call(self._client.connect)
+            except BackendUnavailableError as exc:
+                raise BackendUnavailableError(
+                    f"RabbitMQ bridge {self.name!r} cannot reach {mask_url(self._url)}: {exc}"
+                ) from exc.__cause__
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stack.aclose()
+            self._rt = None
+            raise
+        self._stack = stack
+
+    async def _close_client(self) -> None:
+        with contextlib.suppress(BackendError):
+            await self._flush_acks()
+            await self._call(self._client.stop_consuming)
+        with contextlib.suppress(BackendError):
+            await self._call(self._client.close)
+
+    async def aclose(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        self._rt = None
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run *fn* on the asyncio loop; translate the client's exceptions."""
+        if self._rt is None:
+            raise ConfigurationError(
+                f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"
+            )
+        try:
+            return await self._rt.run(fn, *args)
+        except Exception as exc:
+            if is_client_error(exc):
+                raise translate(exc, self.name, self._secret) from exc
+            raise
+
+    # -- egress -----------------------------------------------------------------------
+
+    async def export(
+        self, batch: Sequence[Envelope[Any]], port: Port
+    ) -> list[BaseException | None] | None:
+        results: list[BaseException | None] = [None] * len(batch)
+        records: list[Outgoing] = []
+        slots: list[int] = []
+        limit = self._max_bytes
+        for i, env in enumerate(batch):
+            body = port.encode(env)
+            if len(body) > limit:
+                results[i] = Rejected(
+                    f"message of {len(body)} bytes exceeds RabbitMQ's max message size "
+                    f"({limit} bytes)"
+                )
+                continue
+            records.append(to_amqp(env, body))
+            slots.append(i)
+        if records:
+            answers = await self._call(self._client.publish, records)
+            for i, answer in zip(slots, answers, strict=True):
+                results[i] = self._result(answer)
+        return None if all(r is None for r in results) else results
+
+    def _result(self, answer: BaseException | None) -> BaseException | None:
+        if answer is None or isinstance(answer, Rejected):
+            return answer
+        if isinstance(answer, ValueError):  # aiormq: routing key over 255 bytes...
+            return Rejected(f"refused by the AMQP client: {answer}")
+        if is_client_error(answer):  # transient: the bus retries this record
+            return translate(answer, self.name, self._secret)
+        return answer
+
+    # -- ingress ----------------------------------------------------------------------
+
+    async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
+        client = self._client
+        await self._call(client.start_consuming, self.queue, port.import_patterns, self._prefetch)
+        self._bound.update(port.import_patterns)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ack_loop)
+            task_status.started()
+            while True:
+                for channel, message in await self._call(client.take, self._prefetch):
+                    if channel.is_closed:
+                        continue  # its channel is gone: the broker redelivers it
+                    await self._deliver(port, channel, message)
+
+    async def _deliver(self, port: Port, channel: Any, message: Any) -> None:
+        tracker = self._trackers.get(channel)
+        if tracker is None:
+            tracker = self._trackers[channel] = AckTracker()
+        tag: int = message.delivery_tag
+        incoming = from_amqp(
+            message.routing_key or "", message.headers, message.message_id,
+            message.timestamp, message.app_id,
+        )
+        tracker.delivered(tag)
+        on_done = partial(self._on_done, tracker, tag)
+        kwargs: dict[str, Any] = {
+            "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
+            "time": incoming.time, "attempt": incoming.attempt, "source": incoming.source,
+        }
+        try:
+            port.deliver_nowait(incoming.topic, message.body, on_done=on_done, **kwargs)
+        except trio.WouldBlock:
+            # A mailbox is full: wait here. The broker stops pushing once `prefetch`
+            # deliveries are unacknowledged, so this is where memory stays bounded.
+            await port.deliver(incoming.topic, message.body, on_done=on_done, **kwargs)
+
+    def _on_done(self, tracker: AckTracker, tag: int, delivery: Delivery) -> None:
+        tracker.done(tag)
+        self._acks_wanted.set()
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._acks_wanted.wait()
+            self._acks_wanted = trio.Event()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        """Acknowledge everything done so far, every channel in one crossing."""
+        frames: list[tuple[Any, list[tuple[int, bool]]]] = []
+        for channel, tracker in list(self._trackers.items()):
+            if channel.is_closed:
+                del self._trackers[channel]  # the broker requeued what it held
+                continue
+            if tracker.pending:
+                frames.append((channel, tracker.take()))
+        if frames:
+            # Shielded: the frames are taken from the trackers, so a cancelled crossing
+            # would leave done messages unacknowledged (redelivered, a needless duplicate).
+            with trio.move_on_after(ACK_TIMEOUT, shield=True):
+                await self._call(self._client.ack, frames)
+
+    # -- admin ------------------------------------------------------------------------
+
+    async def create_topic(self, name: str, **options: Any) -> None:
+        """Declare the exchange and bind a durable queue (``queue=``, default this
+        bridge's) to routing key *name*, so its messages are kept until consumed."""
+        queue = _queue_option(options, self.queue)
+        await self._call(self._client.bind, queue, name)
+        if queue == self.queue:
+            self._bound.add(name)
+
+    async def delete_topic(self, name: str, **options: Any) -> None:
+        """Unbind routing key *name* from the queue (``queue=``, default this bridge's).
+        Messages already queued stay; a missing queue or binding is not an error."""
+        queue = _queue_option(options, self.queue)
+        await self._call(self._client.unbind, queue, name)
+        if queue == self.queue:
+            self._bound.discard(name)
+
+    async def list_topics(self) -> list[str]:
+        """The routing keys and patterns this bridge bound to its queue (import patterns
+        and :meth:`create_topic`), sorted. AMQP 0-9-1 cannot list the broker's bindings."""
+        return sorted(self._bound)
+
+    async def health(self) -> bool:
+        """True if a channel can be opened on the connection within 5 seconds."""
+        if self._rt is None:
+            return False
+        with trio.move_on_after(5):
+            try:
+                await self._call(self._client.probe)
+            except BackendError:
+                return False
+            return True
+        return False
+
+    # -- for tests and tools ----------------------------------------------------------
+
+    async def queue_counts(self, queue: str | None = None) -> tuple[int, int]:
+        """``(ready messages, consumers)`` of *queue* (default this bridge's): messages
+        delivered but not acknowledged are not counted as ready."""
+        return await self._call(self._client.queue_counts, queue or self.queue)
+
+    async def delete_queue(self, queue: str | None = None) -> None:
+        """Delete *queue* (default this bridge's) and its messages."""
+        await self._call(self._client.delete_queue, queue or self.queue)
+
+    async def delete_exchange(self) -> None:
+        """Delete this bridge's exchange and its bindings."""
+        await self._call(self._client.delete_exchange)
+
+
+def _queue_option(options: dict[str, Any], default: str) -> str:
+    queue = options.pop("queue", None) or default
+    if options:
+        raise ConfigurationError(f"unknown RabbitMQ topic option(s): {sorted(options)}")
+    return str(queue)
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _require_aio_pika() -> None:
+    try:
+        import aio_pika  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the RabbitMQ bridge needs aio-pika: pip install 'trio-bus[rabbitmq]'"
+        ) from exc

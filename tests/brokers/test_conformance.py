@@ -1,0 +1,34 @@
+"""The conformance suite against the real brokers the harness runs on loopback.
+
+Every case runs once per broker (the slow ones — kill -9, restart, backlog — included);
+client variants (Kafka's second runtime) run the fast cases only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus._check_bridge import CASES, run_case
+
+sys.path.insert(0, str(Path(__file__).parent))  # kits.py, importable by the kill -9 child too
+kits = importlib.import_module("kits")
+
+pytestmark = pytest.mark.brokers
+
+
+async def _run(kit: Any, case: str) -> None:
+    reason = await run_case(kit, case)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_rabbitmq(brokers: Any, case: str) -> None:
+    brokers.require("rabbitmq")
+    await _run(kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq")), case)
