@@ -15,6 +15,7 @@ __all__ = ["BACKENDS", "characteristics", "render"]
 
 BACKENDS = {
     "Loopback (in-process test double)": "bus._loopback:LOOPBACK_FEATURES",
+    "Kafka": "bridges.kafka:FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""
