@@ -14,8 +14,8 @@ from pathlib import Path
 
 import trio
 
-from bus._check_bridge import BridgeKit
 from bus.abc import Bridge
+from bus.testing import BridgeKit
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EXCHANGE = "trio-bus-conformance"
