@@ -14,7 +14,8 @@ from bus.abc import Features
 __all__ = ["BACKENDS", "characteristics", "render"]
 
 BACKENDS = {
-    "Loopback (in-process test double)": "bus._loopback:LOOPBACK_FEATURES",
+    "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
+    "Kafka": "bridges.kafka:FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""

@@ -147,23 +147,27 @@ class Consumer:
         tracker.done(tp, offset)
 
     async def _deliver(self, port: Port, tp: Any, rec: Any) -> None:
+        topic, offset = rec.topic, rec.offset
+        ts = rec.timestamp
         inc = from_headers(
-            KAFKA, rec.headers, topic=rec.topic,
-            fallback_id=f"{rec.topic}-{rec.partition}-{rec.offset}", key=rec.key,
-            time=rec.timestamp / 1000 if rec.timestamp is not None else 0.0,
+            KAFKA, rec.headers, topic=topic, fallback_id=f"{topic}-{rec.partition}-{offset}",
+            key=rec.key, time=ts / 1000 if ts is not None else 0.0,
         )
-        self.tracker.started(tp, rec.offset)
-        on_done = functools.partial(self._on_done, self.tracker, tp, rec.offset)
+        tracker = self.tracker
+        tracker.started(tp, offset)
+        on_done = functools.partial(self._on_done, tracker, tp, offset)
         data = rec.value if rec.value is not None else b""  # a tombstone: dead-lettered
-        args = (inc.topic, data)
-        kwargs: dict[str, Any] = dict(
-            id=inc.id, key=inc.key, headers=inc.headers, time=inc.time, attempt=inc.attempt,
-            source=inc.source, on_done=on_done,
-        )
         try:
-            port.deliver_nowait(*args, **kwargs)
+            port.deliver_nowait(
+                topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
+                attempt=inc.attempt, source=inc.source, on_done=on_done,
+            )
         except trio.WouldBlock:
-            await self._deliver_paused(port, args, kwargs)
+            kwargs: dict[str, Any] = dict(
+                id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
+                attempt=inc.attempt, source=inc.source, on_done=on_done,
+            )
+            await self._deliver_paused(port, (topic, data), kwargs)
 
     async def _deliver_paused(
         self, port: Port, args: tuple[str, bytes], kwargs: dict[str, Any]

@@ -307,7 +307,39 @@ async def test_admin_and_health(kafka: None) -> None:
 async def test_unreachable_broker_is_one_clear_error() -> None:
     with trio.fail_after(30):
         async with open_bus() as bus:
+            bridge = KafkaBridge("127.0.0.1:1", sasl_plain_username="u",
+                                 sasl_plain_password="hunter2")
             with pytest.raises(BackendUnavailableError, match="kafka") as info:
-                await bus.attach(KafkaBridge("127.0.0.1:1"), export=["x"], connect_timeout=5)
+                await bus.attach(bridge, export=["x"], connect_timeout=5)
     assert "aiokafka" not in type(info.value).__module__
+    assert "hunter2" not in str(info.value) and "hunter2" not in repr(info.value)
     assert not our_threads()
+
+
+async def test_a_full_bus_pauses_the_consumer_which_keeps_its_group(topic: str) -> None:
+    handled: list[int] = []
+    bridge = KafkaBridge(
+        SERVER, name="kin", group_id=f"g-{topic}", max_poll_records=10,
+        # evicted if it stops polling for 1 s (checked at each heartbeat)
+        consumer_options={"max_poll_interval_ms": 1000, "heartbeat_interval_ms": 200},
+    )
+    with trio.fail_after(60):
+        async with open_bus() as a:
+            a.topic(topic, Order)
+            await a.attach(KafkaBridge(SERVER), export=[topic])
+            for i in range(12):
+                await a.publish(topic, Order(i), key="one")  # one partition, in order
+        async with open_bus() as b:
+            b.topic(topic, Order)
+
+            async def slow(env: Envelope[Order]) -> None:
+                await trio.sleep(0.3)  # a batch of 10 takes 3 s: over max_poll_interval
+                handled.append(env.payload.n)
+
+            b.subscribe(topic, slow, capacity=1)
+            await b.attach(bridge, import_=[topic])
+            await until(lambda: len(handled) >= 12)
+            await trio.sleep(1.5)  # a redelivery after an eviction would arrive by now
+            consumer = bridge._consumer
+            assert consumer is not None and consumer.pauses > 0
+    assert handled == list(range(12))  # no eviction, so no redelivery

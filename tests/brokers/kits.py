@@ -14,8 +14,8 @@ from pathlib import Path
 
 import trio
 
-from bus._check_bridge import BridgeKit
 from bus.abc import Bridge
+from bus.testing import BridgeKit
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EXCHANGE = "trio-bus-conformance"
@@ -72,4 +72,68 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
         env=CHILD_ENV,
         unreachable=lambda: RabbitMQBridge("amqp://guest:guest@127.0.0.1:1/", name="nowhere"),
         settle=0.2,
+    )
+
+
+KAFKA_SERVER = "127.0.0.1:9092"
+
+
+def kafka_bridge(name: str, group: str, runtime: str = "thread") -> Bridge:
+    from bridges.kafka import KafkaBridge
+
+    server = _env("KAFKA_SERVER", KAFKA_SERVER)
+    return KafkaBridge(server, name=name, group_id=group, runtime=runtime)  # type: ignore[arg-type]
+
+
+def kafka_kit(restart: Callable[[], None], runtime: str = "thread") -> BridgeKit:
+    """Topics get 4 partitions; raw records come from a bare aiokafka producer."""
+    from bridges.kafka import FEATURES, KafkaBridge
+
+    server = _env("KAFKA_SERVER", KAFKA_SERVER)
+
+    async def prepare(topics: list[str]) -> None:
+        async def create() -> None:
+            from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=server)
+            await admin.start()
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=4, replication_factor=1) for t in topics]
+                )
+                async with asyncio.timeout(20):
+                    while not set(topics) <= set(await admin.list_topics()):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+            finally:
+                await admin.close()
+
+        await trio.to_thread.run_sync(_in_asyncio(create))
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        async def send() -> None:
+            from aiokafka import AIOKafkaProducer
+
+            producer = AIOKafkaProducer(bootstrap_servers=server)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, data)
+            finally:
+                await producer.stop()
+
+        await trio.to_thread.run_sync(_in_asyncio(send))
+
+    async def restart_broker() -> None:
+        await trio.to_thread.run_sync(restart)
+
+    return BridgeKit(
+        name=f"kafka[{runtime}]",
+        features=FEATURES,
+        make=lambda name, group: kafka_bridge(name, group, runtime),
+        prepare=prepare,
+        write_raw=write_raw,
+        restart_broker=restart_broker,
+        child="kits:kafka_bridge",
+        env=CHILD_ENV,
+        unreachable=lambda: KafkaBridge("127.0.0.1:1", name="nowhere", runtime=runtime),  # type: ignore[arg-type]
+        settle=1.0,
     )

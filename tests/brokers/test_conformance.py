@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bus._check_bridge import CASES, run_case
+from bus.testing import CASES, run_case
 
 sys.path.insert(0, str(Path(__file__).parent))  # kits.py, importable by the kill -9 child too
 kits = importlib.import_module("kits")
@@ -32,3 +32,20 @@ async def _run(kit: Any, case: str) -> None:
 async def test_rabbitmq(brokers: Any, case: str) -> None:
     brokers.require("rabbitmq")
     await _run(kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq")), case)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_kafka(brokers: Any, case: str) -> None:
+    brokers.require("kafka")
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka")), case)
+
+
+FAST_CASES = [c for c in CASES if c not in ("at_least_once_kill9", "broker_restart")]
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("case", FAST_CASES)
+async def test_kafka_trio_asyncio(brokers: Any, case: str) -> None:
+    brokers.require("kafka")
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka"), runtime="trio-asyncio"), case)
