@@ -237,6 +237,23 @@ async def test_unroutable_message_is_dead_lettered_others_delivered(raw: Raw) ->
     assert await raw.counts(queue) == (0, 0)
 
 
+async def test_too_large_message_is_rejected_before_sending(raw: Raw) -> None:
+    queue = raw.unique("all")
+    await raw.declare(queue, "order.#")
+    dead, dead_enough, on_dead = collector(1)
+    with trio.fail_after(TIMEOUT):
+        async with open_bus() as a:
+            a.topic("order.created", Order)
+            a.subscribe(a.dead_letter_topic, on_dead)
+            await a.attach(bridge(raw, "out", max_message_bytes=40), export=["order.*"])
+            await a.publish("order.created", Order("small", 1))
+            await a.publish("order.created", Order("x" * 100, 2))
+            await dead_enough.wait()
+        assert (await raw.get(queue)).body == b'{"id":"small","amount":1}'
+    assert "exceeds" in dead[0].headers[H_ERROR]
+    assert await raw.counts(queue) == (0, 0)
+
+
 @pytest.mark.parametrize("runtime", KINDS)
 async def test_acked_only_when_done_and_redelivered_after_exit(raw: Raw, runtime: str) -> None:
     started = trio.Event()
