@@ -143,6 +143,19 @@ def kafka_cleanup() -> list[str]:
     return names
 
 
+def kafka_committed(group: str, topic: str) -> int:
+    """The sum of *group*'s committed offsets on *topic* (= records committed, from 0)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        return sum(max(0, tp.offset) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
 def kafka_fill(topic: str, n: int, ce_type: str = BUS_TOPIC) -> None:
     """Write *n* messages to *topic* with confluent-kafka (fast, untimed setup), with the
     CloudEvents headers the Kafka bridge writes (``ce_type`` = the bus topic)."""

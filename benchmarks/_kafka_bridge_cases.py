@@ -3,6 +3,8 @@
 Same messages, topic shape (``PARTITIONS`` partitions, 64 keys) and timing rules as the
 raw cases, so each ratio compares like with like:
 
+Both take ``runtime`` (the bridge's asyncio runtime kind; ``None``: its default).
+
 - ``bridge_egress``: ``bus.publish`` of each ``Reading`` (with its key) into a bus that
   exports the topic through :class:`~bridges.kafka.KafkaBridge` (``acks="all"``,
   idempotent, ``batch=BATCH``); timed from the first publish until ``bus.drain()``
@@ -10,7 +12,8 @@ raw cases, so each ratio compares like with like:
 - ``bridge_ingress``: the topic is filled first with the CloudEvents headers the bridge
   writes (untimed); a bus imports it and its subscriber counts the decoded envelopes;
   timed from the first handled message to the last, as the raw consumer is timed from
-  its first record;
+  its first record; after the bus exited, the group's committed offsets must cover the
+  whole topic (every record committed once done), else the case fails;
 - ``latency``: local publish → Kafka → local handler (``_bridge_latency``).
 
 A bus topic *is* the Kafka topic for this bridge, so each round uses a dotted name,
@@ -28,6 +31,7 @@ from ._brokers import (
     BATCH,
     KAFKA,
     MAX_RECORDS,
+    kafka_committed,
     kafka_create_topic,
     kafka_delete_topic,
     kafka_fill,
@@ -52,7 +56,7 @@ def _topic() -> str:
     return name
 
 
-def bridge_egress(n: int) -> Sample:
+def bridge_egress(n: int, runtime: str | None = None) -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
     from bus import open_bus
 
@@ -61,7 +65,7 @@ def bridge_egress(n: int) -> Sample:
     async def main() -> float:
         async with open_bus(name="bench") as bus:
             bus.topic(topic, Reading)
-            await bus.attach(_bridge(name="out"), export=[topic], batch=BATCH)
+            await bus.attach(_bridge(name="out", runtime=runtime), export=[topic], batch=BATCH)
             obj, _ = message(-1)
             await bus.publish(topic, obj, key=obj.key, confirm=True)
             t0 = time.perf_counter()
@@ -77,11 +81,12 @@ def bridge_egress(n: int) -> Sample:
         kafka_delete_topic(topic)
 
 
-def bridge_ingress(n: int) -> Sample:
+def bridge_ingress(n: int, runtime: str | None = None) -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
     from bus import Envelope, open_bus
 
     topic = _topic()
+    group = unique("bench-g")
 
     async def main() -> float:
         done = trio.Event()
@@ -98,7 +103,7 @@ def bridge_ingress(n: int) -> Sample:
             bus.topic(topic, Reading)
             bus.subscribe(topic, handle)
             bridge = _bridge(
-                name="in", group_id=unique("bench-g"), max_poll_records=MAX_RECORDS
+                name="in", group_id=group, max_poll_records=MAX_RECORDS, runtime=runtime
             )
             await bus.attach(bridge, import_=[topic])
             try:
@@ -112,9 +117,13 @@ def bridge_ingress(n: int) -> Sample:
 
     try:
         kafka_fill(topic, n, ce_type=topic)
-        return Sample(n, trio.run(main))
+        seconds = trio.run(main)
+        committed = kafka_committed(group, topic)
     finally:
         kafka_delete_topic(topic)
+    if committed != n:  # the bus exited after every message was handled: all committed
+        raise CaseFailed(f"the group committed {committed} of {n} offsets")
+    return Sample(n, seconds)
 
 
 def latency(n: int, rate: float) -> Sample:

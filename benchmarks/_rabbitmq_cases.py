@@ -280,7 +280,11 @@ def faststream_ingress(n: int) -> Sample:
 # -- the bridge ------------------------------------------------------------------------
 
 
-def bridge_egress(n: int) -> Sample:
+def _runtime(runtime: str | None) -> dict[str, Any]:
+    return {} if runtime is None else {"runtime": runtime}
+
+
+def bridge_egress(n: int, runtime: str | None = None) -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
     from bus import open_bus
 
@@ -289,7 +293,9 @@ def bridge_egress(n: int) -> Sample:
     async def main() -> tuple[float, int]:
         async with open_bus(name="bench") as bus:
             bus.topic(BUS_TOPIC, Reading)
-            bridge = RabbitMQBridge(RABBITMQ_URL, name="out", exchange=exchange, queue=queue)
+            bridge = RabbitMQBridge(
+                RABBITMQ_URL, name="out", exchange=exchange, queue=queue, **_runtime(runtime)
+            )
             await bus.attach(bridge, export=["bench.#"], batch=BATCH)
             await bridge.create_topic("bench.#")
             obj, _ = message(-1)
@@ -312,7 +318,7 @@ def bridge_egress(n: int) -> Sample:
     return Sample(n, seconds)
 
 
-def bridge_ingress(n: int) -> Sample:
+def bridge_ingress(n: int, runtime: str | None = None) -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
     from bus import Envelope, open_bus
 
@@ -333,7 +339,8 @@ def bridge_ingress(n: int) -> Sample:
             bus.topic(BUS_TOPIC, Reading)
             bus.subscribe("bench.#", handle)
             bridge = RabbitMQBridge(
-                RABBITMQ_URL, name="in", exchange=exchange, queue=queue, prefetch=PREFETCH
+                RABBITMQ_URL, name="in", exchange=exchange, queue=queue, prefetch=PREFETCH,
+                **_runtime(runtime),
             )
             await bus.attach(bridge, import_=["bench.#"])
             with trio.fail_after(TIMEOUT):

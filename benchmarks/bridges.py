@@ -24,9 +24,9 @@ from __future__ import annotations
 import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from . import _bridge_latency
 from . import _kafka_bridge_cases as kb
@@ -93,9 +93,35 @@ def _guarded(fn: Callable[[int], Sample]) -> Callable[[int], Sample]:
     return run
 
 
-def cases() -> list[Case]:
-    """The throughput cases, Kafka then RabbitMQ; the order is also the table's order."""
-    return [_guard(case) for case in _cases()]
+RUNTIMES = ("thread", "trio-asyncio")
+
+
+def cases(runtimes: Sequence[str] = ()) -> list[Case]:
+    """The throughput cases, Kafka then RabbitMQ; the order is also the table's order.
+
+    Each kind in *runtimes* adds the four bridge cases again with that asyncio runtime
+    (``name[kind]``), for comparing runtimes; the plain names use each bridge's default.
+    """
+    out = _cases()
+    for kind in runtimes:
+        for case in list(out):
+            if "_bridge_" in case.name and "[" not in case.name:
+                out.append(Case(
+                    f"{case.name}[{kind}]", f"{case.what} ({kind} runtime)", case.unit,
+                    functools.partial(cast(Any, case.run), runtime=kind), scale=case.scale,
+                ))
+    return [_guard(case) for case in out]
+
+
+def runtime_ratios(results: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """``kafka_egress_vs_raw[kind]`` and so on, for the runtime cases in *results*."""
+    out: dict[str, tuple[str, str]] = {}
+    for name in results:
+        if "[" in name and "_bridge_" in name:
+            base, kind = name.rstrip("]").split("[", 1)
+            broker, direction = base.split("_bridge_")
+            out[f"{broker}_{direction}_vs_raw[{kind}]"] = (name, f"{broker}_raw_{direction}")
+    return out
 
 
 def _guard(case: Case) -> Case:
@@ -179,12 +205,15 @@ def reference(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
-def run(size: Size = FULL, *, progress: bool = True) -> dict[str, Any]:
-    """Run the suite and return the report (see the module docstring)."""
+def run(
+    size: Size = FULL, *, progress: bool = True, runtimes: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run the suite and return the report (see the module docstring); *runtimes*: see
+    :func:`cases`."""
     from .local import quiet_logs
 
     started = time.perf_counter()
-    all_cases = cases()
+    all_cases = cases(runtimes)
     bar = Progress((len(all_cases) + len(LATENCY_CASES)) * size.rounds, enabled=progress)
     deleted: list[str] = []
     try:
@@ -197,7 +226,7 @@ def run(size: Size = FULL, *, progress: bool = True) -> dict[str, Any]:
         deleted = kafka_cleanup()
     results = {c.name: c.result() for c in all_cases}
     values = ratios(results)
-    extras = _quotients(results, EXTRA_RATIOS)
+    extras = _quotients(results, {**EXTRA_RATIOS, **runtime_ratios(results)})
     return {
         "suite": "bridges",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -235,10 +264,14 @@ def table(report: dict[str, Any]) -> str:
     """Rates, ratios and targets as text, then each ratio's two rates."""
     lines = [_table(report, TARGETS), "", f"{'ratio':<32} {'ours':>10} {'theirs':>10}"]
     cases = report["cases"]
-    for name, (ours, theirs) in {**RATE_RATIOS, **EXTRA_RATIOS}.items():
+    for name, (ours, theirs) in _pairs(cases).items():
         a, b = cases.get(ours, {}).get("median"), cases.get(theirs, {}).get("median")
         lines.append(f"{name:<32} {_rate(a):>10} {_rate(b):>10}")
     return "\n".join(lines)
+
+
+def _pairs(cases: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {**RATE_RATIOS, **EXTRA_RATIOS, **runtime_ratios(cases)}
 
 
 def _rate(value: float | None) -> str:
@@ -257,7 +290,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| ratio | value | ours | theirs | target | met |", "|---|---:|---:|---:|---|---|",
     ]
     values = {**report["ratios"], **report.get("extra_ratios", {})}
-    for name, (ours, theirs) in {**RATE_RATIOS, **EXTRA_RATIOS}.items():
+    for name, (ours, theirs) in _pairs(cases).items():
         value = values.get(name)
         target = TARGETS.get(name)
         ok = report["met"].get(name)

@@ -74,6 +74,11 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
         "--quick", action="store_true", help="fewer messages and rounds (about 2 minutes)"
     )
     bridges_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    bridges.add_argument(
+        "--runtimes", metavar="KINDS", type=_runtimes, default=(),
+        help="also run the bridge cases on these asyncio runtimes, comma-separated "
+        "(thread, trio-asyncio), to compare them",
+    )
     bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     memory = suites.add_parser(
         "memory",
@@ -88,6 +93,16 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     memory.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser
+
+
+def _runtimes(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in ("thread", "trio-asyncio")]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown runtime {', '.join(bad) or repr(text)}: use thread and/or trio-asyncio"
+        )
+    return kinds
 
 
 def _positive_float(text: str) -> float:
@@ -180,7 +195,7 @@ def _bench_bridges(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
-    report = bridges.run(size, progress=not args.no_progress)
+    report = bridges.run(size, progress=not args.no_progress, runtimes=args.runtimes)
     print(bridges.table(report))
     if args.json:
         _write_json(report, args.json)
