@@ -65,7 +65,9 @@ def _topic() -> str:
 # -- aiokafka ------------------------------------------------------------------------
 
 
-def raw_egress(n: int) -> Sample:
+def raw_egress(n: int, window: int | None = None) -> Sample:
+    """*window*: send what is built and wait for its acks every *window* messages (one
+    batch in flight, as a bus export does); ``None``: everything in flight."""
     topic = _topic()
 
     async def main() -> float:
@@ -103,6 +105,13 @@ def raw_egress(n: int) -> Sample:
                     futures.append(await producer.send_batch(builder, topic, partition=part))
                     del builders[part]
                     counts[part] = 0
+                if window is not None and (i + 1) % window == 0:
+                    for p, b in builders.items():
+                        futures.append(await producer.send_batch(b, topic, partition=p))
+                    builders.clear()
+                    counts = dict.fromkeys(range(partitions), 0)
+                    await asyncio.gather(*futures)
+                    futures.clear()
             for part, builder in builders.items():
                 futures.append(await producer.send_batch(builder, topic, partition=part))
             await asyncio.gather(*futures)

@@ -6,6 +6,8 @@ aiokafka case, so the gaps between neighbours say what each step costs:
 
 egress
   ``raw_egress``            create_batch/send_batch per partition, everything in flight
+  ``raw_egress_window``     the same, but waiting for the acks every ``BATCH`` messages
+                            (one batch in flight, like one bus export subscription)
   ``send_per_record_all``   ``producer.send()`` per record instead, everything in flight
   ``send_per_record``       plain asyncio, ``producer.send()`` per record, one batch of
                             ``BATCH`` in flight at a time (what the bridge's asyncio side
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import time
 from typing import Any
@@ -128,6 +131,8 @@ def raw_ingress_ce(n: int) -> Sample:
 def cases() -> list[Case]:
     return [
         Case("raw_egress", "aiokafka send_batch, all in flight", "msg/s", k.raw_egress),
+        Case("raw_egress_window", "... but one batch of BATCH in flight", "msg/s",
+             functools.partial(k.raw_egress, window=BATCH)),
         Case("send_per_record_all", "aiokafka send() per record, all in flight", "msg/s",
              send_per_record_all),
         Case("send_per_record", "aiokafka send() per record, one batch in flight", "msg/s",
