@@ -45,6 +45,7 @@ __all__ = [
     "from_headers",
     "parse_time",
     "to_headers",
+    "to_kafka_headers",
 ]
 
 CONTENT_TYPE = "application/json"
@@ -141,6 +142,31 @@ def to_headers(
             if lowered.startswith(p) or lowered == ct:
                 continue
             out.append((name, value))
+    return out
+
+
+_KAFKA_CT = ("content-type", CONTENT_TYPE.encode())
+
+
+def to_kafka_headers(env: Envelope[Any]) -> list[tuple[str, bytes]]:
+    """``to_headers(KAFKA, env)`` with UTF-8 values, as Kafka records carry them; the
+    egress hot path, so written out rather than encoded from the generic list."""
+    attempt = env.attempt
+    out = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", env.id.encode()),
+        ("ce_source", env.source.encode()),
+        ("ce_type", env.topic.encode()),
+        ("ce_time", format_time(env.time).encode()),
+        ("ce_deliveryattempt", b"1" if attempt == 1 else str(attempt).encode()),
+        _KAFKA_CT,
+    ]
+    headers = env.headers
+    if headers:
+        for name, value in headers.items():
+            lowered = name.lower()
+            if not lowered.startswith("ce_") and lowered != "content-type":
+                out.append((name, value.encode()))
     return out
 
 

@@ -30,7 +30,7 @@ import trio
 from bus import ConfigurationError, Envelope
 from bus.abc import Bridge, ExportResults, Features, Port, Rejected
 
-from .._cloudevents import KAFKA, to_headers
+from .._cloudevents import to_kafka_headers
 from .._runtime import Runtime, RuntimeKind, start_runtime
 from . import _aio
 from ._errors import classify, is_unavailable, translate
@@ -221,7 +221,7 @@ class KafkaBridge(Bridge):
         rt = self._egress()
         records: list[_aio.Record] = []
         for env in batch:
-            headers = [(n, v.encode()) for n, v in to_headers(KAFKA, env)]
+            headers = to_kafka_headers(env)
             key = env.key.encode() if env.key is not None else None
             ts = int(env.time * 1000) if env.time > 0 else None
             records.append((env.topic, port.encode(env), key, headers, ts))

@@ -11,15 +11,18 @@ callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commi
   reads them from the committed offset); late completions for them are ignored;
 - once more in :meth:`close`, after the bus drained, before the consumer leaves.
 
-Backpressure: when ``deliver_nowait`` says a mailbox is full, every assigned partition
-is paused and a side task keeps calling ``getmany`` (so the group does not evict us)
-while ``port.deliver`` waits for room; then the partitions resume.
+Two tasks: a poller keeps the next batch fetched while a deliverer hands the current
+one to the bus, so the fetch crossing overlaps delivery. Backpressure: when a mailbox is
+full the deliverer waits in ``port.deliver``; the poller sees its batch not taken, pauses
+every assigned partition and keeps calling ``getmany`` (so the group does not evict us),
+and resumes them once the deliverer took the batch.
 
 Does not translate or log errors for the bridge (``_bridge.py`` does).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any
 
@@ -35,6 +38,11 @@ from . import _aio
 __all__ = ["Consumer"]
 
 log = structlog.get_logger("bus")
+
+PAUSE_AFTER = 0.1
+"""Seconds a fetched batch may wait for the deliverer before the partitions pause."""
+PAUSED_POLL_MS = 50
+"""``getmany`` timeout while paused: how soon consuming resumes once there is room."""
 
 
 class Consumer:
@@ -57,6 +65,9 @@ class Consumer:
         self._max_records = max_records
         self._commit_interval = commit_interval
         self._commit_lock = trio.Lock()
+        self._ready: collections.deque[dict[Any, list[Any]]] = collections.deque()
+        self._arrived = trio.lowlevel.ParkingLot()  # a batch was added to _ready
+        self._taken = trio.lowlevel.ParkingLot()  # the deliverer took one from _ready
 
     async def start(self, options: dict[str, Any], topics: list[str], pattern: str | None) -> None:
         self.client = await self.rt.run(
@@ -127,14 +138,44 @@ class Consumer:
     # -- consuming ----------------------------------------------------------------------
 
     async def run(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled: a poller fetches the next batch while a deliverer
+        hands the current one to the bus; a committer commits what is done."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._committer)
+            nursery.start_soon(self._poller)
             task_status.started()
-            rt, client = self.rt, self.client
+            ready, arrived, taken = self._ready, self._arrived, self._taken
             while True:
-                batch = await rt.run(_aio.poll, client, self._poll_ms, self._max_records)
+                while not ready:
+                    await arrived.park()
+                batch = ready.popleft()
+                taken.unpark_all()
                 await self._deliver_batch(port, batch)
+
+    async def _poller(self) -> None:
+        """Keep one batch ready ahead of the deliverer. While the deliverer is behind (the
+        bus is full), pause every assigned partition and keep polling: aiokafka leaves
+        the group when ``getmany`` is not called for ``max_poll_interval_ms``."""
+        rt, client, ready = self.rt, self.client, self._ready
+        paused = False
+        while True:
+            if ready:
+                with trio.move_on_after(PAUSE_AFTER):
+                    while ready:
+                        await self._taken.park()
+            if ready:
+                if not paused:
+                    self.pauses += 1
+                    paused = True
+                batch = await rt.run(_aio.poll_paused, client, PAUSED_POLL_MS)
+            else:
+                if paused:
+                    await rt.run(_aio.resume_all, client)
+                    paused = False
+                batch = await rt.run(_aio.poll, client, self._poll_ms, self._max_records)
+            if batch:
+                ready.append(batch)
+                self._arrived.unpark_all()
 
     async def _deliver_batch(self, port: Port, batch: dict[Any, list[Any]]) -> None:
         for tp, records in batch.items():
@@ -163,30 +204,12 @@ class Consumer:
                 attempt=inc.attempt, source=inc.source, on_done=on_done,
             )
         except trio.WouldBlock:
-            kwargs: dict[str, Any] = dict(
-                id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
+            # A mailbox is full: wait for room. The poller notices that the next batch
+            # is not taken and pauses the partitions meanwhile.
+            await port.deliver(
+                topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
                 attempt=inc.attempt, source=inc.source, on_done=on_done,
             )
-            await self._deliver_paused(port, (topic, data), kwargs)
-
-    async def _deliver_paused(
-        self, port: Port, args: tuple[str, bytes], kwargs: dict[str, Any]
-    ) -> None:
-        self.pauses += 1
-        came: list[dict[Any, list[Any]]] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._poll_while_paused, came)
-            await port.deliver(*args, **kwargs)
-            nursery.cancel_scope.cancel()
-        await self.rt.run(_aio.resume_all, self.client)
-        for batch in came:  # records of partitions assigned during the pause
-            await self._deliver_batch(port, batch)
-
-    async def _poll_while_paused(self, came: list[dict[Any, list[Any]]]) -> None:
-        while True:
-            batch = await self.rt.run(_aio.poll_paused, self.client, self._poll_ms)
-            if batch:
-                came.append(batch)
 
     async def close(self) -> None:
         """Commit what is done, leave the group, stop the client."""

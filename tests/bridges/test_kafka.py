@@ -343,3 +343,38 @@ async def test_a_full_bus_pauses_the_consumer_which_keeps_its_group(topic: str) 
             consumer = bridge._consumer
             assert consumer is not None and consumer.pauses > 0
     assert handled == list(range(12))  # no eviction, so no redelivery
+
+
+async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing(
+    topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridges.kafka import _aio
+
+    real_poll = _aio.poll
+    failed = False
+
+    async def flaky_poll(consumer: Any, timeout_ms: int, max_records: int) -> Any:
+        nonlocal failed
+        batch = await real_poll(consumer, timeout_ms, max_records)
+        if batch and not failed:  # a client failure after records were fetched
+            failed = True
+            raise RuntimeError("injected client failure")
+        return batch
+
+    monkeypatch.setattr(_aio, "poll", flaky_poll)
+    got: set[int] = set()
+    bridge = KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}", max_poll_records=5)
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.add(e.payload.n))
+            att = await b.attach(bridge, import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                await a.attach(KafkaBridge(SERVER), export=[topic])
+                for i in range(50):
+                    await a.publish(topic, Order(i), key=f"k{i % 5}")
+            await until(lambda: len(got) == 50)
+            assert att.ingress_restarts == 1
+    assert got == set(range(50))
+    assert not our_threads()
