@@ -95,6 +95,10 @@ class Raw:
         """(ready, consumers) of *queue*; unacknowledged deliveries are not ready."""
         return await self.rt.run(self._counts, queue)
 
+    async def _delete_queue(self, queue: str) -> None:
+        async with self.connection.channel() as ch:
+            await ch.queue_delete(queue)
+
     async def _cleanup(self) -> None:
         import asyncio
 
@@ -309,6 +313,30 @@ async def test_many_concurrent_completions_are_all_acknowledged(raw: Raw, runtim
             await enough.wait()
         assert await raw.counts(queue) == (0, 0)
     assert sorted(e.payload.amount for e in got) == list(range(n))
+
+
+async def test_queue_deleted_under_the_consumer_is_declared_again(raw: Raw) -> None:
+    # The broker cancels our consumer; aio-pika's robust channel then recovers the
+    # connection (after its reconnect interval) and declares the queue and consumes anew.
+    got: list[Envelope[Any]] = []
+    back = trio.Event()
+
+    def handle(env: Envelope[Any]) -> None:
+        got.append(env)
+        back.set()
+
+    inbound = bridge(raw, "in")
+    with trio.fail_after(TIMEOUT):
+        async with open_bus() as b:
+            b.topic("order.created", Order)
+            b.subscribe("order.*", handle)
+            await b.attach(inbound, import_=["order.#"])
+            await raw.rt.run(raw._delete_queue, inbound.queue)
+            while not back.is_set():  # dropped (unroutable) until the queue is back
+                await raw.publish("order.created", b'{"id":"o1","amount":1}')
+                with trio.move_on_after(0.1):
+                    await back.wait()
+    assert got[0].payload == Order("o1", 1)
 
 
 async def test_admin_and_health(raw: Raw) -> None:
