@@ -163,7 +163,11 @@ def _cases() -> list[Case]:
     ]
 
 
-def latency_cases(done: list[Case]) -> list[Case]:
+LATENCY_SECONDS = 10.0
+"""At most this long per latency round: a slow bridge gets fewer messages, not minutes."""
+
+
+def latency_cases(done: list[Case], size: Size) -> list[Case]:
     """One paced latency case per broker, at ``_bridge_latency.pace`` of its bridge's rates
     measured in this run (*done*)."""
     rates = {c.name: statistics.median(s.rate for s in c.samples) for c in done if c.samples}
@@ -175,9 +179,10 @@ def latency_cases(done: list[Case]) -> list[Case]:
         rate = _bridge_latency.pace(
             rates.get(f"{broker}_bridge_egress"), rates.get(f"{broker}_bridge_ingress")
         )
+        scale = min(LATENCY_SCALE, rate * LATENCY_SECONDS / size.messages)
         out.append(_guard(Case(
             f"{broker}_latency", f"{title}, paced at {rate:,.0f}/s", "msg/s paced",
-            functools.partial(fn, rate=rate), scale=LATENCY_SCALE,
+            functools.partial(fn, rate=rate), scale=scale,
         )))
     return out
 
@@ -219,7 +224,7 @@ def run(
     try:
         with quiet_logs():
             run_rounds(all_cases, size, bar)
-            latency = latency_cases(all_cases)
+            latency = latency_cases(all_cases, size)
             run_rounds(latency, size, bar)
             all_cases += latency
     finally:
@@ -233,7 +238,9 @@ def run(
         "size": {
             "kafka_messages": size.messages,
             "rabbitmq_messages": max(10, int(size.messages * RABBITMQ_SCALE)),
-            "latency_messages": max(10, int(size.messages * LATENCY_SCALE)),
+            "latency_messages": {
+                c.name: c.samples[0].count for c in all_cases if "latency" in c.name and c.samples
+            },
             "rounds": size.rounds,
         },
         "duration_s": round(time.perf_counter() - started, 1),
