@@ -93,14 +93,17 @@ def _guarded(fn: Callable[[int], Sample]) -> Callable[[int], Sample]:
     return run
 
 
-RUNTIMES = ("thread", "trio-asyncio")
+def _guard(case: Case) -> Case:
+    case.run = _guarded(case.run)
+    return case
 
 
 def cases(runtimes: Sequence[str] = ()) -> list[Case]:
     """The throughput cases, Kafka then RabbitMQ; the order is also the table's order.
 
-    Each kind in *runtimes* adds the four bridge cases again with that asyncio runtime
-    (``name[kind]``), for comparing runtimes; the plain names use each bridge's default.
+    Each kind in *runtimes* (``"thread"``, ``"trio-asyncio"``) adds the four bridge cases
+    again with that asyncio runtime (``name[kind]``), for comparing runtimes; the plain
+    names use each bridge's default.
     """
     out = _cases()
     for kind in runtimes:
@@ -122,11 +125,6 @@ def runtime_ratios(results: dict[str, dict[str, Any]]) -> dict[str, tuple[str, s
             broker, direction = base.split("_bridge_")
             out[f"{broker}_{direction}_vs_raw[{kind}]"] = (name, f"{broker}_raw_{direction}")
     return out
-
-
-def _guard(case: Case) -> Case:
-    case.run = _guarded(case.run)
-    return case
 
 
 def _cases() -> list[Case]:
