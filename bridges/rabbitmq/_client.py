@@ -171,6 +171,11 @@ class AmqpClient:
                 await self._waiter
             finally:
                 self._waiter = None
+        if len(buffer) < limit:
+            # Deliveries arriving together reach the buffer one loop pass apart (aio-pika
+            # runs a task per message): let the rest of a burst in, one crossing for it.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         n = min(limit, len(buffer))
         return [buffer.popleft() for _ in range(n)]
 

@@ -22,6 +22,7 @@ from bridges._runtime import KINDS, Runtime, open_runtime
 from bridges.rabbitmq import FEATURES, RabbitMQBridge
 from bus import BackendUnavailableError, Envelope, open_bus
 from bus.abc import H_ERROR, H_ORIGINAL_TOPIC
+from bus.testing import BridgeKit, check_broker_to_broker
 
 pytestmark = pytest.mark.brokers
 
@@ -438,3 +439,38 @@ async def test_broker_restart_mid_stream_loses_nothing(raw: Raw) -> None:
             assert await inbound.health()
     assert set(seen) == {f"o{i}" for i in range(n)}
     print(f"duplicates after the restart: {len(seen) - n}")
+
+
+def _kafka_kit() -> BridgeKit:
+    from bridges.kafka import FEATURES as KAFKA_FEATURES
+    from bridges.kafka import KafkaBridge
+
+    server = os.environ.get("KAFKA_SERVER", "127.0.0.1:9092")
+
+    async def prepare(topics: list[str]) -> None:
+        admin = KafkaBridge(server, name="kit-admin")
+        await admin.open()
+        try:
+            for topic in topics:
+                await admin.create_topic(topic, partitions=2)
+        finally:
+            await admin.aclose()
+
+    return BridgeKit(
+        name="kafka", features=KAFKA_FEATURES, prepare=prepare, settle=1.0,
+        make=lambda name, group: KafkaBridge(server, name=name, group_id=group),
+    )
+
+
+def _rabbitmq_kit(raw: Raw) -> BridgeKit:
+    return BridgeKit(
+        name="rabbitmq", features=FEATURES, make=lambda name, group: bridge(raw, name, group=group)
+    )
+
+
+async def test_kafka_to_rabbitmq_and_back_through_one_bus(raw: Raw) -> None:
+    # One bus imports from one broker and exports to the other: every message arrives
+    # once, none is echoed back to where it came from (bus.testing's broker -> broker).
+    with trio.fail_after(120):
+        await check_broker_to_broker(_kafka_kit(), _rabbitmq_kit(raw))
+        await check_broker_to_broker(_rabbitmq_kit(raw), _kafka_kit())
