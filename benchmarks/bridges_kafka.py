@@ -252,6 +252,115 @@ def bridge_ingress(kind: str) -> Callable[[int], Sample]:
     return run
 
 
+# -- peers: FastStream's real KafkaBroker, confluent-kafka (librdkafka) ------------------
+
+
+def faststream_egress(n: int) -> Sample:
+    """FastStream's KafkaBroker, acks=all + idempotent, batches of 256 published without
+    waiting and their confirmations gathered: its fastest confirmed way."""
+    from faststream.kafka import KafkaBroker
+
+    topic = _topic()
+    _create(topic)
+
+    async def main() -> float:
+        broker = KafkaBroker(SERVER, acks="all", enable_idempotence=True, logger=None)
+        async with broker:
+            await broker.start()
+            t0 = time.perf_counter()
+            for start in range(0, n, BATCH):
+                futs = [
+                    await broker.publish(
+                        {"n": i, "t": time.time_ns()}, topic, key=f"k{i % KEYS}".encode(),
+                        no_confirm=True,
+                    )
+                    for i in range(start, min(n, start + BATCH))
+                ]
+                await asyncio.gather(*futs)
+            return time.perf_counter() - t0
+
+    try:
+        return Sample(n, _asyncio_run(main()))
+    finally:
+        _delete(topic)
+
+
+def faststream_ingress(n: int) -> Sample:
+    """FastStream's KafkaBroker subscriber with a typed handler, its default ack policy
+    (auto-commit on consume: weaker than the bridge, which commits only when done)."""
+    from faststream.kafka import KafkaBroker
+
+    topic = _topic()
+    _create(topic)
+    _asyncio_run(_produce(topic, n))
+
+    async def main() -> float:
+        broker = KafkaBroker(SERVER, logger=None)
+        done = asyncio.Event()
+        count = 0
+
+        @broker.subscriber(topic, group_id=f"fs-{topic}", auto_offset_reset="earliest")
+        async def handle(msg: dict[str, int]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        t0 = time.perf_counter()
+        async with broker:
+            await broker.start()
+            await done.wait()
+            return time.perf_counter() - t0
+
+    try:
+        return Sample(n, _asyncio_run(main()))
+    finally:
+        _delete(topic)
+
+
+def confluent_egress(n: int) -> Sample:
+    """confluent-kafka (librdkafka), acks=all + idempotent, same records: the reference
+    a throughput-minded user would pick instead."""
+    from confluent_kafka import Producer
+
+    topic = _topic()
+    _create(topic)
+    records = _records(topic, n)
+    producer = Producer({"bootstrap.servers": SERVER, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5})
+    failed: list[Any] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
+
+    try:
+        producer.produce(topic, b"warm-up", callback=report)  # first ack may take ~0.5 s
+        producer.flush(10)
+        t0 = time.perf_counter()
+        for value, key, headers in records:
+            while True:
+                try:
+                    producer.produce(topic, value, key=key, headers=headers, callback=report)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+        producer.flush(60)
+        seconds = time.perf_counter() - t0
+    finally:
+        _delete(topic)
+    if failed:
+        raise CaseFailed(f"{len(failed)} records failed: {failed[0]}")
+    return Sample(n, seconds)
+
+
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def cases() -> list[Case]:
     out = [
         Case("kafka_raw_egress", "aiokafka send, acks=all, idempotent, plain asyncio",
@@ -259,6 +368,14 @@ def cases() -> list[Case]:
         Case("kafka_raw_ingress", "aiokafka group getmany, one commit, plain asyncio",
              "msg/s", raw_ingress),
     ]
+    if _available("faststream"):
+        out.append(Case("kafka_faststream_egress", "FastStream KafkaBroker publish, acks=all",
+                        "msg/s", faststream_egress))
+        out.append(Case("kafka_faststream_ingress", "FastStream KafkaBroker subscriber",
+                        "msg/s", faststream_ingress))
+    if _available("confluent_kafka"):
+        out.append(Case("kafka_confluent_egress", "confluent-kafka produce, acks=all",
+                        "msg/s", confluent_egress))
     for kind in KINDS:
         out.append(Case(f"kafka_bridge_egress[{kind}]", f"bus -> KafkaBridge export ({kind})",
                         "msg/s", bridge_egress(kind)))
@@ -269,10 +386,17 @@ def cases() -> list[Case]:
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     def ratio(ours: str, theirs: str) -> float | None:
+        if ours not in results or theirs not in results:
+            return None
         a, b = results[ours]["median"], results[theirs]["median"]
         return round(a / b, 3) if a and b else None
 
     out = {
+        "kafka_egress_vs_faststream": ratio("kafka_bridge_egress[thread]",
+                                            "kafka_faststream_egress"),
+        "kafka_ingress_vs_faststream": ratio("kafka_bridge_ingress[thread]",
+                                             "kafka_faststream_ingress"),
+        "kafka_confluent_vs_raw_egress": ratio("kafka_confluent_egress", "kafka_raw_egress"),
         "kafka_egress_vs_raw": ratio("kafka_bridge_egress[thread]", "kafka_raw_egress"),
         "kafka_ingress_vs_raw": ratio("kafka_bridge_ingress[thread]", "kafka_raw_ingress"),
     }
