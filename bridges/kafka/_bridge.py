@@ -24,10 +24,10 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
 import trio
 
 from bus import ConfigurationError, Envelope
+from bus._log import get_logger
 from bus.abc import Bridge, ExportResults, Features, Port, Rejected
 
 from .._cloudevents import to_kafka_headers
@@ -39,7 +39,7 @@ from ._patterns import subscription
 
 __all__ = ["FEATURES", "KafkaBridge"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus.bridges")
 
 FEATURES = Features(
     ordered=True,

@@ -26,9 +26,9 @@ import collections
 import functools
 from typing import Any
 
-import structlog
 import trio
 
+from bus._log import get_logger
 from bus.abc import Delivery, OffsetTracker, Port
 
 from .._cloudevents import KAFKA, from_headers
@@ -37,7 +37,7 @@ from . import _aio
 
 __all__ = ["Consumer"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus.bridges")
 
 PAUSE_AFTER = 0.1
 """Seconds a fetched batch may wait for the deliverer before the partitions pause."""
