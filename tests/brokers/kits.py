@@ -78,14 +78,15 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
 KAFKA_SERVER = "127.0.0.1:9092"
 
 
-def kafka_bridge(name: str, group: str, runtime: str = "thread") -> Bridge:
+def kafka_bridge(name: str, group: str, runtime: str | None = None) -> Bridge:
+    """*runtime* None: the bridge's defaults (each direction on its measured best)."""
     from bridges.kafka import KafkaBridge
 
     server = _env("KAFKA_SERVER", KAFKA_SERVER)
     return KafkaBridge(server, name=name, group_id=group, runtime=runtime)  # type: ignore[arg-type]
 
 
-def kafka_kit(restart: Callable[[], None], runtime: str = "thread") -> BridgeKit:
+def kafka_kit(restart: Callable[[], None], runtime: str | None = None) -> BridgeKit:
     """Topics get 4 partitions; raw records come from a bare aiokafka producer."""
     from bridges.kafka import FEATURES, KafkaBridge
 
@@ -126,7 +127,7 @@ def kafka_kit(restart: Callable[[], None], runtime: str = "thread") -> BridgeKit
         await trio.to_thread.run_sync(restart)
 
     return BridgeKit(
-        name=f"kafka[{runtime}]",
+        name=f"kafka[{runtime or 'default'}]",
         features=FEATURES,
         make=lambda name, group: kafka_bridge(name, group, runtime),
         prepare=prepare,

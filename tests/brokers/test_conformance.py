@@ -45,7 +45,10 @@ FAST_CASES = [c for c in CASES if c not in ("at_least_once_kill9", "broker_resta
 
 
 @pytest.mark.timeout(200)
+@pytest.mark.parametrize("runtime", ["thread", "trio-asyncio"])
 @pytest.mark.parametrize("case", FAST_CASES)
-async def test_kafka_trio_asyncio(brokers: Any, case: str) -> None:
+async def test_kafka_one_runtime(brokers: Any, case: str, runtime: str) -> None:
+    """The default runs egress on a thread loop and ingress on trio-asyncio; each runtime
+    alone must pass too."""
     brokers.require("kafka")
-    await _run(kits.kafka_kit(lambda: brokers.restart("kafka"), runtime="trio-asyncio"), case)
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka"), runtime=runtime), case)
