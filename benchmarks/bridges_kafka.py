@@ -252,6 +252,56 @@ def bridge_ingress(kind: str) -> Callable[[int], Sample]:
     return run
 
 
+# -- latency --------------------------------------------------------------------------
+
+LATENCY_RATE = 1000.0
+"""Messages per second for the latency case: well below every measured maximum."""
+
+
+def bridge_latency(n: int) -> Sample:
+    """Local publish -> KafkaBridge export -> Kafka -> KafkaBridge import -> local handler,
+    two buses in one process, at LATENCY_RATE; p50/p99 in the sample's extra."""
+    from bridges.kafka import KafkaBridge
+    from bus import Envelope, open_bus
+
+    from ._bus_cases import latency_summary
+
+    topic = _topic()
+    _create(topic)
+
+    async def main() -> Sample:
+        lat: list[int] = []
+        done = trio.Event()
+
+        def handle(env: Envelope[Tick]) -> None:
+            lat.append(time.time_ns() - env.payload.t)
+            if len(lat) == n:
+                done.set()
+
+        async with open_bus(name="sink") as sink, open_bus(name="source") as source:
+            sink.topic(topic, Tick)
+            sink.subscribe(topic, handle)
+            await sink.attach(KafkaBridge(SERVER, name="in", group_id=f"lat-{topic}"),
+                              import_=[topic])
+            source.topic(topic, Tick)
+            await source.attach(KafkaBridge(SERVER, name="out"), export=[topic], batch=BATCH)
+            await trio.sleep(1.0)  # the group's first assignment
+            t0 = time.perf_counter()
+            for i in range(n):
+                due = t0 + i / LATENCY_RATE - time.perf_counter()
+                if due > 0:
+                    await trio.sleep(due)
+                await source.publish(topic, Tick(i, time.time_ns()), key=f"k{i % KEYS}")
+            await done.wait()
+            return Sample(n, time.perf_counter() - t0, latency_summary(lat, LATENCY_RATE))
+
+    try:
+        with quiet_logs():
+            return trio.run(main)  # type: ignore[no-any-return]
+    finally:
+        _delete(topic)
+
+
 # -- peers: FastStream's real KafkaBroker, confluent-kafka (librdkafka) ------------------
 
 
@@ -376,6 +426,8 @@ def cases() -> list[Case]:
     if _available("confluent_kafka"):
         out.append(Case("kafka_confluent_egress", "confluent-kafka produce, acks=all",
                         "msg/s", confluent_egress))
+    out.append(Case("kafka_bridge_latency", "bus -> Kafka -> bus at 1k msg/s (p50/p99)",
+                    "msg/s", bridge_latency, scale=0.1))
     for kind in KINDS:
         out.append(Case(f"kafka_bridge_egress[{kind}]", f"bus -> KafkaBridge export ({kind})",
                         "msg/s", bridge_egress(kind)))
@@ -430,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<30} {shown}   rounds {res['rounds']}")
     for name, value in report["ratios"].items():
         print(f"{name:<30} {value}")
+    for name, res in results.items():
+        for extra in res.get("extra_rounds", []):
+            print(f"{name:<30} p50 {extra['p50_ms']:.2f} ms  p99 {extra['p99_ms']:.2f} ms  "
+                  f"max {extra['max_ms']:.2f} ms")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
