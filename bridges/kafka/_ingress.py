@@ -58,6 +58,7 @@ class Consumer:
         self.tracker: OffsetTracker[Any] = OffsetTracker()
         self.assigned: set[Any] = set()
         self.committed: dict[Any, int] = {}
+        self._retry: dict[Any, int] = {}
         """Offsets the broker acknowledged as committed, per partition."""
         self.commits = 0
         self.pauses = 0
@@ -102,17 +103,16 @@ class Consumer:
             self.tracker.forget(tp)
             self.assigned.discard(tp)
             self.committed.pop(tp, None)
+            self._retry.pop(tp, None)
         return offsets
 
     # -- commits ------------------------------------------------------------------------
 
     def _to_commit(self) -> dict[Any, int]:
-        moved = {}
-        for tp in self.tracker.partitions():
-            offset = self.tracker.committable(tp)
-            if offset is not None and tp in self.assigned and offset > self.committed.get(tp, -1):
-                moved[tp] = offset
-        return moved
+        """Offsets that moved since the last commit (and those whose commit failed)."""
+        moved, self._retry = self._retry, {}
+        moved.update(self.tracker.to_commit())
+        return {tp: offset for tp, offset in moved.items() if tp in self.assigned}
 
     async def commit(self) -> None:
         """Commit the done offsets that moved; a failure is logged and retried later."""
@@ -124,6 +124,8 @@ class Consumer:
                 await self.rt.run(_aio.commit, self.client, offsets)
             except Exception as exc:
                 log.warning("kafka.commit_failed", bridge=self.name, error=repr(exc))
+                for tp, offset in offsets.items():  # newer offsets, if any, win later
+                    self._retry.setdefault(tp, offset)
                 return
             self.commits += 1
             for tp, offset in offsets.items():
