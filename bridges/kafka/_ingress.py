@@ -31,7 +31,7 @@ import trio
 from bus._log import get_logger
 from bus.abc import Delivery, OffsetTracker, Port
 
-from .._cloudevents import KAFKA, from_headers
+from .._cloudevents import KAFKA, Incoming, from_headers
 from .._runtime import Runtime
 from . import _aio
 
@@ -180,23 +180,37 @@ class Consumer:
                 self._arrived.unpark_all()
 
     async def _deliver_batch(self, port: Port, batch: dict[Any, list[Any]]) -> None:
+        # The per-record path is synchronous (deliver_nowait); only a full mailbox awaits.
+        assigned, tracker, offer = self.assigned, self.tracker, self._offer
         for tp, records in batch.items():
             for rec in records:
-                if tp not in self.assigned:  # revoked while in hand: the new owner has it
+                if tp not in assigned:  # revoked while in hand: the new owner has it
                     break
-                await self._deliver(port, tp, rec)
+                blocked = offer(port, tracker, tp, rec)
+                if blocked is not None:
+                    # A mailbox is full: wait for room. The poller notices that the next
+                    # batch is not taken and pauses the partitions meanwhile.
+                    topic, data, inc, on_done = blocked
+                    await port.deliver(
+                        topic, data, id=inc.id, key=inc.key, headers=inc.headers,
+                        time=inc.time, attempt=inc.attempt, source=inc.source, on_done=on_done,
+                    )
 
     def _on_done(self, tracker: OffsetTracker[Any], tp: Any, offset: int, _: Delivery) -> None:
         tracker.done(tp, offset)
 
-    async def _deliver(self, port: Port, tp: Any, rec: Any) -> None:
+    def _offer(
+        self, port: Port, tracker: OffsetTracker[Any], tp: Any, rec: Any
+    ) -> tuple[str, bytes, Incoming, Any] | None:
+        """Deliver *rec* without waiting; if a mailbox is full, what to deliver instead."""
         topic, offset = rec.topic, rec.offset
         ts = rec.timestamp
         inc = from_headers(
-            KAFKA, rec.headers, topic=topic, fallback_id=f"{topic}-{rec.partition}-{offset}",
-            key=rec.key, time=ts / 1000 if ts is not None else 0.0,
+            KAFKA, rec.headers, topic=topic, fallback_id="", key=rec.key,
+            time=ts / 1000 if ts is not None else 0.0,
         )
-        tracker = self.tracker
+        if not inc.id:  # a foreign record: its place in the log is its identity
+            inc.id = f"{topic}-{rec.partition}-{offset}"
         tracker.started(tp, offset)
         on_done = functools.partial(self._on_done, tracker, tp, offset)
         data = rec.value if rec.value is not None else b""  # a tombstone: dead-lettered
@@ -206,12 +220,8 @@ class Consumer:
                 attempt=inc.attempt, source=inc.source, on_done=on_done,
             )
         except trio.WouldBlock:
-            # A mailbox is full: wait for room. The poller notices that the next batch
-            # is not taken and pauses the partitions meanwhile.
-            await port.deliver(
-                topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
-                attempt=inc.attempt, source=inc.source, on_done=on_done,
-            )
+            return topic, data, inc, on_done
+        return None
 
     async def close(self) -> None:
         """Commit what is done, leave the group, stop the client."""
