@@ -176,6 +176,7 @@ class KafkaBridge(Bridge):
 
     async def open(self) -> None:
         _aio.client()  # a missing aiokafka fails here, with the extra to install
+        _aio.check_codec(self._producer_options.get("compression_type"))
         self._egress_rt = await start_runtime(self._egress_kind)
         try:
             self._producer = await self._egress_rt.run(
