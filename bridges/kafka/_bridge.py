@@ -7,7 +7,8 @@ Mapping (see ``docs/bridges.md``):
   envelope attributes and headers = CloudEvents binary mode ``ce_`` headers;
 - egress: an idempotent producer with ``acks="all"`` by default; a batch is one crossing
   into asyncio (hand every record to the producer, then wait for every acknowledgement)
-  with one result per record: too large / invalid -> dead letter, the rest retried;
+  with one result per record: too large / invalid / not encodable -> dead letter, the
+  rest retried;
 - ingress: a consumer group member (``group_id``, default ``trio-bus.<name>``) without
   auto-commit, subscribed to the import patterns (a regex when they have wildcards);
   offsets are committed only below what the bus is done with (``_ingress.py``);

@@ -1,11 +1,13 @@
 """Kafka ingress: a consumer group member that commits only what the bus is done with.
 
 One :class:`Consumer` per run of ``KafkaBridge.ingest``. Each ``getmany`` batch is one
-crossing into asyncio; each record goes to ``port.deliver_nowait`` with an ``on_done``
+crossing into asyncio; each record goes to ``port.deliver_nowait`` (CloudEvents headers
+read by ``bridges._cloudevents``) with an ``on_done``
 callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commits:
 
 - periodically (``commit_interval``), from a task of its own, so consuming never waits
-  for the ~5 ms a commit takes; only partitions whose committable offset moved;
+  for the ~5 ms a commit takes; only partitions whose committable offset moved (a
+  failed commit's offsets go out with the next one);
 - when partitions are revoked (rebalance): what is done for them, then they are
   forgotten, and records of theirs still in hand are not delivered (the new owner
   reads them from the committed offset); late completions for them are ignored;
@@ -58,8 +60,8 @@ class Consumer:
         self.tracker: OffsetTracker[Any] = OffsetTracker()
         self.assigned: set[Any] = set()
         self.committed: dict[Any, int] = {}
-        self._retry: dict[Any, int] = {}
         """Offsets the broker acknowledged as committed, per partition."""
+        self._retry: dict[Any, int] = {}  # offsets of a failed commit, sent with the next
         self.commits = 0
         self.pauses = 0
         self._poll_ms = poll_ms
