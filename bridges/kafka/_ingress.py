@@ -1,11 +1,13 @@
 """Kafka ingress: a consumer group member that commits only what the bus is done with.
 
 One :class:`Consumer` per run of ``KafkaBridge.ingest``. Each ``getmany`` batch is one
-crossing into asyncio; each record goes to ``port.deliver_nowait`` with an ``on_done``
+crossing into asyncio; each record goes to ``port.deliver_nowait`` (CloudEvents headers
+read by ``bridges._cloudevents``) with an ``on_done``
 callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commits:
 
 - periodically (``commit_interval``), from a task of its own, so consuming never waits
-  for the ~5 ms a commit takes; only partitions whose committable offset moved;
+  for the ~5 ms a commit takes; only partitions whose committable offset moved (a
+  failed commit's offsets go out with the next one);
 - when partitions are revoked (rebalance): what is done for them, then they are
   forgotten, and records of theirs still in hand are not delivered (the new owner
   reads them from the committed offset); late completions for them are ignored;
@@ -31,7 +33,7 @@ import trio
 from bus._log import get_logger
 from bus.abc import Delivery, OffsetTracker, Port
 
-from .._cloudevents import KAFKA, from_headers
+from .._cloudevents import KAFKA, Incoming, from_headers
 from .._runtime import Runtime
 from . import _aio
 
@@ -59,6 +61,7 @@ class Consumer:
         self.assigned: set[Any] = set()
         self.committed: dict[Any, int] = {}
         """Offsets the broker acknowledged as committed, per partition."""
+        self._retry: dict[Any, int] = {}  # offsets of a failed commit, sent with the next
         self.commits = 0
         self.pauses = 0
         self._poll_ms = poll_ms
@@ -102,17 +105,16 @@ class Consumer:
             self.tracker.forget(tp)
             self.assigned.discard(tp)
             self.committed.pop(tp, None)
+            self._retry.pop(tp, None)
         return offsets
 
     # -- commits ------------------------------------------------------------------------
 
     def _to_commit(self) -> dict[Any, int]:
-        moved = {}
-        for tp in self.tracker.partitions():
-            offset = self.tracker.committable(tp)
-            if offset is not None and tp in self.assigned and offset > self.committed.get(tp, -1):
-                moved[tp] = offset
-        return moved
+        """Offsets that moved since the last commit (and those whose commit failed)."""
+        moved, self._retry = self._retry, {}
+        moved.update(self.tracker.to_commit())
+        return {tp: offset for tp, offset in moved.items() if tp in self.assigned}
 
     async def commit(self) -> None:
         """Commit the done offsets that moved; a failure is logged and retried later."""
@@ -124,6 +126,8 @@ class Consumer:
                 await self.rt.run(_aio.commit, self.client, offsets)
             except Exception as exc:
                 log.warning("kafka.commit_failed", bridge=self.name, error=repr(exc))
+                for tp, offset in offsets.items():  # newer offsets, if any, win later
+                    self._retry.setdefault(tp, offset)
                 return
             self.commits += 1
             for tp, offset in offsets.items():
@@ -178,23 +182,37 @@ class Consumer:
                 self._arrived.unpark_all()
 
     async def _deliver_batch(self, port: Port, batch: dict[Any, list[Any]]) -> None:
+        # The per-record path is synchronous (deliver_nowait); only a full mailbox awaits.
+        assigned, tracker, offer = self.assigned, self.tracker, self._offer
         for tp, records in batch.items():
             for rec in records:
-                if tp not in self.assigned:  # revoked while in hand: the new owner has it
+                if tp not in assigned:  # revoked while in hand: the new owner has it
                     break
-                await self._deliver(port, tp, rec)
+                blocked = offer(port, tracker, tp, rec)
+                if blocked is not None:
+                    # A mailbox is full: wait for room. The poller notices that the next
+                    # batch is not taken and pauses the partitions meanwhile.
+                    topic, data, inc, on_done = blocked
+                    await port.deliver(
+                        topic, data, id=inc.id, key=inc.key, headers=inc.headers,
+                        time=inc.time, attempt=inc.attempt, source=inc.source, on_done=on_done,
+                    )
 
     def _on_done(self, tracker: OffsetTracker[Any], tp: Any, offset: int, _: Delivery) -> None:
         tracker.done(tp, offset)
 
-    async def _deliver(self, port: Port, tp: Any, rec: Any) -> None:
+    def _offer(
+        self, port: Port, tracker: OffsetTracker[Any], tp: Any, rec: Any
+    ) -> tuple[str, bytes, Incoming, Any] | None:
+        """Deliver *rec* without waiting; if a mailbox is full, what to deliver instead."""
         topic, offset = rec.topic, rec.offset
         ts = rec.timestamp
         inc = from_headers(
-            KAFKA, rec.headers, topic=topic, fallback_id=f"{topic}-{rec.partition}-{offset}",
-            key=rec.key, time=ts / 1000 if ts is not None else 0.0,
+            KAFKA, rec.headers, topic=topic, fallback_id="", key=rec.key,
+            time=ts / 1000 if ts is not None else 0.0,
         )
-        tracker = self.tracker
+        if not inc.id:  # a foreign record: its place in the log is its identity
+            inc.id = f"{topic}-{rec.partition}-{offset}"
         tracker.started(tp, offset)
         on_done = functools.partial(self._on_done, tracker, tp, offset)
         data = rec.value if rec.value is not None else b""  # a tombstone: dead-lettered
@@ -204,12 +222,8 @@ class Consumer:
                 attempt=inc.attempt, source=inc.source, on_done=on_done,
             )
         except trio.WouldBlock:
-            # A mailbox is full: wait for room. The poller notices that the next batch
-            # is not taken and pauses the partitions meanwhile.
-            await port.deliver(
-                topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
-                attempt=inc.attempt, source=inc.source, on_done=on_done,
-            )
+            return topic, data, inc, on_done
+        return None
 
     async def close(self) -> None:
         """Commit what is done, leave the group, stop the client."""

@@ -191,6 +191,25 @@ async def test_round_trip_with_key_headers_and_typed_payload(topic: str, kind: s
     assert not our_threads()
 
 
+async def test_the_seeds_producer_options_round_trip(topic: str) -> None:
+    """The seed's production settings: acks, retries, batch_size, snappy compression."""
+    got: list[int] = []
+    bridge = KafkaBridge(SERVER, acks="all", retries=3, batch_size=16384,
+                         compression_type="snappy", linger_ms=5, client_id="seed")
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.append(e.payload.n))
+            await b.attach(KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}"), import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                await a.attach(bridge, export=[topic])
+                for i in range(20):
+                    await a.publish(topic, Order(i, "z" * 500), key=f"k{i % 3}")
+            await until(lambda: len(got) == 20)
+    assert sorted(got) == list(range(20))
+
+
 async def test_what_we_write_is_read_by_the_cloudevents_sdk(topic: str) -> None:
     with trio.fail_after(60):
         async with open_bus(name="shop") as a:
@@ -378,3 +397,31 @@ async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing
             assert att.ingress_restarts == 1
     assert got == set(range(50))
     assert not our_threads()
+
+
+class Opaque:
+    """A class msgspec cannot describe: the bus accepts it locally, JSON cannot carry it."""
+
+
+async def test_a_payload_that_cannot_be_encoded_is_dead_lettered_alone(topic: str) -> None:
+    other = topic.rsplit(".", 1)[0] + ".opaque"
+    got: list[int] = []
+    dead: list[Envelope[Any]] = []
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.append(e.payload.n))
+            await b.attach(KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}"), import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                a.topic(other, Opaque)
+                a.subscribe(a.dead_letter_topic, dead.append)
+                await a.attach(KafkaBridge(SERVER), export=[topic.split(".")[0] + ".#"])
+                await a.publish(topic, Order(1))
+                await a.publish(other, Opaque())
+                await a.publish(topic, Order(2))
+            await until(lambda: sorted(got) == [1, 2])
+    (env,) = dead
+    assert env.headers[H_ORIGINAL_TOPIC] == other
+    assert "cannot encode" in env.headers[H_ERROR]
+    await delete_topics([other])

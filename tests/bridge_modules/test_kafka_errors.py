@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from aiokafka import errors as ke
 
 from bridges.kafka._errors import classify, translate
@@ -34,3 +37,15 @@ def test_single_failures_are_unwrapped_from_exception_groups() -> None:
     assert "KafkaConnectionError" in str(err)
     already = BackendError("mine")
     assert translate(already, "x") is already
+
+
+async def test_a_missing_compression_library_names_the_fix(monkeypatch: Any) -> None:
+    from aiokafka import codec
+
+    from bridges.kafka import KafkaBridge
+    from bus import MissingDependencyError
+
+    monkeypatch.setattr(codec, "has_snappy", lambda: False)
+    bridge = KafkaBridge("127.0.0.1:1", compression_type="snappy")
+    with pytest.raises(MissingDependencyError, match=r"trio-bus\[kafka\]"):
+        await bridge.open()
