@@ -1,0 +1,181 @@
+"""Kinesis ingress: find the streams the import patterns want, read every shard.
+
+One :class:`IngressRun` per call of ``KinesisBridge.ingest`` (the bus restarts ingest
+after it raises, e.g. while the endpoint is down; a new run resumes from the stored
+checkpoints). Its tasks:
+
+- discovery: ``ListStreams`` at start and every ``discover_interval`` seconds; a stream
+  whose topic (its name less the bridge's prefix) matches an import pattern gets a
+  stream task;
+- a stream task: ``ListShards``; a shard is read once each of its parents (split or
+  merge) is finished, i.e. read to its end with every record done and ``SHARD_END``
+  saved, as the KCL does, so a key's records come in order across a reshard; listed
+  again when a shard ends and every ``discover_interval``;
+- a shard task: an iterator ``AFTER_SEQUENCE_NUMBER`` the saved checkpoint (else at
+  ``initial_position``), then a ``GetRecords`` loop, one crossing per call. Each record
+  goes to ``port.deliver_nowait``; when the bus pushes back (``trio.WouldBlock``) the
+  task waits in ``port.deliver`` and reads nothing more from that shard meanwhile. An
+  expired iterator is renewed after the last delivered record; throttling waits.
+
+A stream deleted while read ends its task (discovery finds it again if it comes back).
+Other client errors propagate: the run fails and the bus restarts it with backoff.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from bus import BackendError
+from bus.abc import Port
+
+from ._checkpoints import SHARD_END
+from ._errors import THROTTLED, error_code
+from ._wire import from_record
+
+if TYPE_CHECKING:
+    from ._bridge import KinesisBridge
+
+__all__ = ["IngressRun"]
+
+log = structlog.get_logger("bus")
+
+GONE = frozenset({"ResourceNotFoundException", "ResourceInUseException"})
+"""A stream deleted (or not ready yet): stop reading it, discovery retries later."""
+
+
+class _Stream:
+    """What one stream task knows: shards started and finished, and a wake-up."""
+
+    def __init__(self, checkpoints: dict[str, str]) -> None:
+        self.checkpoints = checkpoints
+        self.finished = {s for s, v in checkpoints.items() if v == SHARD_END}
+        self.started: set[str] = set()
+        self.changed = trio.Event()
+
+    def shard_finished(self, shard: str) -> None:
+        self.finished.add(shard)
+        self.changed.set()
+
+
+class IngressRun:
+    def __init__(self, bridge: KinesisBridge, port: Port) -> None:
+        self.bridge = bridge
+        self.port = port
+        self.client = bridge._client
+        self._active: set[str] = set()
+
+    async def run(self, task_status: trio.TaskStatus[None]) -> None:
+        b = self.bridge
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(b._checkpoint_loop)
+            await self._discover(nursery)
+            task_status.started()
+            while True:
+                await trio.sleep(b.discover_interval)
+                await self._discover(nursery)
+
+    async def _discover(self, nursery: trio.Nursery) -> None:
+        for stream in await self.bridge._call(self.client.list_streams):
+            topic = self.bridge.topic_of(stream)
+            if topic is None or stream in self._active or not self.port.wants(topic):
+                continue
+            self._active.add(stream)
+            nursery.start_soon(self._stream, stream, topic)
+
+    async def _stream(self, stream: str, topic: str) -> None:
+        try:
+            await self._read_stream(stream, topic)
+        except BackendError as exc:
+            if error_code(exc) not in GONE:
+                raise
+            log.info("kinesis.stream_gone", bridge=self.bridge.name, stream=stream, error=str(exc))
+        finally:
+            self._active.discard(stream)
+
+    async def _read_stream(self, stream: str, topic: str) -> None:
+        b = self.bridge
+        state = _Stream(await b._load_checkpoints(stream))
+        async with trio.open_nursery() as nursery:
+            while True:
+                shards = await b._call(self.client.list_shards, stream)
+                listed = {s["ShardId"] for s in shards}
+                for shard in shards:
+                    sid = shard["ShardId"]
+                    if sid in state.started or sid in state.finished:
+                        continue
+                    parents = [shard.get("ParentShardId"), shard.get("AdjacentParentShardId")]
+                    # a parent no longer listed has expired: nothing of it is left to read
+                    if any(p and p in listed and p not in state.finished for p in parents):
+                        continue
+                    state.started.add(sid)
+                    nursery.start_soon(self._shard, state, stream, topic, sid)
+                with trio.move_on_after(b.discover_interval):
+                    await state.changed.wait()
+                state.changed = trio.Event()
+
+    async def _shard(self, state: _Stream, stream: str, topic: str, shard: str) -> None:
+        b, client = self.bridge, self.client
+        key = (stream, shard)
+        last = state.checkpoints.get(shard)
+        b._saved_start(key, last)
+        iterator = await b._call(client.iterator, stream, shard, last, b.initial_position)
+        throttled = 0
+        while iterator is not None:
+            try:
+                records, nxt, _behind = await b._call(
+                    client.get_records, iterator, b.records_per_call
+                )
+            except BackendError as exc:
+                code = error_code(exc)
+                if code == "ExpiredIteratorException":
+                    iterator = await b._call(
+                        client.iterator, stream, shard, last, b.initial_position
+                    )
+                    continue
+                if code in THROTTLED:
+                    throttled += 1
+                    await trio.sleep(min(0.2 * 2**throttled, 5.0))
+                    continue
+                raise
+            throttled = 0
+            for seq, data, pkey, arrival in records:
+                await self._deliver(key, topic, seq, data, pkey, arrival)
+                last = seq
+            iterator = nxt
+            if not records and nxt is not None:
+                await trio.sleep(b.poll_interval)
+        # The shard is closed and read to its end: once its records are done, its
+        # children may be read.
+        await b._shard_ended(key)
+        state.shard_finished(shard)
+
+    async def _deliver(
+        self, key: tuple[str, str], topic: str, seq: str, data: bytes, pkey: str, arrival: float
+    ) -> None:
+        b, port = self.bridge, self.port
+        stream, shard = key
+        incoming, payload = from_record(
+            topic, data, fallback_id=f"{stream}/{shard}/{seq}", partition_key=pkey or None,
+            arrival=arrival,
+        )
+        index = b._tracker.started(key, seq)
+        kwargs: dict[str, Any] = {
+            "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
+            "time": incoming.time, "attempt": incoming.attempt, "source": incoming.source,
+            "on_done": partial(b._on_done, key, index),
+        }
+        try:
+            try:
+                port.deliver_nowait(topic, payload, **kwargs)
+            except trio.WouldBlock:
+                # A mailbox is full: this shard reads nothing more until it has room.
+                await port.deliver(topic, payload, **kwargs)
+        except BaseException:
+            # Not delivered (cancelled, bus closing): never checkpoint past it; a new
+            # run reads it again from the last checkpoint.
+            b._tracker.abandon(key, index)
+            raise
