@@ -227,6 +227,9 @@ class KinesisBridge(Bridge):
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run *fn* on the asyncio loop; translate the client's exceptions."""
+        # A task of a cancelled ingress may still be starting while the bridge closes
+        # (detach does not wait for it): it must see Cancelled, not a closed runtime.
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._rt is None:
             raise ConfigurationError(
                 f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"

@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -72,4 +73,102 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
         env=CHILD_ENV,
         unreachable=lambda: RabbitMQBridge("amqp://guest:guest@127.0.0.1:1/", name="nowhere"),
         settle=0.2,
+    )
+
+
+# -- Kinesis (kinesis-mock) ----------------------------------------------------------
+
+KINESIS_CHECKPOINTS = Path(os.environ.get("TMPDIR", "/tmp")) / "trio-bus-kinesis-conformance.sqlite"
+"""One SQLite file for every bridge of the suite (groups keep them apart); the kill -9
+child and its successors find their checkpoints here."""
+
+
+def kinesis_bridge(name: str, group: str) -> Bridge:
+    from bridges.kinesis import KinesisBridge
+
+    # kinesis-mock answers GetRecords in milliseconds: poll and rediscover faster than
+    # the defaults (sized for AWS's 5 reads/s per shard) so the suite stays short.
+    return KinesisBridge(
+        name=name,
+        group=group,
+        region=_env("AWS_REGION", "us-east-1"),
+        access_key_id=_env("AWS_ACCESS_KEY_ID", "testing"),
+        secret_access_key=_env("AWS_SECRET_ACCESS_KEY", "testing"),
+        endpoint_url=_env("KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568"),
+        shard_count=2,
+        checkpoints=KINESIS_CHECKPOINTS,
+        poll_interval=0.05,
+        discover_interval=0.5,
+        checkpoint_interval=0.2,
+    )
+
+
+class _KinesisStreams:
+    """Streams the kit made. kinesis-mock allows 50 shards in all (SHARD_LIMIT): each
+    case deletes the streams of the cases before it (its own prefix is fresh), never
+    streams of other runs."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    async def admin(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        from bridges._runtime import open_runtime
+        from bridges.kinesis._client import KinesisClient
+
+        client = KinesisClient(
+            region=_env("AWS_REGION", "us-east-1"),
+            key_id=_env("AWS_ACCESS_KEY_ID", "testing"),
+            secret=_env("AWS_SECRET_ACCESS_KEY", "testing"),
+            endpoint_url=_env("KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568"),
+            connect_timeout=5, read_timeout=30, max_attempts=3,
+        )
+
+        async def call() -> Any:
+            await client.connect()
+            try:
+                return await fn(client, *args)
+            finally:
+                await client.close()
+
+        async with open_runtime("thread") as rt:
+            return await rt.run(call)
+
+    async def prepare(self, topics: list[str]) -> None:
+        prefixes = {t.split(".", 1)[0] for t in topics}
+        old = [s for s in self.made if s.split(".", 1)[0] not in prefixes]
+
+        async def run(client: Any) -> None:
+            for stream in old:
+                await client.delete_stream(stream)
+            for topic in topics:
+                await client.create_stream(topic, 2)
+
+        await self.admin(run)
+        self.made = [s for s in self.made if s not in old] + list(topics)
+
+    async def write_raw(self, topic: str, data: bytes) -> None:
+        async def run(client: Any) -> None:
+            await client.put_raw(topic, [(data, "raw")])
+
+        await self.admin(run)
+
+
+def kinesis_kit() -> BridgeKit:
+    from bridges.kinesis import FEATURES, KinesisBridge
+
+    streams = _KinesisStreams()
+    return BridgeKit(
+        name="kinesis",
+        features=FEATURES,
+        make=kinesis_bridge,
+        prepare=streams.prepare,
+        write_raw=streams.write_raw,
+        child="kits:kinesis_bridge",
+        env={**CHILD_ENV, "TMPDIR": str(KINESIS_CHECKPOINTS.parent)},
+        unreachable=lambda: KinesisBridge(
+            name="nowhere", endpoint_url="http://127.0.0.1:1", access_key_id="x",
+            secret_access_key="y", connect_timeout=1, max_attempts=1,
+        ),
+        settle=0.0,
+        scale=0.2,
     )

@@ -32,3 +32,10 @@ async def _run(kit: Any, case: str) -> None:
 async def test_rabbitmq(brokers: Any, case: str) -> None:
     brokers.require("rabbitmq")
     await _run(kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq")), case)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_kinesis(brokers: Any, case: str) -> None:
+    brokers.require("kinesis")
+    await _run(kits.kinesis_kit(), case)
