@@ -79,16 +79,19 @@ FEATURES = Features(
     headers=False,
     patterns=True,
     max_message_bytes=MAX_RECORD_BYTES,
-    restartable=False,
+    restartable=True,
     notes=(
         "One stream per topic; CloudEvents structured mode (the 1 MiB limit counts the "
         "JSON envelope and the partition key too). No consumer groups: Kinesis has none "
         "without the KCL's DynamoDB leases, so each reading bridge needs its own group "
         "(its checkpoints, SQLite by default). Redelivery = resuming after the last "
-        "checkpoint of done records. Tests run against kinesis-mock, which implements "
-        "neither SubscribeToShard (enhanced fan-out; a real account would allow push "
-        "reads at 2 MB/s per shard per consumer) nor, as the harness runs it, data "
-        "persistence across its restart (real Kinesis is never restarted by its user)."
+        "checkpoint of done records. Tests run against kinesis-mock, which does not "
+        "implement SubscribeToShard (enhanced fan-out: on a real account push reads at "
+        "2 MB/s per shard per consumer, instead of GetRecords polling at 5 calls/s per "
+        "shard shared by all readers). kinesis-mock keeps its data across a restart only "
+        "with SHOULD_PERSIST_DATA (the harness sets it), and even then loses writes it "
+        "acknowledged after its SIGTERM; a checkpoint no longer found in its shard is "
+        "read again from TRIM_HORIZON."
     ),
 )
 

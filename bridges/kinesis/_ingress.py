@@ -45,6 +45,8 @@ log = structlog.get_logger("bus")
 
 GONE = frozenset({"ResourceNotFoundException", "ResourceInUseException"})
 """A stream deleted (or not ready yet): stop reading it, discovery retries later."""
+STALE = frozenset({"ResourceNotFoundException", "InvalidArgumentException"})
+"""Answers to ``GetShardIterator`` after a sequence number that is not in the shard."""
 
 
 class _Stream:
@@ -122,7 +124,19 @@ class IngressRun:
         key = (stream, shard)
         last = state.checkpoints.get(shard)
         b._saved_start(key, last)
-        iterator = await b._call(client.iterator, stream, shard, last, b.initial_position)
+        try:
+            iterator = await b._call(client.iterator, stream, shard, last, b.initial_position)
+        except BackendError as exc:
+            if last is None or error_code(exc) not in STALE:
+                raise
+            # The checkpoint is not of this stream (deleted and made again under the same
+            # name, or an emulator that lost its data): read the shard from its start.
+            log.warning(
+                "kinesis.checkpoint_stale", bridge=b.name, stream=stream, shard=shard,
+                checkpoint=last, error=str(exc),
+            )
+            last = None
+            iterator = await b._call(client.iterator, stream, shard, None, "TRIM_HORIZON")
         throttled = 0
         while iterator is not None:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +105,12 @@ def kinesis_bridge(name: str, group: str) -> Bridge:
 
 
 class _KinesisStreams:
-    """Streams the kit made. kinesis-mock allows 50 shards in all (SHARD_LIMIT): each
-    case deletes the streams of the cases before it (its own prefix is fresh), never
-    streams of other runs."""
+    """Streams a kit made (prepared, or created by its bridges' exports), deleted by
+    :meth:`cleanup` after each case: kinesis-mock allows 50 shards in all (SHARD_LIMIT)
+    and keeps streams across its restarts."""
 
     def __init__(self) -> None:
-        self.made: list[str] = []
+        self.prefixes: set[str] = set()
 
     async def admin(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         from bridges._runtime import open_runtime
@@ -134,17 +135,13 @@ class _KinesisStreams:
             return await rt.run(call)
 
     async def prepare(self, topics: list[str]) -> None:
-        prefixes = {t.split(".", 1)[0] for t in topics}
-        old = [s for s in self.made if s.split(".", 1)[0] not in prefixes]
+        self.prefixes.update(t.split(".", 1)[0] + "." for t in topics)
 
         async def run(client: Any) -> None:
-            for stream in old:
-                await client.delete_stream(stream)
             for topic in topics:
                 await client.create_stream(topic, 2)
 
         await self.admin(run)
-        self.made = [s for s in self.made if s not in old] + list(topics)
 
     async def write_raw(self, topic: str, data: bytes) -> None:
         async def run(client: Any) -> None:
@@ -152,17 +149,39 @@ class _KinesisStreams:
 
         await self.admin(run)
 
+    async def cleanup(self) -> None:
+        prefixes = tuple(self.prefixes)
+        if not prefixes:
+            return
 
-def kinesis_kit() -> BridgeKit:
+        async def run(client: Any) -> None:
+            for stream in await client.list_streams():
+                if stream.startswith(prefixes):
+                    await client.delete_stream(stream)
+
+        await self.admin(run)
+
+
+@dataclass
+class KinesisKit(BridgeKit):
+    streams: _KinesisStreams = field(default_factory=_KinesisStreams)
+
+    async def cleanup(self) -> None:
+        """Delete the streams of the case that ran with this kit."""
+        await self.streams.cleanup()
+
+
+def kinesis_kit(restart: Callable[[], None]) -> KinesisKit:
     from bridges.kinesis import FEATURES, KinesisBridge
 
-    streams = _KinesisStreams()
-    return BridgeKit(
+    async def restart_broker() -> None:
+        await trio.to_thread.run_sync(restart)
+
+    kit = KinesisKit(
         name="kinesis",
         features=FEATURES,
         make=kinesis_bridge,
-        prepare=streams.prepare,
-        write_raw=streams.write_raw,
+        restart_broker=restart_broker,
         child="kits:kinesis_bridge",
         env={**CHILD_ENV, "TMPDIR": str(KINESIS_CHECKPOINTS.parent)},
         unreachable=lambda: KinesisBridge(
@@ -170,5 +189,7 @@ def kinesis_kit() -> BridgeKit:
             secret_access_key="y", connect_timeout=1, max_attempts=1,
         ),
         settle=0.0,
-        scale=0.2,
+        scale=1.0,  # the full counts take ~30 s on kinesis-mock
     )
+    kit.prepare, kit.write_raw = kit.streams.prepare, kit.streams.write_raw
+    return kit

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from bus._check_bridge import CASES, run_case
 
@@ -38,4 +39,9 @@ async def test_rabbitmq(brokers: Any, case: str) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 async def test_kinesis(brokers: Any, case: str) -> None:
     brokers.require("kinesis")
-    await _run(kits.kinesis_kit(), case)
+    kit = kits.kinesis_kit(lambda: brokers.restart("kinesis"))
+    try:
+        await _run(kit, case)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(30):
+            await kit.cleanup()
