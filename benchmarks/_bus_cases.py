@@ -101,6 +101,14 @@ def bus_fanout_1to4(n: int) -> Sample:
     return trio.run(main)
 
 
+def check_keyed(violations: int, switches: int, n: int) -> None:
+    """Fail the keyed case (the run exits 1) if per-key order or key affinity broke."""
+    if violations:
+        raise CaseFailed(f"per-key order broken: {violations} of {n} messages out of order")
+    if switches:
+        raise CaseFailed(f"same key ran on different workers {switches} times")
+
+
 def bus_keyed_4workers(n: int) -> Sample:
     from bus import open_bus
 
@@ -139,12 +147,10 @@ def bus_keyed_4workers(n: int) -> Sample:
             await done.wait()
             elapsed = time.perf_counter() - t0
         workers = len({id(t) for t in worker_of.values()})
-        if violations:
-            raise CaseFailed(f"per-key order broken: {violations} of {n} messages out of order")
-        if switches:
-            raise CaseFailed(f"same key ran on different workers {switches} times")
+        check_keyed(violations, switches, n)
         extra = {
-            "order_ok": True,
+            "order_ok": violations == 0 and switches == 0,
+            "order_violations": violations,
             "keys": KEYS,
             "workers_used": workers,
             "key_worker_switches": switches,

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -130,7 +131,7 @@ def raw_egress(n: int) -> Sample:
     return Sample(n, _asyncio_run(main()))
 
 
-def bridge_egress(n: int) -> Sample:
+def bridge_egress(n: int, runtime: str = "thread") -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
     from bus import open_bus
 
@@ -139,7 +140,9 @@ def bridge_egress(n: int) -> Sample:
     async def main() -> float:
         async with open_bus(name="bench") as bus:
             bus.topic(TOPIC, Tick)
-            bridge = RabbitMQBridge(URL, name="out", exchange=exchange, queue=queue)
+            bridge = RabbitMQBridge(
+                URL, name="out", exchange=exchange, queue=queue, runtime=runtime  # type: ignore[arg-type]
+            )
             await bus.attach(bridge, export=["bench.#"], batch=BATCH)
             await bridge.create_topic("bench.#")
             t0 = time.perf_counter()
@@ -215,7 +218,7 @@ def raw_ingress(n: int) -> Sample:
     return Sample(n, seconds)
 
 
-def bridge_ingress(n: int) -> Sample:
+def bridge_ingress(n: int, runtime: str = "thread") -> Sample:
     from bridges.rabbitmq import RabbitMQBridge
     from bus import Envelope, open_bus
 
@@ -235,7 +238,8 @@ def bridge_ingress(n: int) -> Sample:
             bus.topic(TOPIC, Tick)
             bus.subscribe("bench.#", handle)
             bridge = RabbitMQBridge(
-                URL, name="in", exchange=exchange, queue=queue, prefetch=PREFETCH
+                URL, name="in", exchange=exchange, queue=queue, prefetch=PREFETCH,
+                runtime=runtime,  # type: ignore[arg-type]
             )
             t0 = time.perf_counter()
             await bus.attach(bridge, import_=["bench.#"])
@@ -252,8 +256,102 @@ def bridge_ingress(n: int) -> Sample:
     return Sample(n, seconds)
 
 
-def cases() -> list[Case]:
+# -- FastStream (the peer a user would pick instead) ------------------------------------
+
+
+def faststream_egress(n: int) -> Sample:
+    """FastStream's real RabbitBroker (confirms on by default) publishing the same
+    messages, persistent and mandatory, 256 at a time like the others; it encodes each
+    payload itself (a dict) as a FastStream user's code would."""
+    exchange, queue = _names()
+
+    async def main() -> float:
+        from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+
+        _, headers, ctype = _wire(0)
+        broker = RabbitBroker(URL, logger=None)
+        await broker.connect()
+        try:
+            import aio_pika
+
+            conn = await aio_pika.connect(URL)
+            async with conn:
+                await _declare(conn, exchange, queue)
+            ex = RabbitExchange(exchange, type=ExchangeType.TOPIC, durable=True)
+            t0 = time.perf_counter()
+            for start in range(0, n, BATCH):
+                await asyncio.gather(*(
+                    broker.publish(
+                        {"n": i, "t": time.time_ns()}, exchange=ex, routing_key=TOPIC,
+                        persist=True, mandatory=True, headers=dict(headers),
+                        message_id=hex(i), content_type=ctype,
+                    )
+                    for i in range(start, min(n, start + BATCH))
+                ))
+            return time.perf_counter() - t0
+        finally:
+            await broker.stop()
+            await _cleanup(exchange, queue)
+
+    return Sample(n, _asyncio_run(main()))
+
+
+def faststream_ingress(n: int) -> Sample:
+    """The same backlog consumed by a FastStream subscriber (acknowledged after the
+    handler, FastStream's default), prefetch as the others; timed from start to the
+    last message handled."""
+    exchange, queue = _fill(n)
+
+    async def main() -> float:
+        from faststream.rabbit import (
+            Channel,
+            ExchangeType,
+            RabbitBroker,
+            RabbitExchange,
+            RabbitQueue,
+        )
+
+        done = asyncio.Event()
+        count = 0
+        broker = RabbitBroker(URL, logger=None, default_channel=Channel(prefetch_count=PREFETCH))
+
+        @broker.subscriber(
+            RabbitQueue(queue, durable=True, routing_key="bench.#"),
+            RabbitExchange(exchange, type=ExchangeType.TOPIC, durable=True),
+        )
+        async def handle(body: dict[str, int]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        t0 = time.perf_counter()
+        await broker.start()
+        try:
+            await done.wait()
+            return time.perf_counter() - t0
+        finally:
+            await broker.stop()
+
+    try:
+        seconds = _asyncio_run(main())
+    finally:
+        left = _asyncio_run(_cleanup(exchange, queue))
+    if left:
+        raise CaseFailed(f"{left} messages left unacknowledged")
+    return Sample(n, seconds)
+
+
+def cases(runtimes: bool = False) -> list[Case]:
+    """The cases; with *runtimes*, also the bridge on the trio-asyncio runtime."""
+    extra = [
+        Case("rabbitmq_bridge_egress_trio_asyncio", "bridge export, trio-asyncio runtime",
+             "msg/s", partial(bridge_egress, runtime="trio-asyncio")),
+        Case("rabbitmq_bridge_ingress_trio_asyncio", "bridge import, trio-asyncio runtime",
+             "msg/s", partial(bridge_ingress, runtime="trio-asyncio")),
+    ] if runtimes else []
     return [
+        *extra,
         Case("rabbitmq_raw_egress", "aio-pika publish, confirms, plain asyncio", "msg/s",
              raw_egress),
         Case("rabbitmq_bridge_egress", "bus -> RabbitMQBridge export, confirms", "msg/s",
@@ -262,6 +360,10 @@ def cases() -> list[Case]:
              raw_ingress),
         Case("rabbitmq_bridge_ingress", "RabbitMQBridge import -> bus handler, acks", "msg/s",
              bridge_ingress),
+        Case("rabbitmq_faststream_egress", "FastStream RabbitBroker.publish, confirms", "msg/s",
+             faststream_egress),
+        Case("rabbitmq_faststream_ingress", "FastStream RabbitBroker subscriber, acks", "msg/s",
+             faststream_ingress),
     ]
 
 
@@ -273,6 +375,12 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     return {
         "rabbitmq_egress_vs_raw": ratio("rabbitmq_bridge_egress", "rabbitmq_raw_egress"),
         "rabbitmq_ingress_vs_raw": ratio("rabbitmq_bridge_ingress", "rabbitmq_raw_ingress"),
+        "rabbitmq_egress_vs_faststream": ratio(
+            "rabbitmq_bridge_egress", "rabbitmq_faststream_egress"
+        ),
+        "rabbitmq_ingress_vs_faststream": ratio(
+            "rabbitmq_bridge_ingress", "rabbitmq_faststream_ingress"
+        ),
     }
 
 
@@ -281,12 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--runtimes", action="store_true", help="also the bridge on the trio-asyncio runtime"
+    )
     args = parser.parse_args(argv)
     size = Size(messages=args.messages, rounds=args.rounds)
-    all_cases = cases()
+    all_cases = cases(args.runtimes)
     run_rounds(all_cases, size, Progress(total=len(all_cases) * size.rounds))
     results = {case.name: case.result() for case in all_cases}
-    report = {"messages": size.messages, "rounds": size.rounds, "cases": results,
+    report: dict[str, Any] = {"messages": size.messages, "rounds": size.rounds, "cases": results,
               "ratios": ratios(results)}
     for name, res in results.items():
         median = res["median"]

@@ -122,9 +122,16 @@ def run(
 
 @contextlib.contextmanager
 def quiet_logs() -> Iterator[None]:
-    """Keep the bus's debug lifecycle events (structlog) out of the table; restore after."""
+    """Keep the bus's debug lifecycle events out of the table; restore after.
+
+    The bus is silent unless structlog or stdlib logging is configured (``bus/_log.py``);
+    only a configured structlog needs filtering here.
+    """
     import structlog
 
+    if not structlog.is_configured():
+        yield
+        return
     saved = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     try:

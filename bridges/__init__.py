@@ -9,5 +9,6 @@ from ._runtime import KINDS as KINDS
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeKind as RuntimeKind
 from ._runtime import open_runtime as open_runtime
+from ._runtime import start_runtime as start_runtime
 
-__all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime"]
+__all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]

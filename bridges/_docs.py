@@ -1,7 +1,8 @@
 """The Characteristics tables of ``docs/bridges.md``, generated from each ``Features``.
 
-``python -m bridges._docs`` prints them; a test checks the docs hold exactly this text
-between the ``characteristics`` markers, so the tables cannot drift from the records.
+``python -m bridges._docs`` prints them, ``--write docs/bridges.md`` puts them between
+the ``characteristics`` markers; a test checks the docs hold exactly this text, so the
+tables cannot drift from the records.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from bus.abc import Features
 __all__ = ["BACKENDS", "characteristics", "render"]
 
 BACKENDS = {
-    "Loopback (in-process test double)": "bus._loopback:LOOPBACK_FEATURES",
+    "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""
@@ -56,6 +57,16 @@ def characteristics(title: str, features: Features) -> str:
     return "\n".join(rows)
 
 
+BEGIN, END = "<!-- characteristics:begin -->", "<!-- characteristics:end -->"
+
+
+def update(markdown: str) -> str:
+    """*markdown* with the text between the characteristics markers regenerated."""
+    head, _, rest = markdown.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{render()}{END}{tail}"
+
+
 def render() -> str:
     tables = []
     for title, path in BACKENDS.items():
@@ -65,4 +76,11 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:2] == ["--write"]:  # python -m bridges._docs --write docs/bridges.md
+        path = Path(sys.argv[2])
+        path.write_text(update(path.read_text()))
+    else:
+        print(render(), end="")

@@ -15,8 +15,10 @@ measurement (SPEC §6, ``docs/bridges.md``)::
     ``asyncio.new_event_loop()`` gives trio-asyncio's loop, not a plain one.
 ``"trio-asyncio"``
     ``trio_asyncio.open_loop()``: the asyncio loop runs inside trio's own thread.
-    ``trio_asyncio`` is imported only when this kind is chosen. Its loop lives in a
-    nursery, so the ``async with`` must be entered and exited by one trio task.
+    ``trio_asyncio`` is imported only when this kind is chosen. The loop is owned by a
+    trio system task, so the runtime can be closed by another task than the one that
+    started it (:func:`start_runtime` / ``Runtime.aclose``, as a bridge's ``open`` and
+    ``aclose`` need).
 
 Both kinds: cancelling the trio caller of ``run`` cancels the asyncio task and waits for
 it to finish (at most *cancel_timeout* seconds) before ``trio.Cancelled`` propagates, so
@@ -42,7 +44,7 @@ import trio
 
 from bus import BusClosedError, ConfigurationError, MissingDependencyError
 
-__all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime"]
+__all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
 
 T = TypeVar("T")
 RuntimeKind = Literal["thread", "trio-asyncio"]
@@ -71,6 +73,10 @@ class Runtime(abc.ABC):
     def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """From asyncio code of this runtime: run ``fn(*args)`` in trio's thread, return
         its result. *fn* must be quick: the asyncio loop waits for it."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Cancel leftover asyncio tasks, close the loop; bounded, shielded, idempotent."""
 
 
 class _ThreadRuntime(Runtime):
@@ -179,10 +185,46 @@ class _ThreadRuntime(Runtime):
 class _TrioAsyncioRuntime(Runtime):
     kind: RuntimeKind = "trio-asyncio"
 
-    def __init__(self, loop: Any, cancel_timeout: float) -> None:
-        self._loop = loop
+    def __init__(self, cancel_timeout: float) -> None:
+        self._loop: Any = None
         self._cancel_timeout = cancel_timeout
         self._closing = False
+        self._ready = trio.Event()
+        self._stop = trio.Event()
+        self._exited = trio.Event()
+        self._error: BaseException | None = None
+
+    async def start(self) -> None:
+        # The loop lives in a nursery, which must be exited by the task that entered it;
+        # a bridge opens in one task (attach) and closes in another (the bus's exit).
+        # A system task of our own owns the loop, so either task may close it.
+        trio.lowlevel.spawn_system_task(
+            self._serve, _import_trio_asyncio(), name="trio-bus-asyncio-loop"
+        )
+        await self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def _serve(self, trio_asyncio: Any) -> None:
+        try:
+            async with trio_asyncio.open_loop() as loop:
+                self._loop = loop
+                self._ready.set()
+                await self._stop.wait()
+                self._closing = True
+        except Exception as exc:  # a system task must not raise: keep it for start()
+            self._error = exc
+        finally:
+            self._closing = True
+            self._ready.set()
+            self._exited.set()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._stop.set()
+        # open_loop's exit cancels the loop's tasks and waits for them.
+        with trio.move_on_after(2 * self._cancel_timeout + 1.0, shield=True):
+            await self._exited.wait()
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         if self._closing:
@@ -222,31 +264,34 @@ def _import_trio_asyncio() -> Any:
     return trio_asyncio
 
 
-@contextlib.asynccontextmanager
-async def open_runtime(
-    kind: RuntimeKind = "thread", *, cancel_timeout: float = 5.0
-) -> AsyncIterator[Runtime]:
-    """Open an asyncio runtime of *kind*; close it, leaving nothing running, on exit.
+async def start_runtime(kind: RuntimeKind = "thread", *, cancel_timeout: float = 5.0) -> Runtime:
+    """Start a runtime of *kind* that is not tied to a block: any task may close it with
+    ``await rt.aclose()`` (a bridge opens in ``open()`` and closes in ``aclose()``).
 
     *cancel_timeout* bounds how long a cancelled ``run`` waits for its asyncio task to
     finish, and how long closing waits for leftover tasks.
     """
+    rt: _ThreadRuntime | _TrioAsyncioRuntime
     if kind == "thread":
         rt = _ThreadRuntime(cancel_timeout)
         rt.start()
-        try:
-            yield rt
-        finally:
-            await rt.aclose()
     elif kind == "trio-asyncio":
-        trio_asyncio = _import_trio_asyncio()
-        async with trio_asyncio.open_loop() as loop:
-            trt = _TrioAsyncioRuntime(loop, cancel_timeout)
-            try:
-                yield trt
-            finally:
-                trt._closing = True
+        rt = _TrioAsyncioRuntime(cancel_timeout)
+        await rt.start()
     else:
         raise ConfigurationError(
             f"unknown runtime kind {kind!r}: choose one of {', '.join(map(repr, KINDS))}"
         )
+    return rt
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    kind: RuntimeKind = "thread", *, cancel_timeout: float = 5.0
+) -> AsyncIterator[Runtime]:
+    """Open an asyncio runtime of *kind*; close it, leaving nothing running, on exit."""
+    rt = await start_runtime(kind, cancel_timeout=cancel_timeout)
+    try:
+        yield rt
+    finally:
+        await rt.aclose()

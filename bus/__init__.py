@@ -1,14 +1,14 @@
 """trio-bus: a typed, actor-style event bus for one process, built on trio.
 
-This module only re-exports; the code lives in the private modules beside it.
+This module only re-exports what applications use; the code lives in the private modules
+beside it. Broker implementers use :mod:`bus.abc` (``Bridge``, ``Port``, ``Features``...),
+tests use :mod:`bus.testing`.
 """
 
 from ._actor import Actor as Actor
 from ._actor import Group as Group
 from ._actor import Subscription as Subscription
 from ._bridge import Attachment as Attachment
-from ._bridge import Bridge as Bridge
-from ._bridge import Port as Port
 from ._bus import Bus as Bus
 from ._bus import Topic as Topic
 from ._bus import open_bus as open_bus
@@ -24,6 +24,7 @@ from ._errors import MailboxFullError as MailboxFullError
 from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import NotDeliveredError as NotDeliveredError
 from ._errors import PayloadTypeError as PayloadTypeError
+from ._errors import RequestFailedError as RequestFailedError
 from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import SupervisorGaveUp as SupervisorGaveUp
 from ._errors import TopicError as TopicError
@@ -43,7 +44,6 @@ __all__ = [
     "Attachment",
     "BackendError",
     "BackendUnavailableError",
-    "Bridge",
     "Bus",
     "BusClosedError",
     "BusError",
@@ -59,7 +59,7 @@ __all__ = [
     "NotDeliveredError",
     "Overflow",
     "PayloadTypeError",
-    "Port",
+    "RequestFailedError",
     "RequestTimeoutError",
     "Retention",
     "RetryPolicy",

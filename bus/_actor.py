@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 import trio
 
 from ._bridge import Rejected
@@ -39,8 +38,16 @@ from ._envelope import (
     Envelope,
 )
 from ._errors import ConfigurationError, SupervisorGaveUp
+from ._log import get_logger
 from ._mailbox import Lane
-from ._policy import DedupWindow, Overflow, RestartTracker, RetryPolicy, Supervision
+from ._policy import (
+    DedupWindow,
+    Overflow,
+    RateLimitedCount,
+    RestartTracker,
+    RetryPolicy,
+    Supervision,
+)
 from ._stats import ActorStats
 
 if TYPE_CHECKING:
@@ -48,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Actor", "Group", "Handler", "Subscription"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus")
 _replace = msgspec.structs.replace
 _perf = time.perf_counter
 
@@ -56,12 +63,21 @@ Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
 _FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
 _SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
+# At most one ``message.dropped`` line per subscriber per this many seconds of trio's
+# clock: under overload a line per drop costs more than the delivery it replaces.
+DROP_REPORT_INTERVAL = 1.0
 STOP_TIMEOUT = 5.0  # seconds Actor.on_stop may take, shielded from cancellation
 
 
-def key_slot(key: str, n: int) -> int:
-    """The slot (lane or group member) of *key* among *n*: stable across processes."""
-    return zlib.crc32(key.encode()) % n
+def key_slot(key: str, n: int, spread: int = 1) -> int:
+    """The slot (lane or group member) of *key* among *n*: stable across processes.
+
+    A group picks a member with ``spread=1`` and the member then picks its lane with
+    ``spread=<members>``: the lane comes from the hash's higher digits (``h // members``),
+    so the keys of one member still spread over all its lanes (``h % members`` and
+    ``h % lanes`` alone would be correlated: 2 members of 2 lanes would use 1 lane each).
+    """
+    return (zlib.crc32(key.encode()) // spread) % n
 
 
 class Actor:
@@ -142,6 +158,7 @@ class Subscription:
         self.careful = overflow is Overflow.ERROR
         self.handler_samples = 0
         self.handler_sampled_total = self.handler_max = 0.0
+        self._drop_report = RateLimitedCount(DROP_REPORT_INTERVAL)
         # What the routing table calls: the lane itself when there is nothing to choose.
         self.route_offer: Callable[[Envelope[Any]], Lane | None] = (
             self.lanes[0].offer if concurrency == 1 and skip_origin is None else self.offer
@@ -149,12 +166,15 @@ class Subscription:
 
     # -- routing --------------------------------------------------------------------
 
-    def select(self, env: Envelope[Any]) -> Lane | None:
-        """The lane for *env*: by key hash if it has a key, else round-robin; None to skip."""
+    def select(self, env: Envelope[Any], spread: int = 1) -> Lane | None:
+        """The lane for *env*: by key hash if it has a key, else round-robin; None to skip.
+
+        *spread* is the number of members of this subscriber's group (see :func:`key_slot`).
+        """
         if self.skip_origin is not None and env.headers.get(H_ORIGIN) == self.skip_origin:
             return None
         if env.key is not None:
-            return self.lanes[key_slot(env.key, len(self.lanes))]
+            return self.lanes[key_slot(env.key, len(self.lanes), spread)]
         return self._rr()
 
     def offer(self, env: Envelope[Any]) -> Lane | None:
@@ -193,6 +213,11 @@ class Subscription:
             await self._stop(quiet=False)
         finally:
             self._stopped.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once the actor has stopped for good (after :meth:`close`, or the bus's)."""
+        return self._stopped.is_set()
 
     async def wait_closed(self) -> None:
         """Wait until the actor stopped (after :meth:`close`, once its mailbox is empty)."""
@@ -479,6 +504,27 @@ class Subscription:
 
     # -- observability --------------------------------------------------------------
 
+    def note_dropped(self, policy: Overflow, env: Envelope[Any]) -> None:
+        """Count a message dropped by an overflow policy; log a rate-limited summary."""
+        self.dropped += 1
+        count = self._drop_report.note(trio.current_time())
+        if count:
+            self._log_dropped(count, policy.value, env)
+
+    def flush_dropped(self) -> None:
+        """Log the drops not yet reported (the lanes call this when they close)."""
+        count = self._drop_report.flush()
+        if count:
+            self._log_dropped(count, None, None)
+
+    def _log_dropped(self, count: int, policy: str | None, env: Envelope[Any] | None) -> None:
+        log.warning(
+            "message.dropped", subscriber=self.name, dropped=count, total=self.dropped,
+            policy=policy or self.lanes[0].overflow.value,
+            last_id=env.id if env is not None else None,
+            last_topic=env.topic if env is not None else None,
+        )
+
     def stats(self) -> ActorStats:
         return ActorStats(
             pattern=self.pattern,
@@ -506,7 +552,10 @@ class Group:
     """Competing consumers: each message goes to one member; each group gets every message.
 
     A keyed message always goes to the same member (while membership is unchanged), so
-    per-key order holds across the group too.
+    per-key order holds across the group too. A member with ``concurrency=N`` has N lanes
+    and picks one by the key's hash as well (:func:`key_slot`), so a key stays on one
+    lane of one member and keeps its order; keyless messages go round-robin to a member
+    and round-robin among its lanes.
     """
 
     def __init__(self, name: str, pattern: str) -> None:
@@ -521,10 +570,9 @@ class Group:
             return None
         if env.key is not None:
             member = members[key_slot(env.key, len(members))]
-        else:
-            self._next = (self._next + 1) % len(members)
-            member = members[self._next]
-        return member.select(env)
+            return member.select(env, len(members))
+        self._next = (self._next + 1) % len(members)
+        return members[self._next].select(env)
 
     def route_offer(self, env: Envelope[Any]) -> Lane | None:
         lane = self.select(env)

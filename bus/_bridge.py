@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from ._done import Delivery
 from ._envelope import H_ERROR, H_ERROR_TYPE, H_ORIGIN, H_ORIGINAL_TOPIC, Envelope
 from ._errors import BackendError, BackendUnavailableError, BusError, ConfigurationError
+from ._log import get_logger
 from ._policy import RetryPolicy
 from ._routing import Pattern, validate_pattern
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Attachment", "Bridge", "ExportResults", "Features", "Port", "Rejected"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus")  # silent unless the app configures logging (bus/_log.py)
 
 EXPORT_RETRY = RetryPolicy(attempts=None, base_delay=0.2, max_delay=10.0)
 

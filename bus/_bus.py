@@ -23,7 +23,6 @@ from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
-import structlog
 import trio
 
 from ._actor import Group, Subscription
@@ -31,25 +30,38 @@ from ._bridge import EXPORT_RETRY, Attachment, Bridge
 from ._bridge import attach as _attach
 from ._codec import Codec, codec_for
 from ._done import Delivery
-from ._envelope import H_CORRELATION_ID, H_REPLY_TO, Envelope, IdGenerator, describe
+from ._envelope import (
+    H_ATTEMPTS,
+    H_CORRELATION_ID,
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_FAILED_SUBSCRIBER,
+    H_ORIGINAL_TOPIC,
+    H_REPLY_TO,
+    Envelope,
+    IdGenerator,
+    describe,
+)
 from ._errors import (
     BusClosedError,
     ConfigurationError,
     NotDeliveredError,
     PayloadTypeError,
+    RequestFailedError,
     RequestTimeoutError,
     UnknownTopicError,
 )
+from ._log import get_logger
 from ._mailbox import Lane
 from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy, Supervision
-from ._routing import Pattern, RoutingTable, validate_pattern, validate_topic
+from ._routing import Pattern, RoutingTable, is_private, validate_pattern, validate_topic
 from ._stats import BusStats, TopicStats
 
 __all__ = ["Bus", "Topic", "open_bus"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-log = structlog.get_logger("bus")
+log = get_logger("bus")
 
 _time = time.time
 DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"
@@ -88,6 +100,20 @@ class Target(Protocol):
         """The lane *env* would go to, or None if this target skips it."""
 
 
+def _check_headers(headers: Any) -> None:
+    """Headers travel to every broker as strings: refuse anything else, naming it."""
+    if not isinstance(headers, dict):
+        raise PayloadTypeError(f"headers must be a dict[str, str] or None, got {describe(headers)}")
+    for name, value in headers.items():
+        if type(name) is not str:
+            raise PayloadTypeError(f"header names must be str, got {describe(name)}: {name!r}")
+        if type(value) is not str:
+            raise PayloadTypeError(
+                f"header {name!r} must have a str value, got {describe(value)}: {value!r}; "
+                f"headers are strings on every broker, convert it (str(), json) first"
+            )
+
+
 class BusState:
     """What actors and mailboxes share with the bus: drain accounting and dead letters."""
 
@@ -100,6 +126,8 @@ class BusState:
 
     async def dead_letter(self, env: Envelope[Any]) -> None:
         bus = self._bus
+        if H_REPLY_TO in env.headers:
+            await bus._request_failed(env)  # the requester raises now, not at its timeout
         await bus._route(
             msgspec.structs.replace(env, topic=bus.dead_letter_topic, delivery=None)
         )
@@ -156,15 +184,19 @@ class Bus:
         self._state = BusState(self)
         self._nursery: trio.Nursery | None = None
         self._closed = False
-        self._pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]] = {}
+        self._pending: dict[str, _Pending] = {}
         self._attachments: dict[str, Attachment] = {}
         self.undelivered: Mapping[str, int] = MappingProxyType({})
         """After the bus closed: messages left undelivered per subscriber (empty if none)."""
         self.dead_letter_topic = validate_topic(dead_letter_topic)
         self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
+        # This bus's private reply topic. Local replies go straight to the waiting
+        # request; the route is for replies coming back through a bridge. Wildcard
+        # patterns never match it (_routing), and topics()/stats() leave it out.
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
-        self._router.add(self.reply_topic, _ReplyTarget(self._pending))
+        self._replies = _ReplyTarget(self._pending)
+        self._router.add(self.reply_topic, self._replies)
 
     # -- topics -----------------------------------------------------------------------
 
@@ -183,6 +215,10 @@ class Bus:
         """Declare topic *name* carrying payloads of *type*; idempotent for the same type.
 
         *retain* keeps a bounded log for replay (``subscribe(..., replay=True)``).
+        Redeclaring with the same type (and the same *retain*, or ``retain=None`` for
+        "whatever it has") returns a handle; another type or another :class:`Retention`
+        raises :class:`ConfigurationError`. A topic declared without retention may gain
+        one later; its log starts then.
         """
         validate_topic(name)
         existing = self._topics.get(name)
@@ -192,15 +228,22 @@ class Bus:
                     f"topic {name!r} is already declared with type {existing.codec.type_name}; "
                     f"cannot redeclare it as {getattr(type, '__qualname__', type)!r}"
                 )
-            if retain is not None and existing.log is None:
-                existing.log = RetentionLog(retain)
+            if retain is not None:
+                if existing.log is None:
+                    existing.log = RetentionLog(retain)
+                elif existing.log.policy != retain:
+                    raise ConfigurationError(
+                        f"topic {name!r} is already declared with {existing.log.policy!r}; "
+                        f"cannot redeclare it with {retain!r} (declare it once, or pass "
+                        f"retain=None to get a handle on it as it is)"
+                    )
         else:
             self._topics[name] = _TopicSpec(name, codec_for(type), retain)
         return Topic(self, name, type)
 
     def topics(self) -> list[str]:
-        """Names of the declared topics."""
-        return sorted(self._topics)
+        """Names of the declared topics (not the private reply topics)."""
+        return sorted(name for name in self._topics if not is_private(name))
 
     def codec(self, topic: str) -> Codec[Any]:
         """The codec of a declared topic (bridges encode and decode with it)."""
@@ -252,6 +295,8 @@ class Bus:
             spec.codec.check(topic, payload)
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
+        if headers is not None:
+            _check_headers(headers)
         env: Envelope[Any] = Envelope(
             id=self._next_id(), topic=topic, payload=payload, key=key,
             headers={} if headers is None else headers, time=_time(), source=self.name,
@@ -368,6 +413,12 @@ class Bus:
         ``error``); ``retry`` policy before dead-lettering; ``supervision`` of crashes;
         ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
         messages first; ``batch`` to receive lists of up to N envelopes.
+
+        *name* identifies the subscriber in ``stats().actors`` and dead-letter headers: an
+        explicit name already in use raises :class:`ConfigurationError`; without one, the
+        handler's ``__qualname__`` is used, suffixed ``#2``, ``#3``... if taken. With
+        ``group`` and ``concurrency=N`` together, the group picks a member by key hash
+        and the member one of its N lanes by the same hash (see docs/design.md).
         """
         return self._subscribe(
             (pattern,), handler, name=name, concurrency=concurrency, capacity=capacity,
@@ -416,10 +467,7 @@ class Bus:
         for pattern in patterns:
             validate_pattern(pattern)
         pattern = patterns[0]
-        name = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
-        base, n = name, 2
-        while name in self._subs:
-            name, n = f"{base}#{n}", n + 1
+        name = self._subscriber_name(name, handler)
         sub = Subscription(
             self._state,
             name=name,
@@ -459,6 +507,30 @@ class Bus:
         self._nursery.start_soon(sub.run, name=f"actor:{name}")
         log.debug("actor.start", subscriber=name, pattern=pattern, group=group)
         return sub
+
+    def _subscriber_name(self, name: str | None, handler: Any) -> str:
+        """An explicit *name* must be unique on this bus; a name derived from the handler's
+        ``__qualname__`` gets a ``#2``, ``#3``... suffix when it is taken. A subscription
+        that was closed and has stopped frees its name (a bridge detached and attached
+        again); its counters leave ``stats()`` with it."""
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ConfigurationError(f"name must be a non-empty str, got {name!r}")
+            old = self._subs.get(name)
+            if old is not None and old.closed and old.stopped:
+                del self._subs[name]
+            elif old is not None:
+                raise ConfigurationError(
+                    f"a subscriber named {name!r} already exists on bus {self.name!r} "
+                    f"({self._subs[name]!r}); names key stats().actors and dead-letter "
+                    f"headers, so give each subscriber its own name"
+                )
+            return name
+        base = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        derived, n = base, 2
+        while derived in self._subs:
+            derived, n = f"{base}#{n}", n + 1
+        return derived
 
     def _remove(self, sub: Subscription) -> None:
         if sub.group is not None:
@@ -533,42 +605,83 @@ class Bus:
 
     # -- request / reply --------------------------------------------------------------
 
+    @overload
+    async def request(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        reply_type: type[R],
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[R]: ...
+    @overload
+    async def request(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        reply_type: None = None,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]: ...
+
     async def request(
         self,
         topic: str,
         payload: Any,
         *,
         timeout: float,  # noqa: ASYNC109 - request/reply's timeout is part of the contract
+        reply_type: Any = None,
         key: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Envelope[Any]:
-        """Publish a request and wait for the reply envelope; :class:`RequestTimeoutError`
-        if none arrives within *timeout* seconds (trio's clock)."""
+        """Publish a request and wait for the reply envelope.
+
+        *reply_type* declares the reply's payload type: a replier on this bus gets
+        :class:`PayloadTypeError` from ``bus.reply`` when it answers with anything else,
+        and a reply of another type arriving through a bridge raises it here. Raises
+        :class:`RequestFailedError` when a subscriber handling the request failed on its
+        last attempt (it was dead-lettered: no reply will come), and
+        :class:`RequestTimeoutError` when no answer arrives within *timeout* seconds
+        (trio's clock). The first answer wins.
+        """
         if not timeout > 0 or math.isinf(timeout):
             raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
+        codec = None if reply_type is None else codec_for(reply_type)
         correlation = self._new_id()
         hdrs = dict(headers or {})
         hdrs[H_REPLY_TO] = self.reply_topic
         hdrs[H_CORRELATION_ID] = correlation
-        event, slot = trio.Event(), list[Envelope[Any]]()
-        self._pending[correlation] = (event, slot)
+        pending = self._pending[correlation] = _Pending(topic, codec)
         try:
             with trio.move_on_after(timeout):
                 await self.publish(topic, payload, key=key, headers=hdrs)
-                await event.wait()
-                reply: Envelope[Any] = slot[0]
-                return reply
+                await pending.answered.wait()
         finally:
             del self._pending[correlation]
-        raise RequestTimeoutError(
-            f"no reply to request on {topic!r} within {timeout}s; is a subscriber calling "
-            f"bus.reply(env, ...) for it?"
-        )
+        reply = pending.reply
+        if reply is None:
+            raise RequestTimeoutError(
+                f"no reply to request on {topic!r} within {timeout}s; is a subscriber "
+                f"calling bus.reply(env, ...) for it?"
+            )
+        if H_ERROR_TYPE in reply.headers:
+            raise _request_failed_error(topic, reply.headers)
+        if codec is not None:
+            _check_reply(codec, topic, reply.payload)
+        return reply
 
     async def reply(
         self, request: Envelope[Any], payload: Any, *, headers: dict[str, str] | None = None
     ) -> None:
-        """Answer *request* (an envelope published by :meth:`request`)."""
+        """Answer *request* (an envelope published by :meth:`request`).
+
+        Raises :class:`PayloadTypeError` if the request declared a ``reply_type`` that
+        *payload* is not (checked here when the requester is on this bus).
+        """
         reply_to = request.headers.get(H_REPLY_TO)
         correlation = request.headers.get(H_CORRELATION_ID)
         if reply_to is None or correlation is None:
@@ -578,9 +691,45 @@ class Bus:
             )
         hdrs = dict(headers or {})
         hdrs[H_CORRELATION_ID] = correlation
+        if reply_to == self.reply_topic:
+            pending = self._pending.get(correlation)
+            if pending is not None and pending.codec is not None:
+                _check_reply(pending.codec, pending.topic, payload)
+            if headers is not None:
+                _check_headers(headers)
+            self._replies.route_offer(self._reply_envelope(reply_to, payload, request.key, hdrs))
+            return
+        # the requester is another process's bus: the reply travels through a bridge
         if reply_to not in self._topics:
             self.topic(reply_to, object)
         await self.publish(reply_to, payload, key=request.key, headers=hdrs)
+
+    def _reply_envelope(
+        self, reply_to: str, payload: Any, key: str | None, headers: dict[str, str]
+    ) -> Envelope[Any]:
+        return Envelope(
+            id=self._next_id(), topic=reply_to, payload=payload, key=key, headers=headers,
+            time=_time(), source=self.name,
+        )
+
+    async def _request_failed(self, dead: Envelope[Any]) -> None:
+        """Tell the requester that *dead* (a request about to be dead-lettered, with the
+        error headers) will get no reply."""
+        reply_to = dead.headers[H_REPLY_TO]
+        hdrs = {
+            name: dead.headers[name]
+            for name in (
+                H_CORRELATION_ID, H_ERROR, H_ERROR_TYPE, H_FAILED_SUBSCRIBER, H_ATTEMPTS,
+            )
+            if name in dead.headers
+        }
+        hdrs[H_ORIGINAL_TOPIC] = dead.topic
+        if reply_to == self.reply_topic:
+            self._replies.route_offer(self._reply_envelope(reply_to, None, dead.key, hdrs))
+        elif not self._closed:
+            if reply_to not in self._topics:
+                self.topic(reply_to, object)
+            await self.publish(reply_to, None, key=dead.key, headers=hdrs)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -647,12 +796,25 @@ class Bus:
                 retained_bytes=spec.log.bytes if spec.log is not None else 0,
             )
             for name, spec in self._topics.items()
+            if not is_private(name)
         }
         actors = {name: sub.stats() for name, sub in self._subs.items()}
         return BusStats(topics=topics, actors=actors, pending_requests=len(self._pending))
 
     def subscriptions(self) -> list[Subscription]:
         return list(self._subs.values())
+
+
+class _Pending:
+    """A request waiting for its answer: a reply, or the error headers of a failure."""
+
+    __slots__ = ("answered", "codec", "reply", "topic")
+
+    def __init__(self, topic: str, codec: Codec[Any] | None) -> None:
+        self.topic = topic
+        self.codec = codec
+        self.answered = trio.Event()
+        self.reply: Envelope[Any] | None = None
 
 
 async def _confirmed(env: Envelope[Any]) -> None:
@@ -672,7 +834,7 @@ class _ReplyTarget:
 
     careful = False
 
-    def __init__(self, pending: dict[str, tuple[trio.Event, list[Envelope[Any]]]]) -> None:
+    def __init__(self, pending: dict[str, _Pending]) -> None:
         self._pending = pending
 
     def select(self, env: Envelope[Any]) -> None:
@@ -680,11 +842,33 @@ class _ReplyTarget:
 
     def route_offer(self, env: Envelope[Any]) -> None:
         waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
-        if waiting is not None and not waiting[0].is_set():
-            waiting[1].append(env)
-            waiting[0].set()
+        if waiting is not None and waiting.reply is None:
+            waiting.reply = env
+            waiting.answered.set()
         else:
             log.warning("reply.unmatched", id=env.id, topic=env.topic)
+
+
+def _check_reply(codec: Codec[Any], topic: str, payload: Any) -> None:
+    try:
+        codec.check(topic, payload)
+    except PayloadTypeError:
+        raise PayloadTypeError(
+            f"the reply to a request on {topic!r} must be {codec.type_name} (its reply_type), "
+            f"got {describe(payload)}"
+        ) from None
+
+
+def _request_failed_error(topic: str, headers: dict[str, str]) -> RequestFailedError:
+    subscriber = headers.get(H_FAILED_SUBSCRIBER, "?")
+    error_type = headers.get(H_ERROR_TYPE, "?")
+    error = headers.get(H_ERROR, "")
+    attempts = int(headers.get(H_ATTEMPTS, "0") or 0)
+    return RequestFailedError(
+        f"request on {topic!r} failed: subscriber {subscriber!r} raised {error_type}: "
+        f"{error} (after {attempts} attempt(s); the request went to the dead-letter topic)",
+        subscriber=subscriber, error_type=error_type, error=error, attempts=attempts,
+    )
 
 
 @asynccontextmanager

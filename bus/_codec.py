@@ -64,7 +64,7 @@ class Codec(Generic[T]):
                 ) from None
         raise PayloadTypeError(
             f"topic {topic!r} expects {self.type_name}, got {describe(payload)}; "
-            f"publish a {self.type_name} or declare the topic with another type"
+            f"publish a value of type {self.type_name} or declare the topic with another type"
         )
 
     def encode(self, payload: T) -> bytes:

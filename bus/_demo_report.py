@@ -132,7 +132,7 @@ class Trace:
     @contextmanager
     def bus_logs(self) -> Iterator[None]:
         """Route the bus's structlog events (info and up) into the trace; restore after."""
-        saved = structlog.get_config()
+        was_configured, saved = structlog.is_configured(), structlog.get_config()
         structlog.configure(
             processors=[structlog.processors.add_log_level, self.from_log],
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
@@ -141,4 +141,7 @@ class Trace:
         try:
             yield
         finally:
-            structlog.configure(**saved)
+            if was_configured:
+                structlog.configure(**saved)
+            else:
+                structlog.reset_defaults()  # unconfigured again: the bus is silent again

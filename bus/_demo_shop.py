@@ -133,9 +133,10 @@ class Shop:
     async def ask_quote(self, order: OrderPlaced) -> Quote:
         """Request/reply: inventory answers on the bus's reply topic."""
         request = QuoteRequest(order.sku, order.quantity)
-        reply = await self.bus.request(self.quote.name, request, key=order.order_id, timeout=1.0)
+        reply = await self.bus.request(
+            self.quote.name, request, key=order.order_id, timeout=1.0, reply_type=Quote
+        )
         quote = reply.payload
-        assert isinstance(quote, Quote)
         self.trace(self.quote.name, order.order_id, f"{request.describe()} {quote.describe()}")
         return quote
 
@@ -291,10 +292,7 @@ async def simulate(orders: int, failure_rate: float, seed: int, emit: Emit) -> S
         released=inventory.released,
         retries=sum(a.retried for a in stats.actors.values()),
         dead_letters=dead,
-        published={
-            ("bus.reply.*" if name.startswith("bus.reply.") else name): t.published
-            for name, t in sorted(stats.topics.items())
-        },
+        published={name: t.published for name, t in sorted(stats.topics.items())},
         actors={
             name: ActorLine(a.pattern, a.group, a.delivered, a.failed, a.retried, a.dead_lettered)
             for name, a in stats.actors.items()

@@ -17,6 +17,7 @@ they are translated at the boundary into :class:`BackendError` with ``raise ... 
     ├── MailboxFullError            a mailbox with overflow="error" is full
     ├── NotDeliveredError           publish(confirm=True): a subscriber dead-lettered it
     ├── RequestTimeoutError         request/reply got no reply in time
+    ├── RequestFailedError          the subscriber handling a request failed for good
     ├── SupervisorGaveUp            an actor crashed more often than its restart limit
     └── BackendError                a broker failed: the remote side's fault
         └── BackendUnavailableError the broker cannot be reached
@@ -82,6 +83,27 @@ class NotDeliveredError(BusError):
 
 class RequestTimeoutError(BusError, TimeoutError):
     """A request got no reply within its timeout."""
+
+
+class RequestFailedError(BusError):
+    """A subscriber handling a request failed on its last attempt, so no reply will come.
+
+    Raised by ``bus.request`` instead of waiting for the timeout. The attributes say who
+    failed and how (they come from the dead-letter headers, so they cross bridges too).
+    """
+
+    def __init__(
+        self, message: str, *, subscriber: str, error_type: str, error: str, attempts: int
+    ) -> None:
+        super().__init__(message)
+        self.subscriber = subscriber
+        """Name of the subscriber whose handler failed."""
+        self.error_type = error_type
+        """Qualified name of the exception class it raised, e.g. ``builtins.ValueError``."""
+        self.error = error
+        """``str()`` of that exception."""
+        self.attempts = attempts
+        """Attempts made before giving up."""
 
 
 class SupervisorGaveUp(BusError):

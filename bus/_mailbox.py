@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from ._envelope import Envelope
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from ._actor import Subscription
 
 __all__ = ["Lane"]
-
-log = structlog.get_logger("bus")
 
 
 class Lane:
@@ -105,13 +102,9 @@ class Lane:
         else:
             owner.rejected += 1
             raise self.full_error()
-        owner.dropped += 1
         if dropped.delivery is not None:
             dropped.delivery.fail(owner.name, "dropped", f"mailbox full, overflow={policy.value}")
-        log.warning(
-            "message.dropped", subscriber=owner.name, policy=policy.value, id=dropped.id,
-            topic=dropped.topic,
-        )
+        owner.note_dropped(policy, dropped)  # counted; logged as a rate-limited summary
         return None
 
     async def put(self, env: Envelope[Any]) -> None:
@@ -178,3 +171,4 @@ class Lane:
         self._getter_parked = False
         self._getter.unpark_all()
         self.wake_putters()
+        self.owner.flush_dropped()

@@ -9,6 +9,7 @@ which is why ``MockClock`` makes all of them deterministic.
 from __future__ import annotations
 
 import enum
+import math
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -17,7 +18,15 @@ from typing import Generic, TypeVar
 
 from ._errors import ConfigurationError
 
-__all__ = ["DedupWindow", "Overflow", "Retention", "RetentionLog", "RetryPolicy", "Supervision"]
+__all__ = [
+    "DedupWindow",
+    "Overflow",
+    "RateLimitedCount",
+    "Retention",
+    "RetentionLog",
+    "RetryPolicy",
+    "Supervision",
+]
 
 T = TypeVar("T")
 
@@ -28,9 +37,10 @@ class Overflow(enum.Enum):
     BLOCK = "block"
     """The publisher waits for room: backpressure. Nothing is dropped. The default."""
     DROP_OLDEST = "drop_oldest"
-    """The oldest queued message is dropped (counted and logged) to make room."""
+    """The oldest queued message is dropped to make room: counted in
+    ``ActorStats.dropped``, logged as a ``message.dropped`` summary at most once a second."""
     DROP_NEWEST = "drop_newest"
-    """The new message is dropped (counted and logged); the queue is unchanged."""
+    """The new message is dropped; the queue is unchanged. Counted and logged as above."""
     ERROR = "error"
     """``publish`` raises :class:`~bus.MailboxFullError`; the caller decides."""
 
@@ -48,9 +58,34 @@ class Overflow(enum.Enum):
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{name} must be {bound}, got {value!r}")
+    """Raise :class:`ConfigurationError` naming *name* unless *value* is a finite number
+    > 0 (or >= 0 with *allow_zero*). NaN, infinities, bools and strings are refused."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        raise ConfigurationError(f"{name} must be {bound} (a finite number), got {value!r}")
+
+
+def _count(name: str, value: int, *, minimum: int) -> None:
+    """Raise :class:`ConfigurationError` naming *name* unless *value* is an int >= *minimum*."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _delays(owner: str, base_delay: float, max_delay: float) -> None:
+    _positive(f"{owner}.base_delay", base_delay, allow_zero=True)
+    _positive(f"{owner}.max_delay", max_delay, allow_zero=True)
+    if base_delay > max_delay:
+        raise ConfigurationError(
+            f"{owner}.base_delay ({base_delay!r}) is greater than {owner}.max_delay "
+            f"({max_delay!r}), so every wait would be capped at max_delay; raise max_delay "
+            f"to at least base_delay, or lower base_delay"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +106,22 @@ class RetryPolicy:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.attempts is not None and (not isinstance(self.attempts, int) or self.attempts < 1):
+        attempts = self.attempts
+        if attempts is not None and (
+            isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
+        ):
             raise ConfigurationError(
-                f"attempts must be an int >= 1 or None (forever), got {self.attempts!r}"
+                f"RetryPolicy.attempts must be an int >= 1 or None (forever), got {attempts!r}"
             )
-        _positive("base_delay", self.base_delay, allow_zero=True)
-        _positive("max_delay", self.max_delay, allow_zero=True)
+        _delays("RetryPolicy", self.base_delay, self.max_delay)
+        _positive("RetryPolicy.factor", self.factor)
         if self.factor < 1:
-            raise ConfigurationError(f"factor must be >= 1, got {self.factor!r}")
-        if not 0 <= self.jitter <= 1:
-            raise ConfigurationError(f"jitter must be within [0, 1], got {self.jitter!r}")
+            raise ConfigurationError(f"RetryPolicy.factor must be >= 1, got {self.factor!r}")
+        _positive("RetryPolicy.jitter", self.jitter, allow_zero=True)
+        if self.jitter > 1:
+            raise ConfigurationError(
+                f"RetryPolicy.jitter must be within [0, 1], got {self.jitter!r}"
+            )
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed *attempt* (1-based) before the next one."""
@@ -105,9 +146,9 @@ class Supervision:
     max_delay: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_restarts < 0:
-            raise ConfigurationError(f"max_restarts must be >= 0, got {self.max_restarts!r}")
-        _positive("window", self.window)
+        _count("Supervision.max_restarts", self.max_restarts, minimum=0)
+        _positive("Supervision.window", self.window)
+        _delays("Supervision", self.base_delay, self.max_delay)
 
     def delay(self, restart: int) -> float:
         """Seconds to wait before restart number *restart* (1-based)."""
@@ -136,22 +177,31 @@ class RestartTracker:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """Bounds of a topic's retained log. Any bound left ``None`` does not apply."""
+    """Bounds of a topic's retained log. Any bound left ``None`` does not apply; the
+    oldest messages are dropped from the log while any bound is exceeded."""
 
     max_count: int | None = None
+    """Messages."""
     max_bytes: int | None = None
+    """Bytes of the payloads' JSON encoding (``Codec.encode``, what a bridge sends),
+    summed over the retained messages; envelope fields and headers are not counted. Each
+    retained publish encodes its payload once to measure it. This bounds the retained
+    log only: mailboxes are bounded in messages (``capacity=``), never in bytes."""
     max_age: float | None = None
-    """Seconds of trio's clock."""
+    """Seconds of trio's clock since the message was retained. A message exactly
+    ``max_age`` old is still kept; it goes once it is older."""
 
     def __post_init__(self) -> None:
         if self.max_count is None and self.max_bytes is None and self.max_age is None:
             raise ConfigurationError(
                 "Retention needs at least one bound: max_count, max_bytes or max_age"
             )
-        for name in ("max_count", "max_bytes", "max_age"):
+        for name in ("max_count", "max_bytes"):
             value = getattr(self, name)
             if value is not None:
-                _positive(name, value)
+                _count(f"Retention.{name}", value, minimum=1)
+        if self.max_age is not None:
+            _positive("Retention.max_age", self.max_age)
 
 
 class RetentionLog(Generic[T]):
@@ -192,9 +242,8 @@ class DedupWindow:
     """Remembers recently handled message keys for *ttl* seconds, at most *size* of them."""
 
     def __init__(self, size: int = 10_000, ttl: float = 300.0) -> None:
-        if size < 1:
-            raise ConfigurationError(f"dedup size must be >= 1, got {size!r}")
-        _positive("dedup ttl", ttl)
+        _count("DedupWindow.size", size, minimum=1)
+        _positive("DedupWindow.ttl", ttl)
         self.size, self.ttl = size, ttl
         self._seen: OrderedDict[str, float] = OrderedDict()
 
@@ -214,3 +263,32 @@ class DedupWindow:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+class RateLimitedCount:
+    """Counts events and says when to report them: at most once per *interval* seconds.
+
+    ``note(now)`` counts one event and returns how many to report now (the events since
+    the last report, this one included) or 0 while the interval since the last report has
+    not passed. The first event after a quiet interval is reported at once; ``flush()``
+    hands over what is still unreported (the owner calls it when it stops).
+    """
+
+    __slots__ = ("_next", "interval", "pending")
+
+    def __init__(self, interval: float = 1.0) -> None:
+        _positive("interval", interval)
+        self.interval = interval
+        self.pending = 0
+        self._next = float("-inf")
+
+    def note(self, now: float) -> int:
+        self.pending += 1
+        if now < self._next:
+            return 0
+        self._next = now + self.interval
+        return self.flush()
+
+    def flush(self) -> int:
+        count, self.pending = self.pending, 0
+        return count

@@ -9,7 +9,11 @@ Syntax (the same as RabbitMQ topic exchanges, so bridges need no translation):
 - a topic name is one or more dot-separated segments of ``[A-Za-z0-9_-]``, e.g.
   ``order.created``; at most 249 characters (Kafka's limit);
 - a pattern is a topic name whose segments may also be ``*`` (exactly one segment)
-  or ``#`` (zero or more segments): ``order.*``, ``payment.#``, ``#``.
+  or ``#`` (zero or more segments): ``order.*``, ``payment.#``, ``#``;
+- private topics (a bus's reply topics, ``bus.reply.<id>``) are matched only by patterns
+  that spell out their prefix (``bus.reply.#``), never by ``#``, ``bus.#`` or ``*.*.*``:
+  a recorder or an audit subscriber on ``#`` does not see request/reply traffic (MQTT
+  keeps ``$SYS/...`` away from ``#`` the same way).
 
 This module does not know about mailboxes, delivery or types.
 """
@@ -22,9 +26,18 @@ from typing import Generic, TypeVar
 
 from ._errors import TopicError
 
-__all__ = ["Pattern", "RoutingTable", "is_pattern", "validate_pattern", "validate_topic"]
+__all__ = [
+    "PRIVATE_PREFIX",
+    "Pattern",
+    "RoutingTable",
+    "is_pattern",
+    "is_private",
+    "validate_pattern",
+    "validate_topic",
+]
 
 MAX_TOPIC_LENGTH = 249
+PRIVATE_PREFIX = "bus.reply."
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-]+\Z")
 _SYNTAX = (
     "a name is dot-separated segments of letters, digits, '_' or '-' "
@@ -66,6 +79,11 @@ def validate_pattern(pattern: str) -> str:
     return pattern
 
 
+def is_private(topic: str) -> bool:
+    """True for a bus's private topics (reply topics), hidden from wildcards and listings."""
+    return topic.startswith(PRIVATE_PREFIX)
+
+
 def is_pattern(text: str) -> bool:
     """True if *text* holds a wildcard segment."""
     return any(segment in ("*", "#") for segment in text.split("."))
@@ -74,14 +92,17 @@ def is_pattern(text: str) -> bool:
 class Pattern:
     """A validated subscription pattern that can test topic names."""
 
-    __slots__ = ("_segments", "text")
+    __slots__ = ("_private", "_segments", "text")
 
     def __init__(self, text: str) -> None:
         self.text = validate_pattern(text)
         self._segments = tuple(text.split("."))
+        self._private = text.startswith(PRIVATE_PREFIX)  # may match private topics
 
     def matches(self, topic: str) -> bool:
         """True if *topic* (a valid topic name) is selected by this pattern."""
+        if not self._private and topic.startswith(PRIVATE_PREFIX):
+            return False
         segs = self._segments
         if "#" not in segs and "*" not in segs:
             return topic == self.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 __all__ = ["ActorStats", "BusStats", "TopicStats"]
 
@@ -22,7 +23,9 @@ class TopicStats:
     retained: int
     """Messages currently held in its retained log (0 without retention)."""
     retained_bytes: int
-    """Encoded size of the retained log, when retention counts bytes."""
+    """Size of the retained log in bytes of the payloads' JSON encoding (what a bridge
+    would send), counted only when the topic's ``Retention`` has ``max_bytes``; envelope
+    fields and headers are not included. 0 otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,8 @@ class ActorStats:
     restarts: int
     """Times its supervisor restarted it after a crash outside the handler."""
     mailbox_depth: int
-    """Messages waiting in its mailbox(es) now."""
+    """Messages waiting in its mailbox(es) now. Mailboxes are bounded in messages
+    (``capacity``), never in bytes."""
     handler_seconds_mean: float
     """Mean duration of successful handler calls (one call in 16 is timed)."""
     handler_seconds_max: float
@@ -60,12 +64,21 @@ class ActorStats:
 
 @dataclass(frozen=True, slots=True)
 class BusStats:
-    """A snapshot of the whole bus."""
+    """A snapshot of the whole bus. Its mappings are read-only views, like its fields."""
 
     topics: Mapping[str, TopicStats]
+    """Per declared topic (the bus's private reply topics are not listed)."""
     actors: Mapping[str, ActorStats]
+    """Per subscriber, by name."""
     pending_requests: int
     """Requests waiting for a reply."""
+
+    def __post_init__(self) -> None:
+        # frozen=True stops rebinding the fields; these stop changing what they hold
+        for name in ("topics", "actors"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
 
     @property
     def published(self) -> int:

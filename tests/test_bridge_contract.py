@@ -16,8 +16,9 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
-from bus import BackendError, Bridge, ConfigurationError, Envelope, Port, RetryPolicy, open_bus
+from bus import BackendError, ConfigurationError, Envelope, RetryPolicy, open_bus
 from bus._envelope import H_ERROR, H_ORIGIN, H_ORIGINAL_TOPIC
+from bus.abc import Bridge, Port
 
 
 class Order(msgspec.Struct):

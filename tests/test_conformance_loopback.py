@@ -6,8 +6,16 @@ import time
 
 import pytest
 
-from bus._check_bridge import CASES, BridgeKit, check_broker_to_broker, run_case
-from bus._loopback import LOOPBACK_FEATURES, LoopbackBridge, LoopbackBroker, LoopbackRecord
+from bus.testing import (
+    CASES,
+    LOOPBACK_FEATURES,
+    BridgeKit,
+    LoopbackBridge,
+    LoopbackBroker,
+    LoopbackRecord,
+    check_broker_to_broker,
+    run_case,
+)
 
 
 def loopback_kit(broker: LoopbackBroker, name: str = "loopback") -> BridgeKit:

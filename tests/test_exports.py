@@ -8,10 +8,11 @@ import sys
 import bus
 
 CORE_NAMES = {
-    "Actor", "ActorStats", "Attachment", "BackendError", "BackendUnavailableError", "Bridge",
+    "Actor", "ActorStats", "Attachment", "BackendError", "BackendUnavailableError",
     "Bus", "BusClosedError", "BusError", "BusStats", "Codec", "ConfigurationError",
     "DecodeError", "DedupWindow", "Envelope", "Group", "MailboxFullError",
-    "MissingDependencyError", "Overflow", "PayloadTypeError", "Port", "RequestTimeoutError",
+    "MissingDependencyError", "NotDeliveredError", "Overflow", "PayloadTypeError",
+    "RequestFailedError", "RequestTimeoutError",
     "Retention", "RetryPolicy", "Subscription", "Supervision", "SupervisorGaveUp", "Topic",
     "TopicError", "TopicStats", "UnknownTopicError", "open_bus",
 }
@@ -37,3 +38,16 @@ def test_importing_bus_and_bridges_loads_no_broker_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+IMPLEMENTER_NAMES = {
+    "Bridge", "Delivery", "ExportResults", "Failure", "Features", "OffsetTracker", "Port",
+    "Rejected", "H_ORIGIN", "H_ERROR", "H_ERROR_TYPE", "H_ORIGINAL_TOPIC",
+}
+
+
+def test_implementer_names_live_in_bus_abc_not_in_bus() -> None:
+    import bus.abc
+
+    assert IMPLEMENTER_NAMES <= set(bus.abc.__all__)
+    assert not {"Bridge", "Port", "Features", "Rejected"} & set(bus.__all__)

@@ -44,10 +44,10 @@ from bus import (
 )
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
-from .._runtime import Runtime, RuntimeKind, open_runtime
+from .._runtime import Runtime, RuntimeKind, start_runtime
 from ._acks import AckTracker
 from ._client import AmqpClient
-from ._errors import is_client_error, translate
+from ._errors import describe, is_client_error, translate
 from ._wire import Outgoing, from_amqp, mask_url, to_amqp
 
 __all__ = ["FEATURES", "RabbitMQBridge"]
@@ -61,6 +61,8 @@ bridge rejects it before sending."""
 
 ACK_TIMEOUT = 5.0
 """How long sending a batch of acks may take, even while ingress is being cancelled."""
+CLOSE_STEP_TIMEOUT = 2.0
+"""Bound of each step of closing (final acks and consumer cancel; connection close)."""
 
 FEATURES = Features(
     ordered=True,
@@ -128,7 +130,6 @@ class RabbitMQBridge(Bridge):
             delivery_mode=delivery_mode, mandatory=mandatory, connect_timeout=connect_timeout,
         )
         self._rt: Runtime | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
         self._trackers: dict[Any, AckTracker] = {}
         self._acks_wanted = trio.Event()
         self._bound: set[str] = set()
@@ -142,37 +143,42 @@ class RabbitMQBridge(Bridge):
     # -- lifecycle --------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._stack is not None:
+        if self._rt is not None:
             raise ConfigurationError(f"bridge {self.name!r} is open already")
-        stack = contextlib.AsyncExitStack()
+        self._rt = await start_runtime(self._runtime_kind)
         try:
-            self._rt = await stack.enter_async_context(open_runtime(self._runtime_kind))
-            stack.push_async_callback(self._close_client)
-            try:
-                await self._call(self._client.connect)
-            except BackendUnavailableError as exc:
-                raise BackendUnavailableError(
-                    f"RabbitMQ bridge {self.name!r} cannot reach {mask_url(self._url)}: {exc}"
-                ) from exc.__cause__
-        except BaseException:
+            await self._call(self._client.connect)
+        except BaseException as exc:
             with trio.CancelScope(shield=True):
-                await stack.aclose()
-            self._rt = None
+                await self._shutdown()
+            if isinstance(exc, BackendUnavailableError) and exc.__cause__ is not None:
+                cause = exc.__cause__
+                raise BackendUnavailableError(
+                    f"RabbitMQ bridge {self.name!r} cannot reach {mask_url(self._url)} "
+                    f"({describe(cause, self._secret)})"
+                ) from cause
             raise
-        self._stack = stack
-
-    async def _close_client(self) -> None:
-        with contextlib.suppress(BackendError):
-            await self._flush_acks()
-            await self._call(self._client.stop_consuming)
-        with contextlib.suppress(BackendError):
-            await self._call(self._client.close)
 
     async def aclose(self) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
-        self._rt = None
+        if self._rt is not None:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        # Each step bounded: with the broker down, a close handshake or basic.cancel
+        # would wait for a reply that never comes; the runtime then cancels what is left.
+        # Whatever was not acknowledged is redelivered by the broker.
+        rt = self._rt
+        assert rt is not None
+        try:
+            with trio.move_on_after(CLOSE_STEP_TIMEOUT), contextlib.suppress(BackendError):
+                await self._flush_acks()
+                await self._call(self._client.stop_consuming)
+            with trio.move_on_after(CLOSE_STEP_TIMEOUT), contextlib.suppress(BackendError):
+                await self._call(self._client.close)
+        finally:
+            self._rt = None
+            self._trackers.clear()
+            await rt.aclose()
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run *fn* on the asyncio loop; translate the client's exceptions."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
 
-__all__ = ["is_client_error", "translate"]
+__all__ = ["describe", "is_client_error", "translate"]
 
 
 def is_client_error(exc: BaseException) -> bool:
@@ -22,15 +22,19 @@ def is_client_error(exc: BaseException) -> bool:
     return module.startswith(("aio_pika", "aiormq", "pamqp"))
 
 
+def describe(exc: BaseException, secret: str | None) -> str:
+    """``Type: message`` of *exc*, with *secret* (the URL's password) blotted out."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return what.replace(secret, "***") if secret else what
+
+
 def translate(exc: BaseException, bridge: str, secret: str | None) -> BackendError:
     """The bus error for *exc*; the caller raises it ``from exc``."""
     import aiormq.exceptions
 
     if isinstance(exc, BackendError):
         return exc
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if secret:
-        what = what.replace(secret, "***")
+    what = describe(exc, secret)
     auth = (aiormq.exceptions.AuthenticationError, aiormq.exceptions.ProbableAuthenticationError)
     if isinstance(exc, auth):
         return BackendError(f"RabbitMQ bridge {bridge!r}: login refused ({what})")

@@ -23,10 +23,10 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, overload
 
-import structlog
 import trio
 
 from .._errors import BusClosedError, ConfigurationError, DecodeError, TopicError
+from .._log import get_logger
 from ._adapter import EventAdapter
 from ._factory import EventFactory
 from ._message import EventMessage
@@ -40,7 +40,7 @@ ModelT = TypeVar("ModelT")
 ModelCallback = Callable[[ModelT], Awaitable[None] | None]
 """What ``pull(name, callback=...)`` calls with each decoded model (async or not)."""
 
-_log = structlog.get_logger("bus.facade")
+_log = get_logger("bus.facade")
 
 # Cleanup must not hang forever on a broker that stopped answering.
 _DISCONNECT_TIMEOUT = 10.0

@@ -72,7 +72,7 @@ class ModelCodec(Generic[ModelT]):
                     msgspec.convert(data, self.model)
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
             raise PayloadTypeError(
-                f"topic {topic!r} carries {self.name}, got a {type(obj).__qualname__} "
+                f"topic {topic!r} carries {self.name}, got {type(obj).__qualname__} "
                 f"that does not fit it: {exc}"
             ) from exc
         if not isinstance(data, dict):

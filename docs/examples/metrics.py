@@ -2,11 +2,13 @@
 
 Seed pattern "Monitoreo y Métricas", as an :class:`~bus.AdapterWrapper` so it works
 under any ``BaseEvent`` (``adapter=``) and for callbacks as well as iterators. Latency is
-measured on trio's clock.
+wall-clock time (``time.perf_counter``): trio's clock does not move while a publish
+completes without waiting, so measured on it every latency would read 0.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +28,7 @@ class MetricsEventAdapter(AdapterWrapper):
         self.latency_count = 0
 
     async def publish(self, message: EventMessage) -> None:
-        start = trio.current_time()
+        start = time.perf_counter()
         try:
             await super().publish(message)
             self.metrics["published"] += 1
@@ -34,7 +36,7 @@ class MetricsEventAdapter(AdapterWrapper):
             self.metrics["errors"] += 1
             raise
         finally:
-            self.latency_sum += trio.current_time() - start
+            self.latency_sum += time.perf_counter() - start
             self.latency_count += 1
 
     async def subscribe(self, topic: str, callback: MessageCallback, **kwargs: Any) -> None:

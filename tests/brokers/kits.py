@@ -16,8 +16,8 @@ from typing import Any
 
 import trio
 
-from bus._check_bridge import BridgeKit
 from bus.abc import Bridge
+from bus.testing import BridgeKit
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EXCHANGE = "trio-bus-conformance"

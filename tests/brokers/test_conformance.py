@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from bus._check_bridge import CASES, run_case
+from bus.testing import CASES, run_case
 
 sys.path.insert(0, str(Path(__file__).parent))  # kits.py, importable by the kill -9 child too
 kits = importlib.import_module("kits")

@@ -107,7 +107,7 @@ async def test_metrics() -> None:
     assert metrics["published_total"] == 3
     assert metrics["consumed_total"] == 6  # three by callback, three by iterator
     assert metrics["errors_total"] == 1
-    assert metrics["average_latency_seconds"] >= 0
+    assert 0 < metrics["average_latency_seconds"] < 1.0  # measured, and plausible
 
 
 async def test_idempotency() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from bus import BaseEvent, EventAdapter, EventFactory, EventMessage, settings
+from bus import BaseEvent, EventAdapter, EventFactory, EventMessage, InMemoryAdapter, settings
 
 
 class User(msgspec.Struct):
@@ -114,7 +114,19 @@ async def test_programmatic_settings() -> None:
     settings.rabbitmq_url = "amqp://prod-rabbitmq:5672"
     settings.aws_region = "eu-west-1"
     assert settings.adapter_kwargs("kinesis") == {"region_name": "eu-west-1"}
-    assert UserEvent().event_adapter is not None
+    assert settings.adapter_kwargs("rabbitmq") == {"connection_url": "amqp://prod-rabbitmq:5672"}
+    assert type(UserEvent().event_adapter).__name__ == "InMemoryAdapter"
+
+    class Probe(InMemoryAdapter):  # records what the factory built it with
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__()
+            self.kwargs = kwargs
+
+    EventFactory.register_adapter("probe", Probe)
+    settings.event_type = "probe"  # the backend comes from the assigned settings
+    adapter = UserEvent().event_adapter
+    assert isinstance(adapter, Probe) and adapter.kwargs == {}
+    assert not isinstance(UserEvent(event_type="memory").event_adapter, Probe)
 
 
 # -- "Testing": the mock adapter, registered through the factory -----------------------

@@ -1,6 +1,6 @@
 """The consuming child process of the conformance suite's kill -9 case.
 
-``python -m bus._check_child MODULE:FUNCTION TOPIC GROUP OUTFILE`` imports *TOPIC* through
+``python -m bus.testing._check_child MODULE:FUNCTION TOPIC GROUP OUTFILE`` imports *TOPIC* through
 the bridge ``FUNCTION(name, group)`` makes, and appends each handled order number to
 *OUTFILE* with an unbuffered write after its handler finished, so what the file holds was
 handled even if the process is killed the next instant. SIGTERM leaves cleanly.
@@ -15,9 +15,9 @@ import sys
 
 import trio
 
-from ._bus import open_bus
+from .._bus import open_bus
+from .._envelope import Envelope
 from ._check_bridge import Order
-from ._envelope import Envelope
 
 
 async def _main(spec: str, topic: str, group: str, out: str) -> None:

@@ -29,11 +29,11 @@ from pathlib import Path
 import msgspec
 import trio
 
-from ._bridge import Bridge, Features
-from ._bus import Bus, open_bus
-from ._envelope import H_ERROR, H_ORIGIN, Envelope
-from ._errors import BackendUnavailableError
-from ._policy import RetryPolicy
+from .._bridge import Bridge, Features
+from .._bus import Bus, open_bus
+from .._envelope import H_ERROR, H_ORIGIN, Envelope
+from .._errors import BackendUnavailableError
+from .._policy import RetryPolicy
 
 __all__ = ["CASES", "BridgeKit", "Order", "check_bridge", "check_broker_to_broker", "run_case"]
 
@@ -286,7 +286,8 @@ async def case_at_least_once_kill9(kit: BridgeKit, prefix: str) -> None:
             await a.publish(topic, Order(i), key=f"k{i % 8}", confirm=(i == count - 1))
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"{prefix}.handled"
     assert kit.child is not None
-    cmd = [sys.executable, "-m", "bus._check_child", kit.child, topic, f"{prefix}-g", str(out)]
+    child_args = [kit.child, topic, f"{prefix}-g", str(out)]
+    cmd = [sys.executable, "-m", "bus.testing._check_child", *child_args]
     env = {**os.environ, **kit.env}
 
     def handled() -> list[int]:

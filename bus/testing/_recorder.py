@@ -1,30 +1,16 @@
-"""Test support for code that uses trio-bus: a recorder and pytest-trio fixtures.
-
-Use the fixtures by adding ``pytest_plugins = ["bus.testing"]`` to your ``conftest.py``
-(pytest-trio must be installed and ``trio_mode = true`` set, or tests marked
-``@pytest.mark.trio``):
-
-- ``bus`` — an open strict bus for the test, closed (drained) after it;
-- ``recorder`` — a :class:`Recorder` on that bus capturing every message.
-
-Combine them with pytest-trio's ``autojump_clock`` fixture to make backoffs, timeouts
-and retention ages take no real time. The recorder is an ordinary subscriber, so it
-sees exactly what subscribers see, in publish order.
-"""
+"""The :class:`Recorder`: an ordinary subscriber that keeps what it sees, for asserts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import trio
 
-from ._bus import Bus, open_bus
-from ._envelope import Envelope
-from ._routing import Pattern
+from .._bus import Bus
+from .._envelope import Envelope
+from .._routing import Pattern
 
-__all__ = ["Recorder", "bus", "recorder"]
+__all__ = ["Recorder"]
 
 
 class Recorder:
@@ -38,8 +24,15 @@ class Recorder:
         self._changed = trio.lowlevel.ParkingLot()
 
     @classmethod
-    def attach(cls, bus: Bus, pattern: str = "#", *, name: str = "recorder") -> Recorder:
+    def attach(cls, bus: Bus, pattern: str = "#", *, name: str | None = None) -> Recorder:
+        """Subscribe a new recorder; its subscriber is named *name*, or ``recorder``
+        (``recorder#2``... when a bus has several)."""
         rec = cls()
+        if name is None:
+            taken = {sub.name for sub in bus.subscriptions()}
+            name, n = "recorder", 2
+            while name in taken:
+                name, n = f"recorder#{n}", n + 1
         bus.subscribe(pattern, rec._record, name=name, capacity=1_000_000)
         return rec
 
@@ -88,16 +81,3 @@ class Recorder:
 
     def clear(self) -> None:
         self.envelopes.clear()
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    """An open bus, drained and closed after the test."""
-    async with open_bus(name="test-bus") as opened:
-        yield opened
-
-
-@pytest.fixture
-async def recorder(bus: Bus) -> Recorder:
-    """A :class:`Recorder` of every message on the ``bus`` fixture."""
-    return Recorder.attach(bus)

@@ -8,7 +8,7 @@ import threading
 import pytest
 import trio
 
-from bridges._runtime import KINDS, Runtime, open_runtime
+from bridges._runtime import KINDS, Runtime, open_runtime, start_runtime
 from bus import BusClosedError, ConfigurationError
 
 pytestmark = pytest.mark.parametrize("kind", KINDS)
@@ -141,3 +141,23 @@ async def test_unknown_kind_is_a_configuration_error(kind: str) -> None:
     with pytest.raises(ConfigurationError, match="thread"):
         async with open_runtime("gevent"):  # type: ignore[arg-type]
             pass  # pragma: no cover
+
+
+async def test_started_in_one_task_closed_in_another(kind: str) -> None:
+    holder: list[Runtime] = []
+
+    async def opener() -> None:
+        with trio.fail_after(5):  # a bounded open, as bus.attach does
+            holder.append(await start_runtime(kind))  # type: ignore[arg-type]
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(opener)
+        rt = holder[0]
+        assert await rt.run(asyncio.sleep, 0, 7) == 7
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rt.aclose)
+        await rt.aclose()  # idempotent
+        with pytest.raises(BusClosedError):
+            await rt.run(asyncio.sleep, 0)
+        assert not _our_threads()

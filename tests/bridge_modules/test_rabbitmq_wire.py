@@ -118,3 +118,26 @@ def test_mask_url_hides_the_password_only() -> None:
     assert mask_url("amqp://127.0.0.1/") == "amqp://127.0.0.1/"
     assert "s3cret" not in mask_url("amqp://u:s3cret@[::1]:5672/")
     assert "s3cret" not in mask_url("amqp://u:s3cret@host:notaport/")
+
+
+def test_client_errors_become_bus_errors_without_the_password() -> None:
+    import aiormq.exceptions
+
+    from bridges.rabbitmq._errors import is_client_error, translate
+    from bus import BackendError, BackendUnavailableError
+
+    refused = aiormq.exceptions.AMQPConnectionError(111, "Connect call failed")
+    err = translate(refused, "mq", "s3cret")
+    assert type(err) is BackendUnavailableError and "'mq'" in str(err)
+    closed = aiormq.exceptions.ChannelInvalidStateError("<Channel> closed")
+    assert type(translate(closed, "mq", None)) is BackendUnavailableError
+    login = aiormq.exceptions.ProbableAuthenticationError("ACCESS_REFUSED for s3cret")
+    err = translate(login, "mq", "s3cret")
+    assert type(err) is BackendError and "login refused" in str(err)
+    assert "s3cret" not in str(err) and "***" in str(err)
+    from pamqp import commands
+
+    nack = aiormq.exceptions.DeliveryError(None, commands.Basic.Nack(delivery_tag=1))
+    assert type(translate(nack, "mq", None)) is BackendError
+    assert is_client_error(refused) and is_client_error(nack) and is_client_error(OSError())
+    assert not is_client_error(KeyError("a bug stays a bug"))

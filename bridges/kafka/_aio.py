@@ -1,0 +1,190 @@
+"""The asyncio side of the Kafka bridge: every aiokafka call, one coroutine per crossing.
+
+Each function here runs as one task on the bridge's asyncio loop (``Runtime.run``), so
+a whole batch costs one crossing between trio and asyncio. Nothing here knows trio, the
+bus, or offsets; exceptions are the client's own (the trio side translates them).
+aiokafka is imported by :func:`client`, when a bridge opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from bus import MissingDependencyError
+
+__all__ = [
+    "Record",
+    "client",
+    "commit",
+    "create_topic",
+    "delete_topic",
+    "poll",
+    "poll_paused",
+    "resume_all",
+    "send_batch",
+    "start_admin",
+    "start_consumer",
+    "start_producer",
+]
+
+Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], int | None]
+"""What egress sends per envelope: topic, value, key, headers, timestamp in ms."""
+
+
+def client() -> ModuleType:
+    """The ``aiokafka`` module, or an error naming the extra to install."""
+    try:
+        import aiokafka
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "the Kafka bridge needs aiokafka: pip install 'trio-bus[kafka]'"
+        ) from exc
+    return aiokafka  # type: ignore[no-any-return]
+
+
+async def start_producer(options: Mapping[str, Any]) -> Any:
+    aiokafka = client()
+    producer = aiokafka.AIOKafkaProducer(**options)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
+async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseException | None]:
+    """Hand every record to the producer, then wait for all acknowledgements.
+
+    One result per record: ``None`` (acknowledged) or the exception it failed with.
+    """
+    results: list[BaseException | None] = [None] * len(records)
+    pending: list[tuple[int, asyncio.Future[Any]]] = []
+    for i, (topic, value, key, headers, ts) in enumerate(records):
+        try:
+            fut = await producer.send(topic, value, key=key, headers=headers, timestamp_ms=ts)
+        except Exception as exc:  # e.g. too large: refused before it was queued
+            results[i] = exc
+        else:
+            pending.append((i, fut))
+    if pending:
+        outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        for (i, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                results[i] = outcome
+    return results
+
+
+async def start_consumer(
+    options: Mapping[str, Any],
+    topics: Sequence[str],
+    pattern: str | None,
+    on_revoked: Callable[[Any, list[Any]], Any],
+    on_assigned: Callable[[list[Any]], None],
+) -> Any:
+    """A started consumer, subscribed to *topics* or *pattern*.
+
+    ``on_revoked(consumer, partitions)`` is awaited before partitions go to another
+    member (the place to commit them); ``on_assigned(partitions)`` is called after.
+    """
+    aiokafka = client()
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    consumer = aiokafka.AIOKafkaConsumer(**options)
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            await on_revoked(consumer, list(revoked))
+
+        async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            on_assigned(list(assigned))
+
+    if pattern is not None:
+        consumer.subscribe(pattern=pattern, listener=Listener())
+    else:
+        consumer.subscribe(topics=list(topics), listener=Listener())
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+async def poll(consumer: Any, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+    return await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)  # type: ignore[no-any-return]
+
+
+async def poll_paused(consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
+    """Pause every assigned partition (new ones may have come), then poll: keeps the
+    consumer in its group while the bus is full. Returns what came anyway."""
+    consumer.pause(*consumer.assignment())
+    return await consumer.getmany(timeout_ms=timeout_ms)  # type: ignore[no-any-return]
+
+
+async def resume_all(consumer: Any) -> None:
+    paused = consumer.paused()
+    if paused:
+        consumer.resume(*paused)
+
+
+async def commit(consumer: Any, offsets: Mapping[Any, int]) -> None:
+    await consumer.commit(dict(offsets))
+
+
+async def start_admin(options: Mapping[str, Any]) -> Any:
+    aiokafka = client()
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    allowed = {
+        "bootstrap_servers", "client_id", "request_timeout_ms", "security_protocol",
+        "ssl_context", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+        "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
+        "sasl_oauth_token_provider", "metadata_max_age_ms",
+    }
+    del aiokafka
+    admin = AIOKafkaAdminClient(**{k: v for k, v in options.items() if k in allowed})
+    try:
+        await admin.start()
+    except BaseException:
+        await admin.close()
+        raise
+    return admin
+
+
+def _raise_for(errors: Iterable[Sequence[Any]], ok: set[str]) -> None:
+    from aiokafka.errors import for_code
+
+    for entry in errors:
+        topic, code = entry[0], entry[1]
+        if code:
+            err = for_code(code)
+            if err.__name__ not in ok:
+                message = entry[2] if len(entry) > 2 and entry[2] else err.__name__
+                raise err(f"{topic}: {message}")
+
+
+async def create_topic(
+    admin: Any, name: str, partitions: int, replication_factor: int,
+    config: Mapping[str, str], ready_within: float,
+) -> None:
+    """Create *name* (existing is fine) and wait until the cluster lists it."""
+    from aiokafka.admin import NewTopic
+
+    resp = await admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
+                  topic_configs=dict(config))]
+    )
+    _raise_for(resp.topic_errors, {"TopicAlreadyExistsError"})
+    # The controller accepted it; the broker we ask for metadata may list it a bit later.
+    async with asyncio.timeout(ready_within):
+        while name not in await admin.list_topics():  # noqa: ASYNC110 - remote state
+            await asyncio.sleep(0.05)
+
+
+async def delete_topic(admin: Any, name: str) -> None:
+    resp = await admin.delete_topics([name])
+    _raise_for(resp.topic_error_codes, {"UnknownTopicOrPartitionError"})

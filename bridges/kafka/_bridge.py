@@ -1,0 +1,323 @@
+"""The Kafka bridge: aiokafka behind the bus's bridge contract.
+
+Mapping (see ``docs/bridges.md``):
+
+- bus topic = Kafka topic (dotted names are valid Kafka names); envelope key = record
+  key, so one key stays on one partition, in order; payload = the topic codec's bytes;
+  envelope attributes and headers = CloudEvents binary mode ``ce_`` headers;
+- egress: an idempotent producer with ``acks="all"`` by default; a batch is one crossing
+  into asyncio (hand every record to the producer, then wait for every acknowledgement)
+  with one result per record: too large / invalid -> dead letter, the rest retried;
+- ingress: a consumer group member (``group_id``, default ``trio-bus.<name>``) without
+  auto-commit, subscribed to the import patterns (a regex when they have wildcards);
+  offsets are committed only below what the bus is done with (``_ingress.py``);
+- admin: create/delete/list topics with partitions and replication factor; health.
+
+Credentials (SASL password, OAuth provider, SSL context) are passed to the client and
+appear in no repr, log line or error message. aiokafka is imported when the bridge opens.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import trio
+
+from bus import ConfigurationError, Envelope
+from bus._log import get_logger
+from bus.abc import Bridge, ExportResults, Features, Port, Rejected
+
+from .._cloudevents import KAFKA, to_headers
+from .._runtime import Runtime, RuntimeKind, start_runtime
+from . import _aio
+from ._errors import classify, is_unavailable, translate
+from ._ingress import Consumer
+from ._patterns import subscription
+
+__all__ = ["FEATURES", "KafkaBridge"]
+
+log = get_logger("bus.bridges")
+
+FEATURES = Features(
+    ordered=True,
+    persistent=True,
+    consumer_groups=True,
+    redelivery=True,
+    headers=True,
+    patterns=True,
+    max_message_bytes=1_048_576,
+    restartable=True,
+    notes="Order is per key (one key, one partition). Wildcard imports subscribe by "
+    "regex: topics created later are found at the next metadata refresh "
+    "(metadata_max_age_ms).",
+)
+
+
+class KafkaBridge(Bridge):
+    """Mirror bus topics to and from a Kafka cluster.
+
+    The producer options of the seed are accepted by name: *acks*, *retries*,
+    *batch_size* (aiokafka's ``max_batch_size``), *linger_ms*, *compression_type*,
+    *client_id*; TLS and SASL settings go to every client. *producer_options* and
+    *consumer_options* pass any other aiokafka setting through. *retries* is accepted for
+    the seed's sake only: aiokafka retries retriable errors until ``request_timeout_ms``
+    by itself, and the bus retries what still failed, with backoff.
+
+    *egress_runtime* / *ingress_runtime* choose how aiokafka runs inside trio (see
+    :mod:`bridges._runtime`); *runtime* sets both.
+    """
+
+    features = FEATURES
+
+    def __init__(
+        self,
+        bootstrap_servers: str | Sequence[str] = "127.0.0.1:9092",
+        *,
+        name: str = "kafka",
+        group_id: str | None = None,
+        acks: int | str = "all",
+        enable_idempotence: bool = True,
+        retries: int | None = None,
+        batch_size: int | None = None,
+        linger_ms: int | None = None,
+        compression_type: str | None = None,
+        client_id: str | None = None,
+        security_protocol: str = "PLAINTEXT",
+        ssl_context: ssl.SSLContext | None = None,
+        sasl_mechanism: str = "PLAIN",
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
+        sasl_oauth_token_provider: Any = None,
+        auto_offset_reset: str = "earliest",
+        commit_interval: float = 0.5,
+        poll_interval: float = 0.2,
+        max_poll_records: int = 500,
+        topic_ready_timeout: float = 10.0,
+        runtime: RuntimeKind | None = None,
+        egress_runtime: RuntimeKind = "thread",
+        ingress_runtime: RuntimeKind = "thread",
+        producer_options: Mapping[str, Any] | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if acks not in ("all", -1, 0, 1):
+            raise ConfigurationError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
+        if enable_idempotence and acks not in ("all", -1):
+            raise ConfigurationError(
+                f"enable_idempotence=True needs acks='all' (got acks={acks!r}); "
+                f"pass enable_idempotence=False to use weaker acks"
+            )
+        if not commit_interval > 0 or not poll_interval > 0:
+            raise ConfigurationError("commit_interval and poll_interval must be > 0 seconds")
+        self.name = name
+        self.bootstrap_servers = (
+            bootstrap_servers if isinstance(bootstrap_servers, str)
+            else ",".join(bootstrap_servers)
+        )
+        self.group_id = group_id or f"trio-bus.{name}"
+        self.retries = retries
+        self._egress_kind: RuntimeKind = runtime or egress_runtime
+        self._ingress_kind: RuntimeKind = runtime or ingress_runtime
+        common: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": security_protocol,
+            "sasl_mechanism": sasl_mechanism,
+        }
+        if client_id is not None:
+            common["client_id"] = client_id
+        if ssl_context is not None:
+            common["ssl_context"] = ssl_context
+        if sasl_plain_username is not None:
+            common["sasl_plain_username"] = sasl_plain_username
+        if sasl_plain_password is not None:
+            common["sasl_plain_password"] = sasl_plain_password
+        if sasl_oauth_token_provider is not None:
+            common["sasl_oauth_token_provider"] = sasl_oauth_token_provider
+        self._common = common  # holds secrets: never printed
+        producer: dict[str, Any] = {**common, "acks": acks,
+                                    "enable_idempotence": enable_idempotence}
+        if batch_size is not None:
+            producer["max_batch_size"] = batch_size
+        if linger_ms is not None:
+            producer["linger_ms"] = linger_ms
+        if compression_type is not None:
+            producer["compression_type"] = compression_type
+        producer.update(producer_options or {})
+        self._producer_options = producer
+        consumer: dict[str, Any] = {
+            **common, "group_id": self.group_id, "enable_auto_commit": False,
+            "auto_offset_reset": auto_offset_reset, "max_poll_records": max_poll_records,
+        }
+        consumer.update(consumer_options or {})
+        self._consumer_options = consumer
+        self._commit_interval = commit_interval
+        self._poll_ms = max(1, math.ceil(poll_interval * 1000))
+        self._max_records = max_poll_records
+        self._topic_ready_timeout = topic_ready_timeout
+        self._egress_rt: Runtime | None = None
+        self._ingress_rt: Runtime | None = None
+        self._producer: Any = None
+        self._admin: Any = None
+        self._consumer: Consumer | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaBridge(name={self.name!r}, bootstrap_servers={self.bootstrap_servers!r}, "
+            f"group_id={self.group_id!r})"
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        _aio.client()  # a missing aiokafka fails here, with the extra to install
+        self._egress_rt = await start_runtime(self._egress_kind)
+        try:
+            self._producer = await self._egress_rt.run(
+                _aio.start_producer, self._producer_options
+            )
+        except BaseException as exc:
+            await self._close_runtimes()
+            if isinstance(exc, Exception):
+                raise translate(exc, f"connecting to {self.bootstrap_servers}") from exc
+            raise
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                if self._consumer is not None:
+                    consumer, self._consumer = self._consumer, None
+                    await self._quietly(consumer.close(), "closing the consumer")
+                if self._producer is not None and self._egress_rt is not None:
+                    producer, self._producer = self._producer, None
+                    await self._quietly(self._egress_rt.run(producer.stop), "stopping the producer")
+                if self._admin is not None and self._egress_rt is not None:
+                    admin, self._admin = self._admin, None
+                    await self._quietly(self._egress_rt.run(admin.close), "closing the admin")
+            finally:
+                await self._close_runtimes()
+
+    async def _quietly(self, work: Any, doing: str) -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.warning("kafka.close_step_failed", bridge=self.name, step=doing, error=repr(exc))
+
+    async def _close_runtimes(self) -> None:
+        rts = {id(rt): rt for rt in (self._ingress_rt, self._egress_rt) if rt is not None}
+        self._ingress_rt = self._egress_rt = None
+        for rt in rts.values():
+            await rt.aclose()
+
+    def _egress(self) -> Runtime:
+        if self._egress_rt is None:
+            raise ConfigurationError(f"bridge {self.name!r} is not open: attach it to a bus")
+        return self._egress_rt
+
+    # -- egress -------------------------------------------------------------------------
+
+    async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> ExportResults:
+        rt = self._egress()
+        records: list[_aio.Record] = []
+        for env in batch:
+            headers = [(n, v.encode()) for n, v in to_headers(KAFKA, env)]
+            key = env.key.encode() if env.key is not None else None
+            ts = int(env.time * 1000) if env.time > 0 else None
+            records.append((env.topic, port.encode(env), key, headers, ts))
+        try:
+            results = await rt.run(_aio.send_batch, self._producer, records)
+        except Exception as exc:
+            raise translate(exc, f"sending {len(batch)} records") from exc
+        if not any(results):
+            return None
+        out = [
+            None if r is None else classify(r, env.topic)
+            for r, env in zip(results, batch, strict=True)
+        ]
+        failures = [r for r in results if r is not None]
+        if len(failures) == len(results) and not any(isinstance(o, Rejected) for o in out):
+            # Nothing went through and nothing was refused for good: fail the batch whole
+            # (the bus retries it with backoff) rather than record by record.
+            first = failures[0]
+            raise translate(first, f"sending {len(batch)} records") from first
+        return out
+
+    # -- ingress ------------------------------------------------------------------------
+
+    async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
+        if self._egress_rt is None:
+            raise ConfigurationError(f"bridge {self.name!r} is not open: attach it to a bus")
+        if self._ingress_rt is None:
+            self._ingress_rt = (
+                self._egress_rt if self._ingress_kind == self._egress_kind
+                else await start_runtime(self._ingress_kind)
+            )
+        if self._consumer is not None:  # a restart after a failure: start afresh
+            old, self._consumer = self._consumer, None
+            await self._quietly(old.close(), "closing the failed consumer")
+        topics, pattern = subscription(port.import_patterns)
+        consumer = Consumer(
+            self._ingress_rt, self.name, poll_ms=self._poll_ms, max_records=self._max_records,
+            commit_interval=self._commit_interval,
+        )
+        try:
+            await consumer.start(self._consumer_options, topics, pattern)
+        except Exception as exc:
+            raise translate(exc, f"joining group {self.group_id!r}") from exc
+        self._consumer = consumer
+        try:
+            await consumer.run(port, task_status)
+        except Exception as exc:
+            # Stays for aclose() when cancelled; after a failure the next run starts anew.
+            raise translate(exc, "consuming") from exc
+
+    # -- admin --------------------------------------------------------------------------
+
+    async def _admin_client(self) -> Any:
+        if self._admin is None:
+            self._admin = await self._egress().run(_aio.start_admin, self._common)
+        return self._admin
+
+    async def create_topic(
+        self, name: str, *, partitions: int = 1, replication_factor: int = 1,
+        config: Mapping[str, str] | None = None, **options: Any,
+    ) -> None:
+        """Create topic *name* (existing is fine); returns once the cluster lists it."""
+        if options:
+            raise ConfigurationError(f"unknown create_topic options: {sorted(options)}")
+        try:
+            admin = await self._admin_client()
+            await self._egress().run(
+                _aio.create_topic, admin, name, partitions, replication_factor, config or {},
+                self._topic_ready_timeout,
+            )
+        except Exception as exc:
+            raise translate(exc, f"creating topic {name!r}") from exc
+
+    async def delete_topic(self, name: str) -> None:
+        try:
+            admin = await self._admin_client()
+            await self._egress().run(_aio.delete_topic, admin, name)
+        except Exception as exc:
+            raise translate(exc, f"deleting topic {name!r}") from exc
+
+    async def list_topics(self) -> list[str]:
+        try:
+            admin = await self._admin_client()
+            topics: list[str] = await self._egress().run(admin.list_topics)
+        except Exception as exc:
+            raise translate(exc, "listing topics") from exc
+        return sorted(t for t in topics if not t.startswith("__"))
+
+    async def health(self) -> bool:
+        if self._egress_rt is None:
+            return False
+        try:
+            with trio.fail_after(5):
+                await self.list_topics()
+        except (Exception, trio.TooSlowError) as exc:
+            log.info("kafka.unhealthy", bridge=self.name, error=repr(exc),
+                     unavailable=is_unavailable(exc))
+            return False
+        return True

@@ -1,0 +1,97 @@
+"""Assertions that pin the value a regression would change (issue 6, item 17)."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+import bus._actor
+from benchmarks import _bus_cases, _harness, _report, memory
+from bus import Retention, open_bus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Event(msgspec.Struct):
+    n: int
+
+
+async def test_replay_is_in_publish_order_across_topics() -> None:
+    """Retained messages of several topics are replayed merged in publish order (not
+    topic by topic, nor newest first), before any live message."""
+    got: list[tuple[str, int]] = []
+    async with open_bus() as bus:
+        # declared b before a, so a topic-by-topic replay would give b's first
+        bus.topic("acct.b", Event, retain=Retention(max_count=100))
+        bus.topic("acct.a", Event, retain=Retention(max_count=100))
+        sent = [("acct.a", 1), ("acct.b", 2), ("acct.a", 3), ("acct.b", 4), ("acct.a", 5)]
+        for topic, n in sent:
+            await bus.publish(topic, Event(n))
+        bus.subscribe("acct.*", lambda env: got.append((env.topic, env.payload.n)), replay=True)
+        await bus.publish("acct.b", Event(6))
+    assert got == [*sent, ("acct.b", 6)]
+
+
+async def test_retention_max_age_keeps_a_message_exactly_max_age_old(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The boundary: age == max_age is kept, any older is gone (times exact in binary)."""
+    async with open_bus() as bus:
+        bus.topic("t", int, retain=Retention(max_age=8.0))
+        await trio.sleep_until(16.0)
+        await bus.publish("t", 1)
+        await trio.sleep_until(24.0)  # exactly 8 s old
+        assert [e.payload for e in bus.retained("t")] == [1]
+        await trio.sleep_until(24.0 + 2**-10)
+        assert bus.retained("t") == []
+        assert bus.stats().topics["t"].retained == 0
+
+
+def test_the_keyed_bench_fails_when_keys_move_between_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The keyed case's order check is real: break key affinity and the case fails."""
+    rand = random.Random(1)
+    monkeypatch.setattr(bus._actor, "key_slot", lambda key, n, spread=1: rand.randrange(n))
+    with pytest.raises(_harness.CaseFailed, match=r"out of order|different workers"):
+        _bus_cases.bus_keyed_4workers(20_000)
+
+
+def test_the_keyed_bench_reports_what_it_checked() -> None:
+    sample = _bus_cases.bus_keyed_4workers(4_000)
+    assert sample.extra["order_ok"] is True
+    assert (sample.extra["order_violations"], sample.extra["key_worker_switches"]) == (0, 0)
+    assert sample.extra["workers_used"] == 4
+
+
+def test_memory_summary_measures_deviation_after_the_warmup() -> None:
+    mb = 2**20
+    samples = [(0.0, 50 * mb), (1.0, 100 * mb), (2.0, 110 * mb), (3.0, 95 * mb)]
+    summary: dict[str, Any] = memory._summary(samples, warmup=1.0)
+    assert summary["rss_reference_mb"] == 100.0  # the first sample after the warm-up
+    assert summary["max_deviation"] == 0.1  # 110 MB vs 100 MB; the 50 MB start is ignored
+    assert (summary["rss_min_mb"], summary["rss_max_mb"]) == (95.0, 110.0)
+
+
+def test_performance_doc_states_the_sizes_the_code_runs() -> None:
+    text = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+
+    def stated(flag: str) -> tuple[int, int]:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"bus bench local{flag}"))
+        found = re.search(r"(\d+)k messages x (\d+) rounds", line)
+        assert found, line
+        return int(found[1]) * 1000, int(found[2])
+
+    assert stated("  ") == (_harness.FULL.messages, _harness.FULL.rounds)
+    assert stated(" --quick") == (_harness.QUICK.messages, _harness.QUICK.rounds)
+
+
+def test_pyee_target_is_one_times() -> None:
+    assert _report.TARGETS["bus_1to1_vs_pyee"] == (">=", 1.0)  # SPEC §6
