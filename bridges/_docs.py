@@ -17,6 +17,7 @@ __all__ = ["BACKENDS", "characteristics", "render"]
 BACKENDS = {
     "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
+    "Kinesis (against kinesis-mock)": "bridges.kinesis:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""
 

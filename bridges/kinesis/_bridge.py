@@ -40,7 +40,6 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-import structlog
 import trio
 
 from bus import (
@@ -50,6 +49,7 @@ from bus import (
     Envelope,
     MissingDependencyError,
 )
+from bus._log import get_logger
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
 from .._runtime import Runtime, RuntimeKind, open_runtime
@@ -67,7 +67,7 @@ from ._wire import MAX_RECORD_BYTES, chunks, partition_key, record_size, to_reco
 __all__ = ["FEATURES", "KinesisBridge"]
 
 T = TypeVar("T")
-log = structlog.get_logger("bus")
+log = get_logger("bus.bridges")
 Key = tuple[str, str]
 """(stream, shard id)."""
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from bus import BackendError
+from bus._log import get_logger
 from bus.abc import Port
 
 from ._checkpoints import SHARD_END
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IngressRun"]
 
-log = structlog.get_logger("bus")
+log = get_logger("bus.bridges")
 
 GONE = frozenset({"ResourceNotFoundException", "ResourceInUseException"})
 """A stream deleted (or not ready yet): stop reading it, discovery retries later."""
