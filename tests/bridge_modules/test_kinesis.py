@@ -309,3 +309,16 @@ async def test_unreachable_endpoint_and_secret_never_shown() -> None:
     while cause is not None:
         assert secret not in str(cause) and secret not in repr(cause)
         cause = cause.__cause__ or cause.__context__
+
+
+def test_benchmark_cases_run_and_check_their_counts() -> None:
+    """``benchmarks.bridges_kinesis``: every case moves a few records and verifies them
+    (a bench that silently measured nothing would be worse than none)."""
+    from benchmarks import bridges_kinesis as bk
+
+    results = {}
+    for case in bk.cases():
+        sample = case.run(20)
+        assert sample.count == 20 and sample.seconds > 0, case.name
+        results[case.name] = {"median": sample.rate}
+    assert set(bk.ratios(results)) == {"kinesis_egress_vs_raw", "kinesis_ingress_vs_raw"}
