@@ -35,18 +35,19 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from bus import Envelope
 
-from .._cloudevents import CONTENT_TYPE, Incoming, format_time, parse_time
+from .._cloudevents import CONTENT_TYPE, format_time, parse_time
 
 __all__ = [
     "MAX_CALL_BYTES",
     "MAX_CALL_RECORDS",
     "MAX_RECORD_BYTES",
+    "Incoming",
     "chunks",
     "from_record",
     "partition_key",
@@ -76,8 +77,24 @@ _MAPPED = frozenset(
      "data_base64", "partitionkey", "deliveryattempt", HEADERS_ATTR}
 )
 _encode = msgspec.json.encode
-_attrs_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
+
+
+class Incoming(NamedTuple):
+    """What a record says about the envelope to deliver; the fields of
+    :class:`bridges._cloudevents.Incoming`, as a tuple: made per record, and a frozen
+    dataclass costs several times more to build."""
+
+    topic: str
+    id: str
+    key: str | None
+    time: float
+    source: str | None
+    attempt: int
+    headers: dict[str, str]
+    type: str | None
+    content_type: str | None
+    cloudevent: bool
 
 
 def partition_key(env: Envelope[Any]) -> str:
@@ -137,15 +154,21 @@ def chunks(
         yield range(start, len(sizes))
 
 
-def _text(raw: msgspec.Raw) -> str | None:
-    try:
-        value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return None
+class _Data(msgspec.Struct):
+    """Only the event's ``data``, as the JSON it is (the rest is skipped unparsed)."""
+
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_data_decoder = msgspec.json.Decoder(_Data)
+
+
+def _text(value: Any) -> str | None:
+    """An attribute value as a header string; None for what is not a primitive."""
     if isinstance(value, str):
         return value
-    if isinstance(value, bool) or value is None:
-        return None if value is None else str(value).lower()
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
     return None
@@ -164,64 +187,68 @@ def from_record(
     Works for records without an envelope (foreign producers): the whole record is the
     payload then, and a payload that does not decode is dead-lettered by the port.
     """
-    foreign = Incoming(
-        topic=topic, id=fallback_id, key=partition_key, time=arrival, source=None,
-        attempt=1, headers={}, type=None, content_type=None, cloudevent=False,
-    )
-    if not data.startswith(b"{") and not data.lstrip().startswith(b"{"):
-        return foreign, data
+    def foreign() -> tuple[Incoming, bytes]:
+        return Incoming(topic, fallback_id, partition_key, arrival, None, 1, {}, None, None,
+                        False), data
+
+    if data[:1] != b"{" and not data.lstrip()[:1] == b"{":
+        return foreign()
     try:
-        raw = _attrs_decoder.decode(data)
+        # Two passes, both in C: the whole event as Python values, then its data as
+        # the raw JSON it is (the payload codec decodes it once more, typed).
+        event = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        return foreign, data
-    if "specversion" not in raw:
-        return foreign, data
-    attrs = {name: _text(value) for name, value in raw.items() if name not in ("data",)}
+        return foreign()
+    if not isinstance(event, dict) or "specversion" not in event:
+        return foreign()
     headers: dict[str, str] = {}
-    packed = attrs.get(HEADERS_ATTR)
+    packed = event.get(HEADERS_ATTR)
     if packed:
         try:
-            headers.update(_headers_decoder.decode(packed))
+            headers.update(_headers_decoder.decode(packed if isinstance(packed, str) else ""))
         except msgspec.DecodeError:
-            headers[HEADERS_ATTR] = packed
-    for name, value in attrs.items():
-        if name not in _MAPPED and value is not None:
-            headers.setdefault(name, value)
-    payload = _payload(raw, attrs)
+            headers[HEADERS_ATTR] = str(packed)
+    for name, value in event.items():
+        if name not in _MAPPED:  # an extension attribute: a header of that name
+            text = _text(value)
+            if text is not None:
+                headers.setdefault(name, text)
+    payload = _payload(data, event)
     if payload is None:
-        return foreign, data
+        return foreign()
     when = arrival
-    if attrs.get("time"):
-        parsed = parse_time(attrs["time"] or "")
+    stamp = event.get("time")
+    if stamp and isinstance(stamp, str):
+        parsed = parse_time(stamp)
         if parsed is not None:
             when = parsed
-    attempt = 1
     try:
-        attempt = max(1, int(attrs.get("deliveryattempt") or 1))
-    except ValueError:
+        attempt = max(1, int(event.get("deliveryattempt") or 1))
+    except (TypeError, ValueError):
         attempt = 1
+    key = event.get("partitionkey")
     incoming = Incoming(
-        topic=topic,
-        id=attrs.get("id") or fallback_id,
-        key=attrs.get("partitionkey") if "partitionkey" in attrs else None,
-        time=when,
-        source=attrs.get("source") or None,
-        attempt=attempt,
-        headers=headers,
-        type=attrs.get("type"),
-        content_type=attrs.get("datacontenttype"),
-        cloudevent=True,
+        topic,
+        _text(event.get("id")) or fallback_id,
+        None if key is None else _text(key),
+        when,
+        _text(event.get("source")) or None,
+        attempt,
+        headers,
+        _text(event.get("type")),
+        _text(event.get("datacontenttype")),
+        True,
     )
     return incoming, payload
 
 
-def _payload(raw: dict[str, msgspec.Raw], attrs: dict[str, str | None]) -> bytes | None:
+def _payload(data: bytes, event: dict[str, Any]) -> bytes | None:
     """The event's data as bytes: ``data`` as written, or ``data_base64`` decoded."""
-    if "data" in raw:
-        return bytes(raw["data"])
-    if "data_base64" in raw:
-        encoded = attrs.get("data_base64")
-        if encoded is None:
+    if "data" in event:
+        return bytes(_data_decoder.decode(data).data)
+    if "data_base64" in event:
+        encoded = event["data_base64"]
+        if not isinstance(encoded, str):
             return None
         try:
             return base64.b64decode(encoded, validate=True)
