@@ -35,7 +35,6 @@ Mapping, and why:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
@@ -50,15 +49,11 @@ from bus import (
     MissingDependencyError,
 )
 from bus._log import get_logger
-from bus.abc import Bridge, Delivery, Features, Port, Rejected
+from bus.abc import Bridge, Features, Port, Rejected
 
 from .._runtime import Runtime, RuntimeKind, open_runtime
-from ._checkpoints import (
-    SHARD_END,
-    CheckpointStore,
-    SequenceTracker,
-    SQLiteCheckpointStore,
-)
+from ._checkpointer import Checkpointer
+from ._checkpoints import CheckpointStore, SQLiteCheckpointStore
 from ._client import KinesisClient, PutAnswer
 from ._errors import TRANSIENT_RECORD_CODES, error_code, is_client_error, translate
 from ._ingress import IngressRun
@@ -68,8 +63,6 @@ __all__ = ["FEATURES", "KinesisBridge"]
 
 T = TypeVar("T")
 log = get_logger("bus.bridges")
-Key = tuple[str, str]
-"""(stream, shard id)."""
 
 FEATURES = Features(
     ordered=True,
@@ -159,12 +152,12 @@ class KinesisBridge(Bridge):
         self.records_per_call = records_per_call
         self.poll_interval = poll_interval
         self.discover_interval = discover_interval
-        self.checkpoint_interval = checkpoint_interval
         self._secret = secret_access_key or os.environ.get("AWS_SECRET_ACCESS_KEY") or None
-        self._store: CheckpointStore = (
+        store: CheckpointStore = (
             checkpoints if isinstance(checkpoints, CheckpointStore)
             else SQLiteCheckpointStore(checkpoints)
         )
+        self.checkpoints = Checkpointer(store, self.group, checkpoint_interval)
         self._runtime_kind = runtime
         self._client = KinesisClient(
             region=self.region,
@@ -177,11 +170,6 @@ class KinesisBridge(Bridge):
         )
         self._rt: Runtime | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._tracker: SequenceTracker[Key] = SequenceTracker()
-        self._saved: dict[Key, int | float] = {}
-        self._idle: dict[Key, trio.Event] = {}
-        self._flush_wanted = trio.Event()
-        self._flush_lock = trio.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -215,12 +203,11 @@ class KinesisBridge(Bridge):
 
     async def _close_client(self) -> None:
         try:
-            await self._flush()
+            await self.checkpoints.close()
         except Exception as exc:  # the next run reads those records again
             log.error("kinesis.checkpoint_failed", bridge=self.name, error=str(exc))
         with contextlib.suppress(BackendError):
             await self._call(self._client.close)
-        await trio.to_thread.run_sync(self._store.close)
 
     async def aclose(self) -> None:
         stack, self._stack = self._stack, None
@@ -316,56 +303,6 @@ class KinesisBridge(Bridge):
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
         await IngressRun(self, port).run(task_status)
-
-    async def _load_checkpoints(self, stream: str) -> dict[str, str]:
-        return await trio.to_thread.run_sync(self._store.load, self.group, stream)
-
-    def _saved_start(self, key: Key, checkpoint: str | None) -> None:
-        if checkpoint is not None and checkpoint != SHARD_END and key not in self._saved:
-            self._saved[key] = int(checkpoint)
-
-    def _on_done(self, key: Key, index: int, delivery: Delivery) -> None:
-        tracker = self._tracker
-        tracker.done(key, index)
-        self._flush_wanted.set()
-        idle = self._idle.get(key)
-        if idle is not None and not tracker.in_flight(key):
-            idle.set()
-
-    async def _shard_ended(self, key: Key) -> None:
-        """Wait until every record of the closed shard *key* is done, then save
-        ``SHARD_END`` for it."""
-        if self._tracker.in_flight(key):
-            idle = self._idle[key] = trio.Event()
-            try:
-                await idle.wait()
-            finally:
-                del self._idle[key]
-        async with self._flush_lock:
-            self._tracker.forget(key)
-            self._saved[key] = math.inf
-            await trio.to_thread.run_sync(self._store.save, self.group, {key: SHARD_END})
-
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await self._flush_wanted.wait()
-            self._flush_wanted = trio.Event()
-            await self._flush()
-            await trio.sleep(self.checkpoint_interval)
-
-    async def _flush(self) -> None:
-        """Save the checkpoints that moved (never one lower than what is saved)."""
-        async with self._flush_lock:
-            rows: dict[Key, str] = {}
-            for key, seq in self._tracker.to_checkpoint().items():
-                if int(seq) > self._saved.get(key, -1):
-                    rows[key] = seq
-            if not rows:
-                return
-            with trio.CancelScope(shield=True):  # taken from the tracker: save them
-                await trio.to_thread.run_sync(self._store.save, self.group, rows)
-            for key, seq in rows.items():
-                self._saved[key] = max(int(seq), self._saved.get(key, -1))
 
     # -- admin ------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ class IngressRun:
     async def run(self, task_status: trio.TaskStatus[None]) -> None:
         b = self.bridge
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(b._checkpoint_loop)
+            nursery.start_soon(b.checkpoints.run)
             await self._discover(nursery)
             task_status.started()
             while True:
@@ -100,7 +100,7 @@ class IngressRun:
 
     async def _read_stream(self, stream: str, topic: str) -> None:
         b = self.bridge
-        state = _Stream(await b._load_checkpoints(stream))
+        state = _Stream(await b.checkpoints.load(stream))
         async with trio.open_nursery() as nursery:
             while True:
                 shards = await b._call(self.client.list_shards, stream)
@@ -123,7 +123,7 @@ class IngressRun:
         b, client = self.bridge, self.client
         key = (stream, shard)
         last = state.checkpoints.get(shard)
-        b._saved_start(key, last)
+        b.checkpoints.resumed(key, last)
         try:
             iterator = await b._call(client.iterator, stream, shard, last, b.initial_position)
         except BackendError as exc:
@@ -164,7 +164,7 @@ class IngressRun:
                 await trio.sleep(b.poll_interval)
         # The shard is closed and read to its end: once its records are done, its
         # children may be read.
-        await b._shard_ended(key)
+        await b.checkpoints.shard_ended(key)
         state.shard_finished(shard)
 
     async def _deliver(
@@ -176,11 +176,12 @@ class IngressRun:
             topic, data, fallback_id=f"{stream}/{shard}/{seq}", partition_key=pkey or None,
             arrival=arrival,
         )
-        index = b._tracker.started(key, seq)
+        checkpoints = b.checkpoints
+        index = checkpoints.delivered(key, seq)
         kwargs: dict[str, Any] = {
             "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
             "time": incoming.time, "attempt": incoming.attempt, "source": incoming.source,
-            "on_done": partial(b._on_done, key, index),
+            "on_done": partial(checkpoints.done, key, index),
         }
         try:
             try:
@@ -191,5 +192,5 @@ class IngressRun:
         except BaseException:
             # Not delivered (cancelled, bus closing): never checkpoint past it; a new
             # run reads it again from the last checkpoint.
-            b._tracker.abandon(key, index)
+            checkpoints.abandon(key, index)
             raise

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import trio
 
 from bridges.kinesis import FEATURES, KinesisBridge, MemoryCheckpointStore, SQLiteCheckpointStore
 from bridges.kinesis._checkpoints import SHARD_END, SequenceTracker
@@ -183,3 +184,49 @@ def test_bridge_repr_and_features(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(Exception, match="shard_count"):
         KinesisBridge(shard_count=0)
     assert msgspec.json.decode(to_record(envelope(), b"1"))["data"] == 1
+
+
+async def test_checkpointer_saves_done_positions_never_backwards() -> None:
+    from bridges.kinesis._checkpointer import Checkpointer
+    from bus.abc import Delivery
+
+    store = MemoryCheckpointStore()
+    cp = Checkpointer(store, "g", interval=0.01)
+    key = ("s", "shard-0")
+    cp.resumed(key, "50")  # what the store held when the reader started
+    first = [cp.delivered(key, seq) for seq in ("60", "70")]
+    cp.done(key, first[1], Delivery())
+    assert await cp.flush() == {}  # 60 is not done
+    cp.done(key, first[0], Delivery())
+    assert await cp.flush() == {key: "70"}
+    # a restarted run delivers 60 and 70 again: finishing them saves nothing lower
+    again = cp.delivered(key, "60")
+    cp.done(key, again, Delivery())
+    assert await cp.flush() == {} and store.load("g", "s") == {"shard-0": "70"}
+
+
+async def test_checkpointer_shard_end_waits_for_every_record() -> None:
+    from bridges.kinesis._checkpointer import Checkpointer
+    from bus.abc import Delivery
+
+    store = MemoryCheckpointStore()
+    cp = Checkpointer(store, "g", interval=0.01)
+    key = ("s", "shard-0")
+    index = cp.delivered(key, "10")
+    ended = trio.Event()
+
+    async def end() -> None:
+        await cp.shard_ended(key)
+        ended.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(end)
+        await trio.sleep(0.05)
+        assert not ended.is_set()  # record 10 is not done: the children must wait
+        cp.done(key, index, Delivery())
+        await ended.wait()
+    assert store.load("g", "s") == {"shard-0": SHARD_END}
+    late = cp.delivered(key, "99")  # never overwrites SHARD_END
+    cp.done(key, late, Delivery())
+    await cp.close()
+    assert store.load("g", "s") == {"shard-0": SHARD_END}
