@@ -26,9 +26,10 @@ Mapping, and why:
   (SQLite file by default) keyed by ``group`` + stream + shard; a restarted bridge
   resumes after it. Nothing done is read again except what followed the last saved
   checkpoint (at-least-once).
-- **no consumer groups**: Kinesis has no broker-side groups (the KCL builds them from
-  DynamoDB leases). Two bridges with the same ``group`` both read every shard and share
-  (overwrite) checkpoints; give each reading bridge its own group.
+- **consumer groups from shard leases** (:mod:`._leases`): Kinesis has no broker-side
+  groups (the KCL builds them from DynamoDB leases); bridges of one ``group`` sharing a
+  lease-capable store split the shards, each its fair share, taken over from a member
+  that stops renewing after ``lease_ttl``.
 - **CloudEvents structured mode** (:mod:`._wire`): records have no headers.
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -53,7 +55,7 @@ from bus.abc import Bridge, Features, Port, Rejected
 
 from .._runtime import Runtime, RuntimeKind, open_runtime
 from ._checkpointer import Checkpointer
-from ._checkpoints import CheckpointStore, SQLiteCheckpointStore
+from ._checkpoints import CheckpointStore, LeaseStore, SQLiteCheckpointStore
 from ._client import KinesisClient, PutAnswer
 from ._errors import TRANSIENT_RECORD_CODES, error_code, is_client_error, translate
 from ._ingress import IngressRun
@@ -67,7 +69,7 @@ log = get_logger("bus.bridges")
 FEATURES = Features(
     ordered=True,
     persistent=True,
-    consumer_groups=False,
+    consumer_groups=True,
     redelivery=True,
     headers=False,
     patterns=True,
@@ -75,10 +77,12 @@ FEATURES = Features(
     restartable=True,
     notes=(
         "One stream per topic; CloudEvents structured mode (the 1 MiB limit counts the "
-        "JSON envelope and the partition key too). No consumer groups: Kinesis has none "
-        "without the KCL's DynamoDB leases, so each reading bridge needs its own group "
-        "(its checkpoints, SQLite by default). Redelivery = resuming after the last "
-        "checkpoint of done records. Tests run against kinesis-mock, which does not "
+        "JSON envelope and the partition key too). Kinesis has no consumer groups: the "
+        "bridge makes them from shard leases in its checkpoint store (as the KCL does in "
+        "DynamoDB), so the members of a group must share that store (the default SQLite "
+        "file: bridges on one machine; a store of your own across machines) and have "
+        "distinct names (the lease owner is host/name). Redelivery = resuming after the "
+        "last checkpoint of done records. Tests run against kinesis-mock, which does not "
         "implement SubscribeToShard (enhanced fan-out: on a real account push reads at "
         "2 MB/s per shard per consumer, instead of GetRecords polling at 5 calls/s per "
         "shard shared by all readers). kinesis-mock keeps its data across a restart only "
@@ -100,7 +104,9 @@ class KinesisBridge(Bridge):
     ``group`` names the consumer in the checkpoint store (default: the bridge's name);
     ``checkpoints`` is a :class:`CheckpointStore` or the path of the SQLite file
     (default ``~/.local/state/trio-bus/kinesis-checkpoints.sqlite``).
-    ``initial_position`` is where a shard without a checkpoint is read from.
+    ``initial_position`` is where a shard without a checkpoint is read from. With
+    ``leases`` (and a store that has them), bridges of one group share the shards;
+    ``owner`` (default ``host/name``) identifies this member.
     """
 
     def __init__(
@@ -121,6 +127,9 @@ class KinesisBridge(Bridge):
         poll_interval: float = 0.2,
         discover_interval: float = 5.0,
         checkpoint_interval: float = 0.5,
+        leases: bool = True,
+        lease_ttl: float = 10.0,
+        owner: str | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         max_attempts: int = 3,
@@ -158,6 +167,9 @@ class KinesisBridge(Bridge):
             else SQLiteCheckpointStore(checkpoints)
         )
         self.checkpoints = Checkpointer(store, self.group, checkpoint_interval)
+        self.leasing = leases and isinstance(store, LeaseStore)
+        self.lease_ttl = lease_ttl
+        self.owner = owner or f"{socket.gethostname()}/{name}"
         self._runtime_kind = runtime
         self._client = KinesisClient(
             region=self.region,
@@ -303,6 +315,18 @@ class KinesisBridge(Bridge):
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
         await IngressRun(self, port).run(task_status)
+
+    async def _claim(self, stream: str, shards: list[str]) -> tuple[list[str], int]:
+        store = self.checkpoints.store
+        assert isinstance(store, LeaseStore)
+        return await trio.to_thread.run_sync(
+            store.claim, self.group, stream, self.owner, shards, self.lease_ttl
+        )
+
+    async def _release(self, stream: str, shards: list[str] | None) -> None:
+        store = self.checkpoints.store
+        assert isinstance(store, LeaseStore)
+        await trio.to_thread.run_sync(store.release, self.group, stream, self.owner, shards)
 
     # -- admin ------------------------------------------------------------------------
 

@@ -27,15 +27,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from bus.abc import OffsetTracker
 
+from ._leases import Lease, claim
+
 __all__ = [
     "SHARD_END",
     "CheckpointStore",
+    "LeaseStore",
     "MemoryCheckpointStore",
     "SQLiteCheckpointStore",
     "SequenceTracker",
@@ -65,6 +68,23 @@ class CheckpointStore(Protocol):
         ...
 
 
+@runtime_checkable
+class LeaseStore(Protocol):
+    """A checkpoint store that can also share shards between the members of a group
+    (:mod:`._leases`). Methods run in a worker thread; each is one transaction."""
+
+    def claim(
+        self, group: str, stream: str, owner: str, shards: Sequence[str], ttl: float
+    ) -> tuple[list[str], int]:
+        """Heartbeat *owner*, renew and take leases among *shards*; returns the shards
+        it holds and its fair share."""
+        ...
+
+    def release(self, group: str, stream: str, owner: str, shards: Sequence[str] | None) -> None:
+        """Give up *owner*'s leases on *shards* (None: all of them, and its membership)."""
+        ...
+
+
 def default_path() -> Path:
     """``$XDG_STATE_HOME/trio-bus/kinesis-checkpoints.sqlite`` (``~/.local/state/...``)."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
@@ -78,7 +98,30 @@ class MemoryCheckpointStore:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str, str], str] = {}
+        self.members: dict[tuple[str, str], dict[str, float]] = {}
+        self.leases: dict[tuple[str, str], dict[str, Lease]] = {}
         self._lock = threading.Lock()
+
+    def claim(
+        self, group: str, stream: str, owner: str, shards: Sequence[str], ttl: float
+    ) -> tuple[list[str], int]:
+        with self._lock:
+            leases = self.leases.setdefault((group, stream), {})
+            out = claim(self.members.get((group, stream), {}), leases, owner, shards, ttl,
+                        time.time())
+            self.members[(group, stream)] = out.members
+            leases.update(out.leases)
+            return out.held, out.limit
+
+    def release(self, group: str, stream: str, owner: str, shards: Sequence[str] | None) -> None:
+        with self._lock:
+            leases = self.leases.get((group, stream), {})
+            for shard in list(leases if shards is None else shards):
+                lease = leases.get(shard)
+                if lease is not None and lease.owner == owner:
+                    del leases[shard]
+            if shards is None:
+                self.members.get((group, stream), {}).pop(owner, None)
 
     def load(self, group: str, stream: str) -> dict[str, str]:
         with self._lock:
@@ -113,6 +156,16 @@ class SQLiteCheckpointStore:
                 "NOT NULL, shard TEXT NOT NULL, checkpoint TEXT NOT NULL, updated REAL NOT "
                 "NULL, PRIMARY KEY (grp, stream, shard))"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS members (grp TEXT NOT NULL, stream TEXT NOT "
+                "NULL, owner TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (grp, stream, "
+                "owner))"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS leases (grp TEXT NOT NULL, stream TEXT NOT NULL, "
+                "shard TEXT NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY "
+                "(grp, stream, shard))"
+            )
             db.commit()
             self._db = db
         return self._db
@@ -137,6 +190,63 @@ class SQLiteCheckpointStore:
                     "checkpoint = excluded.checkpoint, updated = excluded.updated",
                     rows,
                 )
+
+    def claim(
+        self, group: str, stream: str, owner: str, shards: Sequence[str], ttl: float
+    ) -> tuple[list[str], int]:
+        with self._lock:
+            db = self._open()
+            # BEGIN IMMEDIATE: take the write lock first, so two processes claiming at
+            # once run one after the other on what the other wrote
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                key = (group, stream)
+                members = dict(db.execute(
+                    "SELECT owner, expires FROM members WHERE grp = ? AND stream = ?", key
+                ).fetchall())
+                leases = {
+                    shard: Lease(o, exp) for shard, o, exp in db.execute(
+                        "SELECT shard, owner, expires FROM leases WHERE grp = ? AND stream = ?",
+                        key,
+                    )
+                }
+                out = claim(members, leases, owner, shards, ttl, time.time())
+                db.execute("DELETE FROM members WHERE grp = ? AND stream = ?", key)
+                db.executemany(
+                    "INSERT INTO members (grp, stream, owner, expires) VALUES (?, ?, ?, ?)",
+                    [(group, stream, m, exp) for m, exp in out.members.items()],
+                )
+                db.executemany(
+                    "INSERT INTO leases (grp, stream, shard, owner, expires) VALUES "
+                    "(?, ?, ?, ?, ?) ON CONFLICT (grp, stream, shard) DO UPDATE SET "
+                    "owner = excluded.owner, expires = excluded.expires",
+                    [(group, stream, sh, ls.owner, ls.expires) for sh, ls in out.leases.items()],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return out.held, out.limit
+
+    def release(self, group: str, stream: str, owner: str, shards: Sequence[str] | None) -> None:
+        with self._lock:
+            db = self._open()
+            with db:
+                if shards is None:
+                    db.execute(
+                        "DELETE FROM leases WHERE grp = ? AND stream = ? AND owner = ?",
+                        (group, stream, owner),
+                    )
+                    db.execute(
+                        "DELETE FROM members WHERE grp = ? AND stream = ? AND owner = ?",
+                        (group, stream, owner),
+                    )
+                else:
+                    db.executemany(
+                        "DELETE FROM leases WHERE grp = ? AND stream = ? AND shard = ? AND "
+                        "owner = ?",
+                        [(group, stream, shard, owner) for shard in shards],
+                    )
 
     def close(self) -> None:
         with self._lock:

@@ -50,13 +50,19 @@ STALE = frozenset({"ResourceNotFoundException", "InvalidArgumentException"})
 
 
 class _Stream:
-    """What one stream task knows: shards started and finished, and a wake-up."""
+    """What one stream task knows: checkpoints, shards read and finished, a wake-up."""
 
     def __init__(self, checkpoints: dict[str, str]) -> None:
-        self.checkpoints = checkpoints
-        self.finished = {s for s, v in checkpoints.items() if v == SHARD_END}
-        self.started: set[str] = set()
+        self.checkpoints: dict[str, str] = {}
+        self.finished: set[str] = set()
+        self.refresh(checkpoints)
+        self.readers: dict[str, trio.CancelScope] = {}
         self.changed = trio.Event()
+
+    def refresh(self, checkpoints: dict[str, str]) -> None:
+        """What the store holds now (other members of the group save there too)."""
+        self.checkpoints = checkpoints
+        self.finished |= {s for s, v in checkpoints.items() if v == SHARD_END}
 
     def shard_finished(self, shard: str) -> None:
         self.finished.add(shard)
@@ -101,25 +107,67 @@ class IngressRun:
     async def _read_stream(self, stream: str, topic: str) -> None:
         b = self.bridge
         state = _Stream(await b.checkpoints.load(stream))
+        leasing = b.leasing
+        wait = min(b.discover_interval, b.lease_ttl / 3) if leasing else b.discover_interval
         async with trio.open_nursery() as nursery:
-            while True:
-                shards = await b._call(self.client.list_shards, stream)
-                listed = {s["ShardId"] for s in shards}
-                for shard in shards:
-                    sid = shard["ShardId"]
-                    if sid in state.started or sid in state.finished:
-                        continue
-                    parents = [shard.get("ParentShardId"), shard.get("AdjacentParentShardId")]
-                    # a parent no longer listed has expired: nothing of it is left to read
-                    if any(p and p in listed and p not in state.finished for p in parents):
-                        continue
-                    state.started.add(sid)
-                    nursery.start_soon(self._shard, state, stream, topic, sid)
-                with trio.move_on_after(b.discover_interval):
-                    await state.changed.wait()
-                state.changed = trio.Event()
+            try:
+                while True:
+                    shards = await b._call(self.client.list_shards, stream)
+                    if leasing:
+                        state.refresh(await b.checkpoints.load(stream))
+                    listed = {s["ShardId"] for s in shards}
+                    ready = []
+                    for shard in shards:
+                        sid = shard["ShardId"]
+                        if sid in state.finished:
+                            continue
+                        parents = [shard.get("ParentShardId"), shard.get("AdjacentParentShardId")]
+                        # a parent no longer listed has expired: nothing of it is left
+                        if any(p and p in listed and p not in state.finished for p in parents):
+                            continue
+                        ready.append(sid)
+                    if leasing:
+                        ready = await self._lease(state, stream, ready)
+                    for sid in ready:
+                        if sid not in state.readers:
+                            state.readers[sid] = scope = trio.CancelScope()
+                            nursery.start_soon(self._shard, state, stream, topic, sid, scope)
+                    with trio.move_on_after(wait):
+                        await state.changed.wait()
+                    state.changed = trio.Event()
+            finally:
+                if leasing:  # let the others take over at once, from what is saved
+                    with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        await b.checkpoints.flush()
+                        await b._release(stream, None)
 
-    async def _shard(self, state: _Stream, stream: str, topic: str, shard: str) -> None:
+    async def _lease(self, state: _Stream, stream: str, ready: list[str]) -> list[str]:
+        """Claim this member's share of the *ready* shards; stop reading those it lost
+        and give up those over its share. Returns the shards to read."""
+        b = self.bridge
+        held, limit = await b._claim(stream, ready)
+        keep = [s for s in held if s in state.readers] + [s for s in held if s not in state.readers]
+        keep, extra = keep[:limit], keep[limit:]
+        for sid, scope in list(state.readers.items()):
+            if sid not in keep:  # lost (expired under us) or given up: stop reading
+                scope.cancel()
+                del state.readers[sid]
+        if extra:
+            # another member joined: save what is done of these shards, then let go
+            await b.checkpoints.flush()
+            await b._release(stream, extra)
+            log.info("kinesis.shards_given_up", bridge=b.name, stream=stream, shards=extra)
+        return keep
+
+    async def _shard(
+        self, state: _Stream, stream: str, topic: str, shard: str, scope: trio.CancelScope
+    ) -> None:
+        with scope:
+            await self._read_shard(state, stream, topic, shard)
+        if state.readers.get(shard) is scope:
+            del state.readers[shard]
+
+    async def _read_shard(self, state: _Stream, stream: str, topic: str, shard: str) -> None:
         b, client = self.bridge, self.client
         key = (stream, shard)
         last = state.checkpoints.get(shard)

@@ -179,7 +179,7 @@ def test_bridge_repr_and_features(monkeypatch: pytest.MonkeyPatch) -> None:
     assert b.topic_of("order.created") == "order.created"
     p = KinesisBridge(stream_prefix="shop-", checkpoints=MemoryCheckpointStore())
     assert p.stream_of("a.b") == "shop-a.b" and p.topic_of("other") is None
-    assert not FEATURES.consumer_groups and not FEATURES.headers
+    assert FEATURES.consumer_groups and not FEATURES.headers
     assert FEATURES.max_message_bytes == 1024 * 1024
     with pytest.raises(Exception, match="shard_count"):
         KinesisBridge(shard_count=0)
@@ -230,3 +230,34 @@ async def test_checkpointer_shard_end_waits_for_every_record() -> None:
     cp.done(key, late, Delivery())
     await cp.close()
     assert store.load("g", "s") == {"shard-0": SHARD_END}
+
+
+def test_leases_share_shards_fairly_and_expire() -> None:
+    from bridges.kinesis._leases import Lease, claim
+
+    shards = ["s0", "s1", "s2"]
+    first = claim({}, {}, "a", shards, ttl=10, now=0)
+    assert first.held == shards and first.limit == 3  # alone: everything
+    leases = dict(first.leases)
+    second = claim(first.members, leases, "b", shards, ttl=10, now=1)
+    assert second.held == [] and second.limit == 2  # a holds them all, unexpired
+    members = second.members
+    again = claim(members, leases, "a", shards, ttl=10, now=2)
+    assert again.limit == 2 and again.held == shards  # a sees b: gives one up (bridge side)
+    leases = {s: Lease("a", 12) for s in ("s0", "s1")}  # a released s2
+    third = claim(members, leases, "b", shards, ttl=10, now=3)
+    assert third.held == ["s2"]
+    # a stops renewing: after its ttl, b takes everything
+    late = claim({"b": 13}, {**leases, **third.leases}, "b", shards, ttl=10, now=20)
+    assert late.held == shards and set(late.members) == {"b"}
+
+
+def test_memory_and_sqlite_stores_hold_leases(tmp_path: Any) -> None:
+    for store in (MemoryCheckpointStore(), SQLiteCheckpointStore(tmp_path / "l.sqlite")):
+        assert store.claim("g", "st", "a", ["x", "y"], 10) == (["x", "y"], 2)
+        assert store.claim("g", "st", "b", ["x", "y"], 10) == ([], 1)
+        store.release("g", "st", "a", ["y"])
+        assert store.claim("g", "st", "b", ["x", "y"], 10) == (["y"], 1)
+        store.release("g", "st", "a", None)  # a leaves the group
+        assert store.claim("g", "st", "b", ["x", "y"], 10) == (["x", "y"], 2)
+        store.close()

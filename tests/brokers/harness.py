@@ -725,8 +725,22 @@ class Kinesis(Broker):
             "SHOULD_PERSIST_DATA": "true",
             "LOAD_DATA_IF_EXISTS": "true",
             "PERSIST_PATH": str(self.data),
-            "PERSIST_INTERVAL": "1s",
+            "PERSIST_INTERVAL": "5s",
         }
+
+    def start(self) -> None:
+        # A SIGKILL (see stop_timeout) can land while kinesis-mock rewrites its data file,
+        # leaving it truncated; it then refuses to start (NoSuchElementException). Keep
+        # such a file aside and start empty rather than not at all.
+        saved = self.data / "kinesis-data.json"
+        try:
+            json.loads(saved.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            saved.replace(saved.with_suffix(f".corrupt-{int(time.time())}"))
+            say("kinesis: its saved data was unreadable (killed while writing it); starting empty")
+        super().start()
 
     def probe(self) -> str | None:
         req = urllib.request.Request(

@@ -101,6 +101,7 @@ def kinesis_bridge(name: str, group: str) -> Bridge:
         poll_interval=0.05,
         discover_interval=0.5,
         checkpoint_interval=0.2,
+        lease_ttl=1.5,  # a member that joins gets its share within a second
     )
 
 
@@ -188,7 +189,7 @@ def kinesis_kit(restart: Callable[[], None]) -> KinesisKit:
             name="nowhere", endpoint_url="http://127.0.0.1:1", access_key_id="x",
             secret_access_key="y", connect_timeout=1, max_attempts=1,
         ),
-        settle=0.0,
+        settle=1.0,  # group members share the shards (leases renewed every 0.5 s)
         scale=1.0,  # the full counts take ~30 s on kinesis-mock
     )
     kit.prepare, kit.write_raw = kit.streams.prepare, kit.streams.write_raw
