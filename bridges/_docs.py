@@ -16,6 +16,7 @@ __all__ = ["BACKENDS", "characteristics", "render"]
 
 BACKENDS = {
     "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
+    "Kafka": "bridges.kafka:FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
     "Kinesis (against kinesis-mock)": "bridges.kinesis:FEATURES",
 }

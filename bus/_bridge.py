@@ -155,6 +155,7 @@ class Port:
         self.bridge = bridge
         self.import_patterns = tuple(import_patterns)
         self._matchers = [Pattern(p).matches for p in self.import_patterns]
+        self._wanted: dict[str, bool] = {}  # per topic: the matchers' answer, memoised
 
     def encode(self, env: Envelope[Any]) -> bytes:
         """The payload of *env* as bytes, with its topic's codec."""
@@ -162,7 +163,12 @@ class Port:
 
     def wants(self, topic: str) -> bool:
         """True if *topic* matches one of this attachment's import patterns."""
-        return any(match(topic) for match in self._matchers)
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            if len(self._wanted) > 10_000:  # topics are few; a flood of names is not
+                self._wanted.clear()
+            wanted = self._wanted[topic] = any(match(topic) for match in self._matchers)
+        return wanted
 
     def envelope(
         self,
@@ -201,10 +207,7 @@ class Port:
             hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             hdrs[H_ORIGINAL_TOPIC] = topic
             topic, payload = bus.dead_letter_topic, bytes(data)
-        delivery = None
-        if on_done is not None:
-            delivery = Delivery()
-            delivery.add_done_callback(on_done)
+        delivery = None if on_done is None else Delivery(on_done)
         return Envelope(
             id=id, topic=topic, payload=payload, key=key, headers=hdrs, time=time,
             attempt=attempt, source=source or self.bridge.name, delivery=delivery,

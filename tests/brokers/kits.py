@@ -77,6 +77,71 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
     )
 
 
+KAFKA_SERVER = "127.0.0.1:9092"
+
+
+def kafka_bridge(name: str, group: str, runtime: str | None = None) -> Bridge:
+    """*runtime* None: the bridge's defaults (each direction on its measured best)."""
+    from bridges.kafka import KafkaBridge
+
+    server = _env("KAFKA_SERVER", KAFKA_SERVER)
+    return KafkaBridge(server, name=name, group_id=group, runtime=runtime)  # type: ignore[arg-type]
+
+
+def kafka_kit(restart: Callable[[], None], runtime: str | None = None) -> BridgeKit:
+    """Topics get 4 partitions; raw records come from a bare aiokafka producer."""
+    from bridges.kafka import FEATURES, KafkaBridge
+
+    server = _env("KAFKA_SERVER", KAFKA_SERVER)
+
+    async def prepare(topics: list[str]) -> None:
+        async def create() -> None:
+            from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=server)
+            await admin.start()
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=4, replication_factor=1) for t in topics]
+                )
+                async with asyncio.timeout(20):
+                    while not set(topics) <= set(await admin.list_topics()):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+            finally:
+                await admin.close()
+
+        await trio.to_thread.run_sync(_in_asyncio(create))
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        async def send() -> None:
+            from aiokafka import AIOKafkaProducer
+
+            producer = AIOKafkaProducer(bootstrap_servers=server)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, data)
+            finally:
+                await producer.stop()
+
+        await trio.to_thread.run_sync(_in_asyncio(send))
+
+    async def restart_broker() -> None:
+        await trio.to_thread.run_sync(restart)
+
+    return BridgeKit(
+        name=f"kafka[{runtime or 'default'}]",
+        features=FEATURES,
+        make=lambda name, group: kafka_bridge(name, group, runtime),
+        prepare=prepare,
+        write_raw=write_raw,
+        restart_broker=restart_broker,
+        child="kits:kafka_bridge",
+        env=CHILD_ENV,
+        unreachable=lambda: KafkaBridge("127.0.0.1:1", name="nowhere", runtime=runtime),  # type: ignore[arg-type]
+        settle=1.0,
+    )
+
+
 # -- Kinesis (kinesis-mock) ----------------------------------------------------------
 
 KINESIS_CHECKPOINTS = Path(os.environ.get("TMPDIR", "/tmp")) / "trio-bus-kinesis-conformance.sqlite"

@@ -37,6 +37,26 @@ async def test_rabbitmq(brokers: Any, case: str) -> None:
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("case", list(CASES))
+async def test_kafka(brokers: Any, case: str) -> None:
+    brokers.require("kafka")
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka")), case)
+
+
+FAST_CASES = [c for c in CASES if c not in ("at_least_once_kill9", "broker_restart")]
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("runtime", ["thread", "trio-asyncio"])
+@pytest.mark.parametrize("case", FAST_CASES)
+async def test_kafka_one_runtime(brokers: Any, case: str, runtime: str) -> None:
+    """The default runs egress on a thread loop and ingress on trio-asyncio; each runtime
+    alone must pass too."""
+    brokers.require("kafka")
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka"), runtime=runtime), case)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("case", list(CASES))
 async def test_kinesis(brokers: Any, case: str) -> None:
     brokers.require("kinesis")
     kit = kits.kinesis_kit(lambda: brokers.restart("kinesis"))
