@@ -18,6 +18,7 @@ BACKENDS = {
     "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
     "Kafka": "bridges.kafka:FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
+    "Kinesis (against kinesis-mock)": "bridges.kinesis:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""
 

@@ -278,6 +278,7 @@ class Attachment:
         """Times ingress was restarted after it raised."""
         self._close_timeout = close_timeout
         self._ingress_scope: trio.CancelScope | None = None
+        self._ingress_ended = trio.Event()
         self._closed = False
 
     @property
@@ -307,6 +308,8 @@ class Attachment:
         self.stop_intake()
         self._bus._attachments.pop(self.bridge.name, None)
         with trio.move_on_after(self._close_timeout, shield=True) as scope:
+            if self._ingress_scope is not None:
+                await self._ingress_ended.wait()  # ingest has returned: nothing races aclose
             try:
                 await self.bridge.aclose()
             except Exception as exc:
@@ -322,6 +325,14 @@ class Attachment:
         A failure before the first ``started()`` propagates to ``attach`` instead.
         """
         bridge, started = self.bridge, _Started(task_status)
+        try:
+            await self._supervise_ingress(bridge, started, retry)
+        finally:
+            self._ingress_ended.set()
+
+    async def _supervise_ingress(
+        self, bridge: Bridge, started: _Started, retry: RetryPolicy
+    ) -> None:
         with trio.CancelScope() as scope:
             self._ingress_scope = scope
             failures = 0

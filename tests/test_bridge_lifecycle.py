@@ -119,3 +119,25 @@ def test_skip_origin_is_not_on_the_public_subscribe() -> None:
     from bus import Bus
 
     assert "skip_origin" not in inspect.signature(Bus.subscribe).parameters
+
+
+async def test_detach_closes_the_bridge_only_after_ingest_returned() -> None:
+    events: list[str] = []
+
+    class SlowToStop(LifeBridge):
+        async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(0.05)  # e.g. a client call finishing
+                events.append("ingest returned")
+
+        async def aclose(self) -> None:
+            events.append("aclose")
+
+    async with open_bus() as bus:
+        att = await bus.attach(SlowToStop(), import_=["t"])
+        await att.detach()
+        assert events == ["ingest returned", "aclose"]
