@@ -45,6 +45,7 @@ __all__ = [
     "from_headers",
     "parse_time",
     "to_headers",
+    "to_kafka_headers",
 ]
 
 CONTENT_TYPE = "application/json"
@@ -75,9 +76,11 @@ KAFKA = Binding("kafka", "ce_", "content-type", key_header=False)
 RABBITMQ = Binding("rabbitmq", "ce-", None, key_header=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Incoming:
-    """What a received message says about the envelope to deliver."""
+    """What a received message says about the envelope to deliver. (Not frozen: one is
+    made per imported message, and a frozen dataclass's ``__init__`` is several times
+    slower.)"""
 
     topic: str
     """The broker's topic or routing key."""
@@ -142,6 +145,45 @@ def to_headers(
     return out
 
 
+_KAFKA_CT = ("content-type", CONTENT_TYPE.encode())
+
+
+def to_kafka_headers(env: Envelope[Any]) -> list[tuple[str, bytes]]:
+    """``to_headers(KAFKA, env)`` with UTF-8 values, as Kafka records carry them; the
+    egress hot path, so written out rather than encoded from the generic list."""
+    attempt = env.attempt
+    out = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", env.id.encode()),
+        ("ce_source", env.source.encode()),
+        ("ce_type", env.topic.encode()),
+        ("ce_time", format_time(env.time).encode()),
+        ("ce_deliveryattempt", b"1" if attempt == 1 else str(attempt).encode()),
+        _KAFKA_CT,
+    ]
+    headers = env.headers
+    if headers:
+        for name, value in headers.items():
+            lowered = name.lower()
+            if not lowered.startswith("ce_") and lowered != "content-type":
+                out.append((name, value.encode()))
+    return out
+
+
+_KNOWN: dict[Binding, dict[str, str]] = {}
+
+
+def _known(binding: Binding) -> dict[str, str]:
+    """Header name -> attribute, for the exact spellings a bus writes."""
+    known = _KNOWN.get(binding)
+    if known is None:
+        known = {binding.prefix + attr: attr for attr in _MAPPED}
+        if binding.content_type_header is not None:
+            known[binding.content_type_header] = "datacontenttype"
+        _KNOWN[binding] = known
+    return known
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", errors="replace")
@@ -164,22 +206,34 @@ def from_headers(
     timestamp in seconds); *content_type* a message property where the binding keeps
     ``datacontenttype`` there.
     """
+    # Hot path (every imported message): exact names of the attributes we map are one
+    # dict lookup; only other headers pay for lower() and the prefix test.
+    known = _known(binding)
     p = binding.prefix
     n = len(p)
     ct_header = binding.content_type_header
     attrs: dict[str, str] = {}
     headers: dict[str, str] = {}
+    extensions = False
     for name, raw in items:
+        value = raw.decode("utf-8", "replace") if type(raw) is bytes else _text(raw)
+        attr = known.get(name)
+        if attr is not None:
+            attrs[attr] = value
+            continue
         lowered = name.lower()
         if lowered.startswith(p):
-            attrs[lowered[n:]] = _text(raw)
+            attr = lowered[n:]
+            attrs[attr] = value
+            extensions = extensions or attr not in _MAPPED
         elif ct_header is not None and lowered == ct_header:
-            content_type = _text(raw)
+            attrs["datacontenttype"] = value
         else:
-            headers[name] = _text(raw)
-    for attr, value in attrs.items():
-        if attr not in _MAPPED:
-            headers.setdefault(attr, value)
+            headers[name] = value
+    if extensions:
+        for attr, value in attrs.items():
+            if attr not in _MAPPED:
+                headers.setdefault(attr, value)
     if key is None:
         key = attrs.get("partitionkey")
     elif not isinstance(key, str):

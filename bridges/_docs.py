@@ -16,7 +16,9 @@ __all__ = ["BACKENDS", "characteristics", "render"]
 
 BACKENDS = {
     "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
+    "Kafka": "bridges.kafka:FEATURES",
     "RabbitMQ": "bridges.rabbitmq:FEATURES",
+    "Kinesis (against kinesis-mock)": "bridges.kinesis:FEATURES",
     "Google Cloud Pub/Sub": "bridges.pubsub:FEATURES",
 }
 """Title → ``module:NAME`` of the default :class:`Features` of each backend."""

@@ -155,6 +155,7 @@ class Port:
         self.bridge = bridge
         self.import_patterns = tuple(import_patterns)
         self._matchers = [Pattern(p).matches for p in self.import_patterns]
+        self._wanted: dict[str, bool] = {}  # per topic: the matchers' answer, memoised
 
     def encode(self, env: Envelope[Any]) -> bytes:
         """The payload of *env* as bytes, with its topic's codec."""
@@ -162,7 +163,12 @@ class Port:
 
     def wants(self, topic: str) -> bool:
         """True if *topic* matches one of this attachment's import patterns."""
-        return any(match(topic) for match in self._matchers)
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            if len(self._wanted) > 10_000:  # topics are few; a flood of names is not
+                self._wanted.clear()
+            wanted = self._wanted[topic] = any(match(topic) for match in self._matchers)
+        return wanted
 
     def envelope(
         self,
@@ -201,10 +207,7 @@ class Port:
             hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             hdrs[H_ORIGINAL_TOPIC] = topic
             topic, payload = bus.dead_letter_topic, bytes(data)
-        delivery = None
-        if on_done is not None:
-            delivery = Delivery()
-            delivery.add_done_callback(on_done)
+        delivery = None if on_done is None else Delivery(on_done)
         return Envelope(
             id=id, topic=topic, payload=payload, key=key, headers=hdrs, time=time,
             attempt=attempt, source=source or self.bridge.name, delivery=delivery,
@@ -275,6 +278,7 @@ class Attachment:
         """Times ingress was restarted after it raised."""
         self._close_timeout = close_timeout
         self._ingress_scope: trio.CancelScope | None = None
+        self._ingress_ended = trio.Event()
         self._closed = False
 
     @property
@@ -304,6 +308,8 @@ class Attachment:
         self.stop_intake()
         self._bus._attachments.pop(self.bridge.name, None)
         with trio.move_on_after(self._close_timeout, shield=True) as scope:
+            if self._ingress_scope is not None:
+                await self._ingress_ended.wait()  # ingest has returned: nothing races aclose
             try:
                 await self.bridge.aclose()
             except Exception as exc:
@@ -319,6 +325,14 @@ class Attachment:
         A failure before the first ``started()`` propagates to ``attach`` instead.
         """
         bridge, started = self.bridge, _Started(task_status)
+        try:
+            await self._supervise_ingress(bridge, started, retry)
+        finally:
+            self._ingress_ended.set()
+
+    async def _supervise_ingress(
+        self, bridge: Bridge, started: _Started, retry: RetryPolicy
+    ) -> None:
         with trio.CancelScope() as scope:
             self._ingress_scope = scope
             failures = 0
@@ -369,6 +383,7 @@ async def attach(
     retry: RetryPolicy = EXPORT_RETRY,
     connect_timeout: float = 10.0,
     close_timeout: float = 10.0,
+    concurrency: int = 1,
 ) -> Attachment:
     name = bridge.name
     if not export and not import_:
@@ -409,7 +424,7 @@ async def attach(
 
             att.export = bus._subscribe_export(
                 export, send, name=f"{name}:export", batch=batch, capacity=capacity,
-                retry=retry, skip_origin=name,
+                retry=retry, skip_origin=name, concurrency=concurrency,
             )
         if import_:
             try:

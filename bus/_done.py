@@ -38,11 +38,13 @@ class Failure(NamedTuple):
 class Delivery:
     """The tracking record of one message. Made by the bus; read by bridges and waiters."""
 
-    __slots__ = ("_callbacks", "_event", "_pending", "failures", "handled")
+    __slots__ = ("_callback", "_event", "_more", "_pending", "failures", "handled")
 
-    def __init__(self) -> None:
+    def __init__(self, on_done: Callable[[Delivery], None] | None = None) -> None:
         self._pending = 1  # the publish's own hold, released when routing is over
-        self._callbacks: list[Callable[[Delivery], None]] | None = []
+        # one callback in a slot (the common case: a bridge's ack), more in a list
+        self._callback = on_done
+        self._more: list[Callable[[Delivery], None]] | None = None
         self._event: trio.Event | None = None
         self.handled = 0
         """Targets (subscribers, confirmed exports) that handled the message."""
@@ -81,18 +83,25 @@ class Delivery:
         self._pending -= 1
         if self._pending:
             return
-        callbacks, self._callbacks = self._callbacks, None
+        callback, more = self._callback, self._more
+        self._callback = self._more = None  # no cycle through a callback outlives this
         if self._event is not None:
             self._event.set()
-        for callback in callbacks or ():
+        if callback is not None:
             callback(self)
+        for each in more or ():
+            each(self)
 
     def add_done_callback(self, callback: Callable[[Delivery], None]) -> None:
         """Call *callback(delivery)* once when done (at once if it is done already)."""
-        if self._callbacks is None:
+        if not self._pending:
             callback(self)
+        elif self._callback is None:
+            self._callback = callback
+        elif self._more is None:
+            self._more = [callback]
         else:
-            self._callbacks.append(callback)
+            self._more.append(callback)
 
     async def wait(self) -> None:
         """Wait until the message is done."""

@@ -17,6 +17,7 @@ from bus import MissingDependencyError
 
 __all__ = [
     "Record",
+    "check_codec",
     "client",
     "commit",
     "create_topic",
@@ -43,6 +44,18 @@ def client() -> ModuleType:
             "the Kafka bridge needs aiokafka: pip install 'trio-bus[kafka]'"
         ) from exc
     return aiokafka  # type: ignore[no-any-return]
+
+
+def check_codec(compression_type: str | None) -> None:
+    """A compression codec whose library is missing fails here, naming the fix."""
+    if compression_type in ("snappy", "lz4", "zstd"):
+        from aiokafka import codec
+
+        if not getattr(codec, f"has_{compression_type}")():
+            raise MissingDependencyError(
+                f"compression_type={compression_type!r} needs cramjam: "
+                f"pip install 'trio-bus[kafka]' (or 'aiokafka[{compression_type}]')"
+            )
 
 
 async def start_producer(options: Mapping[str, Any]) -> Any:

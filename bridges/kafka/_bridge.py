@@ -7,7 +7,8 @@ Mapping (see ``docs/bridges.md``):
   envelope attributes and headers = CloudEvents binary mode ``ce_`` headers;
 - egress: an idempotent producer with ``acks="all"`` by default; a batch is one crossing
   into asyncio (hand every record to the producer, then wait for every acknowledgement)
-  with one result per record: too large / invalid -> dead letter, the rest retried;
+  with one result per record: too large / invalid / not encodable -> dead letter, the
+  rest retried;
 - ingress: a consumer group member (``group_id``, default ``trio-bus.<name>``) without
   auto-commit, subscribed to the import patterns (a regex when they have wildcards);
   offsets are committed only below what the bus is done with (``_ingress.py``);
@@ -30,7 +31,7 @@ from bus import ConfigurationError, Envelope
 from bus._log import get_logger
 from bus.abc import Bridge, ExportResults, Features, Port, Rejected
 
-from .._cloudevents import KAFKA, to_headers
+from .._cloudevents import to_kafka_headers
 from .._runtime import Runtime, RuntimeKind, start_runtime
 from . import _aio
 from ._errors import classify, is_unavailable, translate
@@ -67,7 +68,11 @@ class KafkaBridge(Bridge):
     by itself, and the bus retries what still failed, with backoff.
 
     *egress_runtime* / *ingress_runtime* choose how aiokafka runs inside trio (see
-    :mod:`bridges._runtime`); *runtime* sets both.
+    :mod:`bridges._runtime`); *runtime* sets both. The defaults are what measured best
+    (SPEC §6, ``benchmarks/bridges_kafka.py``): producing on an asyncio loop in a thread
+    (trio-asyncio's per-callback cost makes the producer 0.35-0.7x as fast), consuming on
+    trio-asyncio (no thread hand-off per batch, and no GIL contention between the fetch
+    and the bus delivering the previous batch).
     """
 
     features = FEATURES
@@ -98,7 +103,7 @@ class KafkaBridge(Bridge):
         topic_ready_timeout: float = 10.0,
         runtime: RuntimeKind | None = None,
         egress_runtime: RuntimeKind = "thread",
-        ingress_runtime: RuntimeKind = "thread",
+        ingress_runtime: RuntimeKind = "trio-asyncio",
         producer_options: Mapping[str, Any] | None = None,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -172,6 +177,7 @@ class KafkaBridge(Bridge):
 
     async def open(self) -> None:
         _aio.client()  # a missing aiokafka fails here, with the extra to install
+        _aio.check_codec(self._producer_options.get("compression_type"))
         self._egress_rt = await start_runtime(self._egress_kind)
         try:
             self._producer = await self._egress_rt.run(
@@ -220,26 +226,34 @@ class KafkaBridge(Bridge):
     async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> ExportResults:
         rt = self._egress()
         records: list[_aio.Record] = []
-        for env in batch:
-            headers = [(n, v.encode()) for n, v in to_headers(KAFKA, env)]
+        unencodable: dict[int, BaseException] = {}
+        for i, env in enumerate(batch):
+            try:
+                value = port.encode(env)
+            except Exception as exc:  # this record can never be sent: dead-letter it
+                unencodable[i] = Rejected(f"cannot encode the payload for {env.topic!r}: {exc}")
+                continue
             key = env.key.encode() if env.key is not None else None
             ts = int(env.time * 1000) if env.time > 0 else None
-            records.append((env.topic, port.encode(env), key, headers, ts))
+            records.append((env.topic, value, key, to_kafka_headers(env), ts))
         try:
-            results = await rt.run(_aio.send_batch, self._producer, records)
+            sent = await rt.run(_aio.send_batch, self._producer, records) if records else []
         except Exception as exc:
             raise translate(exc, f"sending {len(batch)} records") from exc
-        if not any(results):
+        if unencodable:
+            it = iter(sent)
+            sent = [unencodable[i] if i in unencodable else next(it) for i in range(len(batch))]
+        if not any(sent):
             return None
         out = [
-            None if r is None else classify(r, env.topic)
-            for r, env in zip(results, batch, strict=True)
+            r if r is None or isinstance(r, Rejected) else classify(r, env.topic)
+            for r, env in zip(sent, batch, strict=True)
         ]
-        failures = [r for r in results if r is not None]
-        if len(failures) == len(results) and not any(isinstance(o, Rejected) for o in out):
+        if all(r is not None for r in sent) and not any(isinstance(o, Rejected) for o in out):
             # Nothing went through and nothing was refused for good: fail the batch whole
             # (the bus retries it with backoff) rather than record by record.
-            first = failures[0]
+            first = sent[0]
+            assert first is not None
             raise translate(first, f"sending {len(batch)} records") from first
         return out
 

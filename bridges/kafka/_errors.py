@@ -66,8 +66,16 @@ def is_unavailable(exc: BaseException) -> bool:
     return bool(_names(exc) & _UNAVAILABLE) or isinstance(exc, BackendUnavailableError)
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    # A trio nursery wraps even one failure in a group: report the failure itself.
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def translate(exc: BaseException, doing: str) -> BackendError:
     """*exc* as a bus error (``raise translate(exc, ...) from exc``)."""
+    exc = _unwrap(exc)
     if isinstance(exc, BackendError):
         return exc
     cls = BackendUnavailableError if is_unavailable(exc) else BackendError

@@ -1,25 +1,30 @@
 """Kafka ingress: a consumer group member that commits only what the bus is done with.
 
 One :class:`Consumer` per run of ``KafkaBridge.ingest``. Each ``getmany`` batch is one
-crossing into asyncio; each record goes to ``port.deliver_nowait`` with an ``on_done``
+crossing into asyncio; each record goes to ``port.deliver_nowait`` (CloudEvents headers
+read by ``bridges._cloudevents``) with an ``on_done``
 callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commits:
 
 - periodically (``commit_interval``), from a task of its own, so consuming never waits
-  for the ~5 ms a commit takes; only partitions whose committable offset moved;
+  for the ~5 ms a commit takes; only partitions whose committable offset moved (a
+  failed commit's offsets go out with the next one);
 - when partitions are revoked (rebalance): what is done for them, then they are
   forgotten, and records of theirs still in hand are not delivered (the new owner
   reads them from the committed offset); late completions for them are ignored;
 - once more in :meth:`close`, after the bus drained, before the consumer leaves.
 
-Backpressure: when ``deliver_nowait`` says a mailbox is full, every assigned partition
-is paused and a side task keeps calling ``getmany`` (so the group does not evict us)
-while ``port.deliver`` waits for room; then the partitions resume.
+Two tasks: a poller keeps the next batch fetched while a deliverer hands the current
+one to the bus, so the fetch crossing overlaps delivery. Backpressure: when a mailbox is
+full the deliverer waits in ``port.deliver``; the poller sees its batch not taken, pauses
+every assigned partition and keeps calling ``getmany`` (so the group does not evict us),
+and resumes them once the deliverer took the batch.
 
 Does not translate or log errors for the bridge (``_bridge.py`` does).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any
 
@@ -28,13 +33,18 @@ import trio
 from bus._log import get_logger
 from bus.abc import Delivery, OffsetTracker, Port
 
-from .._cloudevents import KAFKA, from_headers
+from .._cloudevents import KAFKA, Incoming, from_headers
 from .._runtime import Runtime
 from . import _aio
 
 __all__ = ["Consumer"]
 
 log = get_logger("bus.bridges")
+
+PAUSE_AFTER = 0.1
+"""Seconds a fetched batch may wait for the deliverer before the partitions pause."""
+PAUSED_POLL_MS = 50
+"""``getmany`` timeout while paused: how soon consuming resumes once there is room."""
 
 
 class Consumer:
@@ -51,12 +61,16 @@ class Consumer:
         self.assigned: set[Any] = set()
         self.committed: dict[Any, int] = {}
         """Offsets the broker acknowledged as committed, per partition."""
+        self._retry: dict[Any, int] = {}  # offsets of a failed commit, sent with the next
         self.commits = 0
         self.pauses = 0
         self._poll_ms = poll_ms
         self._max_records = max_records
         self._commit_interval = commit_interval
         self._commit_lock = trio.Lock()
+        self._ready: collections.deque[dict[Any, list[Any]]] = collections.deque()
+        self._arrived = trio.lowlevel.ParkingLot()  # a batch was added to _ready
+        self._taken = trio.lowlevel.ParkingLot()  # the deliverer took one from _ready
 
     async def start(self, options: dict[str, Any], topics: list[str], pattern: str | None) -> None:
         self.client = await self.rt.run(
@@ -91,17 +105,16 @@ class Consumer:
             self.tracker.forget(tp)
             self.assigned.discard(tp)
             self.committed.pop(tp, None)
+            self._retry.pop(tp, None)
         return offsets
 
     # -- commits ------------------------------------------------------------------------
 
     def _to_commit(self) -> dict[Any, int]:
-        moved = {}
-        for tp in self.tracker.partitions():
-            offset = self.tracker.committable(tp)
-            if offset is not None and tp in self.assigned and offset > self.committed.get(tp, -1):
-                moved[tp] = offset
-        return moved
+        """Offsets that moved since the last commit (and those whose commit failed)."""
+        moved, self._retry = self._retry, {}
+        moved.update(self.tracker.to_commit())
+        return {tp: offset for tp, offset in moved.items() if tp in self.assigned}
 
     async def commit(self) -> None:
         """Commit the done offsets that moved; a failure is logged and retried later."""
@@ -113,6 +126,8 @@ class Consumer:
                 await self.rt.run(_aio.commit, self.client, offsets)
             except Exception as exc:
                 log.warning("kafka.commit_failed", bridge=self.name, error=repr(exc))
+                for tp, offset in offsets.items():  # newer offsets, if any, win later
+                    self._retry.setdefault(tp, offset)
                 return
             self.commits += 1
             for tp, offset in offsets.items():
@@ -127,62 +142,88 @@ class Consumer:
     # -- consuming ----------------------------------------------------------------------
 
     async def run(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled: a poller fetches the next batch while a deliverer
+        hands the current one to the bus; a committer commits what is done."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._committer)
+            nursery.start_soon(self._poller)
             task_status.started()
-            rt, client = self.rt, self.client
+            ready, arrived, taken = self._ready, self._arrived, self._taken
             while True:
-                batch = await rt.run(_aio.poll, client, self._poll_ms, self._max_records)
+                while not ready:
+                    await arrived.park()
+                batch = ready.popleft()
+                taken.unpark_all()
                 await self._deliver_batch(port, batch)
 
+    async def _poller(self) -> None:
+        """Keep one batch ready ahead of the deliverer. While the deliverer is behind (the
+        bus is full), pause every assigned partition and keep polling: aiokafka leaves
+        the group when ``getmany`` is not called for ``max_poll_interval_ms``."""
+        rt, client, ready = self.rt, self.client, self._ready
+        paused = False
+        while True:
+            if ready:
+                with trio.move_on_after(PAUSE_AFTER):
+                    while ready:
+                        await self._taken.park()
+            if ready:
+                if not paused:
+                    self.pauses += 1
+                    paused = True
+                batch = await rt.run(_aio.poll_paused, client, PAUSED_POLL_MS)
+            else:
+                if paused:
+                    await rt.run(_aio.resume_all, client)
+                    paused = False
+                batch = await rt.run(_aio.poll, client, self._poll_ms, self._max_records)
+            if batch:
+                ready.append(batch)
+                self._arrived.unpark_all()
+
     async def _deliver_batch(self, port: Port, batch: dict[Any, list[Any]]) -> None:
+        # The per-record path is synchronous (deliver_nowait); only a full mailbox awaits.
+        assigned, tracker, offer = self.assigned, self.tracker, self._offer
         for tp, records in batch.items():
             for rec in records:
-                if tp not in self.assigned:  # revoked while in hand: the new owner has it
+                if tp not in assigned:  # revoked while in hand: the new owner has it
                     break
-                await self._deliver(port, tp, rec)
+                blocked = offer(port, tracker, tp, rec)
+                if blocked is not None:
+                    # A mailbox is full: wait for room. The poller notices that the next
+                    # batch is not taken and pauses the partitions meanwhile.
+                    topic, data, inc, on_done = blocked
+                    await port.deliver(
+                        topic, data, id=inc.id, key=inc.key, headers=inc.headers,
+                        time=inc.time, attempt=inc.attempt, source=inc.source, on_done=on_done,
+                    )
 
     def _on_done(self, tracker: OffsetTracker[Any], tp: Any, offset: int, _: Delivery) -> None:
         tracker.done(tp, offset)
 
-    async def _deliver(self, port: Port, tp: Any, rec: Any) -> None:
+    def _offer(
+        self, port: Port, tracker: OffsetTracker[Any], tp: Any, rec: Any
+    ) -> tuple[str, bytes, Incoming, Any] | None:
+        """Deliver *rec* without waiting; if a mailbox is full, what to deliver instead."""
+        topic, offset = rec.topic, rec.offset
+        ts = rec.timestamp
         inc = from_headers(
-            KAFKA, rec.headers, topic=rec.topic,
-            fallback_id=f"{rec.topic}-{rec.partition}-{rec.offset}", key=rec.key,
-            time=rec.timestamp / 1000 if rec.timestamp is not None else 0.0,
+            KAFKA, rec.headers, topic=topic, fallback_id="", key=rec.key,
+            time=ts / 1000 if ts is not None else 0.0,
         )
-        self.tracker.started(tp, rec.offset)
-        on_done = functools.partial(self._on_done, self.tracker, tp, rec.offset)
+        if not inc.id:  # a foreign record: its place in the log is its identity
+            inc.id = f"{topic}-{rec.partition}-{offset}"
+        tracker.started(tp, offset)
+        on_done = functools.partial(self._on_done, tracker, tp, offset)
         data = rec.value if rec.value is not None else b""  # a tombstone: dead-lettered
-        args = (inc.topic, data)
-        kwargs: dict[str, Any] = dict(
-            id=inc.id, key=inc.key, headers=inc.headers, time=inc.time, attempt=inc.attempt,
-            source=inc.source, on_done=on_done,
-        )
         try:
-            port.deliver_nowait(*args, **kwargs)
+            port.deliver_nowait(
+                topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
+                attempt=inc.attempt, source=inc.source, on_done=on_done,
+            )
         except trio.WouldBlock:
-            await self._deliver_paused(port, args, kwargs)
-
-    async def _deliver_paused(
-        self, port: Port, args: tuple[str, bytes], kwargs: dict[str, Any]
-    ) -> None:
-        self.pauses += 1
-        came: list[dict[Any, list[Any]]] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._poll_while_paused, came)
-            await port.deliver(*args, **kwargs)
-            nursery.cancel_scope.cancel()
-        await self.rt.run(_aio.resume_all, self.client)
-        for batch in came:  # records of partitions assigned during the pause
-            await self._deliver_batch(port, batch)
-
-    async def _poll_while_paused(self, came: list[dict[Any, list[Any]]]) -> None:
-        while True:
-            batch = await self.rt.run(_aio.poll_paused, self.client, self._poll_ms)
-            if batch:
-                came.append(batch)
+            return topic, data, inc, on_done
+        return None
 
     async def close(self) -> None:
         """Commit what is done, leave the group, stop the client."""

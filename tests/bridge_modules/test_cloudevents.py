@@ -19,6 +19,7 @@ from bridges._cloudevents import (
     from_headers,
     parse_time,
     to_headers,
+    to_kafka_headers,
 )
 from bus import Envelope
 
@@ -157,3 +158,10 @@ def test_no_key_no_headers(binding: object) -> None:
     names = [n for n, _ in to_headers(binding, env)]  # type: ignore[arg-type]
     assert not any(n.endswith("partitionkey") for n in names)
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("attempt", [1, 3])
+def test_kafka_fast_path_equals_the_generic_mapping(attempt: int) -> None:
+    env = msgspec.structs.replace(ENV, attempt=attempt)
+    generic = [(n, v.encode()) for n, v in to_headers(KAFKA, env)]
+    assert to_kafka_headers(env) == generic

@@ -191,6 +191,25 @@ async def test_round_trip_with_key_headers_and_typed_payload(topic: str, kind: s
     assert not our_threads()
 
 
+async def test_the_seeds_producer_options_round_trip(topic: str) -> None:
+    """The seed's production settings: acks, retries, batch_size, snappy compression."""
+    got: list[int] = []
+    bridge = KafkaBridge(SERVER, acks="all", retries=3, batch_size=16384,
+                         compression_type="snappy", linger_ms=5, client_id="seed")
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.append(e.payload.n))
+            await b.attach(KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}"), import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                await a.attach(bridge, export=[topic])
+                for i in range(20):
+                    await a.publish(topic, Order(i, "z" * 500), key=f"k{i % 3}")
+            await until(lambda: len(got) == 20)
+    assert sorted(got) == list(range(20))
+
+
 async def test_what_we_write_is_read_by_the_cloudevents_sdk(topic: str) -> None:
     with trio.fail_after(60):
         async with open_bus(name="shop") as a:
@@ -307,7 +326,102 @@ async def test_admin_and_health(kafka: None) -> None:
 async def test_unreachable_broker_is_one_clear_error() -> None:
     with trio.fail_after(30):
         async with open_bus() as bus:
+            bridge = KafkaBridge("127.0.0.1:1", sasl_plain_username="u",
+                                 sasl_plain_password="hunter2")
             with pytest.raises(BackendUnavailableError, match="kafka") as info:
-                await bus.attach(KafkaBridge("127.0.0.1:1"), export=["x"], connect_timeout=5)
+                await bus.attach(bridge, export=["x"], connect_timeout=5)
     assert "aiokafka" not in type(info.value).__module__
+    assert "hunter2" not in str(info.value) and "hunter2" not in repr(info.value)
     assert not our_threads()
+
+
+async def test_a_full_bus_pauses_the_consumer_which_keeps_its_group(topic: str) -> None:
+    handled: list[int] = []
+    bridge = KafkaBridge(
+        SERVER, name="kin", group_id=f"g-{topic}", max_poll_records=10,
+        # evicted if it stops polling for 1 s (checked at each heartbeat)
+        consumer_options={"max_poll_interval_ms": 1000, "heartbeat_interval_ms": 200},
+    )
+    with trio.fail_after(60):
+        async with open_bus() as a:
+            a.topic(topic, Order)
+            await a.attach(KafkaBridge(SERVER), export=[topic])
+            for i in range(12):
+                await a.publish(topic, Order(i), key="one")  # one partition, in order
+        async with open_bus() as b:
+            b.topic(topic, Order)
+
+            async def slow(env: Envelope[Order]) -> None:
+                await trio.sleep(0.3)  # a batch of 10 takes 3 s: over max_poll_interval
+                handled.append(env.payload.n)
+
+            b.subscribe(topic, slow, capacity=1)
+            await b.attach(bridge, import_=[topic])
+            await until(lambda: len(handled) >= 12)
+            await trio.sleep(1.5)  # a redelivery after an eviction would arrive by now
+            consumer = bridge._consumer
+            assert consumer is not None and consumer.pauses > 0
+    assert handled == list(range(12))  # no eviction, so no redelivery
+
+
+async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing(
+    topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridges.kafka import _aio
+
+    real_poll = _aio.poll
+    failed = False
+
+    async def flaky_poll(consumer: Any, timeout_ms: int, max_records: int) -> Any:
+        nonlocal failed
+        batch = await real_poll(consumer, timeout_ms, max_records)
+        if batch and not failed:  # a client failure after records were fetched
+            failed = True
+            raise RuntimeError("injected client failure")
+        return batch
+
+    monkeypatch.setattr(_aio, "poll", flaky_poll)
+    got: set[int] = set()
+    bridge = KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}", max_poll_records=5)
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.add(e.payload.n))
+            att = await b.attach(bridge, import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                await a.attach(KafkaBridge(SERVER), export=[topic])
+                for i in range(50):
+                    await a.publish(topic, Order(i), key=f"k{i % 5}")
+            await until(lambda: len(got) == 50)
+            assert att.ingress_restarts == 1
+    assert got == set(range(50))
+    assert not our_threads()
+
+
+class Opaque:
+    """A class msgspec cannot describe: the bus accepts it locally, JSON cannot carry it."""
+
+
+async def test_a_payload_that_cannot_be_encoded_is_dead_lettered_alone(topic: str) -> None:
+    other = topic.rsplit(".", 1)[0] + ".opaque"
+    got: list[int] = []
+    dead: list[Envelope[Any]] = []
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.append(e.payload.n))
+            await b.attach(KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}"), import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                a.topic(other, Opaque)
+                a.subscribe(a.dead_letter_topic, dead.append)
+                await a.attach(KafkaBridge(SERVER), export=[topic.split(".")[0] + ".#"])
+                await a.publish(topic, Order(1))
+                await a.publish(other, Opaque())
+                await a.publish(topic, Order(2))
+            await until(lambda: sorted(got) == [1, 2])
+    (env,) = dead
+    assert env.headers[H_ORIGINAL_TOPIC] == other
+    assert "cannot encode" in env.headers[H_ERROR]
+    await delete_topics([other])

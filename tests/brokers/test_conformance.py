@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from bus.testing import CASES, run_case
+from bus.testing import CASES, check_broker_to_broker, run_case
 
 sys.path.insert(0, str(Path(__file__).parent))  # kits.py, importable by the kill -9 child too
 kits = importlib.import_module("kits")
@@ -35,6 +35,51 @@ async def test_rabbitmq(brokers: Any, case: str) -> None:
     await _run(kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq")), case)
 
 
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_kafka(brokers: Any, case: str) -> None:
+    brokers.require("kafka")
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka")), case)
+
+
+FAST_CASES = [c for c in CASES if c not in ("at_least_once_kill9", "broker_restart")]
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("runtime", ["thread", "trio-asyncio"])
+@pytest.mark.parametrize("case", FAST_CASES)
+async def test_kafka_one_runtime(brokers: Any, case: str, runtime: str) -> None:
+    """The default runs egress on a thread loop and ingress on trio-asyncio; each runtime
+    alone must pass too."""
+    brokers.require("kafka")
+    await _run(kits.kafka_kit(lambda: brokers.restart("kafka"), runtime=runtime), case)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_kinesis(brokers: Any, case: str) -> None:
+    brokers.require("kinesis")
+    kit = kits.kinesis_kit(lambda: brokers.restart("kinesis"))
+    try:
+        await _run(kit, case)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(30):
+            await kit.cleanup()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("direction", ["kinesis->rabbitmq", "rabbitmq->kinesis"])
+async def test_broker_to_broker_kinesis_rabbitmq(brokers: Any, direction: str) -> None:
+    brokers.require("kinesis")
+    brokers.require("rabbitmq")
+    kinesis = kits.kinesis_kit(lambda: brokers.restart("kinesis"))
+    rabbitmq = kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq"))
+    source, sink = (kinesis, rabbitmq) if direction == "kinesis->rabbitmq" else (rabbitmq, kinesis)
+    try:
+        await check_broker_to_broker(source, sink)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(30):
+            await kinesis.cleanup()
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("case", list(CASES))
 async def test_pubsub(brokers: Any, case: str) -> None:
