@@ -31,6 +31,7 @@ from typing import Any, cast
 from . import _bridge_latency
 from . import _kafka_bridge_cases as kb
 from . import _kafka_cases as k
+from . import _pubsub_cases as ps
 from . import _rabbitmq_cases as r
 from . import bridges_kinesis as kin
 from ._brokers import kafka_cleanup
@@ -62,6 +63,7 @@ RATE_RATIOS: dict[str, tuple[str, str]] = {
     ),
     "kinesis_egress_vs_raw": ("kinesis_bridge_egress", "kinesis_raw_egress"),
     "kinesis_ingress_vs_raw": ("kinesis_bridge_ingress", "kinesis_raw_ingress"),
+    **ps.RATIOS,
 }
 
 # the reference: no target, how far librdkafka is from everything in Python
@@ -162,6 +164,7 @@ def _cases() -> list[Case]:
         Case("rabbitmq_faststream_ingress", "FastStream subscriber, AckPolicy.ACK", "msg/s",
              r.faststream_ingress, scale=rs),
         *kin.cases(),
+        *ps.cases(),
     ]
 
 
