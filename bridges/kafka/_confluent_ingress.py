@@ -23,6 +23,7 @@ import trio
 from bus._log import get_logger
 
 from ._ingress import PAUSED_POLL_MS, Fields, TrackedConsumer
+from ._patterns import posix_regex
 
 __all__ = ["ConfluentConsumer"]
 
@@ -45,7 +46,7 @@ class ConfluentConsumer(TrackedConsumer):
         client = Client(options)
         try:
             client.subscribe(
-                [pattern] if pattern is not None else topics,  # '^...': a regex to librdkafka
+                [posix_regex(pattern)] if pattern is not None else topics,  # '^...': a regex
                 on_assign=self._on_assign, on_revoke=self._on_revoke,
             )
         except BaseException:
