@@ -198,6 +198,9 @@ class ConfluentKafkaBridge(Bridge):
         consumer: dict[str, Any] = {
             **common, "group.id": self.group_id, "enable.auto.commit": False,
             "auto.offset.reset": auto_offset_reset,
+            # aiokafka's default (librdkafka's is 45 s): a member killed without leaving
+            # gives its partitions away after 10 s, as with KafkaBridge
+            "session.timeout.ms": 10_000,
         }
         consumer.update(consumer_config or {})
         self._consumer_config = consumer
@@ -262,6 +265,10 @@ class ConfluentKafkaBridge(Bridge):
             await self._close_producer()
 
     async def _close_producer(self) -> None:
+        with trio.CancelScope(shield=True):  # also when open() was cancelled
+            await self._close_producer_now()
+
+    async def _close_producer_now(self) -> None:
         poller, self._poller = self._poller, None
         producer, self._producer = self._producer, None
         admin, self._admin = self._admin, None
