@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint typecheck bench clean
+.PHONY: install demo test test-unit lint typecheck bench bench-bridges clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ typecheck: install
 
 bench: install
 	$(BIN)/bus bench local --json benchmarks/results/local.json
+
+# The bridges against the raw clients and FastStream; needs `make brokers-up` first.
+bench-bridges: install
+	eval "$$($(MAKE) --no-print-directory -s brokers-env)"; \
+	$(BIN)/bus bench bridges --json benchmarks/results/bridges.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

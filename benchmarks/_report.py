@@ -86,14 +86,17 @@ def _round(value: float | None) -> float | None:
     return round(value, 4) if value is not None else None
 
 
-def targets_json() -> dict[str, dict[str, Any]]:
-    return {name: {"op": op, "value": value} for name, (op, value) in TARGETS.items()}
+Targets = dict[str, tuple[str, float]]
 
 
-def met(values: dict[str, float | None]) -> dict[str, bool | None]:
+def targets_json(targets: Targets = TARGETS) -> dict[str, dict[str, Any]]:
+    return {name: {"op": op, "value": value} for name, (op, value) in targets.items()}
+
+
+def met(values: dict[str, float | None], targets: Targets = TARGETS) -> dict[str, bool | None]:
     """Per target: True/False, or None when its inputs were not measured (optional peer)."""
     out: dict[str, bool | None] = {}
-    for name, (op, target) in TARGETS.items():
+    for name, (op, target) in targets.items():
         value = values.get(name)
         if value is None:
             out[name] = None
@@ -102,23 +105,24 @@ def met(values: dict[str, float | None]) -> dict[str, bool | None]:
     return out
 
 
-def table(report: dict[str, Any]) -> str:
+def table(report: dict[str, Any], targets: Targets = TARGETS) -> str:
     """The human-readable summary printed at the end of ``bus bench local``."""
     cases: dict[str, dict[str, Any]] = report["cases"]
-    lines = [f"{'case':<22} {'median':>10}  {'unit':<16} {'±IQR/2':<8} what"]
-    lines.append("-" * 96)
+    w = max([22, *(len(name) for name in cases)])
+    lines = [f"{'case':<{w}} {'median':>10}  {'unit':<16} {'±IQR/2':<8} what"]
+    lines.append("-" * (w + 74))
     for name, case in cases.items():
         if case["ok"]:
             spread = _spread(case["rounds"])
             lines.append(
-                f"{name:<22} {human(case['median']):>10}  {case['unit']:<16} "
+                f"{name:<{w}} {human(case['median']):>10}  {case['unit']:<16} "
                 f"{spread:<8} {case['what']}"
             )
         else:
-            lines.append(f"{name:<22} {'-':>10}  {case['unit']:<16} {'':<8} {case['error']}")
+            lines.append(f"{name:<{w}} {'-':>10}  {case['unit']:<16} {'':<8} {case['error']}")
     lines += ["", f"{'ratio':<32} {'value':>10}  {'target':<8} met", "-" * 58]
     for name, value in _all_ratios(report).items():
-        target = TARGETS.get(name)
+        target = targets.get(name)
         shown = "-" if value is None else f"{value:.3f}" if value < 1e5 else human(value)
         tgt = f"{target[0]} {target[1]:g}" if target else ""
         ok = report["met"].get(name)
@@ -198,7 +202,7 @@ def _goal_fractions(report: dict[str, Any]) -> list[tuple[str, float, str]]:
     return out
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any], targets: Targets = TARGETS) -> str:
     """The results and ratio tables as Markdown, for ``docs/performance.md``."""
     lines = [
         "| case | median | best | unit | rounds (±IQR/2) | what |",
@@ -217,7 +221,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| `{name}` | - | - | {case['unit']} | - | {case['error']} |")
     lines += ["", "| ratio | value | target | met |", "|---|---:|---|---|"]
     for name, value in _all_ratios(report).items():
-        target = TARGETS.get(name)
+        target = targets.get(name)
         shown = "-" if value is None else f"{value:,.3f}" if value < 1e4 else f"{value:,.0f}"
         tgt = f"{target[0]} {target[1]:g}" if target else ""
         ok = report["met"].get(name)

@@ -383,6 +383,7 @@ async def attach(
     retry: RetryPolicy = EXPORT_RETRY,
     connect_timeout: float = 10.0,
     close_timeout: float = 10.0,
+    concurrency: int = 1,
 ) -> Attachment:
     name = bridge.name
     if not export and not import_:
@@ -423,7 +424,7 @@ async def attach(
 
             att.export = bus._subscribe_export(
                 export, send, name=f"{name}:export", batch=batch, capacity=capacity,
-                retry=retry, skip_origin=name,
+                retry=retry, skip_origin=name, concurrency=concurrency,
             )
         if import_:
             try:

@@ -436,11 +436,14 @@ class Bus:
         capacity: int,
         retry: RetryPolicy,
         skip_origin: str,
+        concurrency: int = 1,
     ) -> Subscription:
         """A bridge's export: one batched subscriber for all its patterns (a message that
-        matches two of them is exported once) that skips what the bridge imported."""
+        matches two of them is exported once) that skips what the bridge imported;
+        *concurrency* lanes keep that many batches in flight, each key on one lane."""
         return self._subscribe(
-            patterns, handler, name=name, concurrency=1, capacity=capacity, overflow=None,
+            patterns, handler, name=name, concurrency=concurrency, capacity=capacity,
+            overflow=None,
             retry=retry, supervision=None, group=None, dedup=None, replay=False, batch=batch,
             skip_origin=skip_origin,
         )
@@ -559,6 +562,7 @@ class Bus:
         retry: RetryPolicy | None = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
+        concurrency: int = 1,
     ) -> Attachment:
         """Mirror topics matching *export* to *bridge*'s broker, and *import_* from it.
 
@@ -570,12 +574,14 @@ class Bus:
         Returns once ingress is consuming. Export is one batched subscription (``batch``
         envelopes at most per call) retrying failed records with backoff, forever by
         default, so an outage becomes backpressure rather than loss; records the broker
-        rejects for good go to the dead-letter topic.
+        rejects for good go to the dead-letter topic. *concurrency* export batches may be
+        in flight at once (one per lane; a key always uses the same lane, so per-key
+        order holds): more than 1 helps a broker whose confirmations take a while.
         """
         return await _attach(
             self, bridge, export=export, import_=import_, batch=batch, capacity=capacity,
             retry=retry or EXPORT_RETRY, connect_timeout=connect_timeout,
-            close_timeout=close_timeout,
+            close_timeout=close_timeout, concurrency=concurrency,
         )
 
     def attachments(self) -> list[Attachment]:

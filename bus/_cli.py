@@ -1,8 +1,10 @@
 """The ``bus`` command line: argparse front door for the subcommands.
 
 ``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the local benchmark suite
-(``benchmarks.local``). ``bus demo`` is provided by ``bus._demo`` (``add_arguments`` and
-``run``), imported only when that subcommand is chosen. Every failure the user can cause
+(``benchmarks.local``); ``bus bench bridges [--json PATH] [--quick]`` the broker suite
+(``benchmarks.bridges``, needs Kafka and RabbitMQ running). ``bus demo`` is provided by
+``bus._demo`` (``add_arguments`` and ``run``), imported only when that subcommand is
+chosen. Every failure the user can cause
 ends with one line on stderr and a non-zero exit, never a traceback.
 """
 
@@ -59,6 +61,25 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke tests
     local.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    bridges = suites.add_parser(
+        "bridges",
+        help="Kafka and RabbitMQ bridges vs the raw clients and FastStream (needs brokers)",
+        description="Measure the Kafka and RabbitMQ bridges against plain aiokafka and "
+        "aio-pika, FastStream's real brokers and confluent-kafka, on the brokers at "
+        "KAFKA_SERVER and RABBITMQ_URL (default: 127.0.0.1), in one run.",
+    )
+    bridges.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    bridges_size = bridges.add_mutually_exclusive_group()
+    bridges_size.add_argument(
+        "--quick", action="store_true", help="fewer messages and rounds (about 2 minutes)"
+    )
+    bridges_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    bridges.add_argument(
+        "--runtimes", metavar="KINDS", type=_runtimes, default=(),
+        help="also run the bridge cases on these asyncio runtimes, comma-separated "
+        "(thread, trio-asyncio), to compare them",
+    )
+    bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     memory = suites.add_parser(
         "memory",
         help="resident size under 10x overload with a slow subscriber",
@@ -72,6 +93,16 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     memory.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser
+
+
+def _runtimes(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in ("thread", "trio-asyncio")]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown runtime {', '.join(bad) or repr(text)}: use thread and/or trio-asyncio"
+        )
+    return kinds
 
 
 def _positive_float(text: str) -> float:
@@ -135,6 +166,8 @@ def _bench(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     if args.suite == "memory":
         return _bench_memory(args, memory)
+    if args.suite == "bridges":
+        return _bench_bridges(args)
     if args.png and importlib.util.find_spec("matplotlib") is None:
         print(
             f"{PROG}: note: matplotlib is not installed; --png {args.png} will be skipped",
@@ -148,6 +181,25 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"report written to {args.json}")
     if args.png:
         print(local.write_png(report, args.png))
+    for failure in report["failures"]:
+        _error(failure)
+    return EXIT_FAILED if report["failures"] else 0
+
+
+def _bench_bridges(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks import bridges
+    except ModuleNotFoundError as exc:
+        _error(
+            f"the bridge benchmarks need {exc.name}: `pip install -e '.[bench,kafka,rabbitmq]'`"
+        )
+        return EXIT_USAGE
+    size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
+    report = bridges.run(size, progress=not args.no_progress, runtimes=args.runtimes)
+    print(bridges.table(report))
+    if args.json:
+        _write_json(report, args.json)
+        print(f"report written to {args.json}")
     for failure in report["failures"]:
         _error(failure)
     return EXIT_FAILED if report["failures"] else 0

@@ -127,3 +127,10 @@ def test_memory_bench_reports_bounded_growth_and_no_loss() -> None:
     assert report["unbounded_channel"]["queued_at_stop"] > 1024
     assert bus["samples"] and all(rss > 0 for _, rss in bus["samples"])
     assert "RSS" in memory.table(report)
+
+
+def test_bridges_bench_rejects_an_unknown_runtime(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "bridges", "--runtimes", "thread,greenlet"])
+    assert exc.value.code == 2
+    assert "unknown runtime greenlet" in capsys.readouterr().err

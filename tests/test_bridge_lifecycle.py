@@ -141,3 +141,26 @@ async def test_detach_closes_the_bridge_only_after_ingest_returned() -> None:
         att = await bus.attach(SlowToStop(), import_=["t"])
         await att.detach()
         assert events == ["ingest returned", "aclose"]
+
+
+async def test_export_concurrency_keeps_batches_in_flight_and_per_key_order() -> None:
+    in_flight, most = 0, 0
+    sent: dict[str, list[int]] = {}
+
+    class Slow(LifeBridge):
+        async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> None:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await trio.sleep(0.01)
+            for env in batch:
+                sent.setdefault(env.key or "", []).append(env.payload)
+            in_flight -= 1
+
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        await bus.attach(Slow(), export=["t"], batch=8, concurrency=3)
+        for i in range(120):
+            await bus.publish("t", i, key=f"k{i % 6}")
+    assert most == 3
+    assert all(ns == sorted(ns) for ns in sent.values()) and sum(map(len, sent.values())) == 120
