@@ -7,8 +7,9 @@ harness's Kafka). Installed with the ``kafka-fast`` extra.
 
 - egress: every record of a batch goes into librdkafka's queue with ``produce()`` from
   trio's thread (it does not block; a full queue waits in trio); delivery reports run in
-  a poll thread of ours, which wakes the batch's task with ``TrioToken.run_sync_soon``
-  once its last report came — one hand-off per batch. Too large / invalid -> dead
+  a poll thread of ours (``flush()`` while records are in flight: no lingering), which
+  wakes the batch's task with ``TrioToken.run_sync_soon`` once its last report came —
+  one hand-off per batch. Too large / invalid -> dead
   letter, other failures retried by the bus;
 - ingress: ``_confluent_ingress.ConfluentConsumer`` (worker threads, done-tracked commits);
 - open: librdkafka retries an unreachable broker forever, so a metadata request with a
@@ -96,26 +97,43 @@ class _Batch:
 
 
 class _Poller:
-    """A thread of ours serving the producer's delivery reports until stopped."""
+    """A thread of ours serving the producer's delivery reports until stopped.
+
+    While records are in flight it calls ``flush()``, which also makes librdkafka send
+    what it holds at once instead of waiting out ``linger.ms`` (a batch is complete when
+    the bridge hands it over: lingering would only delay its acknowledgement); when idle
+    it waits for :meth:`wake` and serves other events (errors) now and then.
+    """
 
     def __init__(self, producer: Any, name: str) -> None:
         self.producer = producer
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"trio-bus-confluent-{name}",
                                         daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Records were produced: flush until they are acknowledged."""
+        self._wake.set()
+
     def _run(self) -> None:
-        poll, stop = self.producer.poll, self._stop
+        producer, stop, wake = self.producer, self._stop, self._wake
         while not stop.is_set():
             try:
-                poll(POLL_SECONDS)
+                if len(producer):
+                    producer.flush(POLL_SECONDS)
+                else:
+                    wake.wait(POLL_SECONDS)
+                    wake.clear()
+                    producer.poll(0)
             except Exception as exc:  # a callback of ours failed: keep serving the rest
                 log.warning("kafka.poll_failed", error=repr(exc))
 
     def stop(self) -> None:
         """Blocking: ends the thread (at most one poll interval)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join()
 
 
@@ -327,6 +345,9 @@ class ConfluentKafkaBridge(Bridge):
                     queued += 1
                 break
         state.queued(queued)
+        if queued:
+            assert self._poller is not None
+            self._poller.wake()
         await state.event.wait()
         try:
             return export_results(batch, list(results), unencodable)
