@@ -337,6 +337,8 @@ class ConfluentKafkaBridge(Bridge):
                     produce(topic, value, key, on_delivery=functools.partial(report, i),
                             timestamp=ts or 0, headers=headers)
                 except BufferError:  # librdkafka's queue is full: the poll thread drains it
+                    assert self._poller is not None
+                    self._poller.wake()
                     await trio.sleep(0.005)
                     continue
                 except KafkaException as exc:  # refused before it was queued (e.g. too large)

@@ -317,3 +317,21 @@ async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing
             assert att.ingress_restarts == 1
     assert got == set(range(50))
     assert not our_threads()
+
+
+async def test_a_batch_larger_than_librdkafkas_queue_waits_for_room(topic: str) -> None:
+    got: set[int] = set()
+    small = ConfluentKafkaBridge(SERVER, producer_config={"queue.buffering.max.messages": 8})
+    with trio.fail_after(60):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, lambda e: got.add(e.payload.n))
+            await b.attach(ConfluentKafkaBridge(SERVER, name="kin", group_id=f"g-{topic}"),
+                           import_=[topic])
+            async with open_bus() as a:
+                a.topic(topic, Order)
+                await a.attach(small, export=[topic], batch=64)
+                for i in range(200):
+                    await a.publish(topic, Order(i), key=f"k{i % 7}")
+            await until(lambda: len(got) == 200)
+    assert got == set(range(200))
