@@ -33,6 +33,7 @@ from . import _bridge_latency
 from . import _kafka_bridge_cases as kb
 from . import _kafka_cases as k
 from . import _rabbitmq_cases as r
+from . import bridges_kinesis as kin
 from ._brokers import kafka_cleanup
 from ._harness import Case, CaseFailed, Progress, Sample, Size, machine_info, run_rounds
 from ._report import Targets, _median_extra, _quotients, met, targets_json
@@ -62,6 +63,8 @@ RATE_RATIOS: dict[str, tuple[str, str]] = {
     "rabbitmq_ingress_vs_faststream": (
         "rabbitmq_bridge_ingress", "rabbitmq_faststream_ingress",
     ),
+    "kinesis_egress_vs_raw": ("kinesis_bridge_egress", "kinesis_raw_egress"),
+    "kinesis_ingress_vs_raw": ("kinesis_bridge_ingress", "kinesis_raw_ingress"),
 }
 
 # the reference: no target, how far librdkafka is from everything in Python
@@ -165,6 +168,7 @@ def _cases() -> list[Case]:
              "msg/s", r.bridge_ingress, scale=rs),
         Case("rabbitmq_faststream_ingress", "FastStream subscriber, AckPolicy.ACK", "msg/s",
              r.faststream_ingress, scale=rs),
+        *kin.cases(),
     ]
 
 

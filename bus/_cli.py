@@ -63,10 +63,10 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     local.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     bridges = suites.add_parser(
         "bridges",
-        help="Kafka and RabbitMQ bridges vs the raw clients and FastStream (needs brokers)",
-        description="Measure the Kafka and RabbitMQ bridges against plain aiokafka and "
-        "aio-pika, FastStream's real brokers and confluent-kafka, on the brokers at "
-        "KAFKA_SERVER and RABBITMQ_URL (default: 127.0.0.1), in one run.",
+        help="the bridges vs the raw clients and FastStream (needs brokers)",
+        description="Measure the Kafka, RabbitMQ and Kinesis bridges against plain "
+        "aiokafka, aio-pika and aioboto3, FastStream's real brokers and confluent-kafka, on "
+        "the brokers of `make -s brokers-env` (default: 127.0.0.1), in one run.",
     )
     bridges.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     bridges_size = bridges.add_mutually_exclusive_group()

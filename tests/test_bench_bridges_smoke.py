@@ -29,6 +29,8 @@ RATIO_KEYS = {
     "kafka_ingress_vs_faststream",
     "rabbitmq_egress_vs_faststream",
     "rabbitmq_ingress_vs_faststream",
+    "kinesis_egress_vs_raw",
+    "kinesis_ingress_vs_raw",
     "kafka_latency_p50_ms",
     "kafka_latency_p99_ms",
     "rabbitmq_latency_p50_ms",
