@@ -14,7 +14,7 @@ interleaved (round 1 of every case, then round 2, ...):
   both buses, both bridges and the broker share the machine).
 
 The report has the local suite's shape: machine facts, per-case rates, ``ratios`` (the
-ten SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
+twelve SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
 confluent-kafka), ``reference`` (confluent's rates), ``targets`` and ``met``. Every
 topic, exchange and queue it creates is deleted before it returns.
 ``bus bench bridges`` (``bus/_cli.py``) is its command-line face.
@@ -197,7 +197,7 @@ def latency_cases(done: list[Case], size: Size) -> list[Case]:
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """The ten rate ratios and the latency percentiles (ms)."""
+    """The twelve rate ratios and the latency percentiles (ms)."""
     out = _quotients(results, RATE_RATIOS)
     for case in LATENCY_CASES:
         broker = case.split("_")[0]

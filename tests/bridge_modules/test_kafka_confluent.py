@@ -335,3 +335,12 @@ async def test_a_batch_larger_than_librdkafkas_queue_waits_for_room(topic: str) 
                     await a.publish(topic, Order(i), key=f"k{i % 7}")
             await until(lambda: len(got) == 200)
     assert got == set(range(200))
+
+
+async def test_a_setting_librdkafka_does_not_know_is_a_configuration_error() -> None:
+    from bus import ConfigurationError
+
+    bridge = ConfluentKafkaBridge("127.0.0.1:1", config={"no.such.setting": 1})
+    with trio.fail_after(10), pytest.raises(ConfigurationError, match=r"no\.such\.setting"):
+        await bridge.open()
+    assert not our_threads()
