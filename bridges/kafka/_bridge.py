@@ -69,7 +69,7 @@ class KafkaBridge(Bridge):
 
     *egress_runtime* / *ingress_runtime* choose how aiokafka runs inside trio (see
     :mod:`bridges._runtime`); *runtime* sets both. The defaults are what measured best
-    (SPEC §6, ``benchmarks/bridges_kafka.py``): producing on an asyncio loop in a thread
+    (SPEC §6, ``bus bench bridges --runtimes ...``): producing on an asyncio loop in a thread
     (trio-asyncio's per-callback cost makes the producer 0.35-0.7x as fast), consuming on
     trio-asyncio (no thread hand-off per batch, and no GIL contention between the fetch
     and the bus delivering the previous batch).
