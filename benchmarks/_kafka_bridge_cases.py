@@ -3,7 +3,10 @@
 Same messages, topic shape (``PARTITIONS`` partitions, 64 keys) and timing rules as the
 raw cases, so each ratio compares like with like:
 
-Both take ``runtime`` (the bridge's asyncio runtime kind; ``None``: its default).
+Both take ``runtime`` (the bridge's asyncio runtime kind; ``None``: its default) and
+``client`` (``"aiokafka"``: :class:`~bridges.kafka.KafkaBridge`; ``"confluent"``:
+:class:`~bridges.kafka.ConfluentKafkaBridge`, which has no runtime, compared with raw
+confluent-kafka in ``_kafka_cases``).
 
 - ``bridge_egress``: ``bus.publish`` of each ``Reading`` (with its key) into a bus that
   exports the topic through :class:`~bridges.kafka.KafkaBridge` (``acks="all"``,
@@ -44,10 +47,16 @@ from ._messages import Reading
 TIMEOUT = 120.0
 
 
-def _bridge(**options: Any) -> Any:
+def _bridge(client: str = "aiokafka", runtime: str | None = None, **options: Any) -> Any:
+    if client == "confluent":
+        import confluent_kafka  # noqa: F401  (missing: the case is skipped)
+
+        from bridges.kafka import ConfluentKafkaBridge
+
+        return ConfluentKafkaBridge(KAFKA, **options)
     from bridges.kafka import KafkaBridge
 
-    return KafkaBridge(KAFKA, **options)
+    return KafkaBridge(KAFKA, runtime=runtime, **options)  # type: ignore[arg-type]
 
 
 def _topic() -> str:
@@ -56,7 +65,7 @@ def _topic() -> str:
     return name
 
 
-def bridge_egress(n: int, runtime: str | None = None) -> Sample:
+def bridge_egress(n: int, runtime: str | None = None, client: str = "aiokafka") -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
     from bus import open_bus
 
@@ -65,7 +74,8 @@ def bridge_egress(n: int, runtime: str | None = None) -> Sample:
     async def main() -> float:
         async with open_bus(name="bench") as bus:
             bus.topic(topic, Reading)
-            await bus.attach(_bridge(name="out", runtime=runtime), export=[topic], batch=BATCH)
+            bridge = _bridge(client, runtime, name="out")
+            await bus.attach(bridge, export=[topic], batch=BATCH)
             obj, _ = message(-1)
             await bus.publish(topic, obj, key=obj.key, confirm=True)
             t0 = time.perf_counter()
@@ -81,7 +91,7 @@ def bridge_egress(n: int, runtime: str | None = None) -> Sample:
         kafka_delete_topic(topic)
 
 
-def bridge_ingress(n: int, runtime: str | None = None) -> Sample:
+def bridge_ingress(n: int, runtime: str | None = None, client: str = "aiokafka") -> Sample:
     from bridges.kafka import KafkaBridge  # noqa: F401  (a missing bridge skips the case)
     from bus import Envelope, open_bus
 
@@ -103,7 +113,7 @@ def bridge_ingress(n: int, runtime: str | None = None) -> Sample:
             bus.topic(topic, Reading)
             bus.subscribe(topic, handle)
             bridge = _bridge(
-                name="in", group_id=group, max_poll_records=MAX_RECORDS, runtime=runtime
+                client, runtime, name="in", group_id=group, max_poll_records=MAX_RECORDS
             )
             await bus.attach(bridge, import_=[topic])
             try:

@@ -7,13 +7,14 @@ interleaved (round 1 of every case, then round 2, ...):
   plain asyncio (aiokafka, aio-pika), and FastStream's real ``KafkaBroker`` /
   ``RabbitBroker`` (see ``_kafka_cases``, ``_rabbitmq_cases``, ``_kafka_bridge_cases``);
 - confluent-kafka (librdkafka) producing and consuming the same messages, as a
-  reference with no target;
+  reference with no target for the aiokafka bridge, and as the raw client of the Kafka
+  bridge's confluent-kafka client (``kafka_fast_*``: ``ConfluentKafkaBridge``);
 - after those rounds, latency of local publish → broker → local handler through each
   bridge, paced at a tenth of that bridge's measured rate (``_bridge_latency.pace``:
   both buses, both bridges and the broker share the machine).
 
 The report has the local suite's shape: machine facts, per-case rates, ``ratios`` (the
-eight SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
+twelve SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
 confluent-kafka), ``reference`` (confluent's rates), ``targets`` and ``met``. Every
 topic, exchange and queue it creates is deleted before it returns.
 ``bus bench bridges`` (``bus/_cli.py``) is its command-line face.
@@ -53,6 +54,8 @@ LATENCY_SCALE = 0.05
 RATE_RATIOS: dict[str, tuple[str, str]] = {
     "kafka_egress_vs_raw": ("kafka_bridge_egress", "kafka_raw_egress"),
     "kafka_ingress_vs_raw": ("kafka_bridge_ingress", "kafka_raw_ingress"),
+    "kafka_confluent_egress_vs_raw": ("kafka_fast_egress", "kafka_confluent_produce"),
+    "kafka_confluent_ingress_vs_raw": ("kafka_fast_ingress", "kafka_confluent_consume"),
     "rabbitmq_egress_vs_raw": ("rabbitmq_bridge_egress", "rabbitmq_raw_egress"),
     "rabbitmq_ingress_vs_raw": ("rabbitmq_bridge_ingress", "rabbitmq_raw_ingress"),
     "kafka_egress_vs_faststream": ("kafka_bridge_egress", "kafka_faststream_egress"),
@@ -143,6 +146,8 @@ def _cases() -> list[Case]:
              "msg/s", k.faststream_egress),
         Case("kafka_confluent_produce", "confluent-kafka produce+flush, acks=all (ref.)",
              "msg/s", k.confluent_produce),
+        Case("kafka_fast_egress", "bus.publish → ConfluentKafkaBridge export, acks=all",
+             "msg/s", functools.partial(kb.bridge_egress, client="confluent")),
         Case("kafka_raw_ingress", "aiokafka getmany + decode, commit at end", "msg/s",
              k.raw_ingress),
         Case("kafka_bridge_ingress", "KafkaBridge import → bus handler, commits", "msg/s",
@@ -151,6 +156,8 @@ def _cases() -> list[Case]:
              "msg/s", k.faststream_ingress),
         Case("kafka_confluent_consume", "confluent-kafka consume + decode (reference)",
              "msg/s", k.confluent_consume),
+        Case("kafka_fast_ingress", "ConfluentKafkaBridge import → bus handler, commits",
+             "msg/s", functools.partial(kb.bridge_ingress, client="confluent")),
         Case("rabbitmq_raw_egress", "aio-pika publish, confirms, persistent", "msg/s",
              r.raw_egress, scale=rs),
         Case("rabbitmq_bridge_egress", "bus.publish → RabbitMQBridge export, confirms",
@@ -193,7 +200,7 @@ def latency_cases(done: list[Case], size: Size) -> list[Case]:
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """The eight rate ratios and the latency percentiles (ms)."""
+    """The twelve rate ratios and the latency percentiles (ms)."""
     out = _quotients(results, RATE_RATIOS)
     for case in LATENCY_CASES:
         broker = case.split("_")[0]

@@ -49,15 +49,8 @@ import msgspec
 import trio
 
 from ._harness import Case, CaseFailed, Progress, Sample, Size, run_rounds
-
-try:  # the bridge suite's ~200 B message (benchmarks/_messages.py on the bench branch)
-    from ._messages import Reading as Payload  # type: ignore[attr-defined]
-    from ._messages import reading as _make  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - before the bench branch is merged
-    from ._messages import Tick as Payload
-
-    def _make(n: int, t: int = 0) -> Any:
-        return Payload(n, t)
+from ._messages import Reading as Payload  # the bridge suite's ~200 B message
+from ._messages import reading as _make
 
 ENDPOINT = os.environ.get("KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568")
 REGION = os.environ.get("AWS_REGION", "us-east-1")
@@ -84,7 +77,7 @@ class _Event(msgspec.Struct):
     """What a raw reader needs of the structured CloudEvent: its data, typed."""
 
     id: str
-    data: Payload  # type: ignore[valid-type]
+    data: Payload
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode

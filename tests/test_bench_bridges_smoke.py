@@ -21,6 +21,8 @@ pytestmark = pytest.mark.brokers
 RATIO_KEYS = {
     "kafka_egress_vs_raw",
     "kafka_ingress_vs_raw",
+    "kafka_confluent_egress_vs_raw",
+    "kafka_confluent_ingress_vs_raw",
     "rabbitmq_egress_vs_raw",
     "rabbitmq_ingress_vs_raw",
     "kafka_egress_vs_faststream",

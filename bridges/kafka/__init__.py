@@ -1,9 +1,11 @@
-"""The Kafka bridge (aiokafka): :class:`KafkaBridge` and its :data:`FEATURES`.
+"""The Kafka bridge: :class:`KafkaBridge` (aiokafka), :class:`ConfluentKafkaBridge`
+(confluent-kafka / librdkafka, the ``kafka-fast`` extra) and their :data:`FEATURES`.
 
-aiokafka is imported when a bridge opens, not when this package is imported.
+Clients are imported when a bridge opens, not when this package is imported.
 """
 
 from ._bridge import FEATURES as FEATURES
 from ._bridge import KafkaBridge as KafkaBridge
+from ._confluent import ConfluentKafkaBridge as ConfluentKafkaBridge
 
-__all__ = ["FEATURES", "KafkaBridge"]
+__all__ = ["FEATURES", "ConfluentKafkaBridge", "KafkaBridge"]

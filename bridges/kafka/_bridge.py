@@ -69,7 +69,7 @@ class KafkaBridge(Bridge):
 
     *egress_runtime* / *ingress_runtime* choose how aiokafka runs inside trio (see
     :mod:`bridges._runtime`); *runtime* sets both. The defaults are what measured best
-    (SPEC §6, ``benchmarks/bridges_kafka.py``): producing on an asyncio loop in a thread
+    (SPEC §6, ``bus bench bridges --runtimes ...``): producing on an asyncio loop in a thread
     (trio-asyncio's per-callback cost makes the producer 0.35-0.7x as fast), consuming on
     trio-asyncio (no thread hand-off per batch, and no GIL contention between the fetch
     and the bus delivering the previous batch).
@@ -225,37 +225,12 @@ class KafkaBridge(Bridge):
 
     async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> ExportResults:
         rt = self._egress()
-        records: list[_aio.Record] = []
-        unencodable: dict[int, BaseException] = {}
-        for i, env in enumerate(batch):
-            try:
-                value = port.encode(env)
-            except Exception as exc:  # this record can never be sent: dead-letter it
-                unencodable[i] = Rejected(f"cannot encode the payload for {env.topic!r}: {exc}")
-                continue
-            key = env.key.encode() if env.key is not None else None
-            ts = int(env.time * 1000) if env.time > 0 else None
-            records.append((env.topic, value, key, to_kafka_headers(env), ts))
+        records, unencodable = encode_batch(batch, port)
         try:
             sent = await rt.run(_aio.send_batch, self._producer, records) if records else []
         except Exception as exc:
             raise translate(exc, f"sending {len(batch)} records") from exc
-        if unencodable:
-            it = iter(sent)
-            sent = [unencodable[i] if i in unencodable else next(it) for i in range(len(batch))]
-        if not any(sent):
-            return None
-        out = [
-            r if r is None or isinstance(r, Rejected) else classify(r, env.topic)
-            for r, env in zip(sent, batch, strict=True)
-        ]
-        if all(r is not None for r in sent) and not any(isinstance(o, Rejected) for o in out):
-            # Nothing went through and nothing was refused for good: fail the batch whole
-            # (the bus retries it with backoff) rather than record by record.
-            first = sent[0]
-            assert first is not None
-            raise translate(first, f"sending {len(batch)} records") from first
-        return out
+        return export_results(batch, sent, unencodable)
 
     # -- ingress ------------------------------------------------------------------------
 
@@ -335,3 +310,50 @@ class KafkaBridge(Bridge):
                      unavailable=is_unavailable(exc))
             return False
         return True
+
+
+# -- egress helpers shared by both clients ----------------------------------------------
+
+
+def encode_batch(
+    batch: Sequence[Envelope[Any]], port: Port
+) -> tuple[list[_aio.Record], dict[int, BaseException]]:
+    """The records to send, and the positions of envelopes that cannot be encoded
+    (a :class:`Rejected` each: they can never be sent)."""
+    records: list[_aio.Record] = []
+    unencodable: dict[int, BaseException] = {}
+    for i, env in enumerate(batch):
+        try:
+            value = port.encode(env)
+        except Exception as exc:  # this record can never be sent: dead-letter it
+            unencodable[i] = Rejected(f"cannot encode the payload for {env.topic!r}: {exc}")
+            continue
+        key = env.key.encode() if env.key is not None else None
+        ts = int(env.time * 1000) if env.time > 0 else None
+        records.append((env.topic, value, key, to_kafka_headers(env), ts))
+    return records, unencodable
+
+
+def export_results(
+    batch: Sequence[Envelope[Any]], sent: list[BaseException | None],
+    unencodable: dict[int, BaseException],
+) -> ExportResults:
+    """The export result from one outcome per sent record (aligned with the records of
+    :func:`encode_batch`): None when all went through; raises when nothing did and
+    nothing was refused for good."""
+    if unencodable:
+        it = iter(sent)
+        sent = [unencodable[i] if i in unencodable else next(it) for i in range(len(batch))]
+    if not any(sent):
+        return None
+    out = [
+        r if r is None or isinstance(r, Rejected) else classify(r, env.topic)
+        for r, env in zip(sent, batch, strict=True)
+    ]
+    if all(r is not None for r in sent) and not any(isinstance(o, Rejected) for o in out):
+        # Nothing went through and nothing was refused for good: fail the batch whole
+        # (the bus retries it with backoff) rather than record by record.
+        first = sent[0]
+        assert first is not None
+        raise translate(first, f"sending {len(batch)} records") from first
+    return out

@@ -7,9 +7,10 @@ Three outcomes for a record the producer could not send:
 - **unavailable** (:class:`~bus.BackendUnavailableError`): no connection to the cluster;
 - **transient** (:class:`~bus.BackendError`): anything else, retried by the bus.
 
-Classification is by class name, so this module imports no client: aiokafka is loaded
-only when a bridge opens. Messages name the client's error type and text, never
-connection settings (credentials live there).
+Classification is by class name (aiokafka) or by error code name (confluent-kafka's
+``KafkaException`` carries a ``KafkaError`` whose ``name()`` is e.g.
+``MSG_SIZE_TOO_LARGE``), so this module imports no client. Messages name the client's
+error type and text, never connection settings (credentials live there).
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ _PERMANENT = frozenset({
     "CorruptRecordException",
     "InvalidTimestampError",
     "UnsupportedForMessageFormatError",
+    # librdkafka's codes
+    "MSG_SIZE_TOO_LARGE",
+    "INVALID_MSG_SIZE",
+    "INVALID_MSG",
+    "INVALID_RECORD",
+    "TOPIC_EXCEPTION",
+    "TOPIC_AUTHORIZATION_FAILED",
+    "INVALID_TIMESTAMP",
+    "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+    "_MSG_SIZE_TOO_LARGE",
+    "_INVALID_ARG",
 })
 # The cluster cannot be reached (bootstrap failed, connection lost, no broker).
 _UNAVAILABLE = frozenset({
@@ -41,14 +53,37 @@ _UNAVAILABLE = frozenset({
     "ConnectionRefusedError",
     "ConnectionResetError",
     "OSError",
+    # librdkafka's codes
+    "_TRANSPORT",
+    "_ALL_BROKERS_DOWN",
+    "_RESOLVE",
+    "_TIMED_OUT",
+    "BROKER_NOT_AVAILABLE",
+    "NETWORK_EXCEPTION",
 })
 
 
+def _code(exc: BaseException) -> str | None:
+    """The librdkafka error code name a confluent-kafka ``KafkaException`` carries."""
+    err = exc.args[0] if exc.args else None
+    name = getattr(err, "name", None)
+    if callable(name) and callable(getattr(err, "str", None)):
+        return str(name())
+    return None
+
+
 def _names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    code = _code(exc)
+    if code is not None:
+        names.add(code)
+    return names
 
 
 def _describe(exc: BaseException) -> str:
+    code = _code(exc)
+    if code is not None:
+        return f"{type(exc).__name__}: {code}: {exc.args[0].str()}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -19,6 +19,10 @@ full the deliverer waits in ``port.deliver``; the poller sees its batch not take
 every assigned partition and keeps calling ``getmany`` (so the group does not evict us),
 and resumes them once the deliverer took the batch.
 
+:class:`TrackedConsumer` holds what does not depend on the client (delivery, done-tracking,
+commits, pausing); :class:`Consumer` drives aiokafka through a runtime, and
+``_confluent_ingress.py`` drives confluent-kafka from worker threads.
+
 Does not translate or log errors for the bridge (``_bridge.py`` does).
 """
 
@@ -37,7 +41,7 @@ from .._cloudevents import KAFKA, Incoming, from_headers
 from .._runtime import Runtime
 from . import _aio
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "TrackedConsumer"]
 
 log = get_logger("bus.bridges")
 
@@ -47,14 +51,16 @@ PAUSED_POLL_MS = 50
 """``getmany`` timeout while paused: how soon consuming resumes once there is room."""
 
 
-class Consumer:
-    """The trio side of one aiokafka consumer: delivery, done-tracking and commits."""
+class TrackedConsumer:
+    """The trio side of one Kafka consumer: delivery, done-tracking and commits.
+
+    Subclasses drive a client: :meth:`_fetch`, :meth:`_fetch_paused`, :meth:`_resume`,
+    :meth:`_send_commit`, :meth:`_stop` and :meth:`_fields` (one record's parts).
+    """
 
     def __init__(
-        self, rt: Runtime, bridge_name: str, *, poll_ms: int, max_records: int,
-        commit_interval: float,
+        self, bridge_name: str, *, poll_ms: int, max_records: int, commit_interval: float,
     ) -> None:
-        self.rt = rt
         self.name = bridge_name
         self.client: Any = None
         self.tracker: OffsetTracker[Any] = OffsetTracker()
@@ -71,30 +77,6 @@ class Consumer:
         self._ready: collections.deque[dict[Any, list[Any]]] = collections.deque()
         self._arrived = trio.lowlevel.ParkingLot()  # a batch was added to _ready
         self._taken = trio.lowlevel.ParkingLot()  # the deliverer took one from _ready
-
-    async def start(self, options: dict[str, Any], topics: list[str], pattern: str | None) -> None:
-        self.client = await self.rt.run(
-            _aio.start_consumer, options, topics, pattern, self._on_revoked, self._on_assigned
-        )
-
-    # -- rebalance (called on the asyncio side) ---------------------------------------
-
-    async def _on_revoked(self, client: Any, partitions: list[Any]) -> None:
-        try:
-            offsets = self.rt.call_trio_sync(self._revoke, partitions)
-        except trio.RunFinishedError:
-            return
-        if offsets:
-            try:
-                await client.commit(offsets)
-            except Exception as exc:  # the new owner redelivers from the last commit
-                log.warning("kafka.revoke_commit_failed", bridge=self.name, error=repr(exc))
-
-    def _on_assigned(self, partitions: list[Any]) -> None:
-        try:
-            self.rt.call_trio_sync(self.assigned.update, partitions)
-        except trio.RunFinishedError:
-            pass
 
     def _revoke(self, partitions: list[Any]) -> dict[Any, int]:
         offsets = {}
@@ -123,7 +105,7 @@ class Consumer:
             if not offsets:
                 return
             try:
-                await self.rt.run(_aio.commit, self.client, offsets)
+                await self._send_commit(offsets)
             except Exception as exc:
                 log.warning("kafka.commit_failed", bridge=self.name, error=repr(exc))
                 for tp, offset in offsets.items():  # newer offsets, if any, win later
@@ -160,7 +142,7 @@ class Consumer:
         """Keep one batch ready ahead of the deliverer. While the deliverer is behind (the
         bus is full), pause every assigned partition and keep polling: aiokafka leaves
         the group when ``getmany`` is not called for ``max_poll_interval_ms``."""
-        rt, client, ready = self.rt, self.client, self._ready
+        ready = self._ready
         paused = False
         while True:
             if ready:
@@ -171,12 +153,12 @@ class Consumer:
                 if not paused:
                     self.pauses += 1
                     paused = True
-                batch = await rt.run(_aio.poll_paused, client, PAUSED_POLL_MS)
+                batch = await self._fetch_paused()
             else:
                 if paused:
-                    await rt.run(_aio.resume_all, client)
+                    await self._resume()
                     paused = False
-                batch = await rt.run(_aio.poll, client, self._poll_ms, self._max_records)
+                batch = await self._fetch()
             if batch:
                 ready.append(batch)
                 self._arrived.unpark_all()
@@ -205,17 +187,16 @@ class Consumer:
         self, port: Port, tracker: OffsetTracker[Any], tp: Any, rec: Any
     ) -> tuple[str, bytes, Incoming, Any] | None:
         """Deliver *rec* without waiting; if a mailbox is full, what to deliver instead."""
-        topic, offset = rec.topic, rec.offset
-        ts = rec.timestamp
+        topic, partition, offset, ts, headers, key, value = self._fields(rec)
         inc = from_headers(
-            KAFKA, rec.headers, topic=topic, fallback_id="", key=rec.key,
+            KAFKA, headers, topic=topic, fallback_id="", key=key,
             time=ts / 1000 if ts is not None else 0.0,
         )
         if not inc.id:  # a foreign record: its place in the log is its identity
-            inc.id = f"{topic}-{rec.partition}-{offset}"
+            inc.id = f"{topic}-{partition}-{offset}"
         tracker.started(tp, offset)
         on_done = functools.partial(self._on_done, tracker, tp, offset)
-        data = rec.value if rec.value is not None else b""  # a tombstone: dead-lettered
+        data = value if value is not None else b""  # a tombstone: dead-lettered
         try:
             port.deliver_nowait(
                 topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
@@ -233,4 +214,89 @@ class Consumer:
             await self.commit()
         finally:
             client, self.client = self.client, None
-            await self.rt.run(client.stop)
+            await self._stop(client)
+
+    # -- what a client provides -------------------------------------------------------
+
+    async def _fetch(self) -> dict[Any, list[Any]]:
+        """The next batch of records per partition (empty after the poll timeout)."""
+        raise NotImplementedError
+
+    async def _fetch_paused(self) -> dict[Any, list[Any]]:
+        """Pause every assigned partition, then poll (records may come anyway)."""
+        raise NotImplementedError
+
+    async def _resume(self) -> None:
+        raise NotImplementedError
+
+    async def _send_commit(self, offsets: dict[Any, int]) -> None:
+        raise NotImplementedError
+
+    async def _stop(self, client: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _fields(rec: Any) -> Fields:
+        raise NotImplementedError
+
+
+Fields = tuple[str, int, int, "int | None", Any, Any, "bytes | None"]
+"""One record's topic, partition, offset, timestamp (ms), headers, key and value."""
+
+
+class Consumer(TrackedConsumer):
+    """One aiokafka consumer, each call a crossing into its runtime."""
+
+    def __init__(
+        self, rt: Runtime, bridge_name: str, *, poll_ms: int, max_records: int,
+        commit_interval: float,
+    ) -> None:
+        super().__init__(
+            bridge_name, poll_ms=poll_ms, max_records=max_records,
+            commit_interval=commit_interval,
+        )
+        self.rt = rt
+
+    async def start(self, options: dict[str, Any], topics: list[str], pattern: str | None) -> None:
+        self.client = await self.rt.run(
+            _aio.start_consumer, options, topics, pattern, self._on_revoked, self._on_assigned
+        )
+
+    # -- rebalance (called on the asyncio side) ---------------------------------------
+
+    async def _on_revoked(self, client: Any, partitions: list[Any]) -> None:
+        try:
+            offsets = self.rt.call_trio_sync(self._revoke, partitions)
+        except trio.RunFinishedError:
+            return
+        if offsets:
+            try:
+                await client.commit(offsets)
+            except Exception as exc:  # the new owner redelivers from the last commit
+                log.warning("kafka.revoke_commit_failed", bridge=self.name, error=repr(exc))
+
+    def _on_assigned(self, partitions: list[Any]) -> None:
+        try:
+            self.rt.call_trio_sync(self.assigned.update, partitions)
+        except trio.RunFinishedError:
+            pass
+
+    async def _fetch(self) -> dict[Any, list[Any]]:
+        return await self.rt.run(_aio.poll, self.client, self._poll_ms, self._max_records)
+
+    async def _fetch_paused(self) -> dict[Any, list[Any]]:
+        return await self.rt.run(_aio.poll_paused, self.client, PAUSED_POLL_MS)
+
+    async def _resume(self) -> None:
+        await self.rt.run(_aio.resume_all, self.client)
+
+    async def _send_commit(self, offsets: dict[Any, int]) -> None:
+        await self.rt.run(_aio.commit, self.client, offsets)
+
+    async def _stop(self, client: Any) -> None:
+        await self.rt.run(client.stop)
+
+    @staticmethod
+    def _fields(rec: Any) -> Fields:
+        return (rec.topic, rec.partition, rec.offset, rec.timestamp, rec.headers, rec.key,
+                rec.value)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from bus._routing import is_pattern, validate_pattern
 
-__all__ = ["pattern_regex", "subscription"]
+__all__ = ["pattern_regex", "posix_regex", "subscription"]
 
 _SEG = r"[^.]+"
 
@@ -51,3 +51,9 @@ def subscription(patterns: Sequence[str]) -> tuple[list[str], str | None]:
         return sorted(set(map(validate_pattern, patterns))), None
     body = "|".join(f"(?:{pattern_regex(p)})" for p in patterns)
     return [], rf"^(?:{body})$"
+
+
+def posix_regex(regex: str) -> str:
+    """A regex of :func:`subscription` in the POSIX extended syntax librdkafka compiles
+    (no ``(?:`` groups; ``re.escape``'s ``\\-`` is a plain ``-`` there)."""
+    return regex.replace("(?:", "(").replace("\\-", "-")

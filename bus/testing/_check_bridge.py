@@ -293,28 +293,30 @@ async def case_at_least_once_kill9(kit: BridgeKit, prefix: str) -> None:
     def handled() -> list[int]:
         return [int(x) for x in out.read_text().split()] if out.exists() else []
 
-    kills = 0
-    for target in (count // 4, count // 2):
+    try:
+        kills = 0
+        for target in (count // 4, count // 2):
+            child = await trio.lowlevel.open_process(cmd, env=env)
+            try:
+                await _until(f"the child to handle {target}", lambda: len(handled()) >= target, 90)  # noqa: B023 - awaited within the iteration
+            finally:
+                child.send_signal(signal.SIGKILL)
+                await child.wait()
+            kills += 1
         child = await trio.lowlevel.open_process(cmd, env=env)
         try:
-            await _until(f"the child to handle {target}", lambda: len(handled()) >= target, 90)  # noqa: B023 - awaited within the iteration
+            await _until("every message handled", lambda: set(handled()) >= set(range(count)), 120)
         finally:
-            child.send_signal(signal.SIGKILL)
-            await child.wait()
-        kills += 1
-    child = await trio.lowlevel.open_process(cmd, env=env)
-    try:
-        await _until("every message handled", lambda: set(handled()) >= set(range(count)), 120)
+            child.send_signal(signal.SIGTERM)
+            with trio.move_on_after(30):
+                await child.wait()
+            if child.poll() is None:
+                child.kill()
+                await child.wait()
+        lines = handled()
+        duplicates = len(lines) - len(set(lines))
     finally:
-        child.send_signal(signal.SIGTERM)
-        with trio.move_on_after(30):
-            await child.wait()
-        if child.poll() is None:
-            child.kill()
-            await child.wait()
-    lines = handled()
-    duplicates = len(lines) - len(set(lines))
-    out.unlink()
+        out.unlink(missing_ok=True)
     assert set(lines) == set(range(count))
     print(f"{kit.name}: kill -9 x{kills}: {count} sent, {len(set(lines))} handled, "
           f"{duplicates} duplicates, 0 lost")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridges.kafka._patterns import pattern_regex, subscription
+from bridges.kafka._patterns import pattern_regex, posix_regex, subscription
 from bus._routing import Pattern
 
 SEGMENTS = ["a", "b", "c-1", "d_2"]
@@ -50,3 +50,27 @@ def test_literal_patterns_subscribe_by_name() -> None:
     topics_, regex = subscription(["a", "b.*"])
     assert topics_ == [] and regex is not None
     assert re.match(regex, "a") and re.match(regex, "b.c") and not re.match(regex, "c")
+
+
+@given(st.lists(patterns, min_size=1, max_size=3), topics)
+def test_the_posix_form_for_librdkafka_selects_the_same_topics(
+    pats: list[str], topic: str
+) -> None:
+    _, regex = subscription([*pats, "x.*"])  # one wildcard at least: a regex
+    assert regex is not None
+    posix = posix_regex(regex)
+    assert "(?" not in posix and "\\-" not in posix
+    assert bool(re.match(posix, topic)) == bool(re.match(regex, topic)), (posix, topic)
+
+
+def test_librdkafka_compiles_the_posix_form() -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    _, regex = subscription(["a-1.#", "*.b_2", "c.#.d"])
+    assert regex is not None
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "g"})
+    try:
+        consumer.subscribe([posix_regex(regex)])  # raises _INVALID_ARG on "(?:"
+        with pytest.raises(confluent_kafka.KafkaException):
+            consumer.subscribe([regex])
+    finally:
+        consumer.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,27 @@ def kafka_bridge(name: str, group: str, runtime: str | None = None) -> Bridge:
 
     server = _env("KAFKA_SERVER", KAFKA_SERVER)
     return KafkaBridge(server, name=name, group_id=group, runtime=runtime)  # type: ignore[arg-type]
+
+
+def kafka_confluent_bridge(name: str, group: str) -> Bridge:
+    """The confluent-kafka (librdkafka) client of the Kafka bridge."""
+    from bridges.kafka import ConfluentKafkaBridge
+
+    return ConfluentKafkaBridge(_env("KAFKA_SERVER", KAFKA_SERVER), name=name, group_id=group)
+
+
+def kafka_confluent_kit(restart: Callable[[], None]) -> BridgeKit:
+    """The aiokafka kit (topics, raw records) with confluent-kafka bridges."""
+    from bridges.kafka import ConfluentKafkaBridge
+
+    return replace(
+        kafka_kit(restart),
+        name="kafka[confluent]",
+        make=kafka_confluent_bridge,
+        child="kits:kafka_confluent_bridge",
+        unreachable=lambda: ConfluentKafkaBridge("127.0.0.1:1", name="nowhere"),
+        settle=3.0,  # a second member got its share only after ~1-3 s with librdkafka here
+    )
 
 
 def kafka_kit(restart: Callable[[], None], runtime: str | None = None) -> BridgeKit:

@@ -1,7 +1,8 @@
 """The conformance suite against the real brokers the harness runs on loopback.
 
 Every case runs once per broker (the slow ones — kill -9, restart, backlog — included);
-client variants (Kafka's second runtime) run the fast cases only.
+client variants (Kafka's second runtime, its confluent-kafka client) run the fast cases
+only (confluent-kafka: and kill -9).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ async def test_kafka_one_runtime(brokers: Any, case: str, runtime: str) -> None:
     alone must pass too."""
     brokers.require("kafka")
     await _run(kits.kafka_kit(lambda: brokers.restart("kafka"), runtime=runtime), case)
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("case", [*FAST_CASES, "at_least_once_kill9"])
+async def test_kafka_confluent(brokers: Any, case: str) -> None:
+    """The confluent-kafka client: the fast cases, and kill -9 (what its done-tracked
+    commits are for); a broker restart runs once per broker, with the aiokafka client."""
+    brokers.require("kafka")
+    await _run(kits.kafka_confluent_kit(lambda: brokers.restart("kafka")), case)
 
 
 @pytest.mark.timeout(400)
