@@ -848,7 +848,7 @@ class PubSub(Broker):
     def command(self) -> tuple[list[str], dict[str, str]]:
         emulator = self.emulator()
         if emulator:
-            return [emulator, f"--host={HOST}", f"--port={self.port}"], {"JAVA_OPTS": "-Xmx256m"}
+            return [emulator, f"--host={HOST}", f"--port={self.port}"], {"JAVA_OPTS": "-Xmx768m"}
         return [str(self.pstest), f"{HOST}:{self.port}"], {}
 
     def probe(self) -> str | None:
