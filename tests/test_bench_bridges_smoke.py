@@ -31,6 +31,8 @@ RATIO_KEYS = {
     "rabbitmq_ingress_vs_faststream",
     "kinesis_egress_vs_raw",
     "kinesis_ingress_vs_raw",
+    "pubsub_egress_vs_raw",
+    "pubsub_ingress_vs_raw",
     "kafka_latency_p50_ms",
     "kafka_latency_p99_ms",
     "rabbitmq_latency_p50_ms",
