@@ -42,6 +42,9 @@ __all__ = ["FEATURES", "KafkaBridge"]
 
 log = get_logger("bus.bridges")
 
+CLOSE_STEP_SECONDS = 5.0
+"""At most this long for each step of closing (consumer, producer, admin client)."""
+
 FEATURES = Features(
     ordered=True,
     persistent=True,
@@ -205,10 +208,19 @@ class KafkaBridge(Bridge):
                 await self._close_runtimes()
 
     async def _quietly(self, work: Any, doing: str) -> None:
-        try:
-            await work
-        except Exception as exc:
-            log.warning("kafka.close_step_failed", bridge=self.name, step=doing, error=repr(exc))
+        # Bounded: aclose runs shielded, and a client whose broker just went away can
+        # wait for ever (a producer flushing to a restarted broker); the runtime then
+        # cancels the asyncio task.
+        with trio.move_on_after(CLOSE_STEP_SECONDS) as scope:
+            try:
+                await work
+            except Exception as exc:
+                log.warning(
+                    "kafka.close_step_failed", bridge=self.name, step=doing, error=repr(exc)
+                )
+        if scope.cancelled_caught:
+            log.warning("kafka.close_step_timeout", bridge=self.name, step=doing,
+                        seconds=CLOSE_STEP_SECONDS)
 
     async def _close_runtimes(self) -> None:
         rts = {id(rt): rt for rt in (self._ingress_rt, self._egress_rt) if rt is not None}
