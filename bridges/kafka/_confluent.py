@@ -32,7 +32,8 @@ from bus import BackendUnavailableError, ConfigurationError, Envelope, MissingDe
 from bus._log import get_logger
 from bus.abc import Bridge, ExportResults, Port
 
-from ._bridge import FEATURES, encode_batch, export_results
+from .._close import close_step
+from ._bridge import CLOSE_STEP_SECONDS, FEATURES, encode_batch, export_results
 from ._confluent_ingress import ConfluentConsumer
 from ._errors import is_unavailable, translate
 from ._patterns import subscription
@@ -309,10 +310,7 @@ class ConfluentKafkaBridge(Bridge):
         await trio.to_thread.run_sync(holder.clear)
 
     async def _quietly(self, work: Any, doing: str) -> None:
-        try:
-            await work
-        except Exception as exc:
-            log.warning("kafka.close_step_failed", bridge=self.name, step=doing, error=repr(exc))
+        await close_step(work, bridge=self.name, step=doing, within=CLOSE_STEP_SECONDS)
 
     def _open_producer(self) -> Any:
         if self._producer is None:

@@ -26,7 +26,6 @@ bindings (RabbitMQ's management HTTP API does, a plugin the harness does not ena
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -44,6 +43,7 @@ from bus import (
 )
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
+from .._close import close_step
 from .._runtime import Runtime, RuntimeKind, start_runtime
 from ._acks import AckTracker
 from ._client import AmqpClient
@@ -170,11 +170,10 @@ class RabbitMQBridge(Bridge):
         rt = self._rt
         assert rt is not None
         try:
-            with trio.move_on_after(CLOSE_STEP_TIMEOUT), contextlib.suppress(BackendError):
-                await self._flush_acks()
-                await self._call(self._client.stop_consuming)
-            with trio.move_on_after(CLOSE_STEP_TIMEOUT), contextlib.suppress(BackendError):
-                await self._call(self._client.close)
+            await close_step(self._stop_consuming(), bridge=self.name,
+                             step="stopping consumers", within=CLOSE_STEP_TIMEOUT)
+            await close_step(self._call(self._client.close), bridge=self.name,
+                             step="closing the connection", within=CLOSE_STEP_TIMEOUT)
         finally:
             self._rt = None
             self._trackers.clear()
@@ -306,6 +305,10 @@ class RabbitMQBridge(Bridge):
         await self._call(self._client.unbind, queue, name)
         if queue == self.queue:
             self._bound.discard(name)
+
+    async def _stop_consuming(self) -> None:
+        await self._flush_acks()
+        await self._call(self._client.stop_consuming)
 
     async def list_topics(self) -> list[str]:
         """The routing keys and patterns this bridge bound to its queue (import patterns
