@@ -29,6 +29,7 @@ __all__ = [
     "start_admin",
     "start_consumer",
     "start_producer",
+    "stop_producer",
 ]
 
 Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], int | None]
@@ -67,6 +68,36 @@ async def start_producer(options: Mapping[str, Any]) -> Any:
         await producer.stop()
         raise
     return producer
+
+
+async def stop_producer(producer: Any, flush_within: float) -> bool:
+    """Flush and close *producer*; True if it flushed, False if it had to be forced.
+
+    A flush that cannot finish within *flush_within* seconds (a broker that restarted
+    mid-stream can leave an idempotent producer retrying for ever) is abandoned: the
+    sender task is cancelled and every connection closed all the same, so nothing of the
+    producer stays open. Records still queued then were never acknowledged, so the bus
+    has not counted them as exported.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=flush_within)
+    if stopping in done:
+        stopping.result()
+        return True
+    stopping.cancel()
+    await asyncio.wait({stopping}, timeout=1.0)
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    closing = asyncio.ensure_future(producer.client.close())
+    await asyncio.wait({closing}, timeout=1.0)
+    if not closing.done():  # still waiting for a transport: drop them now
+        closing.cancel()
+        for conn in list(getattr(producer.client, "_conns", {}).values()):
+            conn.close()
+    return False
 
 
 async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseException | None]:

@@ -31,6 +31,7 @@ from bus import ConfigurationError, Envelope
 from bus._log import get_logger
 from bus.abc import Bridge, ExportResults, Features, Port, Rejected
 
+from .._close import close_step
 from .._cloudevents import to_kafka_headers
 from .._runtime import Runtime, RuntimeKind, start_runtime
 from . import _aio
@@ -42,8 +43,12 @@ __all__ = ["FEATURES", "KafkaBridge"]
 
 log = get_logger("bus.bridges")
 
-CLOSE_STEP_SECONDS = 5.0
+CLOSE_STEP_SECONDS = 8.0
 """At most this long for each step of closing (consumer, producer, admin client)."""
+
+FLUSH_SECONDS = 4.0
+"""At most this long for the producer to flush on close; then its connections are closed
+regardless (records still queued were never acknowledged, so never counted exported)."""
 
 FEATURES = Features(
     ordered=True,
@@ -200,7 +205,9 @@ class KafkaBridge(Bridge):
                     await self._quietly(consumer.close(), "closing the consumer")
                 if self._producer is not None and self._egress_rt is not None:
                     producer, self._producer = self._producer, None
-                    await self._quietly(self._egress_rt.run(producer.stop), "stopping the producer")
+                    await self._quietly(
+                        self._stop_producer(producer, self._egress_rt), "stopping the producer"
+                    )
                 if self._admin is not None and self._egress_rt is not None:
                     admin, self._admin = self._admin, None
                     await self._quietly(self._egress_rt.run(admin.close), "closing the admin")
@@ -208,19 +215,12 @@ class KafkaBridge(Bridge):
                 await self._close_runtimes()
 
     async def _quietly(self, work: Any, doing: str) -> None:
-        # Bounded: aclose runs shielded, and a client whose broker just went away can
-        # wait for ever (a producer flushing to a restarted broker); the runtime then
-        # cancels the asyncio task.
-        with trio.move_on_after(CLOSE_STEP_SECONDS) as scope:
-            try:
-                await work
-            except Exception as exc:
-                log.warning(
-                    "kafka.close_step_failed", bridge=self.name, step=doing, error=repr(exc)
-                )
-        if scope.cancelled_caught:
-            log.warning("kafka.close_step_timeout", bridge=self.name, step=doing,
-                        seconds=CLOSE_STEP_SECONDS)
+        await close_step(work, bridge=self.name, step=doing, within=CLOSE_STEP_SECONDS)
+
+    async def _stop_producer(self, producer: Any, rt: Runtime) -> None:
+        flushed = await rt.run(_aio.stop_producer, producer, FLUSH_SECONDS)
+        if not flushed:
+            log.warning("kafka.flush_abandoned", bridge=self.name, seconds=FLUSH_SECONDS)
 
     async def _close_runtimes(self) -> None:
         rts = {id(rt): rt for rt in (self._ingress_rt, self._egress_rt) if rt is not None}

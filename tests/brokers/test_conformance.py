@@ -36,23 +36,8 @@ async def test_rabbitmq(brokers: Any, case: str) -> None:
     await _run(kits.rabbitmq_kit(lambda: brokers.restart("rabbitmq")), case)
 
 
-KAFKA_CASES = [
-    pytest.param(
-        case,
-        marks=pytest.mark.xfail(
-            reason="known bug: after a Kafka restart the aiokafka producer's stop() can hang; "
-            "the bounded close then leaves its socket open (2 of 5 runs). Nothing is lost.",
-            strict=False,
-        ),
-    )
-    if case == "broker_restart"
-    else case
-    for case in CASES
-]
-
-
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("case", KAFKA_CASES)
+@pytest.mark.parametrize("case", list(CASES))
 async def test_kafka(brokers: Any, case: str) -> None:
     brokers.require("kafka")
     await _run(kits.kafka_kit(lambda: brokers.restart("kafka")), case)
