@@ -115,20 +115,10 @@ class KafkaBridge(Bridge):
         producer_options: Mapping[str, Any] | None = None,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if acks not in ("all", -1, 0, 1):
-            raise ConfigurationError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
-        if enable_idempotence and acks not in ("all", -1):
-            raise ConfigurationError(
-                f"enable_idempotence=True needs acks='all' (got acks={acks!r}); "
-                f"pass enable_idempotence=False to use weaker acks"
-            )
-        if not commit_interval > 0 or not poll_interval > 0:
-            raise ConfigurationError("commit_interval and poll_interval must be > 0 seconds")
+        check_options(acks, enable_idempotence, commit_interval=commit_interval,
+                      poll_interval=poll_interval)
         self.name = name
-        self.bootstrap_servers = (
-            bootstrap_servers if isinstance(bootstrap_servers, str)
-            else ",".join(bootstrap_servers)
-        )
+        self.bootstrap_servers = join_servers(bootstrap_servers)
         self.group_id = group_id or f"trio-bus.{name}"
         self.retries = retries
         self._egress_kind: RuntimeKind = runtime or egress_runtime
@@ -324,7 +314,29 @@ class KafkaBridge(Bridge):
         return True
 
 
-# -- egress helpers shared by both clients ----------------------------------------------
+# -- helpers shared by both clients -------------------------------------------------------
+
+
+def check_options(acks: int | str, enable_idempotence: bool, **seconds: float) -> None:
+    """One clear error for options both Kafka bridges refuse; *seconds* must be > 0."""
+    if acks not in ("all", -1, 0, 1):
+        raise ConfigurationError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
+    if enable_idempotence and acks not in ("all", -1):
+        raise ConfigurationError(
+            f"enable_idempotence=True needs acks='all' (got acks={acks!r}); "
+            f"pass enable_idempotence=False to use weaker acks"
+        )
+    bad = [name for name, value in seconds.items() if not value > 0]
+    if bad:
+        raise ConfigurationError(f"{' and '.join(bad)} must be > 0 seconds")
+
+
+def join_servers(bootstrap_servers: str | Sequence[str]) -> str:
+    """``host:port[,host:port...]`` from a string or a list of them."""
+    if isinstance(bootstrap_servers, str):
+        return bootstrap_servers
+    return ",".join(bootstrap_servers)
+
 
 
 def encode_batch(

@@ -33,7 +33,14 @@ from bus._log import get_logger
 from bus.abc import Bridge, ExportResults, Port
 
 from .._close import close_step
-from ._bridge import CLOSE_STEP_SECONDS, FEATURES, encode_batch, export_results
+from ._bridge import (
+    CLOSE_STEP_SECONDS,
+    FEATURES,
+    check_options,
+    encode_batch,
+    export_results,
+    join_servers,
+)
 from ._confluent_ingress import ConfluentConsumer
 from ._errors import is_unavailable, translate
 from ._patterns import subscription
@@ -176,22 +183,10 @@ class ConfluentKafkaBridge(Bridge):
         producer_config: Mapping[str, Any] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
     ) -> None:
-        if acks not in ("all", -1, 0, 1):
-            raise ConfigurationError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
-        if enable_idempotence and acks not in ("all", -1):
-            raise ConfigurationError(
-                f"enable_idempotence=True needs acks='all' (got acks={acks!r}); "
-                f"pass enable_idempotence=False to use weaker acks"
-            )
-        if not commit_interval > 0 or not poll_interval > 0 or not connect_timeout > 0:
-            raise ConfigurationError(
-                "commit_interval, poll_interval and connect_timeout must be > 0 seconds"
-            )
+        check_options(acks, enable_idempotence, commit_interval=commit_interval,
+                      poll_interval=poll_interval, connect_timeout=connect_timeout)
         self.name = name
-        self.bootstrap_servers = (
-            bootstrap_servers if isinstance(bootstrap_servers, str)
-            else ",".join(bootstrap_servers)
-        )
+        self.bootstrap_servers = join_servers(bootstrap_servers)
         self.group_id = group_id or f"trio-bus.{name}"
         common: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,

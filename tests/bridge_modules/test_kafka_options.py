@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from bridges.kafka import KafkaBridge
+from bridges.kafka import ConfluentKafkaBridge, KafkaBridge
 from bus import ConfigurationError
 
 
@@ -35,14 +35,33 @@ def test_seed_options_map_to_the_client() -> None:
         "trio-bus.k", False, 6000
     )
     assert "s3cret" not in repr(bridge) and "svc" not in repr(bridge)
-
-
-def test_idempotence_needs_acks_all() -> None:
-    with pytest.raises(ConfigurationError, match="enable_idempotence=False"):
-        KafkaBridge(acks=1)
     assert KafkaBridge(acks=1, enable_idempotence=False)._producer_options["acks"] == 1
+
+
+BOTH = pytest.mark.parametrize("cls", [KafkaBridge, ConfluentKafkaBridge])
+
+
+@BOTH
+def test_idempotence_needs_acks_all(cls: type) -> None:
+    with pytest.raises(ConfigurationError, match="enable_idempotence=False"):
+        cls(acks=1)
+    cls(acks=1, enable_idempotence=False)
     with pytest.raises(ConfigurationError, match="acks"):
-        KafkaBridge(acks="some")
+        cls(acks="some")
+
+
+@BOTH
+def test_intervals_must_be_positive(cls: type) -> None:
+    with pytest.raises(ConfigurationError, match=r"^commit_interval must be > 0 seconds$"):
+        cls(commit_interval=0)
+    with pytest.raises(ConfigurationError, match=r"^poll_interval must be > 0 seconds$"):
+        cls(poll_interval=-1)
+
+
+@BOTH
+def test_a_list_of_servers_is_joined(cls: type) -> None:
+    assert cls(["a:1", "b:2"]).bootstrap_servers == "a:1,b:2"
+    assert cls("a:1").bootstrap_servers == "a:1"
 
 
 def test_runtime_sets_both_directions() -> None:
