@@ -36,6 +36,7 @@ class BusRunner:
         self._stop: trio.Event | None = None
         self._stopped: trio.Event | None = None
         self._error: BaseException | None = None
+        self._scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
         return f"<BusRunner {self._options.get('name', 'trio-bus')!r} running={self.running}>"
@@ -74,6 +75,23 @@ class BusRunner:
         return self.bus
 
     async def _run(self, ready: trio.Event, stop: trio.Event, stopped: trio.Event) -> None:
+        self._scope = scope = trio.CancelScope()
+        try:
+            with scope:
+                await self._serve(ready, stop)
+        except BaseException as exc:
+            # A system task must not raise (trio would abort the whole run): what is
+            # not a cancellation is logged; cancellations end the task quietly.
+            rest = exc.split(trio.Cancelled)[1] if isinstance(exc, BaseExceptionGroup) else (
+                None if isinstance(exc, trio.Cancelled) else exc
+            )
+            if rest is not None:
+                _log.error("bus_runner.failed", error=repr(rest))
+        finally:
+            ready.set()
+            stopped.set()
+
+    async def _serve(self, ready: trio.Event, stop: trio.Event) -> None:
         try:
             async with open_bus(**self._options) as bus:
                 self._bus = bus
@@ -90,8 +108,12 @@ class BusRunner:
                 _log.error("bus_runner.failed", error=repr(exc))
         finally:
             self._bus = None if self._bus is None or self._bus.closed else self._bus
-            ready.set()
-            stopped.set()
+
+    def cancel(self) -> None:
+        """Cancel the bus now (no drain): what its subscribers had not handled stays
+        undone, so a bridge does not acknowledge it. Usable where nothing can be awaited."""
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def aclose(self) -> None:
         """Leave the bus's block normally (drain, close bridges) and wait for it to
