@@ -1,11 +1,13 @@
 """``KafkaAdapter``: the seed facade's ``kafka`` backend, over :class:`KafkaBridge`.
 
-The seed's options map onto the bridge's producer (``acks``, ``retries``, ``batch_size``,
-``compression_type``, ``bootstrap_servers``); anything else the bridge takes
-(``linger_ms``, ``security_protocol``, ``sasl_*``...) passes through. ``push`` returns
-once Kafka acknowledged the record with ``acks``. A consumer group (``group``, default
-``"events"``) is a Kafka group id; a new one starts at the oldest record
-(``from_beginning=True``, ``consume``'s default) or at new ones (``subscribe``'s).
+The seed's options map onto the bridge's producer (``acks``, ``retries``,
+``batch_size``, ``compression_type``, ``bootstrap_servers``); anything else the bridge
+takes (``linger_ms``, ``security_protocol``, ``sasl_*``...) passes through. ``acks``
+other than ``"all"`` turns the idempotent producer off unless ``enable_idempotence`` is
+given. ``push`` returns once Kafka acknowledged the record with ``acks``. A consumer
+group (``group``, default ``"events"``) is a Kafka group id; a new one starts at the
+oldest record (``from_beginning=True``, ``consume``'s default) or at new ones
+(``subscribe``'s).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class KafkaAdapter(BridgeAdapter):
                     f"KafkaAdapter sets {reserved} itself; use group= and "
                     "subscribe/consume(from_beginning=...)"
                 )
+        if acks not in ("all", -1) and "enable_idempotence" not in bridge_options:
+            # The seed's acks=1 (or 0) asks for weaker acknowledgements, which Kafka's
+            # idempotent producer refuses: that combination means "not idempotent".
+            bridge_options["enable_idempotence"] = False
         self._options: dict[str, Any] = {
             "acks": acks, "retries": retries, "batch_size": batch_size,
             "compression_type": compression_type, **bridge_options,
