@@ -2,7 +2,8 @@
 
 This module only re-exports what applications use; the code lives in the private modules
 beside it. Broker implementers use :mod:`bus.abc` (``Bridge``, ``Port``, ``Features``...),
-tests use :mod:`bus.testing`.
+tests use :mod:`bus.testing`, and the seed's multi-backend API (``BaseEvent``,
+``EventAdapter``, ``EventFactory``, ``EventMessage``, ``settings``) is :mod:`bus.events`.
 """
 
 from ._actor import Actor as Actor
@@ -72,37 +73,3 @@ __all__ = [
     "UnknownTopicError",
     "open_bus",
 ]
-
-# --- seed facade (bus/_facade) ---
-from ._facade import AdapterWrapper as AdapterWrapper
-from ._facade import BaseEvent as BaseEvent
-from ._facade import EventAdapter as EventAdapter
-from ._facade import EventFactory as EventFactory
-from ._facade import EventMessage as EventMessage
-from ._facade import EventStream as EventStream
-from ._facade import InMemoryAdapter as InMemoryAdapter
-from ._facade import LazyAdapter as LazyAdapter
-from ._facade import MemoryBroker as MemoryBroker
-from ._facade import MemoryReader as MemoryReader
-from ._facade import MessageCallback as MessageCallback
-from ._facade import ModelCallback as ModelCallback
-from ._facade import Settings as Settings
-from ._facade import settings as settings
-
-__all__ += [
-    "AdapterWrapper",
-    "BaseEvent",
-    "EventAdapter",
-    "EventFactory",
-    "EventMessage",
-    "EventStream",
-    "InMemoryAdapter",
-    "LazyAdapter",
-    "MemoryBroker",
-    "MemoryReader",
-    "MessageCallback",
-    "ModelCallback",
-    "Settings",
-    "settings",
-]
-# --- end seed facade ---

@@ -54,6 +54,7 @@ from ._errors import (
 from ._log import get_logger
 from ._mailbox import Lane
 from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy, Supervision
+from ._replay import LogReader, open_position, wake_readers
 from ._routing import Pattern, RoutingTable, is_private, validate_pattern, validate_topic
 from ._stats import BusStats, TopicStats
 
@@ -600,6 +601,53 @@ class Bus:
         spec = self._spec(topic)
         return spec.log.items(trio.current_time()) if spec.log is not None else []
 
+    def read(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        from_beginning: bool = True,
+        offset: int | None = None,
+        follow: bool = False,
+    ) -> LogReader:
+        """Read retained *topic* as a log: an async iterator of its envelopes.
+
+        From the oldest retained message (or the end with ``from_beginning=False``, or
+        an absolute *offset*) to the end of the log, or on as new ones arrive with
+        ``follow=True``. A *group* has one committed position per topic, shared by its
+        readers and kept after them; a message is committed once the reader asks for the
+        next one (or calls ``commit()``). See ``bus._replay`` and docs/design.md.
+        Raises :class:`ConfigurationError` if *topic* was declared without ``retain=``.
+        """
+        spec = self._spec(topic)
+        log = spec.log
+        if log is None:
+            raise ConfigurationError(
+                f"topic {topic!r} keeps no log to read; declare it with "
+                f"bus.topic({topic!r}, Type, retain=Retention(max_count=...))"
+            )
+        return LogReader(
+            topic,
+            lambda: open_position(log, topic, group, from_beginning=from_beginning, offset=offset),
+            follow=follow,
+            closed=lambda: self._closed,
+        )
+
+    def delete_topic(self, topic: str) -> None:
+        """Forget declared *topic*: its retained log and group positions go, its readers
+        end. Subscriptions stay (their patterns match the topic if it is declared again).
+        Raises :class:`UnknownTopicError` if it is not declared; the dead-letter and reply
+        topics cannot be deleted."""
+        if topic in (self.dead_letter_topic, self.reply_topic):
+            raise ConfigurationError(f"topic {topic!r} belongs to the bus and cannot be deleted")
+        spec = self._topics.pop(validate_topic(topic), None)
+        if spec is None:
+            raise UnknownTopicError(f"cannot delete topic {topic!r}: it is not declared")
+        if spec.log is not None:
+            spec.log.deleted = True
+            wake_readers(spec.log)
+        self._routes_changed()
+
     def _retained_matching(self, pattern: str) -> list[Envelope[Any]]:
         matches = Pattern(pattern).matches
         found: list[Envelope[Any]] = []
@@ -768,6 +816,9 @@ class Bus:
     def _close(self) -> None:
         """Stop accepting publishes and intake from bridges; workers exit when empty."""
         self._closed = True
+        for spec in self._topics.values():
+            if spec.log is not None:
+                wake_readers(spec.log)  # following readers end
         for att in self._attachments.values():
             att.stop_intake()
         for sub in list(self._subs.values()):

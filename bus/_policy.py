@@ -14,7 +14,7 @@ import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._errors import ConfigurationError
 
@@ -205,17 +205,40 @@ class Retention:
 
 
 class RetentionLog(Generic[T]):
-    """A bounded log of items with their size and time, trimmed on every append."""
+    """A bounded log of items with their size and time, trimmed on every append.
+
+    Items have absolute offsets, as in a Kafka partition: the first item ever appended
+    is 0 and trimming never renumbers, so a reader's position stays meaningful while the
+    oldest items go (``begin`` is the oldest retained offset, ``end`` the next one).
+    ``groups`` holds the consumer groups' positions in this log (``bus._replay``), and
+    ``wake`` is called after each append (set while readers wait for new items).
+    """
 
     def __init__(self, policy: Retention) -> None:
         self.policy = policy
         self._items: deque[tuple[float, int, T]] = deque()
         self._bytes = 0
+        self.begin = 0
+        """The offset of the oldest retained item."""
+        self.groups: dict[str, Any] = {}
+        self.wake: Callable[[], None] | None = None
+        self.deleted = False
+
+    @property
+    def end(self) -> int:
+        """The offset the next appended item will get."""
+        return self.begin + len(self._items)
 
     def append(self, item: T, now: float, size: int = 0) -> None:
         self._items.append((now, size, item))
         self._bytes += size
         self.trim(now)
+        if self.wake is not None:
+            self.wake()
+
+    def get(self, offset: int) -> T:
+        """The item at *offset*, which must be retained (``begin <= offset < end``)."""
+        return self._items[offset - self.begin][2]
 
     def trim(self, now: float) -> None:
         p, items = self.policy, self._items
@@ -225,6 +248,7 @@ class RetentionLog(Generic[T]):
             or (p.max_age is not None and items[0][0] < now - p.max_age)
         ):
             self._bytes -= items.popleft()[1]
+            self.begin += 1
 
     def items(self, now: float) -> list[T]:
         self.trim(now)

@@ -20,6 +20,10 @@ Applications use :mod:`bus`; a module that connects a broker uses this one, the 
       deliver_nowait(...)          the same, or raises trio.WouldBlock and delivers
                                    nothing: the bridge's signal to pause its consumer
 
+A broker module also offers the seed facade's backend (``bus.events``) by subclassing
+:class:`BridgeAdapter`: one generic adapter over its bridge on a private bus, so the
+facade and ``bus.attach`` share one producer and one consumer per broker.
+
 A message delivered through a port is *done* when every subscriber that received it
 handled it or dead-lettered it (and every export of it was confirmed by its broker). The
 ``on_done`` callback given to ``deliver`` is then called once, in trio's thread, with the
@@ -46,6 +50,7 @@ from ._envelope import H_IDEMPOTENCY_KEY as H_IDEMPOTENCY_KEY
 from ._envelope import H_ORIGIN as H_ORIGIN
 from ._envelope import H_ORIGINAL_TOPIC as H_ORIGINAL_TOPIC
 from ._envelope import H_REPLY_TO as H_REPLY_TO
+from ._facade._bridge_adapter import BridgeAdapter as BridgeAdapter
 from ._offsets import OffsetTracker as OffsetTracker
 
 __all__ = [
@@ -59,6 +64,7 @@ __all__ = [
     "H_ORIGINAL_TOPIC",
     "H_REPLY_TO",
     "Bridge",
+    "BridgeAdapter",
     "Delivery",
     "ExportResults",
     "Failure",

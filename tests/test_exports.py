@@ -41,8 +41,8 @@ def test_importing_bus_and_bridges_loads_no_broker_sdk() -> None:
 
 
 IMPLEMENTER_NAMES = {
-    "Bridge", "Delivery", "ExportResults", "Failure", "Features", "OffsetTracker", "Port",
-    "Rejected", "H_ORIGIN", "H_ERROR", "H_ERROR_TYPE", "H_ORIGINAL_TOPIC",
+    "Bridge", "BridgeAdapter", "Delivery", "ExportResults", "Failure", "Features",
+    "OffsetTracker", "Port", "Rejected", "H_ORIGIN", "H_ERROR", "H_ERROR_TYPE", "H_ORIGINAL_TOPIC",
 }
 
 

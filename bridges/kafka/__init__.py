@@ -4,8 +4,9 @@
 Clients are imported when a bridge opens, not when this package is imported.
 """
 
+from ._adapter import KafkaAdapter as KafkaAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import KafkaBridge as KafkaBridge
 from ._confluent import ConfluentKafkaBridge as ConfluentKafkaBridge
 
-__all__ = ["FEATURES", "ConfluentKafkaBridge", "KafkaBridge"]
+__all__ = ["FEATURES", "ConfluentKafkaBridge", "KafkaAdapter", "KafkaBridge"]

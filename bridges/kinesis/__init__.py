@@ -7,6 +7,7 @@ checkpoint stores (where each shard's position is kept, and the shard leases tha
 consumer groups) in ``_checkpoints`` and ``_leases``.
 """
 
+from ._adapter import KinesisAdapter as KinesisAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import KinesisBridge as KinesisBridge
 from ._checkpoints import CheckpointStore as CheckpointStore
@@ -17,6 +18,7 @@ from ._checkpoints import SQLiteCheckpointStore as SQLiteCheckpointStore
 __all__ = [
     "FEATURES",
     "CheckpointStore",
+    "KinesisAdapter",
     "KinesisBridge",
     "LeaseStore",
     "MemoryCheckpointStore",

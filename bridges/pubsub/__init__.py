@@ -6,7 +6,8 @@ bridge is made, not when this package is imported. The mapping is described in
 ``_bridge``.
 """
 
+from ._adapter import PubSubAdapter as PubSubAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import PubSubBridge as PubSubBridge
 
-__all__ = ["FEATURES", "PubSubBridge"]
+__all__ = ["FEATURES", "PubSubAdapter", "PubSubBridge"]

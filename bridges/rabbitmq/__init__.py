@@ -5,7 +5,8 @@
 made, not when this package is imported. The mapping is described in ``_bridge``.
 """
 
+from ._adapter import RabbitMQAdapter as RabbitMQAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import RabbitMQBridge as RabbitMQBridge
 
-__all__ = ["FEATURES", "RabbitMQBridge"]
+__all__ = ["FEATURES", "RabbitMQAdapter", "RabbitMQBridge"]

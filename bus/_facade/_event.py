@@ -1,18 +1,21 @@
 """``BaseEvent[Model]``: the seed's typed facade over one adapter and one topic prefix.
 
-``push(name, obj)`` checks and encodes a model and publishes it to
-``f"{topic_prefix}.{name}"``; ``pull(name)`` iterates decoded models;
-``pull(name, callback=cb)`` subscribes. The adapter comes from
+``push(name, obj)`` encodes any model instance that encodes to a JSON object and
+publishes it to ``f"{topic_prefix}.{name}"``; ``pull(name)`` iterates models decoded
+into the event's model; ``pull(name, callback=cb)`` subscribes. The adapter comes from
 :class:`EventFactory` (backend from ``event_type`` or settings) and connects on first
-use. ``async with`` adds a nursery, so subscriptions get background delivery tasks
-and leaving the block drains them, then disconnects.
+use. ``async with`` connects, gives adapters that want one a nursery for background
+delivery, and on a clean exit waits until deliveries caught up (``adapter.drain()``),
+then disconnects.
 
-Callbacks and undecodable data: the message is republished unchanged to
-``f"{topic_prefix}.dead_letter"`` with ``x-dead-letter-*`` headers saying why, and the
-subscription goes on (a poison message must not block a topic). With
-``dead_letter=False`` the :class:`~bus.DecodeError` is raised from the callback
-instead. Errors raised by the user's callback are never swallowed: inline they reach
-the publisher, in the background they surface from the ``async with`` block.
+Data that does not decode into the model (on ``pull`` or for a callback) goes, unchanged,
+to the dead-letter topic — the bus's, ``bus.dead_letter`` — with the bus's dead-letter
+headers (``x-bus-error`` the reason, ``x-bus-error-type``, ``x-bus-original-topic``,
+``x-bus-failed-subscriber``, ``x-bus-attempts``), and reading goes on: a poison message
+must not block a topic. With ``dead_letter=False`` the :class:`~bus.DecodeError` is
+raised instead. What the user's callback raises is the backend's to handle; on the bus
+backends the message is dead-lettered the same way and a waiting ``push`` raises
+:class:`~bus.NotDeliveredError`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,16 @@ from typing import Any, Generic, Self, TypeVar, overload
 
 import trio
 
+from .._envelope import (
+    H_ATTEMPTS,
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_FAILED_SUBSCRIBER,
+    H_ORIGINAL_TOPIC,
+)
 from .._errors import BusClosedError, ConfigurationError, DecodeError, TopicError
 from .._log import get_logger
+from .._routing import validate_topic
 from ._adapter import EventAdapter
 from ._factory import EventFactory
 from ._message import EventMessage
@@ -40,7 +51,8 @@ ModelT = TypeVar("ModelT")
 ModelCallback = Callable[[ModelT], Awaitable[None] | None]
 """What ``pull(name, callback=...)`` calls with each decoded model (async or not)."""
 
-_log = get_logger("bus.facade")
+_log = get_logger("bus.events")
+DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"
 
 # Cleanup must not hang forever on a broker that stopped answering.
 _DISCONNECT_TIMEOUT = 10.0
@@ -100,17 +112,22 @@ class BaseEvent(Generic[ModelT]):
 
     @property
     def dead_letter_topic(self) -> str:
-        return f"{self.topic_prefix}.dead_letter"
+        """Where undecodable data goes: the adapter's ``dead_letter_topic`` if it has
+        one (the bus backends: their bus's), else ``bus.dead_letter``."""
+        topic = getattr(self.event_adapter, "dead_letter_topic", None)
+        return topic if isinstance(topic, str) and topic else DEFAULT_DEAD_LETTER_TOPIC
 
     def topic(self, name: str) -> str:
         """The full topic for ``name``: ``f"{topic_prefix}.{name}"``.
 
         Raises:
-            TopicError: ``name`` is empty or not a str.
+            TopicError: ``name`` is empty, not a str, or the topic is not a valid name
+                (dot-separated segments of letters, digits, ``_`` and ``-``: the bus's
+                rule, which every broker accepts).
         """
         if not isinstance(name, str) or not name:
             raise TopicError(f"event name must be a non-empty str, got {name!r}")
-        return f"{self.topic_prefix}.{name}"
+        return validate_topic(f"{self.topic_prefix}.{name}")
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -209,9 +226,11 @@ class BaseEvent(Generic[ModelT]):
     ) -> EventMessage:
         """Publish ``obj`` to ``f"{topic_prefix}.{name}"`` and return the message sent.
 
+        ``obj`` is any model instance that encodes to a JSON object (the event's model,
+        a newer version of it, a related model); readers decode it into their model.
+
         Raises:
-            PayloadTypeError: ``obj`` is not the event's model (naming topic, expected and
-                actual type).
+            PayloadTypeError: ``obj`` does not encode to a JSON object.
             ConfigurationError: ``key`` is not a str or ``headers`` not str → str.
             BusClosedError: after ``disconnect()``.
             BackendError: the backend failed.
@@ -247,11 +266,17 @@ class BaseEvent(Generic[ModelT]):
         ``callback``: a subscription to ``await``; it returns once registered, and
         the callback then gets each model (inline, or in the ``async with`` nursery).
         ``kwargs`` are backend options (memory: ``group``, ``from_beginning``,
-        ``follow``).
+        ``follow``; see the adapter). On memory the stream ends once the stored messages
+        are read; ``follow=True`` waits for new ones.
         """
         topic = self.topic(name)
         if callback is None:
-            return EventStream(topic, self._codec, lambda: self._open_stream(topic, kwargs))
+            return EventStream(
+                topic,
+                self._codec,
+                lambda: self._open_stream(topic, kwargs),
+                self._dead_letter_from(f"pull({name!r})") if self.dead_letter else None,
+            )
         if not callable(callback):
             raise ConfigurationError(f"callback must be callable, got {callback!r}")
         return self._subscribe(topic, callback, kwargs)
@@ -265,38 +290,53 @@ class BaseEvent(Generic[ModelT]):
     ) -> None:
         adapter = await self._ensure_connected()
 
+        callback_name = getattr(callback, "__qualname__", type(callback).__qualname__)
+        send_to_dead_letter = self._dead_letter_from(callback_name)
+
         async def on_message(message: EventMessage) -> None:
             try:
                 model = self._codec.decode(topic, message.data)
             except DecodeError as exc:
                 if not self.dead_letter:
                     raise
-                await self._send_to_dead_letter(message, exc)
+                await send_to_dead_letter(message, exc)
                 return
             result = callback(model)
             if inspect.isawaitable(result):
                 await result
 
+        on_message.__qualname__ = callback_name  # names the subscriber in stats/headers
         if self._nursery is not None:
             kwargs = {"nursery": self._nursery, **kwargs}
         await adapter.subscribe(topic, on_message, **kwargs)
 
-    async def _send_to_dead_letter(self, message: EventMessage, error: Exception) -> None:
-        _log.warning(
-            "facade.dead_letter",
-            topic=message.topic,
-            dead_letter_topic=self.dead_letter_topic,
-            error=str(error),
-        )
+    def _dead_letter_from(
+        self, subscriber: str
+    ) -> Callable[[EventMessage, Exception], Awaitable[None]]:
+        async def send(message: EventMessage, error: Exception) -> None:
+            await self._send_to_dead_letter(message, error, subscriber)
+
+        return send
+
+    async def _send_to_dead_letter(
+        self, message: EventMessage, error: Exception, subscriber: str
+    ) -> None:
+        """Republish ``message`` unchanged to the dead-letter topic, with the bus's
+        dead-letter headers saying why (the convention of ``bus.dead_letter``)."""
+        topic = self.dead_letter_topic
+        _log.warning("events.dead_letter", topic=message.topic, dead_letter_topic=topic,
+                     error=str(error))
         headers = {
             **message.headers,
-            "x-dead-letter-reason": "decode",
-            "x-dead-letter-error": str(error)[:1000],
-            "x-original-topic": message.topic,
+            H_ERROR: str(error)[:1000],
+            H_ERROR_TYPE: f"{type(error).__module__}.{type(error).__qualname__}",
+            H_ORIGINAL_TOPIC: message.topic,
+            H_FAILED_SUBSCRIBER: subscriber,
+            H_ATTEMPTS: "1",
         }
         await self.event_adapter.publish(
             EventMessage(
-                topic=self.dead_letter_topic,
+                topic=topic,
                 data=message.data,
                 key=message.key,
                 headers=headers,

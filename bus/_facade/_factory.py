@@ -1,17 +1,19 @@
 """The seed's :class:`EventFactory`: backend names → adapter classes.
 
-Built-in broker backends are registered *lazily*, by dotted path: nothing of theirs is
-imported until an adapter is created, so ``import bus`` never needs aiokafka or
-aio-pika, and a missing client library is reported once, at construction, with the
-``pip install`` line that fixes it.
+``memory`` is built in (it is the bus). Every other backend is discovered through the
+``trio_bus.backends`` entry-point group, which packages fill in their metadata — this
+project's ``pyproject.toml`` declares ``kafka``, ``rabbitmq``, ``kinesis`` and ``pubsub``
+(``bridges.kafka:KafkaAdapter`` & co.), so ``bus`` names none of its plugins. An entry
+point is loaded on first use only: ``import bus.events`` imports no broker module, and a
+backend whose client library is missing says so, with the ``pip install`` line, when its
+adapter is created. ``EventFactory.register_adapter(name, cls)`` adds or replaces one at
+run time, as the seed does.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import importlib.metadata
 import inspect
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._errors import ConfigurationError, MissingDependencyError
@@ -19,112 +21,55 @@ from ._adapter import EventAdapter
 from ._memory_adapter import InMemoryAdapter
 from ._settings import Settings, settings
 
-__all__ = ["EventFactory", "LazyAdapter"]
+__all__ = ["ENTRY_POINT_GROUP", "EventFactory"]
+
+ENTRY_POINT_GROUP = "trio_bus.backends"
+"""The entry-point group a package declares its facade backends in."""
 
 
-@dataclass(frozen=True)
-class LazyAdapter:
-    """An adapter class known by ``"package.module:ClassName"``, imported on first use.
-
-    ``requires`` names the top-level modules the adapter needs and ``extra`` the
-    ``trio-bus[extra]`` that installs them; they are checked before importing so the
-    error names the fix rather than a deep ``ImportError``.
-    """
-
-    path: str
-    extra: str | None = None
-    requires: tuple[str, ...] = ()
-
-    def resolve(self, name: str) -> type[EventAdapter]:
-        """Import and return the class.
-
-        Raises:
-            MissingDependencyError: a required client library is not installed.
-            ConfigurationError: the module or class does not exist (yet).
-        """
-        install = f"pip install 'trio-bus[{self.extra}]'" if self.extra else None
-        missing = [m for m in self.requires if not _module_available(m)]
-        if missing:
-            fix = install or f"pip install {' '.join(missing)}"
-            raise MissingDependencyError(
-                f"event backend {name!r} needs {', '.join(missing)}, which is not installed: {fix}"
-            )
-        module_name, _, attr = self.path.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                raise ConfigurationError(
-                    f"event backend {name!r} is not available in this trio-bus yet: "
-                    f"{module_name} ships with the broker bridges. Use 'memory' until "
-                    "then, or register your own adapter with "
-                    "EventFactory.register_adapter(name, cls)"
-                ) from exc
-            fix = install or f"pip install {exc.name}"
-            raise MissingDependencyError(
-                f"event backend {name!r} could not import {exc.name}: {fix}"
-            ) from exc
-        cls = getattr(module, attr, None)
-        if cls is None:
-            raise ConfigurationError(
-                f"event backend {name!r} is not available in this trio-bus yet: "
-                f"{module_name} has the bridge (bus.attach) but no {attr} for the seed "
-                "facade. Use 'memory' until then, attach the bridge to a bus, or register "
-                "your own adapter with EventFactory.register_adapter(name, cls)"
-            )
-        if not (isinstance(cls, type) and issubclass(cls, EventAdapter)):
-            raise ConfigurationError(
-                f"event backend {name!r}: {self.path} is not an EventAdapter subclass"
-            )
-        return cls
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {ep.name.strip().lower(): ep for ep in found}
 
 
-def _module_available(module: str) -> bool:
-    # find_spec imports parent packages only; a broken parent counts as missing.
+def _load(name: str, entry: importlib.metadata.EntryPoint) -> type[EventAdapter]:
     try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+        cls = entry.load()
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError(
+            f"event backend {name!r} ({entry.value}) could not import {exc.name}: "
+            f"pip install {exc.name}, or the trio-bus extra that brings it"
+        ) from exc
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"event backend {name!r}: entry point {entry.value!r} of group "
+            f"{ENTRY_POINT_GROUP!r} cannot be loaded: {exc}"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, EventAdapter)):
+        raise ConfigurationError(
+            f"event backend {name!r}: entry point {entry.value!r} is not an EventAdapter subclass"
+        )
+    return cls
 
 
 class EventFactory:
     """Creates adapters by backend name. Register your own with :meth:`register_adapter`."""
 
-    _adapters: ClassVar[dict[str, type[EventAdapter] | LazyAdapter]] = {
-        "memory": InMemoryAdapter,
-        "kafka": LazyAdapter("bridges.kafka:KafkaAdapter", "kafka", ("aiokafka", "trio_asyncio")),
-        "rabbitmq": LazyAdapter(
-            "bridges.rabbitmq:RabbitMQAdapter", "rabbitmq", ("aio_pika", "trio_asyncio")
-        ),
-        "kinesis": LazyAdapter(
-            "bridges.kinesis:KinesisAdapter", "kinesis", ("aioboto3", "trio_asyncio")
-        ),
-        "pubsub": LazyAdapter(
-            "bridges.pubsub:PubSubAdapter", "pubsub", ("google.cloud.pubsub_v1",)
-        ),
-    }
+    _adapters: ClassVar[dict[str, type[EventAdapter]]] = {"memory": InMemoryAdapter}
+    """Registered classes; entry-point backends join it when first used."""
 
     @classmethod
-    def register_adapter(cls, name: str, adapter: type[EventAdapter] | LazyAdapter | str) -> None:
-        """Make ``adapter`` available as ``name``, replacing any earlier registration.
-
-        ``adapter`` is an :class:`EventAdapter` subclass, a :class:`LazyAdapter`, or a
-        ``"module:ClassName"`` string imported on first use.
+    def register_adapter(cls, name: str, adapter: type[EventAdapter]) -> None:
+        """Make ``adapter`` available as ``name``, replacing any earlier registration
+        (an entry point of that name included).
 
         Raises:
-            ConfigurationError: ``name`` is empty or ``adapter`` is none of the above.
+            ConfigurationError: ``name`` is empty or ``adapter`` is not an
+                :class:`EventAdapter` subclass.
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"adapter name must be a non-empty str, got {name!r}")
-        if isinstance(adapter, str):
-            if ":" not in adapter:
-                raise ConfigurationError(
-                    f"lazy adapter path must look like 'package.module:ClassName', got {adapter!r}"
-                )
-            adapter = LazyAdapter(adapter)
-        elif not isinstance(adapter, LazyAdapter) and not (
-            isinstance(adapter, type) and issubclass(adapter, EventAdapter)
-        ):
+        if not (isinstance(adapter, type) and issubclass(adapter, EventAdapter)):
             raise ConfigurationError(
                 f"register_adapter({name!r}, ...) needs an EventAdapter subclass, got {adapter!r}"
             )
@@ -132,25 +77,32 @@ class EventFactory:
 
     @classmethod
     def available(cls) -> list[str]:
-        """Registered backend names, sorted (lazy ones included, installed or not)."""
-        return sorted(cls._adapters)
+        """Backend names, sorted: registered ones and the installed entry points."""
+        return sorted(set(cls._adapters) | set(_entry_points()))
 
     @classmethod
     def adapter_class(cls, name: str) -> type[EventAdapter]:
-        """The adapter class registered as ``name``, importing it if it is lazy.
+        """The adapter class of backend ``name``, loading its entry point if needed.
 
         Raises:
             ConfigurationError: no backend of that name.
-            MissingDependencyError: its client library is not installed.
+            MissingDependencyError: its module needs a library that is not installed.
         """
         key = name.strip().lower() if isinstance(name, str) else name
-        entry = cls._adapters.get(key)
+        adapter = cls._adapters.get(key)
+        if adapter is not None:
+            return adapter
+        entry = _entry_points().get(key) if isinstance(key, str) else None
         if entry is None:
             raise ConfigurationError(
                 f"unknown event backend {name!r}; known: {', '.join(cls.available())}. "
-                "Register another with EventFactory.register_adapter(name, AdapterClass)"
+                "Register another with EventFactory.register_adapter(name, AdapterClass), "
+                f"or declare it in the {ENTRY_POINT_GROUP!r} entry-point group (the broker "
+                "backends are declared there by trio-bus's own package: reinstall it if "
+                "one is missing)"
             )
-        return entry.resolve(key) if isinstance(entry, LazyAdapter) else entry
+        adapter = cls._adapters[key] = _load(key, entry)
+        return adapter
 
     @classmethod
     def create_adapter(

@@ -1,34 +1,73 @@
-"""``InMemoryAdapter``: the ``memory`` backend of the facade, over a :class:`MemoryBroker`.
+"""``InMemoryAdapter``: the ``memory`` backend of the facade, on the bus itself.
 
-This module maps the :class:`EventAdapter` contract onto the broker: lifecycle
-(lazy connect, refusal after disconnect), option checking, and the choice between
-inline and background delivery for ``subscribe``. Delivery semantics themselves are the
-broker's (:mod:`._memory_broker`).
+Facade topics are bus topics carrying JSON objects with a retained log
+(``retain=Retention(max_count=...)``); ``consume`` reads that log (``bus.read``),
+``subscribe`` is ``bus.subscribe`` (an actor), ``publish`` is a publish with
+done-tracking. There is no second broker: whatever the bus offers (stats, recorder,
+other subscribers, bridges attached to it) sees the facade's messages, and the other
+way round.
 """
 
 from __future__ import annotations
 
 import enum
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
+from .._actor import Subscription
+from .._bus import Bus
+from .._envelope import Envelope
 from .._errors import BusClosedError, ConfigurationError
+from .._policy import RetryPolicy
+from .._replay import LogReader
+from .._routing import validate_topic
 from ._adapter import EventAdapter, MessageCallback
-from ._memory_broker import MemoryBroker, check_topic_name
-from ._memory_log import Group, Subscription
-from ._memory_reader import MemoryReader
 from ._message import EventMessage
+from ._on_bus import (
+    MessageReader,
+    declare,
+    done_handling,
+    handling,
+    publish_and_wait,
+    to_message,
+)
+from ._runner import BusRunner
 
-__all__ = ["InMemoryAdapter"]
+__all__ = ["InMemoryAdapter", "shared_bus"]
 
-# Options real brokers take when creating a topic. Accepted and ignored here so code
-# written for Kafka or Kinesis (`create_topic("t", shard_count=2)`) runs on memory;
-# anything else is a typo and is refused.
+# Options real brokers take when creating a topic: accepted and ignored here, so code
+# written for Kafka or Kinesis (`create_topic("t", shard_count=2)`) runs on memory.
 _PORTABLE_TOPIC_OPTIONS = frozenset(
     {"partitions", "num_partitions", "replication_factor", "shard_count", "durable", "config"}
 )
+_CALLBACK_RETRY = RetryPolicy(attempts=1)
+"""A callback that raises is not retried by default: the message is dead-lettered and a
+waiting publisher gets :class:`~bus.NotDeliveredError`. ``subscribe(retry=...)`` changes it."""
+
+_shared: trio.lowlevel.RunVar[dict[str, BusRunner]] = trio.lowlevel.RunVar("bus_events_shared")
+
+
+def _runner(name: str) -> BusRunner:
+    try:
+        runners = _shared.get()
+    except LookupError:
+        runners = {}
+        _shared.set(runners)
+    runner = runners.get(name)
+    if runner is None:
+        runner = runners[name] = BusRunner(name=f"events.{name}", strict=False)
+    return runner
+
+
+async def shared_bus(name: str = "default") -> Bus:
+    """The shared bus *name* of this trio run, opened on first use.
+
+    Every ``InMemoryAdapter(bus=name)`` of the run uses it; it closes when the run ends.
+    """
+    return await _runner(name).start()
 
 
 class _State(enum.Enum):
@@ -38,108 +77,144 @@ class _State(enum.Enum):
 
 
 class InMemoryAdapter(EventAdapter):
-    """The ``memory`` backend: no dependencies, Kafka-like semantics, one process.
+    """The ``memory`` backend: the facade on a :class:`~bus.Bus` in this process.
 
-    ``broker`` is a :class:`MemoryBroker` or the name of a shared one (default
-    ``"default"``: every adapter in the process sees the same topics).
+    ``bus`` is a bus you opened (``async with open_bus() as bus``: the facade's topics are
+    then ordinary topics of your application's bus) or the name of a shared one (default
+    ``"default"``: one per trio run, opened on first use, seen by every adapter of the run).
 
-    ``subscribe(topic, callback, *, group=None, from_beginning=False, nursery=None)``:
-    without ``nursery`` the callback runs *inline*, in the task that publishes, before
-    ``publish`` returns (no task of ours exists to run it, and inline keeps tests
-    deterministic); with a nursery it runs in a background task there. Each subscription
-    without ``group`` is its own group (gets every message); subscriptions and readers
-    sharing a ``group`` share its messages. A new group starts at the end of the log
-    unless ``from_beginning``; an existing group resumes at its committed offset.
-
-    ``consume(topic, *, group=None, from_beginning=True, follow=True)`` returns a
-    :class:`MemoryReader`: stored messages first, then new ones as they arrive
-    (``follow=False`` stops at the end instead).
+    - ``publish(message)`` returns once every callback subscription of the topic handled
+      the message (see ``bus._facade._on_bus``); a failed callback makes it raise
+      :class:`~bus.NotDeliveredError`.
+    - ``subscribe(topic, callback, *, group=None, from_beginning=False, retry=None,
+      name=None)``: a bus actor; ``group`` makes competing consumers, ``from_beginning``
+      replays what the topic retains first, ``retry`` is its :class:`~bus.RetryPolicy`
+      (default: one attempt, then the bus's dead-letter topic).
+    - ``consume(topic, *, group=None, from_beginning=True, offset=None, follow=False)``:
+      the topic's retained log (``bus.read``): the stored messages, then it ends, unless
+      ``follow=True``. A ``group`` commits its position only after each message was
+      handled (when the next one is asked for, or on ``commit()``).
+    - ``create_topic(topic, max_length=None)`` bounds the log (default
+      ``DEFAULT_MAX_LENGTH`` messages); other brokers' options are accepted and ignored.
     """
 
-    def __init__(self, broker: MemoryBroker | str = "default") -> None:
-        if isinstance(broker, str):
-            broker = MemoryBroker.named(broker)
-        elif not isinstance(broker, MemoryBroker):
-            raise ConfigurationError(
-                f"broker must be a MemoryBroker or a broker name, got {broker!r}"
-            )
-        self.broker = broker
+    def __init__(self, bus: Bus | str = "default") -> None:
+        if isinstance(bus, str):
+            if not bus:
+                raise ConfigurationError("bus name must be a non-empty str")
+        elif not isinstance(bus, Bus):
+            raise ConfigurationError(f"bus must be a Bus or the name of a shared one, got {bus!r}")
+        self._target = bus
+        self._bus: Bus | None = bus if isinstance(bus, Bus) else None
         self._state = _State.NEW
         self._subscriptions: list[Subscription] = []
-        self._readers: weakref.WeakSet[MemoryReader] = weakref.WeakSet()
+        self._readers: weakref.WeakSet[MessageReader] = weakref.WeakSet()
 
     def __repr__(self) -> str:
-        return f"<InMemoryAdapter {self._state.value} on {self.broker!r}>"
+        where = self._target if isinstance(self._target, str) else self._target.name
+        return f"<InMemoryAdapter {self._state.value} on bus {where!r}>"
 
     @property
     def is_connected(self) -> bool:
         return self._state is _State.OPEN
 
-    def _ensure_open(self) -> None:
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where failed callbacks' messages and undecodable data go (the bus's)."""
+        return self._bus.dead_letter_topic if self._bus is not None else "bus.dead_letter"
+
+    async def connect(self) -> None:
+        if isinstance(self._target, str):
+            self._bus = await shared_bus(self._target)
+        elif self._target.closed:
+            raise BusClosedError(f"bus {self._target.name!r} is closed")
+        else:
+            await trio.lowlevel.checkpoint()
+        self._state = _State.OPEN
+
+    async def _open(self) -> Bus:
         if self._state is _State.CLOSED:
             raise BusClosedError(
                 "this InMemoryAdapter was disconnected; call connect() to reopen it"
             )
-        self._state = _State.OPEN  # lazy connect: nothing to dial for memory
-
-    async def connect(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._state = _State.OPEN
+        if self._state is _State.NEW or self._bus is None or self._bus.closed:
+            await self.connect()  # lazy connect
+        assert self._bus is not None
+        return self._bus
 
     async def disconnect(self) -> None:
         self._state = _State.CLOSED
         for subscription in self._subscriptions:
-            subscription.cancel()
+            subscription.close()
         self._subscriptions.clear()
         for reader in list(self._readers):
             reader.close()
         await trio.lowlevel.checkpoint()
 
     async def publish(self, message: EventMessage) -> None:
-        self._ensure_open()
-        await self.broker.publish(message)
+        bus = await self._open()
+        if not isinstance(message, EventMessage):
+            raise ConfigurationError(f"publish takes an EventMessage, got {message!r}")
+        declare(bus, validate_topic(message.topic))
+        await publish_and_wait(bus, message)
 
     async def subscribe(self, topic: str, callback: MessageCallback, **kwargs: Any) -> None:
-        options = _options("subscribe", kwargs, group=None, from_beginning=False, nursery=None)
-        group, from_beginning, nursery = (
-            _group_option(options["group"]),
-            bool(options["from_beginning"]),
-            options["nursery"],
+        options = _options(
+            "subscribe", kwargs, group=None, from_beginning=False, retry=None, name=None,
+            nursery=None,
         )
-        if nursery is not None and not isinstance(nursery, trio.Nursery):
-            raise ConfigurationError(f"nursery must be a trio.Nursery, got {nursery!r}")
-        self._ensure_open()
-        check_topic_name(topic)
+        group = _group_option(options["group"])
+        retry = options["retry"] or _CALLBACK_RETRY
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got {retry!r}")
         if not callable(callback):
             raise ConfigurationError(f"callback must be callable, got {callback!r}")
-        if nursery is None:
-            subscription = await self.broker.subscribe(
-                topic, callback, group=group, from_beginning=from_beginning
-            )
-        else:
-            subscription = await nursery.start(
-                _serve, self.broker, topic, callback, group, from_beginning
-            )
+        validate_topic(topic)
+        bus = await self._open()
+        declare(bus, topic)
+        cell: list[Subscription] = []
+
+        async def deliver(env: Envelope[Any]) -> None:
+            token = handling(env, cell[0] if cell else None)
+            try:
+                await callback(to_message(env))
+            finally:
+                done_handling(token)
+
+        subscription = bus.subscribe(
+            topic,
+            deliver,
+            name=_unique_name(bus, options["name"] or _callback_name(topic, callback)),
+            group=None if group is None else f"{group}@{topic}",
+            replay=bool(options["from_beginning"]),
+            retry=retry,
+        )
+        cell.append(subscription)
         self._subscriptions.append(subscription)
+        await trio.lowlevel.checkpoint()
 
-    def consume(self, topic: str, **kwargs: Any) -> MemoryReader:
-        options = _options("consume", kwargs, group=None, from_beginning=True, follow=True)
+    def consume(self, topic: str, **kwargs: Any) -> MessageReader:
+        options = _options(
+            "consume", kwargs, group=None, from_beginning=True, offset=None, follow=False
+        )
         group = _group_option(options["group"])
-        from_beginning, follow = bool(options["from_beginning"]), bool(options["follow"])
 
-        def open_group() -> Group:
-            # Runs on the first __anext__, so errors surface from the iterator and a
-            # reader made before connecting connects lazily, like the other methods.
-            self._ensure_open()
-            check_topic_name(topic)
-            return self.broker.group(topic, group, from_beginning=from_beginning)
+        async def open_reader() -> LogReader:
+            bus = await self._open()
+            declare(bus, validate_topic(topic))
+            return bus.read(
+                topic,
+                group=group,
+                from_beginning=bool(options["from_beginning"]),
+                offset=options["offset"],
+                follow=bool(options["follow"]),
+            )
 
-        reader = MemoryReader(open_group, follow=follow)
+        reader = MessageReader(open_reader)
         self._readers.add(reader)
         return reader
 
     async def create_topic(self, topic: str, **kwargs: Any) -> None:
-        self._ensure_open()
         max_length = kwargs.pop("max_length", None)
         unknown = set(kwargs) - _PORTABLE_TOPIC_OPTIONS
         if unknown:
@@ -148,21 +223,22 @@ class InMemoryAdapter(EventAdapter):
                 f"memory backend; it takes max_length and ignores "
                 f"{sorted(_PORTABLE_TOPIC_OPTIONS)}"
             )
-        self.broker.create_topic(topic, max_length=max_length)
-        await trio.lowlevel.checkpoint()
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
+            raise ConfigurationError(f"max_length must be a positive int, got {max_length!r}")
+        validate_topic(topic)
+        declare(await self._open(), topic, max_length)
 
     async def delete_topic(self, topic: str) -> None:
-        self._ensure_open()
-        self.broker.delete_topic(topic)
-        await trio.lowlevel.checkpoint()
+        (await self._open()).delete_topic(topic)
 
     async def list_topics(self) -> list[str]:
-        self._ensure_open()
-        await trio.lowlevel.checkpoint()
-        return self.broker.list_topics()
+        return (await self._open()).topics()
 
     async def drain(self) -> None:
-        await self.broker.wait_idle()
+        if self._bus is not None and not self._bus.closed:
+            await self._bus.drain()
 
 
 def _options(method: str, given: dict[str, Any], **defaults: Any) -> dict[str, Any]:
@@ -181,16 +257,13 @@ def _group_option(group: object) -> str | None:
     raise ConfigurationError(f"group must be a non-empty str or None, got {group!r}")
 
 
-async def _serve(
-    broker: MemoryBroker,
-    topic: str,
-    callback: MessageCallback,
-    group: str | None,
-    from_beginning: bool,
-    *,
-    task_status: trio.TaskStatus[Subscription] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    # nursery.start passes positional arguments only; this adapts them to keywords.
-    await broker.serve_subscription(
-        topic, callback, group=group, from_beginning=from_beginning, task_status=task_status
-    )
+def _callback_name(topic: str, callback: Callable[..., Awaitable[None]]) -> str:
+    return f"{topic}:{getattr(callback, '__qualname__', type(callback).__qualname__)}"
+
+
+def _unique_name(bus: Bus, base: str) -> str:
+    taken = {s.name for s in bus.subscriptions() if not (s.closed and s.stopped)}
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}#{n}", n + 1
+    return name

@@ -3,8 +3,10 @@
 It wraps the adapter's ``consume`` iterator, connecting lazily on the first
 ``__anext__`` and decoding each message's data into the event's model. The raw
 :class:`EventMessage` of the last model stays available as :attr:`EventStream.message`
-(key, headers, timestamp). It does not decide where iteration starts or whether it ends:
-that is the adapter's ``consume`` (the memory one follows live messages).
+(key, headers, timestamp). Data that does not decode is handed to ``on_undecodable``
+(``BaseEvent`` sends it to the dead-letter topic with the reason) and iteration goes on.
+It does not decide where iteration starts or whether it ends: that is the adapter's
+``consume`` (the memory one reads what is stored, then ends unless ``follow=True``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from .._errors import DecodeError
 from ._message import EventMessage
 from ._model_codec import ModelCodec
 
@@ -24,9 +27,10 @@ ModelT = TypeVar("ModelT")
 class EventStream(Generic[ModelT]):
     """Async iterator of decoded models from one topic.
 
-    ``__anext__`` raises :class:`~bus.DecodeError` for a message whose data does not fit
-    the model; the message is consumed, so catching the error and iterating again moves
-    on to the next one. ``aclose()`` / ``async with`` close the underlying iterator.
+    A message whose data does not fit the model goes to ``on_undecodable(message,
+    error)`` and is skipped; without ``on_undecodable``, ``__anext__`` raises
+    :class:`~bus.DecodeError` (the message is consumed, so iterating again moves on).
+    ``aclose()`` / ``async with`` close the underlying iterator.
     """
 
     def __init__(
@@ -34,10 +38,12 @@ class EventStream(Generic[ModelT]):
         topic: str,
         codec: ModelCodec[ModelT],
         open_iterator: Callable[[], Awaitable[AsyncIterator[EventMessage]]],
+        on_undecodable: Callable[[EventMessage, DecodeError], Awaitable[None]] | None = None,
     ) -> None:
         self.topic = topic
         self._codec = codec
         self._open_iterator = open_iterator
+        self._on_undecodable = on_undecodable
         self._iterator: AsyncIterator[EventMessage] | None = None
         self.message: EventMessage | None = None
         """The raw message behind the model most recently yielded."""
@@ -48,9 +54,15 @@ class EventStream(Generic[ModelT]):
     async def __anext__(self) -> ModelT:
         if self._iterator is None:
             self._iterator = await self._open_iterator()
-        message = await anext(self._iterator)
-        self.message = message
-        return self._codec.decode(self.topic, message.data)
+        while True:
+            message = await anext(self._iterator)
+            self.message = message
+            try:
+                return self._codec.decode(self.topic, message.data)
+            except DecodeError as exc:
+                if self._on_undecodable is None:
+                    raise
+                await self._on_undecodable(message, exc)
 
     def commit(self) -> None:
         """Commit the last message now, if the backend's iterator supports it."""

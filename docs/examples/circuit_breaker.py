@@ -12,7 +12,8 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from bus import AdapterWrapper, BackendError, BaseEvent, EventAdapter, EventMessage, InMemoryAdapter
+from bus import BackendError
+from bus.events import AdapterWrapper, BaseEvent, EventAdapter, EventMessage, InMemoryAdapter
 
 
 class CircuitOpenError(BackendError):

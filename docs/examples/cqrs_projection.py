@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from bus import BaseEvent
+from bus.events import BaseEvent
 
 
 class User(msgspec.Struct):

@@ -5,7 +5,8 @@ counting attempts in the ``retry_count`` header (headers are strings on every br
 so the count is parsed, unlike the seed's ``headers.get("retry_count", 0) + 1``), then
 hands it to :class:`DeadLetterHandler`. Consumption goes on with the next event.
 Separately, data that does not even decode into the model is dead-lettered by
-``BaseEvent`` itself, to ``<prefix>.dead_letter``.
+``BaseEvent`` itself, to the bus's ``bus.dead_letter`` topic with the reason in the
+``x-bus-error`` header, as the bus does for every subscriber.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import msgspec
 import trio
 
-from bus import BaseEvent, EventMessage
+from bus.events import BaseEvent, EventMessage
 
 
 class Payment(msgspec.Struct):
@@ -57,7 +58,7 @@ class PaymentProcessor:
         self.processed.append(payment.id)
 
     async def run(self) -> None:
-        stream = self.payments.pull("requested", follow=False)
+        stream = self.payments.pull("requested")
         async for payment in stream:
             message = stream.message
             assert message is not None
@@ -78,7 +79,7 @@ async def main() -> tuple[list[str], list[dict[str, Any]]]:
     for payment in (Payment("p1", 10.0), Payment("p2", -5.0), Payment("p3", 7.5)):
         await processor.payments.push("requested", payment, key=payment.id)
     await processor.run()
-    dead = [d async for d in processor.dlq.dlq_events.pull("failed", follow=False)]
+    dead = [d async for d in processor.dlq.dlq_events.pull("failed")]
     print(f"processed: {processor.processed}; dead-lettered: {dead}")
     return processor.processed, dead
 

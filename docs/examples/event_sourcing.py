@@ -1,8 +1,8 @@
 """Event sourcing: a user aggregate whose state is rebuilt from its events.
 
-Seed pattern "Event Sourcing", on the memory backend. The rebuild reads each topic
-with ``follow=False`` so the loop ends at the end of the log instead of waiting for
-live events (the seed's loop without ``break`` would wait forever here).
+Seed pattern "Event Sourcing", with the seed's calls, on the memory backend: the
+rebuild's second loop has no ``break`` and ends because ``pull`` on memory stops once
+the stored events are read (``follow=True`` would wait for new ones instead).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from bus import BaseEvent
+from bus.events import BaseEvent
 
 
 class User(msgspec.Struct):
@@ -39,23 +39,33 @@ class UserAggregate:
         return user
 
     async def update_email(self, new_email: str) -> User:
-        current = await self.rebuild_from_events()
-        updated = msgspec.structs.replace(current, email=new_email)
-        await self.events.push("email_updated", updated, key=self.user_id)
+        # Cargar estado actual desde eventos
+        current_user = await self.rebuild_from_events()
+
+        # Aplicar cambio
+        current_user.email = new_email
+
+        await self.events.push("email_updated", current_user, key=self.user_id)
         self.version += 1
-        return updated
+
+        return current_user
 
     async def rebuild_from_events(self) -> User:
-        user: User | None = None
-        async for created in self.events.pull("created", follow=False):
-            if created.id == self.user_id:
-                user = created
+        """Reconstruir estado desde eventos"""
+        user = None
+
+        async for event_data in self.events.pull("created"):
+            if event_data.id == self.user_id:
+                user = event_data
                 break
         if user is None:
             raise LookupError(f"no user {self.user_id!r}")
-        async for changed in self.events.pull("email_updated", follow=False):
-            if changed.id == self.user_id:
-                user = msgspec.structs.replace(user, email=changed.email)
+
+        # Aplicar eventos posteriores
+        async for event_data in self.events.pull("email_updated"):
+            if event_data.id == self.user_id:
+                user.email = event_data.email
+
         return user
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from bus import BaseEvent
+from bus.events import BaseEvent
 
 
 class Transfer(msgspec.Struct):
@@ -52,12 +52,12 @@ async def main() -> tuple[dict[str, int], int]:
     await push_transfer(events, Transfer("t1", "acc-1", 100))  # a producer retry
 
     ledger = LedgerConsumer()
-    stream = events.pull("requested", follow=False)
+    stream = events.pull("requested")
     async for transfer in stream:
         assert stream.message is not None
         ledger.apply(transfer, stream.message.headers["idempotency-key"])
     # Replaying the whole topic (a consumer restart from the beginning) changes nothing.
-    replay = events.pull("requested", follow=False)
+    replay = events.pull("requested")
     async for transfer in replay:
         assert replay.message is not None
         ledger.apply(transfer, replay.message.headers["idempotency-key"])

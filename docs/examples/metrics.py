@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import trio
 
-from bus import AdapterWrapper, BaseEvent, EventFactory, EventMessage, MessageCallback
+from bus.events import AdapterWrapper, BaseEvent, EventFactory, EventMessage, MessageCallback
 
 
 class MetricsEventAdapter(AdapterWrapper):
@@ -75,7 +75,7 @@ async def main() -> dict[str, float]:
     await clicks.pull("recorded", callback=lambda click: None)
     for page in ("home", "pricing", "docs"):
         await clicks.push("recorded", Click(page))
-    async for _ in clicks.pull("recorded", follow=False):
+    async for _ in clicks.pull("recorded"):
         pass
     try:
         await metrics_adapter.publish(EventMessage(topic="bad topic", data={}))

@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 import trio
 
-from bus import AdapterWrapper, BackendError, BaseEvent, EventMessage, InMemoryAdapter
+from bus import BackendError
+from bus.events import AdapterWrapper, BaseEvent, EventMessage, InMemoryAdapter
 
 
 class User(msgspec.Struct):
@@ -99,7 +100,7 @@ async def main() -> tuple[list[int], list[str]]:
     await publisher.publish_user_created(User("1", "Ann", "ann@example.com"))
     await publisher.publish_user_created(User("2", "Ben", "ben@example.com"))
     pending = [await publisher.process_outbox(), await publisher.process_outbox()]
-    published = [u.id async for u in events.pull("created", follow=False)]
+    published = [u.id async for u in events.pull("created")]
     print(f"pending after each run: {pending}; published: {published}")
     return pending, published
 

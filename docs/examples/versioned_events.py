@@ -1,9 +1,10 @@
 """Versioned events: v1 and v2 producers on one topic, a consumer that upcasts v1.
 
-Seed pattern "Versionado de Eventos". Producers mark the schema with an
-``event_version`` header. The consumer reads the topic as the newest model: fields
-added in v2 have defaults, so v1 data decodes into ``UserEventV2`` as is; the header
-tells which version each event was written with.
+Seed pattern "Versionado de Eventos", with the seed's call: the v1 ``UserEvent`` pushes
+a ``UserEventV2`` (``push`` takes any model that encodes to a JSON object) and marks it
+with an ``event_version`` header. The consumer reads the topic as the newest model:
+fields added in v2 have defaults, so v1 data decodes into ``UserEventV2`` as is; the
+header tells which version each event was written with.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from bus import BaseEvent
+from bus.events import BaseEvent
 
 
-class UserEventV1(msgspec.Struct):
+class User(msgspec.Struct):
     id: str
     name: str
     email: str
+
+
+class UserEvent(BaseEvent[User]):
+    def __init__(self, event_type: str = "memory") -> None:
+        super().__init__(model=User, event_type=event_type, topic_prefix="user")
 
 
 class UserEventV2(msgspec.Struct):
@@ -31,19 +37,16 @@ class UserEventV2(msgspec.Struct):
 
 
 async def main() -> list[tuple[str, UserEventV2]]:
-    v1 = BaseEvent(model=UserEventV1, event_type="memory", topic_prefix="user")
+    user_events = UserEvent()
+    await user_events.push("created", User("1", "Old", "old@example.com"))
+    # Publicar con versión
+    user_v2 = UserEventV2("2", "New", "new@example.com", phone="+34 600")
+    await user_events.push("created", user_v2, headers={"event_version": "2.0"})
+
     v2 = BaseEvent(model=UserEventV2, event_type="memory", topic_prefix="user")
-    await v1.push(
-        "created", UserEventV1("1", "Old", "old@example.com"), headers={"event_version": "1.0"}
-    )
-    await v2.push(
-        "created",
-        UserEventV2("2", "New", "new@example.com", phone="+34 600"),
-        headers={"event_version": "2.0"},
-    )
 
     received: list[tuple[str, UserEventV2]] = []
-    stream = v2.pull("created", follow=False)
+    stream = v2.pull("created")
     async for user in stream:
         assert stream.message is not None
         written_as = stream.message.headers.get("event_version", "1.0")

@@ -1,4 +1,7 @@
-"""Fixtures for the seed-facade tests: a clean memory broker and settings per test."""
+"""Fixtures for the seed-facade tests: clean settings and factory per test.
+
+The memory backend's shared bus belongs to one trio run, so each test starts with an
+empty one by construction."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bus._facade import EventFactory, MemoryBroker, settings
+from bus.events import EventFactory, settings
 
 _FACADE_ENV = [
     "EVENT_TYPE",
@@ -25,13 +28,11 @@ _FACADE_ENV = [
 
 @pytest.fixture(autouse=True)
 def clean_facade(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Empty shared brokers, environment-only settings, the factory as shipped."""
+    """Environment-only settings, the factory as shipped."""
     for name in _FACADE_ENV:
         monkeypatch.delenv(name, raising=False)
     registry = dict(EventFactory._adapters)
-    MemoryBroker.reset_all()
     yield
-    MemoryBroker.reset_all()
     for name in settings.field_names():
         delattr(settings, name)
     EventFactory._adapters.clear()

@@ -1,39 +1,86 @@
-"""EventFactory: registration, lazy built-in backends, and the errors that name the fix."""
+"""EventFactory: the built-in memory backend, entry-point backends, registration, errors."""
 
 from __future__ import annotations
 
-import builtins
+import importlib.metadata
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bus import (
-    ConfigurationError,
-    EventAdapter,
-    EventFactory,
-    InMemoryAdapter,
-    LazyAdapter,
-    MemoryBroker,
-    MissingDependencyError,
-)
+from bus import ConfigurationError, MissingDependencyError
 from bus._facade import _factory
+from bus.events import EventAdapter, EventFactory, InMemoryAdapter
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKERS = {
+    "kafka": "bridges.kafka:KafkaAdapter",
+    "rabbitmq": "bridges.rabbitmq:RabbitMQAdapter",
+    "kinesis": "bridges.kinesis:KinesisAdapter",
+    "pubsub": "bridges.pubsub:PubSubAdapter",
+}
 
 
-def test_builtin_names() -> None:
+def fake_entry_points(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    points = {
+        name: importlib.metadata.EntryPoint(name, value, _factory.ENTRY_POINT_GROUP)
+        for name, value in values.items()
+    }
+    monkeypatch.setattr(_factory, "_entry_points", lambda: points)
+
+
+def test_the_package_declares_the_broker_backends_as_entry_points() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["entry-points"]["trio_bus.backends"] == BROKERS
+
+
+def test_memory_is_built_in_brokers_come_from_entry_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_entry_points(monkeypatch, **BROKERS)
     assert EventFactory.available() == ["kafka", "kinesis", "memory", "pubsub", "rabbitmq"]
     assert isinstance(EventFactory.create_adapter("memory"), InMemoryAdapter)
     assert isinstance(EventFactory.create_adapter(" Memory "), InMemoryAdapter)
+    fake_entry_points(monkeypatch)
+    assert EventFactory.available() == ["memory"]
+
+
+def test_entry_point_is_loaded_on_first_use_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_entry_points(monkeypatch, probe="bus._facade._memory_adapter:InMemoryAdapter")
+    assert "probe" not in EventFactory._adapters
+    assert EventFactory.adapter_class("probe") is InMemoryAdapter
+    assert EventFactory._adapters["probe"] is InMemoryAdapter
+
+
+def test_entry_point_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    (tmp_path / "facade_fake_backend.py").write_text("import facade_no_such_sdk\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_entry_points(
+        monkeypatch,
+        needs_sdk="facade_fake_backend:Adapter",
+        not_adapter="bus._facade._message:EventMessage",
+        missing_attr="bus._facade._message:NoSuchThing",
+    )
+    with pytest.raises(MissingDependencyError, match=r"facade_no_such_sdk.*pip install"):
+        EventFactory.create_adapter("needs_sdk")
+    with pytest.raises(ConfigurationError, match="not an EventAdapter subclass"):
+        EventFactory.create_adapter("not_adapter")
+    with pytest.raises(ConfigurationError, match="cannot be loaded"):
+        EventFactory.create_adapter("missing_attr")
 
 
 def test_memory_options() -> None:
-    private = MemoryBroker()
-    adapter = EventFactory.create_adapter("memory", broker=private)
-    assert isinstance(adapter, InMemoryAdapter) and adapter.broker is private
-    named = EventFactory.create_adapter("memory", broker="other")
-    assert isinstance(named, InMemoryAdapter) and named.broker is MemoryBroker.named("other")
+    adapter = EventFactory.create_adapter("memory", bus="other")
+    assert isinstance(adapter, InMemoryAdapter) and "other" in repr(adapter)
 
 
-def test_unknown_backend_lists_known_names_and_how_to_register() -> None:
+def test_unknown_backend_lists_known_names_and_how_to_register(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_entry_points(monkeypatch, **BROKERS)
     with pytest.raises(ConfigurationError) as info:
         EventFactory.create_adapter("zeromq")
     message = str(info.value)
@@ -41,73 +88,19 @@ def test_unknown_backend_lists_known_names_and_how_to_register() -> None:
     for name in ("memory", "kafka", "rabbitmq", "kinesis", "pubsub"):
         assert name in message
     assert "EventFactory.register_adapter" in message
+    assert "trio_bus.backends" in message
 
 
 def test_unknown_option_names_backend_and_accepted_options() -> None:
-    with pytest.raises(ConfigurationError, match=r"'memory'.*bootstrap_servers.*accepts: broker"):
+    with pytest.raises(ConfigurationError, match=r"'memory'.*bootstrap_servers.*accepts: bus"):
         EventFactory.create_adapter("memory", bootstrap_servers="localhost:9092")
 
 
-@pytest.mark.parametrize(
-    ("backend", "extra", "library"),
-    [
-        ("kafka", "kafka", "aiokafka"),
-        ("rabbitmq", "rabbitmq", "aio_pika"),
-        ("kinesis", "kinesis", "aioboto3"),
-        ("pubsub", "pubsub", "google.cloud.pubsub_v1"),
-    ],
-)
-def test_missing_client_library_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch, backend: str, extra: str, library: str
-) -> None:
-    monkeypatch.setattr(_factory, "_module_available", lambda module: module != library)
-    with pytest.raises(MissingDependencyError) as info:
-        EventFactory.create_adapter(backend)
-    assert f"pip install 'trio-bus[{extra}]'" in str(info.value)
-    assert library in str(info.value)
-    assert isinstance(info.value, ImportError)  # generic handlers keep working
-
-
-@pytest.mark.parametrize("backend", ["kafka", "rabbitmq", "kinesis", "pubsub"])
-def test_bridge_not_shipped_yet_is_one_clear_error(
-    monkeypatch: pytest.MonkeyPatch, backend: str
-) -> None:
-    # Pretend the client libraries are installed, so the missing piece is the bridge.
-    monkeypatch.setattr(_factory, "_module_available", lambda module: True)
-    real_import = builtins.__import__
-
-    def no_bridges(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name.startswith("bridges."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_bridges)
-    with pytest.raises(ConfigurationError) as info:
-        EventFactory.create_adapter(backend)
-    assert not isinstance(info.value, MissingDependencyError)
-    assert "not available in this trio-bus yet" in str(info.value)
-    assert "'memory'" in str(info.value)
-
-
-def test_dependency_missing_inside_bridge_module(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
-    # The bridge module exists but imports a library that is not installed.
-    (tmp_path / "facade_fake_bridge.py").write_text("import facade_no_such_sdk\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    EventFactory.register_adapter("fake", LazyAdapter("facade_fake_bridge:Adapter", "kafka"))
-    with pytest.raises(MissingDependencyError, match=r"facade_no_such_sdk.*trio-bus\[kafka\]"):
-        EventFactory.create_adapter("fake")
-
-
-def test_import_of_bus_does_not_import_broker_sdks() -> None:
-    import subprocess
-    import sys
-
+def test_import_of_bus_events_does_not_import_broker_modules() -> None:
     code = (
-        "import sys, bus; "
-        "bad = [m for m in ('aiokafka', 'aio_pika', 'aioboto3', 'google.cloud.pubsub_v1') "
-        "if m in sys.modules]; print(bad)"
+        "import sys, bus, bus.events; "
+        "bad = [m for m in ('bridges.kafka', 'aiokafka', 'aio_pika', 'aioboto3', "
+        "'google.cloud.pubsub_v1') if m in sys.modules]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -127,17 +120,9 @@ def test_register_replace_and_delete() -> None:
         EventFactory.create_adapter("dummy")
 
 
-def test_register_lazy_by_path() -> None:
-    EventFactory.register_adapter("lazy-memory", "bus._facade._memory_adapter:InMemoryAdapter")
-    assert isinstance(EventFactory.adapter_class("lazy-memory")(), InMemoryAdapter)
-    EventFactory.register_adapter("lazy-bad", "bus._facade._message:EventMessage")
-    with pytest.raises(ConfigurationError, match="not an EventAdapter subclass"):
-        EventFactory.create_adapter("lazy-bad")
-
-
 @pytest.mark.parametrize(
     ("name", "adapter"),
-    [("", InMemoryAdapter), ("x", object), ("x", "no-colon"), ("x", InMemoryAdapter())],
+    [("", InMemoryAdapter), ("x", object), ("x", "a.module:Class"), ("x", InMemoryAdapter())],
 )
 def test_register_rejects_bad_input(name: str, adapter: Any) -> None:
     with pytest.raises(ConfigurationError):

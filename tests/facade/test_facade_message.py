@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from bus import DecodeError, EventMessage, PayloadTypeError
+from bus import DecodeError, PayloadTypeError
 from bus._facade._message import decode_message, encode_message
+from bus.events import EventMessage
 
 
 def test_defaults_and_timestamp() -> None:

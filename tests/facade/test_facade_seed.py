@@ -14,7 +14,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from bus import BaseEvent, EventAdapter, EventFactory, EventMessage, InMemoryAdapter, settings
+from bus.events import (
+    BaseEvent,
+    EventAdapter,
+    EventFactory,
+    EventMessage,
+    InMemoryAdapter,
+    settings,
+)
 
 
 class User(msgspec.Struct):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bus import EventFactory, InMemoryAdapter, Settings, settings
+from bus.events import EventFactory, InMemoryAdapter, Settings, settings
 
 
 def test_defaults_without_environment() -> None:

@@ -1,0 +1,65 @@
+"""``KinesisAdapter``: the seed facade's ``kinesis`` backend, over :class:`KinesisBridge`.
+
+The seed's options map onto the bridge: ``region_name``, ``aws_access_key_id``,
+``aws_secret_access_key``, ``endpoint_url`` (each defaulting to the environment, as the
+bridge reads it), ``shard_count`` for streams it creates (``create_topic(name,
+shard_count=2)`` too). A message's key is its partition key. Each topic is a stream,
+created on first use; a consumer group starts at the oldest record kept
+(``from_beginning=True``: ``TRIM_HORIZON``) or at new ones (``LATEST``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bus import ConfigurationError
+from bus.abc import Bridge, BridgeAdapter
+
+from ._bridge import KinesisBridge
+
+__all__ = ["KinesisAdapter"]
+
+
+class KinesisAdapter(BridgeAdapter):
+    """The ``kinesis`` backend of ``bus.events``."""
+
+    backend = "kinesis"
+
+    def __init__(
+        self,
+        region_name: str | None = None,
+        *,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        endpoint_url: str | None = None,
+        shard_count: int = 1,
+        group: str = "events",
+        connect_timeout: float = 10.0,
+        **bridge_options: Any,
+    ) -> None:
+        super().__init__(group=group, connect_timeout=connect_timeout)
+        for reserved in ("name", "group", "initial_position", "region"):
+            if reserved in bridge_options:
+                raise ConfigurationError(f"KinesisAdapter sets {reserved} itself")
+        self._options: dict[str, Any] = {
+            "region": region_name, "access_key_id": aws_access_key_id,
+            "secret_access_key": aws_secret_access_key, "endpoint_url": endpoint_url,
+            "shard_count": shard_count, "connect_timeout": connect_timeout, **bridge_options,
+        }
+        probe = self.make_bridge(name="kinesis", group=None, topic=None, from_beginning=False)
+        self.region_name = probe.region  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<KinesisAdapter region={self.region_name!r} group={self.group!r}>"
+
+    def make_bridge(
+        self, *, name: str, group: str | None, topic: str | None, from_beginning: bool
+    ) -> Bridge:
+        try:
+            return KinesisBridge(
+                name=name, group=group,
+                initial_position="TRIM_HORIZON" if from_beginning else "LATEST",
+                **self._options,
+            )
+        except TypeError as exc:
+            raise ConfigurationError(f"KinesisAdapter: {exc}") from None

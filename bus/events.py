@@ -1,0 +1,43 @@
+"""The seed's multi-backend event API: ``BaseEvent``, ``EventAdapter``, ``EventFactory``...
+
+The API of the original multi-backend README, kept by name and re-expressed for trio
+(see ``docs/facade.md``). It runs on the bus: the ``memory`` backend is a
+:class:`~bus.Bus` (a shared one per trio run, or yours: ``InMemoryAdapter(bus=bus)``),
+and the broker backends are a private bus with the broker's bridge attached.
+
+    from bus.events import BaseEvent, EventMessage, settings
+
+Re-exports only; the code lives in ``bus._facade``.
+"""
+
+from ._facade._adapter import EventAdapter as EventAdapter
+from ._facade._adapter import MessageCallback as MessageCallback
+from ._facade._event import DEFAULT_DEAD_LETTER_TOPIC as DEFAULT_DEAD_LETTER_TOPIC
+from ._facade._event import BaseEvent as BaseEvent
+from ._facade._event import ModelCallback as ModelCallback
+from ._facade._factory import EventFactory as EventFactory
+from ._facade._memory_adapter import InMemoryAdapter as InMemoryAdapter
+from ._facade._memory_adapter import shared_bus as shared_bus
+from ._facade._message import EventMessage as EventMessage
+from ._facade._on_bus import MessageReader as MessageReader
+from ._facade._settings import Settings as Settings
+from ._facade._settings import settings as settings
+from ._facade._stream import EventStream as EventStream
+from ._facade._wrapper import AdapterWrapper as AdapterWrapper
+
+__all__ = [
+    "DEFAULT_DEAD_LETTER_TOPIC",
+    "AdapterWrapper",
+    "BaseEvent",
+    "EventAdapter",
+    "EventFactory",
+    "EventMessage",
+    "EventStream",
+    "InMemoryAdapter",
+    "MessageCallback",
+    "MessageReader",
+    "ModelCallback",
+    "Settings",
+    "settings",
+    "shared_bus",
+]
