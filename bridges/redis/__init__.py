@@ -7,6 +7,10 @@ makes it the ``redis-streams`` backend of ``EventFactory`` (the seed's
 redis-py is imported when an adapter connects, not when this package is imported.
 """
 
+import contextlib
+import importlib
+from typing import Any
+
 from ._adapter import RedisStreamsAdapter as RedisStreamsAdapter
 
 __all__ = ["RedisStreamsAdapter", "register"]
@@ -14,6 +18,12 @@ __all__ = ["RedisStreamsAdapter", "register"]
 
 def register(name: str = "redis-streams") -> None:
     """Register :class:`RedisStreamsAdapter` with ``EventFactory`` as *name*."""
-    from bus import EventFactory
+    _event_factory().register_adapter(name, RedisStreamsAdapter)
 
-    EventFactory.register_adapter(name, RedisStreamsAdapter)
+
+def _event_factory() -> Any:
+    # The facade's names move from `bus` to their own module (`bus.events`): take
+    # whichever this trio-bus has.
+    with contextlib.suppress(ImportError):
+        return importlib.import_module("bus.events").EventFactory
+    return importlib.import_module("bus").EventFactory

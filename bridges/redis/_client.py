@@ -24,6 +24,7 @@ __all__ = [
     "last_id",
     "list_streams",
     "open_client",
+    "pending_count",
     "read",
     "read_group",
     "stream_type",
@@ -172,3 +173,9 @@ async def list_streams(client: Any) -> list[str]:
     return sorted(
         [k.decode() if isinstance(k, bytes) else k async for k in client.scan_iter(_type="stream")]
     )
+
+
+async def pending_count(client: Any, stream: str, group: str) -> int:
+    """How many entries of *group* are delivered and not acknowledged."""
+    summary = await client.xpending(stream, group)
+    return int(summary["pending"])

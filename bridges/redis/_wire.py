@@ -86,8 +86,11 @@ def is_client_error(exc: BaseException) -> bool:
 
 
 def is_no_group(exc: BaseException) -> bool:
-    """The stream or its consumer group is gone (deleted while we read it)."""
-    return type(exc).__name__ == "ResponseError" and str(exc).startswith("NOGROUP")
+    """The stream or its consumer group is gone: deleted between two reads (NOGROUP) or
+    during a blocking one (UNBLOCKED)."""
+    return type(exc).__name__ == "ResponseError" and str(exc).startswith(
+        ("NOGROUP", "UNBLOCKED")
+    )
 
 
 def translate(exc: BaseException, url: str, password: str | None) -> BackendError:
