@@ -87,6 +87,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         brokers.require(service)
         for variable in ENVIRONMENT:
             monkeypatch.setenv(variable, brokers.env(variable))
+    # the registry is process-wide: give it back as it was after the test
+    monkeypatch.setattr(EventFactory, "_adapters", dict(EventFactory._adapters))
     register()  # "Registrar Adaptador": EventFactory.register_adapter("redis-streams", ...)
     try:
         EventFactory.create_adapter(name)
