@@ -95,10 +95,14 @@ class RedisStreamsAdapter(EventAdapter):
     A callback that raises ends the subscription with that error; its entry stays
     pending for the group.
 
-    ``consume(topic, *, group=None, consumer=None, from_beginning=True, follow=False)``
-    yields the stored messages and ends (``follow=True``: then waits for new ones).
+    ``consume(topic, *, group=None, consumer=None, from_beginning=True, follow=False,
+    last_id=None)`` yields the stored messages and ends (``follow=True``: then waits for
+    new ones); ``last_id`` starts after that entry id. The seed's ``consumer_group`` and
+    ``consumer_name`` are accepted for ``group`` and ``consumer``.
     Without ``group`` it reads the stream (``XREAD``); with one it reads as a member and
-    acknowledges a message when the next one is asked for.
+    acknowledges a message when the next one is asked for. A group reader left early
+    (``break``) leaves the message in hand and those read ahead (up to ``batch``)
+    pending: its consumer name reads them again first, or another member reclaims them.
     """
 
     def __init__(
@@ -246,7 +250,7 @@ class RedisStreamsAdapter(EventAdapter):
     # -- subscribe ----------------------------------------------------------------------
 
     async def subscribe(self, topic: str, callback: MessageCallback, **kwargs: Any) -> None:
-        options = _options("subscribe", kwargs, group=None, consumer=None,
+        options = _options("subscribe", _seed_names(kwargs), group=None, consumer=None,
                            from_beginning=False, nursery=None)
         nursery = options["nursery"]
         if not isinstance(nursery, trio.Nursery):
@@ -362,12 +366,21 @@ class RedisStreamsAdapter(EventAdapter):
     # -- consume ------------------------------------------------------------------------
 
     def consume(self, topic: str, **kwargs: Any) -> _Reader:
-        options = _options("consume", kwargs, group=None, consumer=None,
-                           from_beginning=True, follow=False)
+        options = _options("consume", _seed_names(kwargs), group=None, consumer=None,
+                           from_beginning=True, follow=False, last_id=None)
         group = _name_option("group", options["group"])
         consumer = _name_option("consumer", options["consumer"]) or self.consumer
-        return _Reader(self, topic, group, consumer,
-                       bool(options["from_beginning"]), bool(options["follow"]))
+        reader = _Reader(self, topic, group, consumer,
+                         bool(options["from_beginning"]), bool(options["follow"]))
+        last_id = options["last_id"]
+        if last_id is not None:
+            if group is not None or not isinstance(last_id, str):
+                raise ConfigurationError(
+                    f"last_id must be a stream id str ('0' for the beginning) and reads "
+                    f"without a group; got last_id={last_id!r}, group={group!r}"
+                )
+            reader.start_after(last_id)
+        return reader
 
     # -- topics -------------------------------------------------------------------------
 
@@ -426,6 +439,11 @@ class _Reader:
         self._own_pending = True
         self._opened = False
         self._closed = False
+
+    def start_after(self, last_id: str) -> None:
+        """Read the entries after stream id *last_id* (the seed's ``last_id=`` option)."""
+        self._after = last_id
+        self._from_beginning = True  # a position of our own: do not move it to the end
 
     def __aiter__(self) -> Self:
         return self
@@ -491,6 +509,17 @@ def _options(method: str, given: dict[str, Any], **defaults: Any) -> dict[str, A
             f"it takes {', '.join(defaults)}"
         )
     return {**defaults, **given}
+
+
+def _seed_names(given: dict[str, Any]) -> dict[str, Any]:
+    # The seed's own adapter spells them consumer_group / consumer_name.
+    renamed = dict(given)
+    for seed, ours in (("consumer_group", "group"), ("consumer_name", "consumer")):
+        if seed in renamed:
+            if ours in renamed:
+                raise ConfigurationError(f"pass {ours}= or {seed}=, not both")
+            renamed[ours] = renamed.pop(seed)
+    return renamed
 
 
 def _name_option(name: str, value: object) -> str | None:

@@ -255,3 +255,27 @@ async def test_deleting_a_topic_ends_its_subscriptions(
         with trio.fail_after(3):  # ends quietly well before its 5 s read would time out
             while adapter._subscriptions:  # noqa: ASYNC110 - ends on the server's answer
                 await trio.sleep(0.02)
+
+
+async def test_the_seed_adapter_options_work(url: str, unique: str, cleanup: list[str]) -> None:
+    """The seed's adapter takes consumer_group / consumer_name and last_id."""
+    topic = f"{unique}.seed"
+    cleanup.append(topic)
+    async with RedisStreamsAdapter(url) as adapter:
+        for message in _messages(topic, 3):
+            await adapter.publish(message)
+        first = [m async for m in adapter.consume(topic, last_id="0")]
+        assert [m.data["n"] for m in first] == [0, 1, 2]
+        newest = await adapter._call(_client.last_id, topic)
+        assert newest is not None
+        assert [m async for m in adapter.consume(topic, last_id=newest.decode())] == []
+        reader = adapter.consume(topic, consumer_group="seed", consumer_name="c1")
+        assert [m.data["n"] async for m in reader] == [0, 1, 2]
+        assert (reader.group, reader.consumer) == ("seed", "c1")
+        # each was acknowledged when the next one (or the end) was asked for
+        assert await adapter._call(_client.pending_count, topic, "seed") == 0
+        async for message in adapter.consume(topic, consumer_group="other"):
+            assert message.data["n"] == 0
+            break  # the message in hand is not acknowledged: the group keeps it
+        # with the two read ahead in the same batch, for this member or a reclaimer
+        assert await adapter._call(_client.pending_count, topic, "other") == 3
