@@ -1,4 +1,5 @@
-"""trio-bus bridges: one module per broker, each a :class:`bus.abc.Bridge`.
+"""trio-bus bridges: one module per broker, each a :class:`bus.abc.Bridge`, and
+``bridges.redis``, the seed facade's Redis Streams adapter (an ``EventAdapter``).
 
 Importing this package loads no broker SDK; each broker module imports its client
 library when a bridge is opened. What is shared by the broker modules lives here too:

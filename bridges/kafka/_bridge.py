@@ -29,6 +29,7 @@ import trio
 
 from bus import ConfigurationError, Envelope
 from bus._log import get_logger
+from bus._secrets import redact
 from bus.abc import Bridge, ExportResults, Features, Port, Rejected
 
 from .._close import close_step
@@ -139,6 +140,7 @@ class KafkaBridge(Bridge):
         if sasl_oauth_token_provider is not None:
             common["sasl_oauth_token_provider"] = sasl_oauth_token_provider
         self._common = common  # holds secrets: never printed
+        self._secrets = (sasl_plain_password,)  # masked in error messages
         producer: dict[str, Any] = {**common, "acks": acks,
                                     "enable_idempotence": enable_idempotence}
         if batch_size is not None:
@@ -184,7 +186,9 @@ class KafkaBridge(Bridge):
         except BaseException as exc:
             await self._close_runtimes()
             if isinstance(exc, Exception):
-                raise translate(exc, f"connecting to {self.bootstrap_servers}") from exc
+                raise translate(
+                    exc, f"connecting to {self.bootstrap_servers}", self._secrets
+                ) from exc
             raise
 
     async def aclose(self) -> None:
@@ -205,7 +209,8 @@ class KafkaBridge(Bridge):
                 await self._close_runtimes()
 
     async def _quietly(self, work: Any, doing: str) -> None:
-        await close_step(work, bridge=self.name, step=doing, within=CLOSE_STEP_SECONDS)
+        await close_step(work, bridge=self.name, step=doing, within=CLOSE_STEP_SECONDS,
+                         secrets=self._secrets)
 
     async def _stop_producer(self, producer: Any, rt: Runtime) -> None:
         flushed = await rt.run(_aio.stop_producer, producer, FLUSH_SECONDS)
@@ -231,7 +236,7 @@ class KafkaBridge(Bridge):
         try:
             sent = await rt.run(_aio.send_batch, self._producer, records) if records else []
         except Exception as exc:
-            raise translate(exc, f"sending {len(batch)} records") from exc
+            raise translate(exc, f"sending {len(batch)} records", self._secrets) from exc
         return export_results(batch, sent, unencodable)
 
     # -- ingress ------------------------------------------------------------------------
@@ -255,13 +260,13 @@ class KafkaBridge(Bridge):
         try:
             await consumer.start(self._consumer_options, topics, pattern)
         except Exception as exc:
-            raise translate(exc, f"joining group {self.group_id!r}") from exc
+            raise translate(exc, f"joining group {self.group_id!r}", self._secrets) from exc
         self._consumer = consumer
         try:
             await consumer.run(port, task_status)
         except Exception as exc:
             # Stays for aclose() when cancelled; after a failure the next run starts anew.
-            raise translate(exc, "consuming") from exc
+            raise translate(exc, "consuming", self._secrets) from exc
 
     # -- admin --------------------------------------------------------------------------
 
@@ -284,21 +289,21 @@ class KafkaBridge(Bridge):
                 self._topic_ready_timeout,
             )
         except Exception as exc:
-            raise translate(exc, f"creating topic {name!r}") from exc
+            raise translate(exc, f"creating topic {name!r}", self._secrets) from exc
 
     async def delete_topic(self, name: str) -> None:
         try:
             admin = await self._admin_client()
             await self._egress().run(_aio.delete_topic, admin, name)
         except Exception as exc:
-            raise translate(exc, f"deleting topic {name!r}") from exc
+            raise translate(exc, f"deleting topic {name!r}", self._secrets) from exc
 
     async def list_topics(self) -> list[str]:
         try:
             admin = await self._admin_client()
             topics: list[str] = await self._egress().run(admin.list_topics)
         except Exception as exc:
-            raise translate(exc, "listing topics") from exc
+            raise translate(exc, "listing topics", self._secrets) from exc
         return sorted(t for t in topics if not t.startswith("__"))
 
     async def health(self) -> bool:
@@ -308,7 +313,7 @@ class KafkaBridge(Bridge):
             with trio.fail_after(5):
                 await self.list_topics()
         except (Exception, trio.TooSlowError) as exc:
-            log.info("kafka.unhealthy", bridge=self.name, error=repr(exc),
+            log.info("kafka.unhealthy", bridge=self.name, error=redact(repr(exc), *self._secrets),
                      unavailable=is_unavailable(exc))
             return False
         return True

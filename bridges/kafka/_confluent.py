@@ -30,6 +30,7 @@ import trio
 
 from bus import BackendUnavailableError, ConfigurationError, Envelope, MissingDependencyError
 from bus._log import get_logger
+from bus._secrets import redact
 from bus.abc import Bridge, ExportResults, Port
 
 from .._close import close_step
@@ -201,6 +202,7 @@ class ConfluentKafkaBridge(Bridge):
             common["sasl.password"] = sasl_plain_password
         common.update(config or {})
         self._common = common  # holds secrets: never printed
+        self._secrets = (sasl_plain_password,)  # masked in error messages
         producer: dict[str, Any] = {**common, "acks": acks,
                                     "enable.idempotence": enable_idempotence}
         for key, value in (("retries", retries), ("batch.size", batch_size),
@@ -259,11 +261,13 @@ class ConfluentKafkaBridge(Bridge):
                     return
                 except Exception as exc:
                     last = exc
-                    if not is_unavailable(translate(exc, "")):
-                        raise translate(exc, f"connecting to {self.bootstrap_servers}") from exc
+                    if not is_unavailable(translate(exc, "", self._secrets)):
+                        raise translate(
+                            exc, f"connecting to {self.bootstrap_servers}", self._secrets
+                        ) from exc
         raise BackendUnavailableError(
             f"kafka: no answer from {self.bootstrap_servers} within {self._connect_timeout} s"
-            f" ({translate(last, 'asking for metadata')})"
+            f" ({translate(last, 'asking for metadata', self._secrets)})"
         )
 
     async def _metadata(self, wait: float) -> Any:
@@ -305,7 +309,8 @@ class ConfluentKafkaBridge(Bridge):
         await trio.to_thread.run_sync(holder.clear)
 
     async def _quietly(self, work: Any, doing: str) -> None:
-        await close_step(work, bridge=self.name, step=doing, within=CLOSE_STEP_SECONDS)
+        await close_step(work, bridge=self.name, step=doing, within=CLOSE_STEP_SECONDS,
+                         secrets=self._secrets)
 
     def _open_producer(self) -> Any:
         if self._producer is None:
@@ -347,7 +352,7 @@ class ConfluentKafkaBridge(Bridge):
         try:
             return export_results(batch, list(results), unencodable)
         except Exception as exc:
-            raise translate(exc, f"sending {len(batch)} records") from exc
+            raise translate(exc, f"sending {len(batch)} records", self._secrets) from exc
 
     # -- ingress ------------------------------------------------------------------------
 
@@ -364,12 +369,12 @@ class ConfluentKafkaBridge(Bridge):
         try:
             consumer.start(self._consumer_config, topics, pattern)
         except Exception as exc:
-            raise translate(exc, f"joining group {self.group_id!r}") from exc
+            raise translate(exc, f"joining group {self.group_id!r}", self._secrets) from exc
         self._consumer = consumer
         try:
             await consumer.run(port, task_status)
         except Exception as exc:
-            raise translate(exc, "consuming") from exc
+            raise translate(exc, "consuming", self._secrets) from exc
 
     # -- admin --------------------------------------------------------------------------
 
@@ -400,7 +405,7 @@ class ConfluentKafkaBridge(Bridge):
                 while name not in await self._topics():  # noqa: ASYNC110 - broker state
                     await trio.sleep(0.05)
         except Exception as exc:
-            raise translate(exc, f"creating topic {name!r}") from exc
+            raise translate(exc, f"creating topic {name!r}", self._secrets) from exc
 
     async def delete_topic(self, name: str) -> None:
         admin = self._admin_client()
@@ -408,7 +413,7 @@ class ConfluentKafkaBridge(Bridge):
             (future,) = admin.delete_topics([name]).values()
             await trio.to_thread.run_sync(self._result, future, "UNKNOWN_TOPIC_OR_PART")
         except Exception as exc:
-            raise translate(exc, f"deleting topic {name!r}") from exc
+            raise translate(exc, f"deleting topic {name!r}", self._secrets) from exc
 
     @staticmethod
     def _result(future: Any, fine: str) -> None:
@@ -429,7 +434,7 @@ class ConfluentKafkaBridge(Bridge):
         try:
             topics = await self._topics()
         except Exception as exc:
-            raise translate(exc, "listing topics") from exc
+            raise translate(exc, "listing topics", self._secrets) from exc
         return sorted(t for t in topics if not t.startswith("__"))
 
     async def health(self) -> bool:
@@ -439,7 +444,7 @@ class ConfluentKafkaBridge(Bridge):
             with trio.fail_after(6):
                 await self.list_topics()
         except (Exception, trio.TooSlowError) as exc:
-            log.info("kafka.unhealthy", bridge=self.name, error=repr(exc),
+            log.info("kafka.unhealthy", bridge=self.name, error=redact(repr(exc), *self._secrets),
                      unavailable=is_unavailable(exc))
             return False
         return True

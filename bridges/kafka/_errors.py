@@ -16,6 +16,7 @@ error type and text, never connection settings (credentials live there).
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
+from bus._secrets import redact
 from bus.abc import Rejected
 
 __all__ = ["classify", "is_unavailable", "translate"]
@@ -80,12 +81,12 @@ def _names(exc: BaseException) -> set[str]:
     return names
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     code = _code(exc)
     if code is not None:
-        return f"{type(exc).__name__}: {code}: {exc.args[0].str()}"
+        return redact(f"{type(exc).__name__}: {code}: {exc.args[0].str()}", *secrets)
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, *secrets)
 
 
 def classify(exc: BaseException, topic: str) -> BaseException:
@@ -108,12 +109,15 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def translate(exc: BaseException, doing: str) -> BackendError:
-    """*exc* as a bus error (``raise translate(exc, ...) from exc``)."""
+def translate(
+    exc: BaseException, doing: str, secrets: tuple[str | None, ...] = ()
+) -> BackendError:
+    """*exc* as a bus error (``raise translate(exc, ...) from exc``); *secrets* (the SASL
+    password) and URL passwords are masked in its message."""
     exc = _unwrap(exc)
     if isinstance(exc, BackendError):
         return exc
     cls = BackendUnavailableError if is_unavailable(exc) else BackendError
-    err = cls(f"kafka: {doing} failed: {_describe(exc)}")
+    err = cls(f"kafka: {doing} failed: {_describe(exc, secrets)}")
     err.__cause__ = exc
     return err

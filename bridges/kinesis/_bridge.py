@@ -51,6 +51,7 @@ from bus import (
     MissingDependencyError,
 )
 from bus._log import get_logger
+from bus._secrets import mask_url
 from bus.abc import Bridge, Features, Port, Rejected
 
 from .._runtime import Runtime, RuntimeKind, open_runtime
@@ -183,10 +184,14 @@ class KinesisBridge(Bridge):
         self._rt: Runtime | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
+    @property
+    def _shown_endpoint(self) -> str | None:
+        return mask_url(self.endpoint_url) if self.endpoint_url else None
+
     def __repr__(self) -> str:
         return (
             f"KinesisBridge(name={self.name!r}, region={self.region!r}, "
-            f"endpoint_url={self.endpoint_url!r}, group={self.group!r}, "
+            f"endpoint_url={self._shown_endpoint!r}, group={self.group!r}, "
             f"stream_prefix={self.stream_prefix!r})"
         )
 
@@ -202,7 +207,7 @@ class KinesisBridge(Bridge):
             try:
                 await self._call(self._client.connect)
             except BackendError as exc:
-                where = self.endpoint_url or f"AWS {self.region}"
+                where = mask_url(self.endpoint_url or f"AWS {self.region}")
                 raise BackendUnavailableError(
                     f"Kinesis bridge {self.name!r} cannot reach {where}: {exc}"
                 ) from exc.__cause__

@@ -13,6 +13,7 @@ the bridge and never contain the secret access key.
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
+from bus._secrets import redact
 
 __all__ = ["THROTTLED", "TRANSIENT_RECORD_CODES", "error_code", "is_client_error", "translate"]
 
@@ -62,8 +63,7 @@ def translate(exc: BaseException, bridge: str, secret: str | None) -> BackendErr
     if isinstance(exc, BackendError):
         return exc
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if secret:
-        what = what.replace(secret, "***")
+    what = redact(what, secret)
     code = _code(exc)
     if code is None:
         # no AWS answer at all: the endpoint is unreachable or the connection broke

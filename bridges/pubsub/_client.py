@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus import ConfigurationError
+from bus._secrets import file_secrets, redact
+
 __all__ = ["Endpoint", "NotSent", "PubSubCalls"]
 
 SCOPES = ("https://www.googleapis.com/auth/pubsub",)
@@ -45,9 +48,12 @@ class Endpoint:
         if self.credentials_path:
             from google.oauth2 import service_account
 
-            return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-                self.credentials_path, scopes=SCOPES
-            )
+            try:
+                return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+                    self.credentials_path, scopes=SCOPES
+                )
+            except (OSError, ValueError) as exc:
+                raise _unloadable(self.credentials_path, exc)  # noqa: B904 - cause set inside
         return None  # Application Default Credentials
 
     def topic_path(self, tid: str) -> str:
@@ -250,3 +256,19 @@ class PubSubCalls:
             request={"project": f"projects/{self.endpoint.project}", "page_size": 1},
             timeout=seconds, retry=None,
         )
+
+
+
+def _unloadable(path: str, exc: BaseException) -> ConfigurationError:
+    """The error for a credentials file the client refused; what the file holds is
+    masked in it (the path is not secret)."""
+    what = f"{type(exc).__name__}: {exc}"
+    shown = redact(what, *file_secrets(path))
+    error = ConfigurationError(
+        f"Pub/Sub credentials file {path!r} cannot be used ({shown}); point "
+        "credentials_path / GCP_CREDENTIALS_PATH at a service account key (JSON)"
+    )
+    # A traceback prints the cause too: keep it only when it quotes no secret.
+    error.__cause__ = exc if shown == what else None
+    error.__suppress_context__ = True
+    return error

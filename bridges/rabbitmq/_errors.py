@@ -10,6 +10,7 @@ the message names the bridge and never contains the broker URL's password.
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
+from bus._secrets import redact
 
 __all__ = ["describe", "is_client_error", "translate"]
 
@@ -25,7 +26,7 @@ def is_client_error(exc: BaseException) -> bool:
 def describe(exc: BaseException, secret: str | None) -> str:
     """``Type: message`` of *exc*, with *secret* (the URL's password) blotted out."""
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return what.replace(secret, "***") if secret else what
+    return redact(what, secret)
 
 
 def translate(exc: BaseException, bridge: str, secret: str | None) -> BackendError:

@@ -23,9 +23,9 @@ import datetime as _dt
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 from bus import Envelope
+from bus._secrets import mask_url
 
 from .._cloudevents import CONTENT_TYPE, RABBITMQ, Incoming, from_headers, to_headers
 
@@ -74,21 +74,3 @@ def _seconds(timestamp: _dt.datetime | float | None) -> float:
     if isinstance(timestamp, int | float):
         return float(timestamp)
     return 0.0
-
-
-def mask_url(url: str) -> str:
-    """*url* with the password (if any) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port is not None else ""
-        user = parts.username or ""
-        netloc = f"{user}:***@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:
-        # Unparseable (bad port...): show only the scheme rather than risk leaking it.
-        return url.split("://", 1)[0] + "://***"

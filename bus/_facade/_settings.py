@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, overload
 
+from .._secrets import mask_setting
+
 __all__ = ["BACKEND_SETTINGS", "Settings", "settings"]
 
 
@@ -117,9 +119,7 @@ class Settings:
 
     def __repr__(self) -> str:
         # Never print secrets: tracebacks and logs end up in bug reports.
-        shown = {
-            k: ("***" if v is not None and "secret" in k else v) for k, v in self.as_dict().items()
-        }
+        shown = {k: mask_setting(k, v) for k, v in self.as_dict().items()}
         return f"Settings({shown})"
 
 

@@ -1,0 +1,87 @@
+"""The Redis Streams adapter's sans-IO parts: entry fields, error mapping, options."""
+
+from __future__ import annotations
+
+import pytest
+import redis.exceptions
+
+from bridges.redis import RedisStreamsAdapter
+from bridges.redis._wire import decode_entry, encode_entry, entry_id, is_no_group, translate
+from bus import BackendError, BackendUnavailableError, ConfigurationError
+from bus._facade._message import EventMessage
+
+
+def _as_read(fields: dict[str, bytes]) -> dict[bytes, bytes]:
+    return {k.encode(): v for k, v in fields.items()}
+
+
+def test_a_message_round_trips_through_entry_fields() -> None:
+    sent = EventMessage(topic="t", data={"n": 1, "s": "é"}, key="k",
+                        headers={"data": "not the data", "key": "not the key"}, timestamp=42)
+    fields = encode_entry(sent)
+    assert set(fields) == {"data", "ts", "key", "h:data", "h:key"}  # headers cannot collide
+    assert decode_entry("t", b"1-0", _as_read(fields)) == sent
+    keyless = EventMessage(topic="t", data={}, timestamp=7)
+    assert "key" not in encode_entry(keyless)
+    assert decode_entry("t", "1-0", _as_read(encode_entry(keyless))) == keyless
+
+
+def test_foreign_entries_are_read_with_the_reason_they_do_not_fit() -> None:
+    got = decode_entry("t", b"1700000000000-3", {b"body": b"x", b"h:trace": b"abc"})
+    assert got.data == {} and got.timestamp == 1700000000000
+    assert got.headers == {"trace": "abc", "x-decode-error": "the stream entry has no 'data' field"}
+    got = decode_entry("t", b"5-0", {b"data": b"[1, 2]", b"ts": b"oops"})
+    assert got.data == {} and "not a JSON object" in got.headers["x-decode-error"]
+    assert got.timestamp == 5
+
+
+def test_entry_ids_compare_in_stream_order() -> None:
+    assert entry_id(b"10-2") > entry_id(b"9-99") > entry_id("9-3")
+    assert entry_id("0-0") == (0, 0)
+
+
+def test_redis_errors_become_bus_errors_without_the_password() -> None:
+    url = "redis://:pw-123456@127.0.0.1:6379/0"
+    down = translate(redis.exceptions.ConnectionError("reset by peer"), url, "pw-123456")
+    assert type(down) is BackendUnavailableError and "redis://:***@127.0.0.1:6379/0" in str(down)
+    login = translate(redis.exceptions.AuthenticationError("bad pw-123456"), url, "pw-123456")
+    assert type(login) is BackendError and "login refused" in str(login)
+    assert "pw-123456" not in str(login)
+    timeout = translate(redis.exceptions.TimeoutError("slow"), url, None)
+    assert type(timeout) is BackendUnavailableError
+    wrong = translate(redis.exceptions.ResponseError("WRONGTYPE Operation"), url, None)
+    assert type(wrong) is BackendError and "WRONGTYPE" in str(wrong)
+    assert is_no_group(redis.exceptions.ResponseError("NOGROUP No such key"))
+    assert is_no_group(redis.exceptions.ResponseError("UNBLOCKED the stream key no longer exists"))
+    assert not is_no_group(redis.exceptions.ResponseError("WRONGTYPE"))
+
+
+def test_bad_options_are_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="REDIS_URL"):
+        RedisStreamsAdapter()
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert RedisStreamsAdapter().url == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigurationError, match="maxlen"):
+        RedisStreamsAdapter(maxlen=0)
+    with pytest.raises(ConfigurationError, match="claim_idle"):
+        RedisStreamsAdapter(claim_idle=-1)
+    with pytest.raises(ConfigurationError, match="batch"):
+        RedisStreamsAdapter(batch=0)
+
+
+async def test_subscribe_and_consume_refuse_unknown_options() -> None:
+    adapter = RedisStreamsAdapter("redis://127.0.0.1:6379/0")
+
+    async def handle(message: EventMessage) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="consumer_grup"):
+        await adapter.subscribe("t", handle, consumer_grup="g")
+    with pytest.raises(ConfigurationError, match="not both"):
+        adapter.consume("t", group="g", consumer_group="g")
+    with pytest.raises(ConfigurationError, match="without a group"):
+        adapter.consume("t", consumer_group="g", last_id="0")
+    with pytest.raises(ConfigurationError, match="needs a nursery"):
+        await adapter.subscribe("t", handle, consumer_group="g")  # the seed's name: known
+    assert adapter.consume("t", consumer_group="g", consumer_name="c").consumer == "c"
