@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from bus import BackendError, ConfigurationError, Settings
+from bus import BackendError, ConfigurationError
 from bus._secrets import file_secrets, mask_setting, mask_url, redact
+from bus.events import Settings
 
 PW = "s3cr3t-Pw"
 

@@ -9,6 +9,7 @@ aiokafka is imported by :func:`client`, when a bridge opens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -151,11 +152,24 @@ async def start_consumer(
     else:
         consumer.subscribe(topics=list(topics), listener=Listener())
     try:
-        await consumer.start()
+        await consumer.start()  # returns once the group assigned our partitions
+        await _positioned(consumer)
     except BaseException:
         await consumer.stop()
         raise
     return consumer
+
+
+async def _positioned(consumer: Any, within: float = 10.0) -> None:
+    """Wait until every assigned partition has its starting offset (a committed one, or
+    the earliest/latest the reset policy says): a record produced after this point is
+    consumed, also with ``auto_offset_reset="latest"``. Bounded: a partition whose
+    offset cannot be looked up now (or that a rebalance took away) is positioned by
+    the first fetch instead."""
+    with contextlib.suppress(Exception):  # TimeoutError, IllegalStateError...
+        async with asyncio.timeout(within):
+            for tp in consumer.assignment():
+                await consumer.position(tp)
 
 
 async def poll(consumer: Any, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:

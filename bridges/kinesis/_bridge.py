@@ -105,7 +105,10 @@ class KinesisBridge(Bridge):
     ``group`` names the consumer in the checkpoint store (default: the bridge's name);
     ``checkpoints`` is a :class:`CheckpointStore` or the path of the SQLite file
     (default ``~/.local/state/trio-bus/kinesis-checkpoints.sqlite``).
-    ``initial_position`` is where a shard without a checkpoint is read from. With
+    ``initial_position`` is where a shard without a checkpoint is read from:
+    ``"TRIM_HORIZON"`` (the oldest record kept) or ``"LATEST"`` (what arrives once
+    ingress started, read with ``AT_TIMESTAMP``, so a record put right after ``attach``
+    returned is not missed). With
     ``leases`` (and a store that has them), bridges of one group share the shards;
     ``owner`` (default ``host/name``) identifies this member.
     """

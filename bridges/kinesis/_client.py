@@ -17,6 +17,7 @@ outlasts that is raised as the client's exception and translated by the caller
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,12 +149,19 @@ class KinesisClient:
             resp = await client.list_shards(NextToken=token)
 
     async def iterator(
-        self, stream: str, shard: str, after: str | None, initial: str
+        self, stream: str, shard: str, after: str | None, initial: str,
+        since: float | None = None,
     ) -> str | None:
-        """A shard iterator after sequence number *after*, else at *initial*."""
+        """A shard iterator after sequence number *after*, else at *initial*; ``LATEST``
+        with *since* (a Unix time) means the records that arrived from then on."""
         kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
         if after is not None:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
+        elif initial == "LATEST" and since is not None:
+            kwargs.update(
+                ShardIteratorType="AT_TIMESTAMP",
+                Timestamp=datetime.datetime.fromtimestamp(since, datetime.UTC),
+            )
         else:
             kwargs["ShardIteratorType"] = initial
         resp = await self._c.get_shard_iterator(**kwargs)

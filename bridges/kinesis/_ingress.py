@@ -23,6 +23,7 @@ Other client errors propagate: the run fails and the bus restarts it with backof
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,9 @@ class IngressRun:
         self.port = port
         self.client = bridge._client
         self._active: set[str] = set()
+        # "LATEST" reads what arrives from now on: a shard found later (or an iterator
+        # that expired before its first record) starts here, not at its own latest.
+        self.since = time.time()
 
     async def run(self, task_status: trio.TaskStatus[None]) -> None:
         b = self.bridge
@@ -173,7 +177,9 @@ class IngressRun:
         last = state.checkpoints.get(shard)
         b.checkpoints.resumed(key, last)
         try:
-            iterator = await b._call(client.iterator, stream, shard, last, b.initial_position)
+            iterator = await b._call(
+                client.iterator, stream, shard, last, b.initial_position, self.since
+            )
         except BackendError as exc:
             if last is None or error_code(exc) not in STALE:
                 raise
@@ -195,7 +201,7 @@ class IngressRun:
                 code = error_code(exc)
                 if code == "ExpiredIteratorException":
                     iterator = await b._call(
-                        client.iterator, stream, shard, last, b.initial_position
+                        client.iterator, stream, shard, last, b.initial_position, self.since
                     )
                     continue
                 if code in THROTTLED:

@@ -1,15 +1,11 @@
 """Redis Streams for the seed facade: the custom adapter of the seed's README.
 
-``RedisStreamsAdapter(redis_url=...)`` is an :class:`~bus.EventAdapter`; ``register()``
+``RedisStreamsAdapter(redis_url=...)`` is an :class:`~bus.events.EventAdapter`; ``register()``
 makes it the ``redis-streams`` backend of ``EventFactory`` (the seed's
 ``EventFactory.register_adapter("redis-streams", RedisStreamsAdapter)``), so
 ``UserEvent(event_type="redis-streams", redis_url="redis://127.0.0.1:6379/0")`` works.
 redis-py is imported when an adapter connects, not when this package is imported.
 """
-
-import contextlib
-import importlib
-from typing import Any
 
 from ._adapter import RedisStreamsAdapter as RedisStreamsAdapter
 
@@ -18,12 +14,6 @@ __all__ = ["RedisStreamsAdapter", "register"]
 
 def register(name: str = "redis-streams") -> None:
     """Register :class:`RedisStreamsAdapter` with ``EventFactory`` as *name*."""
-    _event_factory().register_adapter(name, RedisStreamsAdapter)
+    from bus.events import EventFactory
 
-
-def _event_factory() -> Any:
-    # The facade's names move from `bus` to their own module (`bus.events`): take
-    # whichever this trio-bus has.
-    with contextlib.suppress(ImportError):
-        return importlib.import_module("bus.events").EventFactory
-    return importlib.import_module("bus").EventFactory
+    EventFactory.register_adapter(name, RedisStreamsAdapter)

@@ -121,7 +121,7 @@ class EventAdapter(ABC):
     async def drain(self) -> None:
         """Wait until background deliveries started by ``subscribe`` caught up.
 
-        :class:`~bus.BaseEvent` calls this when its ``async with`` block ends cleanly,
+        :class:`~bus.events.BaseEvent` calls this when its ``async with`` block ends cleanly,
         before cancelling delivery tasks. Adapters without background delivery have
         nothing to wait for.
         """

@@ -3,7 +3,7 @@
 An ``EventMessage`` is deliberately plain — topic, JSON-able ``data``, optional key,
 string headers and a millisecond timestamp — because it is the lowest common
 denominator of Kafka records, AMQP messages, Kinesis records and Pub/Sub messages.
-Typed models live one layer up, in :class:`~bus.BaseEvent`; this module does not know
+Typed models live one layer up, in :class:`~bus.events.BaseEvent`; this module does not know
 about them. It also holds the one JSON codec the memory broker uses to store messages as
 bytes, exactly as a real broker would.
 """
