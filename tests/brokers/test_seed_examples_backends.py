@@ -211,3 +211,49 @@ async def test_advanced_custom_message_through_the_adapter(
     await stream.aclose()
     await product_events.delete_topic("inventory_updated")
     await product_events.disconnect()
+
+
+def _own_snippet_options(backend: str, brokers: Any) -> dict[str, Any]:
+    """Each backend's own "Uso Básico" snippet, with the seed's option names (the values
+    point at the servers of `make brokers-up`; emulators take any credentials)."""
+    if backend == "kafka":  # "Configuración personalizada" + the producer options
+        return {"bootstrap_servers": brokers.env("KAFKA_SERVER"), "acks": "all",
+                "retries": 3, "batch_size": 16384, "compression_type": "gzip"}
+    if backend == "rabbitmq":  # "Con autenticación"
+        return {"connection_url": brokers.env("RABBITMQ_URL"), "publisher_confirms": True,
+                "delivery_mode": 2}
+    if backend == "kinesis":  # "Configuración con credenciales explícitas"
+        return {"region_name": "eu-west-1", "aws_access_key_id": "YOUR_ACCESS_KEY",
+                "aws_secret_access_key": "YOUR_SECRET_KEY"}
+    if backend == "pubsub":  # "Solo project ID personalizado"
+        return {"project_id": f"seed-{uuid.uuid4().hex[:8]}"}
+    raise AssertionError(backend)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "backend", [pytest.param(b, marks=pytest.mark.brokers)
+                for b in ("kafka", "rabbitmq", "kinesis", "pubsub")],
+    indirect=True,
+)
+async def test_each_brokers_own_snippet_with_the_seeds_options(
+    backend: str, prefix: str, request: pytest.FixtureRequest
+) -> None:
+    brokers = request.getfixturevalue("brokers")
+    user_events = UserEvent(event_type=backend, topic_prefix=prefix,
+                            **_own_snippet_options(backend, brokers))
+    user = User(id="1", name="John", email="john@example.com")
+    got: list[User] = []
+
+    async def handle_user_event(user_data: User) -> None:
+        got.append(user_data)
+
+    async with user_events:
+        if backend == "kinesis":  # "Crear stream"
+            await user_events.create_topic("user_activity", shard_count=2)
+        else:
+            await user_events.create_topic("user_activity")
+        await user_events.pull("user_activity", callback=handle_user_event)
+        await user_events.push("user_activity", user, key=user.id)
+        await _until(lambda: got == [user])
+        await user_events.delete_topic("user_activity")
