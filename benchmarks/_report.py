@@ -2,7 +2,8 @@
 
 The ratios are the contract with SPEC §6: each is a quotient of two medians measured in
 the same run (``rates[a] / rates[b]``), except the latency entries, which are
-milliseconds and ``request_reply_per_s``. ``ratios`` holds a fixed set of keys (the
+milliseconds (publish→handler, and one request/reply round trip) and
+``request_reply_per_s``. ``ratios`` holds a fixed set of keys (the
 ones CI and the docs read); comparisons with optional peers (FastStream) go to
 ``extra_ratios``. ``targets`` says what each must reach; ``met`` says whether it did.
 """
@@ -79,6 +80,8 @@ def ratios(cases: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     out["latency_p99_ms"] = _round(_median_extra(cases, "bus_latency", "p99_ms"))
     rr = _median(cases, "bus_request_reply")
     out["request_reply_per_s"] = round(rr, 1) if rr is not None else None
+    out["request_reply_p50_ms"] = _round(_median_extra(cases, "bus_request_reply", "p50_ms"))
+    out["request_reply_p99_ms"] = _round(_median_extra(cases, "bus_request_reply", "p99_ms"))
     return out
 
 

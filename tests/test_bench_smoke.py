@@ -26,6 +26,8 @@ RATIO_KEYS = {
     "latency_p50_ms",
     "latency_p99_ms",
     "request_reply_per_s",
+    "request_reply_p50_ms",
+    "request_reply_p99_ms",
 }
 REQUIRED_CASES = {
     "trio_drain",
