@@ -180,7 +180,7 @@ class Bus:
         self._subs: dict[str, Subscription] = {}
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
-        self._next_id = self._new_id.next_id
+        self._next_int = self._new_id.next_int
         self._state = BusState(self)
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -295,22 +295,25 @@ class Bus:
             spec.codec.check(topic, payload)
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
-        if headers is not None:
+        if headers is None:
+            headers = {}
+        else:
             _check_headers(headers)
-        env: Envelope[Any] = Envelope(
-            id=self._next_id(), topic=topic, payload=payload, key=key,
-            headers={} if headers is None else headers, time=_time(), source=self.name,
-            delivery=Delivery() if confirm else None,
-        )
         offers = spec.offers
         if offers is None:
             offers = self._memoise(spec)
         if spec.careful or confirm:
+            env: Envelope[Any] = Envelope(
+                self._next_int(), topic, payload, key, headers, _time(), 1, self.name,
+                Delivery() if confirm else None,
+            )
             await self._deliver(spec, env)
             if confirm:
                 await _confirmed(env)
             return env
-        # the steps of _deliver for targets that cannot refuse, inlined: the hot path
+        # the steps of _deliver for targets that cannot refuse, inlined: the hot path.
+        # Positional fields (Envelope's order), the id as its integer (rendered on read).
+        env = Envelope(self._next_int(), topic, payload, key, headers, _time(), 1, self.name)
         spec.published += 1
         if spec.log is not None:
             self._retain(spec, env)
@@ -713,10 +716,7 @@ class Bus:
     def _reply_envelope(
         self, reply_to: str, payload: Any, key: str | None, headers: dict[str, str]
     ) -> Envelope[Any]:
-        return Envelope(
-            id=self._next_id(), topic=reply_to, payload=payload, key=key, headers=headers,
-            time=_time(), source=self.name,
-        )
+        return Envelope(self._next_int(), reply_to, payload, key, headers, _time(), 1, self.name)
 
     async def _request_failed(self, dead: Envelope[Any]) -> None:
         """Tell the requester that *dead* (a request about to be dead-lettered, with the

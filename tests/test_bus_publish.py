@@ -74,6 +74,19 @@ async def test_ids_are_unique_and_sort_in_publish_order() -> None:
     assert ids == sorted(ids)
 
 
+async def test_a_published_id_reads_as_a_string_everywhere() -> None:
+    """A bus keeps an id as its integer until it is read: every read shows the string."""
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        env = await bus.publish("t", 1)
+        after = await bus.publish("t", 2)
+    assert type(env.id) is str and env.id.startswith("0x")
+    assert int(after.id, 16) == int(env.id, 16) + 1
+    assert f"id={env.id!r}" in repr(env)
+    assert msgspec.structs.replace(env, attempt=2).id == env.id
+    assert Envelope(id="given", topic="t", payload=1).id == "given"
+
+
 @pytest.mark.parametrize(
     ("tp", "good", "bad"),
     [
