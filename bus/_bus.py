@@ -71,7 +71,9 @@ _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
-    __slots__ = ("careful", "codec", "exact", "log", "name", "offers", "published", "targets")
+    __slots__ = (
+        "careful", "codec", "exact", "lane", "log", "name", "offers", "published", "targets",
+    )
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
         self.name = name
@@ -84,6 +86,9 @@ class _TopicSpec:
         self.offers: tuple[Callable[[Envelope[Any]], Lane | None], ...] | None = None
         # a target may refuse (overflow="error"): publish checks all before delivering
         self.careful = False
+        # the one mailbox of the one plain subscriber, when that is all there is to do
+        # (no retention, no choice of lane): publish appends to it directly
+        self.lane: Lane | None = None
 
 
 class Target(Protocol):
@@ -231,6 +236,7 @@ class Bus:
             if retain is not None:
                 if existing.log is None:
                     existing.log = RetentionLog(retain)
+                    existing.offers, existing.lane = None, None  # publish must retain now
                 elif existing.log.policy != retain:
                     raise ConfigurationError(
                         f"topic {name!r} is already declared with {existing.log.policy!r}; "
@@ -315,7 +321,16 @@ class Bus:
         # Positional fields (Envelope's order), the id as its integer (rendered on read).
         env = Envelope(self._next_int(), topic, payload, key, headers, _time(), 1, self.name)
         spec.published += 1
-        if spec.log is not None:
+        lane = spec.lane
+        if lane is not None:
+            # Lane.offer inlined for the one-mailbox case; a full lane takes the long way
+            items = lane.items
+            if len(items) < lane.capacity:
+                items.append(env)
+                if lane.getter_parked:
+                    lane.wake_getter()
+                return env
+        elif spec.log is not None:
             self._retain(spec, env)
         for offer in offers:
             lane = offer(env)
@@ -327,6 +342,13 @@ class Bus:
         targets = spec.targets = self._router.route(spec.name)
         spec.careful = any(t.careful for t in targets)
         offers = spec.offers = tuple(t.route_offer for t in targets)
+        only = targets[0] if len(targets) == 1 else None
+        spec.lane = (
+            only.lanes[0]
+            if isinstance(only, Subscription) and spec.log is None
+            and only.route_offer == only.lanes[0].offer
+            else None
+        )
         return offers
 
     def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:
@@ -551,6 +573,7 @@ class Bus:
         for spec in self._topics.values():
             spec.offers = None
             spec.targets = ()
+            spec.lane = None
 
     # -- bridges ----------------------------------------------------------------------
 
