@@ -299,32 +299,34 @@ class Subscription:
                 except BaseException:
                     items.appendleft(env)
                     raise
-                burst = 1  # messages of this burst not yet added to self.delivered, + 1
-                for _ in range(fair_mask):
-                    if not items:
-                        break
+                # The rest of the burst: as many as are queued now (at most
+                # _FAIRNESS_EVERY - 1). No other task runs until the burst ends, so the
+                # deque cannot shrink meanwhile (a handler's own publish may append, or
+                # drop one to append one), and blocked publishers are woken after it:
+                # they could not run before the next await anyway.
+                done = 0
+                for done in range(1, min(len(items), fair_mask) + 1):
                     env = popleft()
-                    if lane._putters_waiting and len(items) <= low_water:
-                        lane.wake_putters()
                     try:
                         fn(env)
                     except Exception as exc:
-                        self.delivered += burst - 1
-                        burst = 1
+                        self.delivered += done - 1
                         try:
                             await self._recover(env, exc)  # counts its own success
                         except BaseException:
                             items.appendleft(env)
                             raise
-                        continue
+                        done = 0  # others ran while it retried: start a new burst
+                        break
                     except BaseException:
-                        self.delivered += burst - 1
+                        self.delivered += done - 1
                         items.appendleft(env)
                         raise
                     if env.delivery is not None:
                         env.delivery.release()
-                    burst += 1
-                self.delivered += burst - 1  # the first was counted by _call
+                self.delivered += done  # the first was counted by _call
+                if lane._putters_waiting and len(items) <= low_water:
+                    lane.wake_putters()
                 if items:
                     await trio.lowlevel.checkpoint()
                 continue
