@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
@@ -201,6 +202,7 @@ class Bus:
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
         self._replies = _ReplyTarget(self._pending)
+        self._clock = _RequestClock()
         self._router.add(self.reply_topic, self._replies)
 
     # -- topics -----------------------------------------------------------------------
@@ -336,6 +338,54 @@ class Bus:
             lane = offer(env)
             if lane is not None:
                 await lane.put(env)
+        return env
+
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]:
+        """Publish without waiting, for code that cannot await (trio's ``send_nowait``).
+
+        Like :meth:`publish`, except that where ``publish`` would wait for room — a full
+        mailbox whose overflow policy is ``block`` — this raises :exc:`trio.WouldBlock`
+        and no subscriber gets the message (retry later, or ``await publish`` instead).
+        Every other outcome is the same: the other overflow policies apply, and
+        :class:`MailboxFullError`, :class:`PayloadTypeError`, :class:`UnknownTopicError`
+        and :class:`BusClosedError` are raised as ``publish`` raises them. Not a schedule
+        point.
+        """
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
+        spec = self._topics.get(topic)
+        if spec is None:
+            spec = self._spec(topic)
+        if type(payload) is not spec.exact:
+            spec.codec.check(topic, payload)
+        if key is not None and type(key) is not str:
+            raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
+        if headers is None:
+            headers = {}
+        else:
+            _check_headers(headers)
+        if spec.offers is None:
+            self._memoise(spec)
+        env: Envelope[Any] = Envelope(
+            self._next_int(), topic, payload, key, headers, _time(), 1, self.name
+        )
+        lane = spec.lane
+        if lane is not None and len(lane.items) < lane.capacity:
+            spec.published += 1
+            lane.items.append(env)
+            if lane.getter_parked:
+                lane.wake_getter()
+            return env
+        lanes = self._select(spec, env, nowait=True)  # raises before anyone got it
+        blocked = self._accept(spec, env, lanes)
+        assert not blocked, "a lane filled up between the check and the offer"
         return env
 
     def _memoise(self, spec: _TopicSpec) -> tuple[Callable[[Envelope[Any]], Lane | None], ...]:
@@ -682,17 +732,27 @@ class Bus:
         """
         if not timeout > 0 or math.isinf(timeout):
             raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed; request inside its async with")
         codec = None if reply_type is None else codec_for(reply_type)
         correlation = self._new_id()
-        hdrs = dict(headers or {})
+        hdrs = {} if headers is None else dict(headers)
         hdrs[H_REPLY_TO] = self.reply_topic
         hdrs[H_CORRELATION_ID] = correlation
-        pending = self._pending[correlation] = _Pending(topic, codec)
+        deadline = trio.current_time() + timeout
+        pending = self._pending[correlation] = _Pending(topic, codec, deadline)
         try:
-            with trio.move_on_after(timeout):
-                await self.publish(topic, payload, key=key, headers=hdrs)
-                await pending.answered.wait()
+            # No cancel scope per request (entering and leaving one was a third of a
+            # round trip): the bus's request clock wakes this task at its deadline.
+            self._clock.add(pending, timeout, len(self._pending))
+            try:
+                self.publish_nowait(topic, payload, key=key, headers=hdrs)
+            except trio.WouldBlock:  # a full mailbox: wait for room, within the timeout
+                with trio.move_on_at(deadline):
+                    await self.publish(topic, payload, key=key, headers=hdrs)
+            await pending.wait()
         finally:
+            pending.finished = True
             del self._pending[correlation]
         reply = pending.reply
         if reply is None:
@@ -791,6 +851,7 @@ class Bus:
     def _close(self) -> None:
         """Stop accepting publishes and intake from bridges; workers exit when empty."""
         self._closed = True
+        self._clock.close()
         for att in self._attachments.values():
             att.stop_intake()
         for sub in list(self._subs.values()):
@@ -837,13 +898,117 @@ class Bus:
 class _Pending:
     """A request waiting for its answer: a reply, or the error headers of a failure."""
 
-    __slots__ = ("answered", "codec", "reply", "topic")
+    __slots__ = ("codec", "deadline", "finished", "reply", "task", "topic")
 
-    def __init__(self, topic: str, codec: Codec[Any] | None) -> None:
+    def __init__(self, topic: str, codec: Codec[Any] | None, deadline: float) -> None:
         self.topic = topic
         self.codec = codec
-        self.answered = trio.Event()
+        self.deadline = deadline
         self.reply: Envelope[Any] | None = None
+        self.finished = False
+        """Answered, timed out or abandoned: the clock forgets it, a late reply is unmatched."""
+        self.task: trio.lowlevel.Task | None = None
+
+    async def wait(self) -> None:
+        """Park until :meth:`answer` or :meth:`expire` (at once if one happened already)."""
+        if not self.finished:
+            self.task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        self.finished = True
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def answer(self, reply: Envelope[Any]) -> None:
+        self.reply = reply
+        self._wake()
+
+    def expire(self) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        self.finished = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+
+class _RequestClock:
+    """Times out a bus's requests: one system task sleeping until the earliest deadline.
+
+    Requests are queued per timeout value, so each queue is in deadline order (a deadline
+    is the request's start plus its timeout); answered ones are dropped from the front as
+    new requests arrive, or all at once when a queue holds more than twice the waiting
+    requests. The task wakes at the earliest deadline it knows of (earlier is harmless: it
+    looks and sleeps again), wakes the requests whose time is up, and ends once the bus is
+    closed and no request waits. A system task, so a request still waiting when its bus
+    closes (from a task outside the bus's block) still times out.
+    """
+
+    __slots__ = ("closing", "queues", "running", "scope", "wake_at")
+
+    def __init__(self) -> None:
+        self.queues: dict[float, deque[_Pending]] = {}
+        self.scope: trio.CancelScope | None = None
+        self.wake_at = math.inf
+        self.running = False
+        self.closing = False
+
+    def add(self, pending: _Pending, timeout: float, waiting: int) -> None:
+        queue = self.queues.get(timeout)
+        if queue is None:
+            queue = self.queues[timeout] = deque()
+        while queue and queue[0].finished:
+            queue.popleft()
+        if len(queue) > 2 * waiting + 64:  # one slow request holds many answered behind it
+            queue = self.queues[timeout] = deque(p for p in queue if not p.finished)
+        queue.append(pending)
+        if pending.deadline < self.wake_at:
+            self.wake_at = pending.deadline
+            if self.scope is not None:
+                self.scope.deadline = pending.deadline
+        if not self.running:
+            self.running = True
+            trio.lowlevel.spawn_system_task(self._run, name="bus.request_clock")
+
+    def close(self) -> None:
+        """The bus closed: end the task once no request waits (wake it to look now)."""
+        self.closing = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                with trio.CancelScope(deadline=self.wake_at) as scope:
+                    self.scope = scope
+                    await trio.sleep_forever()
+                self.scope = None
+                if not self._expire(trio.current_time()) and self.closing:
+                    return
+        finally:
+            self.running = False
+            self.scope = None
+
+    def _expire(self, now: float) -> bool:
+        """Wake the requests whose deadline passed; True if some are still waiting."""
+        wake_at = math.inf
+        for timeout, queue in list(self.queues.items()):
+            while queue:
+                first = queue[0]
+                if not first.finished and first.deadline > now:
+                    break
+                queue.popleft()
+                if not first.finished:
+                    first.expire()
+            if queue:
+                wake_at = min(wake_at, queue[0].deadline)
+            else:
+                del self.queues[timeout]
+        self.wake_at = wake_at
+        return wake_at != math.inf
 
 
 async def _confirmed(env: Envelope[Any]) -> None:
@@ -871,9 +1036,8 @@ class _ReplyTarget:
 
     def route_offer(self, env: Envelope[Any]) -> None:
         waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
-        if waiting is not None and waiting.reply is None:
-            waiting.reply = env
-            waiting.answered.set()
+        if waiting is not None and not waiting.finished:
+            waiting.answer(env)
         else:
             log.warning("reply.unmatched", id=env.id, topic=env.topic)
 
