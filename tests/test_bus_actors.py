@@ -366,6 +366,29 @@ async def test_keys_map_to_lanes_by_crc32_so_every_process_agrees() -> None:
     assert key_slot("order-1", 4) == zlib.crc32(b"order-1") % 4
 
 
+async def test_a_routed_key_reaches_its_crc32_lane_after_the_key_memo_is_emptied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routing remembers each key's lane; past its size the memo starts again, and every
+    key still lands where key_slot puts it."""
+    monkeypatch.setattr("bus._actor._KEY_MEMO", 3)
+    ran: dict[str, set[object]] = defaultdict(set)
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        sub = bus.subscribe(
+            "t", lambda env: ran[env.key].add(trio.lowlevel.current_task()), concurrency=4
+        )
+        keys = [f"key-{i}" for i in range(20)]
+        for _ in range(3):
+            for key in keys:
+                await bus.publish("t", 1, key=key)
+        await bus.drain()
+        workers = [lane.worker for lane in sub.lanes]
+    assert len(sub._key_lanes) <= 3
+    for key in keys:
+        assert ran[key] == {workers[zlib.crc32(key.encode()) % 4]}, key
+
+
 async def _retry_times(seed: int) -> list[float]:
     times: list[float] = []
 
