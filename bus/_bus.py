@@ -73,7 +73,8 @@ class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
     __slots__ = (
-        "careful", "codec", "exact", "lane", "log", "name", "offers", "published", "targets",
+        "careful", "codec", "exact", "lane", "lanes", "log", "name", "offers", "published",
+        "targets",
     )
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
@@ -88,8 +89,10 @@ class _TopicSpec:
         # a target may refuse (overflow="error"): publish checks all before delivering
         self.careful = False
         # the one mailbox of the one plain subscriber, when that is all there is to do
-        # (no retention, no choice of lane): publish appends to it directly
+        # (no retention, no choice of lane): publish appends to it directly; and the
+        # mailboxes of several such subscribers (fan-out)
         self.lane: Lane | None = None
+        self.lanes: tuple[Lane, ...] | None = None
 
 
 class Target(Protocol):
@@ -238,7 +241,8 @@ class Bus:
             if retain is not None:
                 if existing.log is None:
                     existing.log = RetentionLog(retain)
-                    existing.offers, existing.lane = None, None  # publish must retain now
+                    # publish must retain now
+                    existing.offers, existing.lane, existing.lanes = None, None, None
                 elif existing.log.policy != retain:
                     raise ConfigurationError(
                         f"topic {name!r} is already declared with {existing.log.policy!r}; "
@@ -332,6 +336,16 @@ class Bus:
                 if lane.getter_parked:
                     lane.wake_getter()
                 return env
+        elif spec.lanes is not None:
+            for lane in spec.lanes:  # the same, for each of several plain subscribers
+                items = lane.items
+                if len(items) < lane.capacity:
+                    items.append(env)
+                    if lane.getter_parked:
+                        lane.wake_getter()
+                elif (full := lane.offer(env)) is not None:
+                    await full.put(env)
+            return env
         elif spec.log is not None:
             self._retain(spec, env)
         for offer in offers:
@@ -392,13 +406,12 @@ class Bus:
         targets = spec.targets = self._router.route(spec.name)
         spec.careful = any(t.careful for t in targets)
         offers = spec.offers = tuple(t.route_offer for t in targets)
-        only = targets[0] if len(targets) == 1 else None
-        spec.lane = (
-            only.lanes[0]
-            if isinstance(only, Subscription) and spec.log is None
-            and only.route_offer == only.lanes[0].offer
-            else None
+        plain = spec.log is None and all(
+            isinstance(t, Subscription) and t.route_offer == t.lanes[0].offer for t in targets
         )
+        lanes = tuple(t.lanes[0] for t in targets if isinstance(t, Subscription))
+        spec.lane = lanes[0] if plain and len(lanes) == 1 else None
+        spec.lanes = lanes if plain and len(lanes) > 1 else None
         return offers
 
     def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:
@@ -623,7 +636,7 @@ class Bus:
         for spec in self._topics.values():
             spec.offers = None
             spec.targets = ()
-            spec.lane = None
+            spec.lane = spec.lanes = None
 
     # -- bridges ----------------------------------------------------------------------
 
