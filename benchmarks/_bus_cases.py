@@ -72,6 +72,39 @@ def _one_to_one(n: int, *, async_handler: bool) -> Sample:
     return trio.run(main)
 
 
+BATCH = 256
+
+
+def bus_1to1_batch(n: int) -> Sample:
+    """1→1 through ``publish_batch``: lists of ``BATCH`` payloads, one sync handler."""
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for start in range(0, n, BATCH):
+                await bus.publish_batch(
+                    TOPIC, [Tick(n=i) for i in range(start, min(n, start + BATCH))]
+                )
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed)
+
+    return trio.run(main)
+
+
 def bus_fanout_1to4(n: int) -> Sample:
     from bus import open_bus
 

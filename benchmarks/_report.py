@@ -21,6 +21,7 @@ RATE_RATIOS: dict[str, tuple[str, str]] = {
     "bus_1to1_vs_asyncio_queue": ("bus_1to1", "asyncio_queue"),
     "bus_1to1_vs_pyee": ("bus_1to1", "pyee_sync"),
     "bus_1to1_vs_blinker": ("bus_1to1", "blinker"),
+    "bus_1to1_batch_vs_trio_drain": ("bus_1to1_batch", "trio_drain"),
     "fanout_1to4_deliveries_vs_1to1": ("bus_fanout_1to4", "bus_1to1"),
     "keyed_4workers_vs_1to1": ("bus_keyed_4workers", "bus_1to1"),
 }

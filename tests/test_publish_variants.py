@@ -1,5 +1,6 @@
-"""publish_nowait (trio's send_nowait convention) and request timeouts without a cancel
-scope per request (the bus's request clock)."""
+"""publish_nowait (trio's send_nowait convention), publish_batch (routing crossed once
+for many payloads), and request timeouts without a cancel scope per request (the bus's
+request clock)."""
 
 from __future__ import annotations
 
@@ -141,3 +142,74 @@ async def test_a_cancelled_request_leaves_nothing_pending() -> None:
         with trio.move_on_after(0.01):
             await bus.request("q", 1, timeout=60.0)
         assert bus.stats().pending_requests == 0
+
+
+async def test_publish_batch_delivers_in_order_with_one_publish_time() -> None:
+    got: list[Envelope[int]] = []
+    async with open_bus() as bus:
+        numbers = bus.topic("t", int)
+        bus.subscribe("t", got.append)
+        envs = await numbers.publish_batch(range(10), key="k", headers={"h": "v"})
+    assert got == envs
+    assert [e.payload for e in got] == list(range(10))
+    assert len({e.time for e in got}) == 1 and len({e.id for e in got}) == 10
+    assert [e.id for e in got] == sorted(e.id for e in got)
+    assert all(e.key == "k" and e.headers == {"h": "v"} for e in got)
+    assert bus.stats().topics["t"].published == 10
+
+
+async def test_publish_batch_checks_every_payload_before_publishing_any() -> None:
+    got: list[int] = []
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        bus.subscribe("t", lambda env: got.append(env.payload))
+        with pytest.raises(PayloadTypeError):
+            await bus.publish_batch("t", [1, 2, "three", 4])
+    assert got == []
+    assert bus.stats().topics["t"].published == 0
+
+
+async def test_publish_batch_larger_than_the_mailbox_waits_for_room() -> None:
+    got: list[int] = []
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        sub = bus.subscribe("t", lambda env: got.append(env.payload), capacity=4)
+        await bus.publish_batch("t", range(10))
+        assert len(sub.lanes[0].items) <= 4
+    assert got == list(range(10))
+
+
+async def test_publish_batch_fans_out_retains_and_keeps_key_order() -> None:
+    from bus import Retention
+
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    async with open_bus() as bus:
+        bus.topic("t", int, retain=Retention(max_count=100))
+        bus.subscribe("t", lambda env: seen["a"].append(env.payload), name="a")
+        bus.subscribe(
+            "t", lambda env: seen["b"].append(env.payload), name="b", concurrency=2
+        )
+        await bus.publish_batch("t", range(6), key="one")
+        await bus.drain()
+        assert [e.payload for e in bus.retained("t")] == list(range(6))
+    assert seen == {"a": list(range(6)), "b": list(range(6))}
+
+
+async def test_publish_batch_applies_drop_policies_past_the_room() -> None:
+    got: list[int] = []
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        bus.subscribe("t", lambda env: got.append(env.payload), name="h", capacity=3,
+                      overflow="drop_newest")
+        await bus.publish_batch("t", range(8))
+    assert got == [0, 1, 2]
+    assert bus.stats().actors["h"].dropped == 5
+
+
+async def test_topic_handle_publishes_nowait() -> None:
+    got: list[int] = []
+    async with open_bus() as bus:
+        numbers = bus.topic("t", int)
+        bus.subscribe("t", lambda env: got.append(env.payload))
+        numbers.publish_nowait(7)
+    assert got == [7]
