@@ -322,11 +322,28 @@ class Bus:
             headers = {}
         else:
             _check_headers(headers)
+        # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
+        # then, once routes are memoised, and never for a target that may refuse).
+        # Positional fields (Envelope's order); the id as its integer (rendered on read).
+        lane = spec.lane
+        if lane is not None and not confirm:
+            env: Envelope[Any] = Envelope(
+                self._next_int(), topic, payload, key, headers, _time(), 1, self.name
+            )
+            spec.published += 1
+            items = lane.items  # Lane.offer, inlined
+            if len(items) < lane.capacity:
+                items.append(env)
+                if lane.getter_parked:
+                    lane.wake_getter()
+            elif (full := lane.offer(env)) is not None:  # full: the overflow policy
+                await full.put(env)
+            return env
         offers = spec.offers
         if offers is None:
             offers = self._memoise(spec)
         if spec.careful or confirm:
-            env: Envelope[Any] = Envelope(
+            env = Envelope(
                 self._next_int(), topic, payload, key, headers, _time(), 1, self.name,
                 Delivery() if confirm else None,
             )
@@ -334,20 +351,10 @@ class Bus:
             if confirm:
                 await _confirmed(env)
             return env
-        # the steps of _deliver for targets that cannot refuse, inlined: the hot path.
-        # Positional fields (Envelope's order), the id as its integer (rendered on read).
+        # the steps of _deliver for targets that cannot refuse, inlined
         env = Envelope(self._next_int(), topic, payload, key, headers, _time(), 1, self.name)
         spec.published += 1
-        lane = spec.lane
-        if lane is not None:
-            # Lane.offer inlined for the one-mailbox case; a full lane takes the long way
-            items = lane.items
-            if len(items) < lane.capacity:
-                items.append(env)
-                if lane.getter_parked:
-                    lane.wake_getter()
-                return env
-        elif spec.lanes is not None:
+        if spec.lanes is not None:
             for lane in spec.lanes:  # the same, for each of several plain subscribers
                 items = lane.items
                 if len(items) < lane.capacity:
@@ -487,6 +494,7 @@ class Bus:
             isinstance(t, Subscription) and t.route_offer == t.lanes[0].offer for t in targets
         )
         lanes = tuple(t.lanes[0] for t in targets if isinstance(t, Subscription))
+        plain = plain and not spec.careful
         spec.lane = lanes[0] if plain and len(lanes) == 1 else None
         spec.lanes = lanes if plain and len(lanes) > 1 else None
         return offers
