@@ -35,6 +35,7 @@ from typing import Any
 from . import _baselines as base
 from . import _bus_cases as buscases
 from ._harness import Sample, human, machine_info
+from ._report import ratios as report_ratios
 from .local import quiet_logs
 
 BUS_CASES: dict[str, tuple[Callable[[int], Sample], float]] = {
@@ -132,22 +133,33 @@ def run(
         print(f"round {rnd + 1}/{rounds} done", file=sys.stderr)
     medians = {k: statistics.median(r) for k, r in rates.items()}
     out: dict[str, Any] = {"medians": medians, "rounds": rates, "extras": extras}
-    ratios: dict[str, dict[str, float]] = {}
-    for v in versions:
-        mine: dict[str, float] = {}
-        for b in baselines:
-            for case in ("bus_1to1",):
-                if f"{v.label}:{case}" in medians:
-                    mine[f"{case}_vs_{b}"] = medians[f"{v.label}:{case}"] / medians[b]
-        # the same per-round quotient, then its median (robust to a slow round)
-        for b in baselines:
-            key = f"{v.label}:bus_1to1"
-            if key in rates:
-                per = [a / c for a, c in zip(rates[key], rates[b], strict=True)]
-                mine[f"bus_1to1_vs_{b}_paired"] = statistics.median(per)
-        ratios[v.label] = mine
-    out["ratios"] = ratios
+    out["ratios"] = {v.label: version_ratios(v.label, rates, extras, baselines) for v in versions}
     return out
+
+
+def version_ratios(
+    label: str, rates: dict[str, list[float]], extras: dict[str, list[dict[str, Any]]],
+    baselines: Sequence[str],
+) -> dict[str, float | None]:
+    """The report's ratios (``_report.ratios``) for one version, from the medians of this
+    run; plus, for 1→1 against each baseline, the median of the per-round quotients."""
+    cases: dict[str, dict[str, Any]] = {}
+    for key, values in rates.items():
+        name = key.split(":", 1)[1] if key.startswith(f"{label}:") else key
+        if ":" in name:
+            continue  # another version's case
+        cases[name] = {"ok": True, "median": statistics.median(values)}
+        if key in extras:
+            cases[name]["extra_rounds"] = extras[key]
+    mine: dict[str, float | None] = {
+        k: v for k, v in report_ratios(cases).items() if v is not None
+    }
+    one = rates.get(f"{label}:bus_1to1")
+    if one:
+        for b in baselines:
+            per = [a / c for a, c in zip(one, rates[b], strict=True)]
+            mine[f"bus_1to1_vs_{b}_paired"] = round(statistics.median(per), 3)
+    return mine
 
 
 def _one(v: Version | None, name: str, messages: int) -> Sample:
@@ -178,14 +190,14 @@ def report(result: dict[str, Any], versions: Sequence[Version], cases: Sequence[
                                           strict=True)]
             lines.append(f"{c} {v.label} / {versions[0].label}: median of per-round "
                          f"quotients {statistics.median(per):.3f}")
-    for v in versions:
-        for name, value in result["ratios"][v.label].items():
-            lines.append(f"{v.label:<20} {name:<34} {value:.3f}")
-    for key, extra in result["extras"].items():
-        if "p99_ms" in extra[0]:
-            p50 = statistics.median(e["p50_ms"] for e in extra)
-            p99 = statistics.median(e["p99_ms"] for e in extra)
-            lines.append(f"{key:<40} p50 {p50 * 1000:.1f} µs, p99 {p99 * 1000:.1f} µs")
+    names = sorted({n for v in versions for n in result["ratios"][v.label]})
+    lines.append(f"{'ratio':<34}" + "".join(f"{v.label[-18:]:>20}" for v in versions))
+    for name in names:
+        cells = []
+        for v in versions:
+            value = result["ratios"][v.label].get(name)
+            cells.append(f"{'—' if value is None else f'{value:,.3f}':>20}")
+        lines.append(f"{name:<34}" + "".join(cells))
     return "\n".join(lines)
 
 
