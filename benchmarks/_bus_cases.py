@@ -72,6 +72,40 @@ def _one_to_one(n: int, *, async_handler: bool) -> Sample:
     return trio.run(main)
 
 
+def bus_1to1_nowait(n: int) -> Sample:
+    """1→1 through ``publish_nowait`` (``await publish`` only on ``trio.WouldBlock``), the
+    way ``trio_drain`` sends: what the coroutine of ``await publish`` costs."""
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            publish_nowait = bus.publish_nowait
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                tick = Tick(n=i)
+                try:
+                    publish_nowait(TOPIC, tick)
+                except trio.WouldBlock:
+                    await bus.publish(TOPIC, tick)
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed)
+
+    return trio.run(main)
+
+
 BATCH = 256
 
 
