@@ -39,6 +39,7 @@ from ._envelope import (
     H_FAILED_SUBSCRIBER,
     H_ORIGINAL_TOPIC,
     H_REPLY_TO,
+    NO_HEADERS,
     Envelope,
     IdGenerator,
     describe,
@@ -319,7 +320,7 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is None:
-            headers = {}
+            headers = NO_HEADERS
         else:
             _check_headers(headers)
         # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
@@ -409,7 +410,8 @@ class Bus:
             offers = self._memoise(spec)
         new, now, source = self._next_int, _time(), self.name
         envs: list[Envelope[Any]] = [
-            Envelope(new(), topic, p, key, {} if headers is None else headers, now, 1, source)
+            Envelope(new(), topic, p, key, NO_HEADERS if headers is None else headers, now, 1,
+                     source)
             for p in batch
         ]
         if spec.careful:
@@ -466,7 +468,7 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is None:
-            headers = {}
+            headers = NO_HEADERS
         else:
             _check_headers(headers)
         if spec.offers is None:
