@@ -72,6 +72,73 @@ def _one_to_one(n: int, *, async_handler: bool) -> Sample:
     return trio.run(main)
 
 
+def bus_1to1_nowait(n: int) -> Sample:
+    """1→1 through ``publish_nowait`` (``await publish`` only on ``trio.WouldBlock``), the
+    way ``trio_drain`` sends: what the coroutine of ``await publish`` costs."""
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            publish_nowait = bus.publish_nowait
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for i in range(n):
+                tick = Tick(n=i)
+                try:
+                    publish_nowait(TOPIC, tick)
+                except trio.WouldBlock:
+                    await bus.publish(TOPIC, tick)
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed)
+
+    return trio.run(main)
+
+
+BATCH = 256
+
+
+def bus_1to1_batch(n: int) -> Sample:
+    """1→1 through ``publish_batch``: lists of ``BATCH`` payloads, one sync handler."""
+    from bus import open_bus
+
+    async def main() -> Sample:
+        done = trio.Event()
+        count = 0
+
+        def handler(env: Envelope[Tick]) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+
+        async with open_bus() as bus:
+            bus.topic(TOPIC, Tick)
+            bus.subscribe(TOPIC, handler, name="h", concurrency=1, capacity=CAPACITY)
+            await trio.lowlevel.checkpoint()
+            t0 = time.perf_counter()
+            for start in range(0, n, BATCH):
+                await bus.publish_batch(
+                    TOPIC, [Tick(n=i) for i in range(start, min(n, start + BATCH))]
+                )
+            await done.wait()
+            elapsed = time.perf_counter() - t0
+        return Sample(count, elapsed)
+
+    return trio.run(main)
+
+
 def bus_fanout_1to4(n: int) -> Sample:
     from bus import open_bus
 
@@ -161,7 +228,11 @@ def bus_keyed_4workers(n: int) -> Sample:
 
 
 def bus_request_reply(n: int) -> Sample:
+    """Sequential round trips; each one's duration is recorded (p50/p99 in the extras)."""
     from bus import open_bus
+
+    now_ns = time.perf_counter_ns
+    lat: list[int] = []
 
     async def main() -> Sample:
         async with open_bus() as bus:
@@ -173,12 +244,16 @@ def bus_request_reply(n: int) -> Sample:
             bus.subscribe("bench.req", responder, name="responder", capacity=CAPACITY)
             await trio.lowlevel.checkpoint()
             t0 = time.perf_counter()
+            before = now_ns()
             for i in range(n):
                 reply = await bus.request("bench.req", Tick(n=i), timeout=5.0)
+                after = now_ns()
+                lat.append(after - before)
+                before = after
                 if reply.payload.n != i:
                     raise CaseFailed(f"reply {reply.payload.n} answered request {i}")
             elapsed = time.perf_counter() - t0
-        return Sample(n, elapsed)
+        return Sample(n, elapsed, latency_summary(lat, n / elapsed))
 
     return trio.run(main)
 

@@ -2,7 +2,8 @@
 
 The ratios are the contract with SPEC §6: each is a quotient of two medians measured in
 the same run (``rates[a] / rates[b]``), except the latency entries, which are
-milliseconds and ``request_reply_per_s``. ``ratios`` holds a fixed set of keys (the
+milliseconds (publish→handler, and one request/reply round trip) and
+``request_reply_per_s``. ``ratios`` holds a fixed set of keys (the
 ones CI and the docs read); comparisons with optional peers (FastStream) go to
 ``extra_ratios``. ``targets`` says what each must reach; ``met`` says whether it did.
 """
@@ -20,6 +21,7 @@ RATE_RATIOS: dict[str, tuple[str, str]] = {
     "bus_1to1_vs_asyncio_queue": ("bus_1to1", "asyncio_queue"),
     "bus_1to1_vs_pyee": ("bus_1to1", "pyee_sync"),
     "bus_1to1_vs_blinker": ("bus_1to1", "blinker"),
+    "bus_1to1_batch_vs_trio_drain": ("bus_1to1_batch", "trio_drain"),
     "fanout_1to4_deliveries_vs_1to1": ("bus_fanout_1to4", "bus_1to1"),
     "keyed_4workers_vs_1to1": ("bus_keyed_4workers", "bus_1to1"),
 }
@@ -79,6 +81,8 @@ def ratios(cases: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     out["latency_p99_ms"] = _round(_median_extra(cases, "bus_latency", "p99_ms"))
     rr = _median(cases, "bus_request_reply")
     out["request_reply_per_s"] = round(rr, 1) if rr is not None else None
+    out["request_reply_p50_ms"] = _round(_median_extra(cases, "bus_request_reply", "p50_ms"))
+    out["request_reply_p99_ms"] = _round(_median_extra(cases, "bus_request_reply", "p99_ms"))
     return out
 
 

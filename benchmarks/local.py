@@ -71,6 +71,12 @@ def throughput_cases(with_faststream: bool) -> list[Case]:
             "bus_1to1_async", "bus publish → async typed handler", "msg/s", buscases.bus_1to1_async
         ),
         Case(
+            "bus_1to1_batch",
+            f"bus publish_batch of {buscases.BATCH} → sync typed handler",
+            "msg/s",
+            buscases.bus_1to1_batch,
+        ),
+        Case(
             "bus_fanout_1to4",
             "bus 1 topic → 4 subscribers",
             "deliveries/s",

@@ -63,6 +63,7 @@ Handler = Callable[[Envelope[Any]], Awaitable[None] | None]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None] | None]
 _FAIRNESS_EVERY = 1024  # deliveries between forced schedule points of a busy worker
 _SAMPLE_EVERY = 16  # one handler call in this many is timed for ActorStats
+_KEY_MEMO = 4096  # keys whose lane a subscription with several lanes remembers
 # At most one ``message.dropped`` line per subscriber per this many seconds of trio's
 # clock: under overload a line per drop costs more than the delivery it replaces.
 DROP_REPORT_INTERVAL = 1.0
@@ -161,8 +162,11 @@ class Subscription:
         self._drop_report = RateLimitedCount(DROP_REPORT_INTERVAL)
         # What the routing table calls: the lane itself when there is nothing to choose.
         self.route_offer: Callable[[Envelope[Any]], Lane | None] = (
-            self.lanes[0].offer if concurrency == 1 and skip_origin is None else self.offer
+            self.lanes[0].offer if concurrency == 1 and skip_origin is None
+            else self._offer_spread if skip_origin is None
+            else self.offer
         )
+        self._key_lanes: dict[str, Lane] = {}  # memoised key_slot(key, concurrency)
 
     # -- routing --------------------------------------------------------------------
 
@@ -181,6 +185,29 @@ class Subscription:
         """Offer *env* to its lane; the lane if it is full under ``block``, else None."""
         lane = self.select(env)
         return None if lane is None else lane.offer(env)
+
+    def _offer_spread(self, env: Envelope[Any]) -> Lane | None:
+        """:meth:`offer` for several lanes and nothing to skip (the routing table calls
+        this): a key's lane is looked up in a memo instead of hashed each time (the memo
+        is emptied when it reaches ``_KEY_MEMO`` keys), and the append is inlined."""
+        key = env.key
+        if key is None:
+            lane = self._rr()
+        else:
+            memo = self._key_lanes
+            found = memo.get(key)
+            if found is None:
+                if len(memo) >= _KEY_MEMO:
+                    memo.clear()
+                found = memo[key] = self.lanes[key_slot(key, len(self.lanes))]
+            lane = found
+        items = lane.items
+        if len(items) < lane.capacity:
+            items.append(env)
+            if lane.getter_parked:
+                lane.wake_getter()
+            return None
+        return lane.offer(env)
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -299,32 +326,34 @@ class Subscription:
                 except BaseException:
                     items.appendleft(env)
                     raise
-                burst = 1  # messages of this burst not yet added to self.delivered, + 1
-                for _ in range(fair_mask):
-                    if not items:
-                        break
+                # The rest of the burst: as many as are queued now (at most
+                # _FAIRNESS_EVERY - 1). No other task runs until the burst ends, so the
+                # deque cannot shrink meanwhile (a handler's own publish may append, or
+                # drop one to append one), and blocked publishers are woken after it:
+                # they could not run before the next await anyway.
+                done = 0
+                for done in range(1, min(len(items), fair_mask) + 1):
                     env = popleft()
-                    if lane._putters_waiting and len(items) <= low_water:
-                        lane.wake_putters()
                     try:
                         fn(env)
                     except Exception as exc:
-                        self.delivered += burst - 1
-                        burst = 1
+                        self.delivered += done - 1
                         try:
                             await self._recover(env, exc)  # counts its own success
                         except BaseException:
                             items.appendleft(env)
                             raise
-                        continue
+                        done = 0  # others ran while it retried: start a new burst
+                        break
                     except BaseException:
-                        self.delivered += burst - 1
+                        self.delivered += done - 1
                         items.appendleft(env)
                         raise
                     if env.delivery is not None:
                         env.delivery.release()
-                    burst += 1
-                self.delivered += burst - 1  # the first was counted by _call
+                self.delivered += done  # the first was counted by _call
+                if lane._putters_waiting and len(items) <= low_water:
+                    lane.wake_putters()
                 if items:
                     await trio.lowlevel.checkpoint()
                 continue

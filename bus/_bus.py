@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
@@ -38,6 +39,7 @@ from ._envelope import (
     H_FAILED_SUBSCRIBER,
     H_ORIGINAL_TOPIC,
     H_REPLY_TO,
+    NO_HEADERS,
     Envelope,
     IdGenerator,
     describe,
@@ -72,7 +74,10 @@ _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
-    __slots__ = ("careful", "codec", "exact", "log", "name", "offers", "published", "targets")
+    __slots__ = (
+        "careful", "codec", "exact", "lane", "lanes", "log", "name", "offers", "published",
+        "targets",
+    )
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
         self.name = name
@@ -85,6 +90,11 @@ class _TopicSpec:
         self.offers: tuple[Callable[[Envelope[Any]], Lane | None], ...] | None = None
         # a target may refuse (overflow="error"): publish checks all before delivering
         self.careful = False
+        # the one mailbox of the one plain subscriber, when that is all there is to do
+        # (no retention, no choice of lane): publish appends to it directly; and the
+        # mailboxes of several such subscribers (fan-out)
+        self.lane: Lane | None = None
+        self.lanes: tuple[Lane, ...] | None = None
 
 
 class Target(Protocol):
@@ -150,6 +160,17 @@ class Topic(Generic[T]):
     ) -> Envelope[T]:
         return await self._bus.publish(self.name, payload, key=key, headers=headers)
 
+    async def publish_batch(
+        self, payloads: Iterable[T], *, key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> list[Envelope[T]]:
+        return await self._bus.publish_batch(self.name, payloads, key=key, headers=headers)
+
+    def publish_nowait(
+        self, payload: T, *, key: str | None = None, headers: dict[str, str] | None = None
+    ) -> Envelope[T]:
+        return self._bus.publish_nowait(self.name, payload, key=key, headers=headers)
+
     def __repr__(self) -> str:
         return f"Topic({self.name!r}, {getattr(self.type, '__qualname__', self.type)})"
 
@@ -181,7 +202,7 @@ class Bus:
         self._subs: dict[str, Subscription] = {}
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
-        self._next_id = self._new_id.next_id
+        self._next_int = self._new_id.next_int
         self._state = BusState(self)
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -197,6 +218,7 @@ class Bus:
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
         self._replies = _ReplyTarget(self._pending)
+        self._clock = _RequestClock()
         self._router.add(self.reply_topic, self._replies)
 
     # -- topics -----------------------------------------------------------------------
@@ -232,6 +254,8 @@ class Bus:
             if retain is not None:
                 if existing.log is None:
                     existing.log = RetentionLog(retain)
+                    # publish must retain now
+                    existing.offers, existing.lane, existing.lanes = None, None, None
                 elif existing.log.policy != retain:
                     raise ConfigurationError(
                         f"topic {name!r} is already declared with {existing.log.policy!r}; "
@@ -296,24 +320,53 @@ class Bus:
             spec.codec.check(topic, payload)
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
-        if headers is not None:
+        if headers is None:
+            headers = NO_HEADERS
+        else:
             _check_headers(headers)
-        env: Envelope[Any] = Envelope(
-            id=self._next_id(), topic=topic, payload=payload, key=key,
-            headers={} if headers is None else headers, time=_time(), source=self.name,
-            delivery=Delivery() if confirm else None,
-        )
+        # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
+        # then, once routes are memoised, and never for a target that may refuse).
+        # Positional fields (Envelope's order); the id as its integer (rendered on read).
+        lane = spec.lane
+        if lane is not None and not confirm:
+            env: Envelope[Any] = Envelope(
+                self._next_int(), topic, payload, key, headers, _time(), 1, self.name
+            )
+            spec.published += 1
+            items = lane.items  # Lane.offer, inlined
+            if len(items) < lane.capacity:
+                items.append(env)
+                if lane.getter_parked:
+                    lane.wake_getter()
+            elif (full := lane.offer(env)) is not None:  # full: the overflow policy
+                await full.put(env)
+            return env
         offers = spec.offers
         if offers is None:
             offers = self._memoise(spec)
         if spec.careful or confirm:
+            env = Envelope(
+                self._next_int(), topic, payload, key, headers, _time(), 1, self.name,
+                Delivery() if confirm else None,
+            )
             await self._deliver(spec, env)
             if confirm:
                 await _confirmed(env)
             return env
-        # the steps of _deliver for targets that cannot refuse, inlined: the hot path
+        # the steps of _deliver for targets that cannot refuse, inlined
+        env = Envelope(self._next_int(), topic, payload, key, headers, _time(), 1, self.name)
         spec.published += 1
-        if spec.log is not None:
+        if spec.lanes is not None:
+            for lane in spec.lanes:  # the same, for each of several plain subscribers
+                items = lane.items
+                if len(items) < lane.capacity:
+                    items.append(env)
+                    if lane.getter_parked:
+                        lane.wake_getter()
+                elif (full := lane.offer(env)) is not None:
+                    await full.put(env)
+            return env
+        elif spec.log is not None:
             self._retain(spec, env)
         for offer in offers:
             lane = offer(env)
@@ -321,10 +374,132 @@ class Bus:
                 await lane.put(env)
         return env
 
+    async def publish_batch(
+        self,
+        topic: str,
+        payloads: Iterable[Any],
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> list[Envelope[Any]]:
+        """Publish several payloads to *topic*, in order, crossing routing once.
+
+        The same as ``await publish(topic, p, key=key, headers=headers)`` for each
+        payload in turn, except that every payload is checked before any is published
+        (one of the wrong type raises :class:`PayloadTypeError` and none goes out), the
+        envelopes share one publish ``time`` (and the *headers* dict, as ``publish``
+        keeps the one it is given), and a mailbox with room for the whole batch takes it
+        in one step. Returns the envelopes. Waits only where a ``block`` mailbox is full;
+        with an ``overflow="error"`` subscriber each message is all-or-nothing by itself.
+        """
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
+        spec = self._topics.get(topic)
+        if spec is None:
+            spec = self._spec(topic)
+        batch = list(payloads)
+        exact, check = spec.exact, spec.codec.check
+        for payload in batch:
+            if type(payload) is not exact:
+                check(topic, payload)
+        if key is not None and type(key) is not str:
+            raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
+        if headers is not None:
+            _check_headers(headers)
+        offers = spec.offers
+        if offers is None:
+            offers = self._memoise(spec)
+        new, now, source = self._next_int, _time(), self.name
+        envs: list[Envelope[Any]] = [
+            Envelope(new(), topic, p, key, NO_HEADERS if headers is None else headers, now, 1,
+                     source)
+            for p in batch
+        ]
+        if spec.careful:
+            for env in envs:
+                await self._deliver(spec, env)
+            return envs
+        spec.published += len(envs)
+        lane = spec.lane
+        if lane is not None:
+            items = lane.items
+            room = max(0, lane.capacity - len(items))
+            if room:
+                items.extend(envs[:room] if room < len(envs) else envs)
+                if lane.getter_parked:
+                    lane.wake_getter()
+            for env in envs[room:]:  # no room left: the overflow policy, one at a time
+                if (full := lane.offer(env)) is not None:
+                    await full.put(env)
+            return envs
+        if spec.log is not None:
+            for env in envs:
+                self._retain(spec, env)
+        for env in envs:
+            for offer in offers:
+                if (full := offer(env)) is not None:
+                    await full.put(env)
+        return envs
+
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]:
+        """Publish without waiting, for code that cannot await (trio's ``send_nowait``).
+
+        Like :meth:`publish`, except that where ``publish`` would wait for room — a full
+        mailbox whose overflow policy is ``block`` — this raises :exc:`trio.WouldBlock`
+        and no subscriber gets the message (retry later, or ``await publish`` instead).
+        Every other outcome is the same: the other overflow policies apply, and
+        :class:`MailboxFullError`, :class:`PayloadTypeError`, :class:`UnknownTopicError`
+        and :class:`BusClosedError` are raised as ``publish`` raises them. Not a schedule
+        point.
+        """
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
+        spec = self._topics.get(topic)
+        if spec is None:
+            spec = self._spec(topic)
+        if type(payload) is not spec.exact:
+            spec.codec.check(topic, payload)
+        if key is not None and type(key) is not str:
+            raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
+        if headers is None:
+            headers = NO_HEADERS
+        else:
+            _check_headers(headers)
+        if spec.offers is None:
+            self._memoise(spec)
+        env: Envelope[Any] = Envelope(
+            self._next_int(), topic, payload, key, headers, _time(), 1, self.name
+        )
+        lane = spec.lane
+        if lane is not None and len(lane.items) < lane.capacity:
+            spec.published += 1
+            lane.items.append(env)
+            if lane.getter_parked:
+                lane.wake_getter()
+            return env
+        lanes = self._select(spec, env, nowait=True)  # raises before anyone got it
+        blocked = self._accept(spec, env, lanes)
+        assert not blocked, "a lane filled up between the check and the offer"
+        return env
+
     def _memoise(self, spec: _TopicSpec) -> tuple[Callable[[Envelope[Any]], Lane | None], ...]:
         targets = spec.targets = self._router.route(spec.name)
         spec.careful = any(t.careful for t in targets)
         offers = spec.offers = tuple(t.route_offer for t in targets)
+        plain = spec.log is None and all(
+            isinstance(t, Subscription) and t.route_offer == t.lanes[0].offer for t in targets
+        )
+        lanes = tuple(t.lanes[0] for t in targets if isinstance(t, Subscription))
+        plain = plain and not spec.careful
+        spec.lane = lanes[0] if plain and len(lanes) == 1 else None
+        spec.lanes = lanes if plain and len(lanes) > 1 else None
         return offers
 
     def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:
@@ -549,6 +724,7 @@ class Bus:
         for spec in self._topics.values():
             spec.offers = None
             spec.targets = ()
+            spec.lane = spec.lanes = None
 
     # -- bridges ----------------------------------------------------------------------
 
@@ -704,17 +880,27 @@ class Bus:
         """
         if not timeout > 0 or math.isinf(timeout):
             raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
+        if self._closed:
+            raise BusClosedError(f"bus {self.name!r} is closed; request inside its async with")
         codec = None if reply_type is None else codec_for(reply_type)
         correlation = self._new_id()
-        hdrs = dict(headers or {})
+        hdrs = {} if headers is None else dict(headers)
         hdrs[H_REPLY_TO] = self.reply_topic
         hdrs[H_CORRELATION_ID] = correlation
-        pending = self._pending[correlation] = _Pending(topic, codec)
+        deadline = trio.current_time() + timeout
+        pending = self._pending[correlation] = _Pending(topic, codec, deadline)
         try:
-            with trio.move_on_after(timeout):
-                await self.publish(topic, payload, key=key, headers=hdrs)
-                await pending.answered.wait()
+            # No cancel scope per request (entering and leaving one was a third of a
+            # round trip): the bus's request clock wakes this task at its deadline.
+            self._clock.add(pending, timeout, len(self._pending))
+            try:
+                self.publish_nowait(topic, payload, key=key, headers=hdrs)
+            except trio.WouldBlock:  # a full mailbox: wait for room, within the timeout
+                with trio.move_on_at(deadline):
+                    await self.publish(topic, payload, key=key, headers=hdrs)
+            await pending.wait()
         finally:
+            pending.finished = True
             del self._pending[correlation]
         reply = pending.reply
         if reply is None:
@@ -761,10 +947,7 @@ class Bus:
     def _reply_envelope(
         self, reply_to: str, payload: Any, key: str | None, headers: dict[str, str]
     ) -> Envelope[Any]:
-        return Envelope(
-            id=self._next_id(), topic=reply_to, payload=payload, key=key, headers=headers,
-            time=_time(), source=self.name,
-        )
+        return Envelope(self._next_int(), reply_to, payload, key, headers, _time(), 1, self.name)
 
     async def _request_failed(self, dead: Envelope[Any]) -> None:
         """Tell the requester that *dead* (a request about to be dead-lettered, with the
@@ -816,6 +999,7 @@ class Bus:
     def _close(self) -> None:
         """Stop accepting publishes and intake from bridges; workers exit when empty."""
         self._closed = True
+        self._clock.close()
         for spec in self._topics.values():
             if spec.log is not None:
                 wake_readers(spec.log)  # following readers end
@@ -865,13 +1049,117 @@ class Bus:
 class _Pending:
     """A request waiting for its answer: a reply, or the error headers of a failure."""
 
-    __slots__ = ("answered", "codec", "reply", "topic")
+    __slots__ = ("codec", "deadline", "finished", "reply", "task", "topic")
 
-    def __init__(self, topic: str, codec: Codec[Any] | None) -> None:
+    def __init__(self, topic: str, codec: Codec[Any] | None, deadline: float) -> None:
         self.topic = topic
         self.codec = codec
-        self.answered = trio.Event()
+        self.deadline = deadline
         self.reply: Envelope[Any] | None = None
+        self.finished = False
+        """Answered, timed out or abandoned: the clock forgets it, a late reply is unmatched."""
+        self.task: trio.lowlevel.Task | None = None
+
+    async def wait(self) -> None:
+        """Park until :meth:`answer` or :meth:`expire` (at once if one happened already)."""
+        if not self.finished:
+            self.task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        self.finished = True
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def answer(self, reply: Envelope[Any]) -> None:
+        self.reply = reply
+        self._wake()
+
+    def expire(self) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        self.finished = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+
+class _RequestClock:
+    """Times out a bus's requests: one system task sleeping until the earliest deadline.
+
+    Requests are queued per timeout value, so each queue is in deadline order (a deadline
+    is the request's start plus its timeout); answered ones are dropped from the front as
+    new requests arrive, or all at once when a queue holds more than twice the waiting
+    requests. The task wakes at the earliest deadline it knows of (earlier is harmless: it
+    looks and sleeps again), wakes the requests whose time is up, and ends once the bus is
+    closed and no request waits. A system task, so a request still waiting when its bus
+    closes (from a task outside the bus's block) still times out.
+    """
+
+    __slots__ = ("closing", "queues", "running", "scope", "wake_at")
+
+    def __init__(self) -> None:
+        self.queues: dict[float, deque[_Pending]] = {}
+        self.scope: trio.CancelScope | None = None
+        self.wake_at = math.inf
+        self.running = False
+        self.closing = False
+
+    def add(self, pending: _Pending, timeout: float, waiting: int) -> None:
+        queue = self.queues.get(timeout)
+        if queue is None:
+            queue = self.queues[timeout] = deque()
+        while queue and queue[0].finished:
+            queue.popleft()
+        if len(queue) > 2 * waiting + 64:  # one slow request holds many answered behind it
+            queue = self.queues[timeout] = deque(p for p in queue if not p.finished)
+        queue.append(pending)
+        if pending.deadline < self.wake_at:
+            self.wake_at = pending.deadline
+            if self.scope is not None:
+                self.scope.deadline = pending.deadline
+        if not self.running:
+            self.running = True
+            trio.lowlevel.spawn_system_task(self._run, name="bus.request_clock")
+
+    def close(self) -> None:
+        """The bus closed: end the task once no request waits (wake it to look now)."""
+        self.closing = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                with trio.CancelScope(deadline=self.wake_at) as scope:
+                    self.scope = scope
+                    await trio.sleep_forever()
+                self.scope = None
+                if not self._expire(trio.current_time()) and self.closing:
+                    return
+        finally:
+            self.running = False
+            self.scope = None
+
+    def _expire(self, now: float) -> bool:
+        """Wake the requests whose deadline passed; True if some are still waiting."""
+        wake_at = math.inf
+        for timeout, queue in list(self.queues.items()):
+            while queue:
+                first = queue[0]
+                if not first.finished and first.deadline > now:
+                    break
+                queue.popleft()
+                if not first.finished:
+                    first.expire()
+            if queue:
+                wake_at = min(wake_at, queue[0].deadline)
+            else:
+                del self.queues[timeout]
+        self.wake_at = wake_at
+        return wake_at != math.inf
 
 
 async def _confirmed(env: Envelope[Any]) -> None:
@@ -899,9 +1187,8 @@ class _ReplyTarget:
 
     def route_offer(self, env: Envelope[Any]) -> None:
         waiting = self._pending.get(env.headers.get(H_CORRELATION_ID, ""))
-        if waiting is not None and waiting.reply is None:
-            waiting.reply = env
-            waiting.answered.set()
+        if waiting is not None and not waiting.finished:
+            waiting.answer(env)
         else:
             log.warning("reply.unmatched", id=env.id, topic=env.topic)
 

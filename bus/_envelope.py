@@ -26,7 +26,8 @@ import datetime as _dt
 import itertools
 import os
 import time
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, NoReturn, TypeVar
 
 import msgspec
 
@@ -48,11 +49,54 @@ H_IDEMPOTENCY_KEY = "idempotency-key"
 H_ORIGIN = "x-bus-origin"
 
 
-class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
+class _NoHeaders(dict[str, str]):
+    """The headers of every envelope published without any: one empty dict, shared, so
+    it refuses to change (a fresh dict per message was the largest allocation left on
+    the publish path)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(
+            "this envelope was published without headers and its empty headers are "
+            "read-only (envelopes are immutable); build a new dict instead: "
+            "{**env.headers, name: value}"
+        )
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> dict[str, str]:
+        return {}
+
+    def __deepcopy__(self, memo: Any) -> dict[str, str]:
+        return {}
+
+    def __reduce__(self) -> Any:
+        return (dict, ())
+
+
+NO_HEADERS: dict[str, str] = _NoHeaders()
+"""``Envelope.headers`` of a message published with ``headers=None``."""
+
+
+class Envelope(msgspec.Struct, Generic[T], frozen=True, gc=False):
     """One message: a typed payload plus its routing and delivery attributes.
 
     Envelopes are immutable; the bus makes a new one (``msgspec.structs.replace``)
-    when a retry bumps ``attempt`` or a dead letter adds headers.
+    when a retry bumps ``attempt`` or a dead letter adds headers. Build one with keyword
+    arguments (the field order is not part of the API; the bus itself builds them
+    positionally, which is cheaper).
+
+    An envelope made by a bus holds its id as the integer the id is ``hex()`` of, and
+    ``env.id`` renders the string when read (``repr`` too): most messages are handled
+    without anyone reading their id, so publishing does not pay for the string. Only
+    ``msgspec.structs.asdict`` / ``astuple`` and encoding a whole envelope with msgspec
+    would show that integer; read ``env.id`` instead.
+
+    A message published without headers carries one shared, empty, read-only dict
+    (:data:`NO_HEADERS`): reading it is as before; changing it raises ``TypeError``
+    (copy it instead). Headers given to ``publish`` are kept as given.
 
     Envelopes are not tracked by the cyclic garbage collector (``gc=False``): at a
     million messages a second, tracking them doubled the collector's work. The one
@@ -62,7 +106,8 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
     """
 
     id: str
-    """Unique id; lexicographic order is publish order within one bus."""
+    """Unique id; lexicographic order is publish order within one bus (see the class
+    docstring: a bus's own envelopes render it on read)."""
     topic: str
     """The exact topic the message was published to (never a pattern)."""
     payload: T
@@ -98,6 +143,27 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
             attrs["partitionkey"] = self.key
         return attrs
 
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__)
+        return f"{type(self).__name__}({fields})"
+
+
+# ``id`` is a slot like every field; msgspec builds, copies, compares and hashes envelopes
+# through the slot, while attribute reads go through this property, which renders the
+# integer a bus stores (see Envelope's docstring). Ids from elsewhere are strings already.
+_id_slot = Envelope.__dict__["id"]
+
+
+def _read_id(env: Envelope[Any]) -> str:
+    value = _id_slot.__get__(env, Envelope)
+    return value if type(value) is str else hex(value)
+
+
+setattr(  # noqa: B010 - replaces the slot's descriptor after the class is built
+    Envelope, "id",
+    property(_read_id, doc="Unique id; lexicographic order is publish order within one bus."),
+)
+
 
 class IdGenerator:
     """Makes ids that are unique across buses and sort in creation order within one.
@@ -106,15 +172,20 @@ class IdGenerator:
     24 random bits, then a 40-bit counter, e.g. ``0x19ac4f0e2b1a3f7c90000000001``. Ids of
     one generator have the same width, so they sort as strings in creation order; ids of
     different generators sort by start time. One C call and one allocation per id
-    (``map(hex, count(...))``): every publish makes one, so this is on the hot path.
+    (``map(hex, count(...))``). The bus's publish takes :attr:`next_int` instead, the
+    integer alone (an :class:`Envelope` renders it when its ``id`` is read): both share
+    one counter, so ids never repeat whichever is called.
     """
 
-    __slots__ = ("next_id", "start")
+    __slots__ = ("next_id", "next_int", "start")
 
     def __init__(self) -> None:
         start = (time.time_ns() // 1_000_000) << 64 | int.from_bytes(os.urandom(3)) << 40
         self.start = start
-        self.next_id = map(hex, itertools.count(start + 1)).__next__
+        counter = itertools.count(start + 1)
+        # typed Any: it goes into Envelope's ``id`` slot, which renders it on read
+        self.next_int: Callable[[], Any] = counter.__next__
+        self.next_id = map(hex, counter).__next__
 
     def __call__(self) -> str:
         return self.next_id()

@@ -29,12 +29,11 @@ class Lane:
     """One worker's bounded mailbox. A subscription with ``concurrency=N`` has N lanes."""
 
     __slots__ = (
-        "_getter",
-        "_getter_parked",
         "_putters",
         "_putters_waiting",
         "capacity",
         "closed",
+        "getter_parked",
         "index",
         "items",
         "low_water",
@@ -52,8 +51,9 @@ class Lane:
         self.overflow = overflow
         self.closed = False
         self.worker: trio.lowlevel.Task | None = None
-        self._getter = trio.lowlevel.ParkingLot()
-        self._getter_parked = False
+        # the worker while it is parked in wait() and not yet woken (one task at most:
+        # parked directly, no ParkingLot); publishers test it after every append
+        self.getter_parked: trio.lowlevel.Task | None = None
         self._putters = trio.lowlevel.ParkingLot()
         self._putters_waiting = 0
 
@@ -65,16 +65,22 @@ class Lane:
         items = self.items
         if len(items) < self.capacity:
             items.append(env)
-            if self._getter_parked:
-                self._wake_getter()
+            if self.getter_parked:
+                self.wake_getter()
             return None
         return self._overflowed(env)
 
-    def _wake_getter(self) -> None:
+    def wake_getter(self) -> None:
         # Cleared here, not when the worker runs: the publisher may append many more
-        # messages before the worker gets the CPU, and each must not unpark again.
-        self._getter_parked = False
-        self._getter.unpark()
+        # messages before the worker gets the CPU, and each must not wake it again.
+        task = self.getter_parked
+        if task is not None:
+            self.getter_parked = None
+            trio.lowlevel.reschedule(task)
+
+    def _abort_wait(self, _: Any) -> trio.lowlevel.Abort:
+        self.getter_parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     @property
     def full(self) -> bool:
@@ -129,8 +135,8 @@ class Lane:
                     self._putters_waiting -= 1
                     raise
             self.items.append(env)
-            if self._getter_parked:
-                self._wake_getter()
+            if self.getter_parked:
+                self.wake_getter()
         finally:
             tracker.blocked_puts -= 1
 
@@ -151,24 +157,20 @@ class Lane:
                 return False
             if self._putters_waiting:
                 self.wake_putters()
-            self._getter_parked = True
+            self.getter_parked = trio.lowlevel.current_task()
             if state.idle_waiters:
                 state.idle.unpark_all()
-            try:
-                await self._getter.park()
-            finally:
-                self._getter_parked = False
+            await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
         return True
 
     @property
     def idle(self) -> bool:
         """Empty, and its worker is parked waiting (no handler running or retrying)."""
-        return not self.items and (self._getter_parked or self.closed)
+        return not self.items and (self.getter_parked is not None or self.closed)
 
     def close(self) -> None:
         """Stop accepting; the worker exits once the mailbox is empty."""
         self.closed = True
-        self._getter_parked = False
-        self._getter.unpark_all()
+        self.wake_getter()
         self.wake_putters()
         self.owner.flush_dropped()

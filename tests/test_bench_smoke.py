@@ -21,11 +21,14 @@ RATIO_KEYS = {
     "bus_1to1_vs_asyncio_queue",
     "bus_1to1_vs_pyee",
     "bus_1to1_vs_blinker",
+    "bus_1to1_batch_vs_trio_drain",
     "fanout_1to4_deliveries_vs_1to1",
     "keyed_4workers_vs_1to1",
     "latency_p50_ms",
     "latency_p99_ms",
     "request_reply_per_s",
+    "request_reply_p50_ms",
+    "request_reply_p99_ms",
 }
 REQUIRED_CASES = {
     "trio_drain",
@@ -33,6 +36,7 @@ REQUIRED_CASES = {
     "pyee_sync",
     "blinker",
     "bus_1to1",
+    "bus_1to1_batch",
     "bus_fanout_1to4",
     "bus_keyed_4workers",
     "bus_request_reply",

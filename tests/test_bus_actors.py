@@ -230,6 +230,28 @@ async def test_failing_handler_is_retried_with_backoff_then_succeeds(autojump_cl
     assert (stats.delivered, stats.failed, stats.retried, stats.dead_lettered) == (1, 2, 2, 0)
 
 
+async def test_a_sync_burst_with_failures_counts_every_message_once(autojump_clock: Any) -> None:
+    """A sync handler drains queued messages in bursts; a failure mid-burst is retried
+    and the burst ends there: every message is handled once, in order, counted once."""
+    seen: list[tuple[int, int]] = []
+
+    def handler(env: Envelope[int]) -> None:
+        seen.append((env.payload, env.attempt))
+        if env.payload % 7 == 3 and env.attempt == 1:
+            raise RuntimeError("once")
+
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        bus.subscribe("t", handler, name="h", retry=RetryPolicy(attempts=2, jitter=0))
+        for i in range(40):  # queued before the worker runs: bursts of many
+            await bus.publish("t", i)
+    firsts = [p for p, attempt in seen if attempt == 1]
+    assert firsts == list(range(40))
+    assert [p for p, attempt in seen if attempt == 2] == [3, 10, 17, 24, 31, 38]
+    stats = bus.stats().actors["h"]
+    assert (stats.delivered, stats.failed, stats.retried) == (40, 6, 6)
+
+
 async def test_poison_message_goes_to_the_dead_letter_topic_and_actor_keeps_going(
     autojump_clock: Any,
 ) -> None:
@@ -342,6 +364,29 @@ async def test_keys_map_to_lanes_by_crc32_so_every_process_agrees() -> None:
             lane = sub.select(env)
             assert lane is not None and lane.index == zlib.crc32(key.encode()) % 4
     assert key_slot("order-1", 4) == zlib.crc32(b"order-1") % 4
+
+
+async def test_a_routed_key_reaches_its_crc32_lane_after_the_key_memo_is_emptied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routing remembers each key's lane; past its size the memo starts again, and every
+    key still lands where key_slot puts it."""
+    monkeypatch.setattr("bus._actor._KEY_MEMO", 3)
+    ran: dict[str, set[object]] = defaultdict(set)
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        sub = bus.subscribe(
+            "t", lambda env: ran[env.key].add(trio.lowlevel.current_task()), concurrency=4
+        )
+        keys = [f"key-{i}" for i in range(20)]
+        for _ in range(3):
+            for key in keys:
+                await bus.publish("t", 1, key=key)
+        await bus.drain()
+        workers = [lane.worker for lane in sub.lanes]
+    assert len(sub._key_lanes) <= 3
+    for key in keys:
+        assert ran[key] == {workers[zlib.crc32(key.encode()) % 4]}, key
 
 
 async def _retry_times(seed: int) -> list[float]:

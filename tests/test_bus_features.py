@@ -24,6 +24,21 @@ class Event(msgspec.Struct):
     n: int
 
 
+
+async def test_retention_added_after_publishing_retains_the_next_message() -> None:
+    """A topic with one plain subscriber takes publish's shortest path; gaining a
+    retention log later must put it back on the path that retains."""
+    got: list[int] = []
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        bus.subscribe("t", lambda env: got.append(env.payload))
+        await bus.publish("t", 1)
+        bus.topic("t", int, retain=Retention(max_count=10))
+        await bus.publish("t", 2)
+        await bus.drain()
+        assert [e.payload for e in bus.retained("t")] == [2]
+    assert got == [1, 2]
+
 async def test_replay_delivers_retained_messages_first_then_live_ones() -> None:
     got: list[tuple[str, int]] = []
     async with open_bus() as bus:

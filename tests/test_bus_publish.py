@@ -74,6 +74,19 @@ async def test_ids_are_unique_and_sort_in_publish_order() -> None:
     assert ids == sorted(ids)
 
 
+async def test_a_published_id_reads_as_a_string_everywhere() -> None:
+    """A bus keeps an id as its integer until it is read: every read shows the string."""
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        env = await bus.publish("t", 1)
+        after = await bus.publish("t", 2)
+    assert type(env.id) is str and env.id.startswith("0x")
+    assert int(after.id, 16) == int(env.id, 16) + 1
+    assert f"id={env.id!r}" in repr(env)
+    assert msgspec.structs.replace(env, attempt=2).id == env.id
+    assert Envelope(id="given", topic="t", payload=1).id == "given"
+
+
 @pytest.mark.parametrize(
     ("tp", "good", "bad"),
     [
@@ -212,3 +225,22 @@ async def test_stats_count_topics_and_actors() -> None:
     timed = stats.actors["all"]
     assert 0.002 <= timed.handler_seconds_max < 1.0
     assert 0.002 <= timed.handler_seconds_mean <= timed.handler_seconds_max
+
+
+async def test_fan_out_waits_for_room_where_a_mailbox_is_full_and_drops_where_told() -> None:
+    """Several plain subscribers take publish's fan-out path: a full ``block`` mailbox
+    makes publish wait for room, a full ``drop_newest`` one drops."""
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        bus.subscribe("t", lambda env: got["a"].append(env.payload), name="a", capacity=1)
+        bus.subscribe(
+            "t", lambda env: got["b"].append(env.payload), name="b", capacity=1,
+            overflow="drop_newest",
+        )
+        for i in range(5):
+            await bus.publish("t", i)
+    assert got["a"] == [0, 1, 2, 3, 4]
+    assert got["b"][0] == 0 and got["b"] == sorted(got["b"])
+    stats = bus.stats()
+    assert stats.actors["b"].delivered + stats.actors["b"].dropped == 5
