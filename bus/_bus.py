@@ -39,7 +39,6 @@ from ._envelope import (
     H_FAILED_SUBSCRIBER,
     H_ORIGINAL_TOPIC,
     H_REPLY_TO,
-    NO_HEADERS,
     Envelope,
     IdGenerator,
     describe,
@@ -321,7 +320,7 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is None:
-            headers = NO_HEADERS
+            headers = {}
         else:
             _check_headers(headers)
         # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
@@ -411,8 +410,7 @@ class Bus:
             offers = self._memoise(spec)
         new, now, source = self._next_int, _time(), self.name
         envs: list[Envelope[Any]] = [
-            Envelope(new(), topic, p, key, NO_HEADERS if headers is None else headers, now, 1,
-                     source)
+            Envelope(new(), topic, p, key, {} if headers is None else headers, now, 1, source)
             for p in batch
         ]
         if spec.careful:
@@ -469,7 +467,7 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is None:
-            headers = NO_HEADERS
+            headers = {}
         else:
             _check_headers(headers)
         if spec.offers is None:

@@ -27,7 +27,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -49,37 +49,6 @@ H_IDEMPOTENCY_KEY = "idempotency-key"
 H_ORIGIN = "x-bus-origin"
 
 
-class _NoHeaders(dict[str, str]):
-    """The headers of every envelope published without any: one empty dict, shared, so
-    it refuses to change (a fresh dict per message was the largest allocation left on
-    the publish path)."""
-
-    __slots__ = ()
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError(
-            "this envelope was published without headers and its empty headers are "
-            "read-only (envelopes are immutable); build a new dict instead: "
-            "{**env.headers, name: value}"
-        )
-
-    __setitem__ = __delitem__ = __ior__ = _refuse
-    clear = pop = popitem = setdefault = update = _refuse
-
-    def __copy__(self) -> dict[str, str]:
-        return {}
-
-    def __deepcopy__(self, memo: Any) -> dict[str, str]:
-        return {}
-
-    def __reduce__(self) -> Any:
-        return (dict, ())
-
-
-NO_HEADERS: dict[str, str] = _NoHeaders()
-"""``Envelope.headers`` of a message published with ``headers=None``."""
-
-
 class Envelope(msgspec.Struct, Generic[T], frozen=True, gc=False):
     """One message: a typed payload plus its routing and delivery attributes.
 
@@ -93,10 +62,6 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, gc=False):
     without anyone reading their id, so publishing does not pay for the string. Only
     ``msgspec.structs.asdict`` / ``astuple`` and encoding a whole envelope with msgspec
     would show that integer; read ``env.id`` instead.
-
-    A message published without headers carries one shared, empty, read-only dict
-    (:data:`NO_HEADERS`): reading it is as before; changing it raises ``TypeError``
-    (copy it instead). Headers given to ``publish`` are kept as given.
 
     Envelopes are not tracked by the cyclic garbage collector (``gc=False``): at a
     million messages a second, tracking them doubled the collector's work. The one

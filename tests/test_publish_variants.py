@@ -213,30 +213,3 @@ async def test_topic_handle_publishes_nowait() -> None:
         bus.subscribe("t", lambda env: got.append(env.payload))
         numbers.publish_nowait(7)
     assert got == [7]
-
-
-async def test_a_message_published_without_headers_has_empty_read_only_headers() -> None:
-    """One shared empty dict for every message without headers: readable like any dict,
-    but a change (which would reach every such message) is refused."""
-    import copy
-    import pickle
-
-    given = {"h": "v"}
-    async with open_bus() as bus:
-        bus.topic("t", int)
-        plain = [
-            await bus.publish("t", 1), bus.publish_nowait("t", 2),
-            *(await bus.publish_batch("t", [3])),
-        ]
-        kept = await bus.publish("t", 4, headers=given)
-    for env in plain:
-        assert env.headers == {} and not env.headers and env.headers.get("x") is None
-        assert {**env.headers, "x": "y"} == {"x": "y"} and dict(env.headers) == {}
-        with pytest.raises(TypeError, match="read-only"):
-            env.headers["x"] = "y"
-        with pytest.raises(TypeError, match="read-only"):
-            env.headers.update(x="y")
-    assert type(copy.copy(plain[0].headers)) is dict
-    assert copy.deepcopy(plain[0].headers) == {}
-    assert pickle.loads(pickle.dumps(plain[0].headers)) == {}
-    assert kept.headers is given
