@@ -73,7 +73,7 @@ def to_envelope(bus: Bus, message: EventMessage, *, track: bool) -> Envelope[Any
     encode_message(message)  # raises PayloadTypeError naming what is wrong
     data = _decode(msgspec.json.encode(message.data))
     return Envelope(
-        id=bus._next_id(),
+        id=bus._new_id(),
         topic=message.topic,
         payload=data,
         key=message.key,
