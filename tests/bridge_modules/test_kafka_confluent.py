@@ -1,4 +1,5 @@
-"""ConfluentKafkaBridge (confluent-kafka) against the real Kafka on loopback.
+"""ConfluentKafkaBridge (confluent-kafka) against the real Kafka on loopback: what is
+its own (the tests both clients share run on each, in test_kafka.py).
 
 Raw confluent-kafka (admin, the committed-offsets check, the CloudEvents reader) runs in
 trio's worker threads, independent of the bridge.
@@ -17,13 +18,13 @@ import pytest
 import trio
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from bridges.kafka import ConfluentKafkaBridge, _confluent_ingress
 from bus import BackendUnavailableError, Envelope, open_bus
-from bus.abc import H_ERROR, H_ORIGIN, H_ORIGINAL_TOPIC
+from bus.abc import H_ORIGIN
 
 pytestmark = pytest.mark.brokers
 
@@ -49,15 +50,6 @@ def _delete(names: list[str]) -> None:
         future.result(20)
 
 
-def _committed(group: str, topic: str) -> int | None:
-    consumer = Consumer({"bootstrap.servers": SERVER, "group.id": group})
-    try:
-        (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-    finally:
-        consumer.close()
-    return None if tp.offset < 0 else int(tp.offset)
-
-
 def _read(topic: str, count: int) -> list[Any]:
     consumer = Consumer({"bootstrap.servers": SERVER, "group.id": f"r-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest"})
@@ -71,12 +63,6 @@ def _read(topic: str, count: int) -> list[Any]:
         raise TimeoutError(f"read {len(got)} of {count}")
     finally:
         consumer.close()
-
-
-def _write(topic: str, value: bytes, key: bytes | None, headers: list[Any]) -> None:
-    producer = Producer({"bootstrap.servers": SERVER})
-    producer.produce(topic, value, key, headers=headers)
-    assert producer.flush(20) == 0
 
 
 @pytest.fixture(scope="session")
@@ -142,104 +128,6 @@ async def test_round_trip_with_key_headers_and_cloudevents(topic: str) -> None:
     )
     assert event.get_attributes()["type"] == topic
     assert event.get_attributes()["partitionkey"] == "k1"
-    assert not our_threads()
-
-
-async def test_foreign_record_without_cloudevents_imports(topic: str) -> None:
-    got: list[Envelope[Order]] = []
-    with trio.fail_after(60):
-        async with open_bus() as b:
-            b.topic(topic, Order)
-            b.subscribe(topic, got.append)
-            await b.attach(ConfluentKafkaBridge(SERVER, group_id=f"g-{topic}"), import_=[topic])
-            await trio.to_thread.run_sync(_write, topic, b'{"n": 9}', b"acct-1",
-                                          [("h-trace", b"abc")])
-            await until(lambda: len(got) == 1)
-    (env,) = got
-    assert (env.payload, env.key, env.headers["h-trace"]) == (Order(9), "acct-1", "abc")
-    assert env.id.startswith(f"{topic}-") and env.id.endswith("-0")  # topic-partition-offset
-
-
-async def test_too_large_record_is_dead_lettered_and_the_rest_go_through(topic: str) -> None:
-    got: list[int] = []
-    dead: list[Envelope[Any]] = []
-    with trio.fail_after(60):
-        async with open_bus() as b:
-            b.topic(topic, Order)
-            b.subscribe(topic, lambda e: got.append(e.payload.n))
-            await b.attach(ConfluentKafkaBridge(SERVER, name="kin", group_id=f"g-{topic}"),
-                           import_=[topic])
-            async with open_bus() as a:
-                a.topic(topic, Order)
-                a.subscribe(a.dead_letter_topic, dead.append)
-                await a.attach(ConfluentKafkaBridge(SERVER), export=[topic], batch=16)
-                for i in range(5):
-                    note = "x" * 1_200_000 if i == 2 else ""
-                    await a.publish(topic, Order(i, note))
-            await until(lambda: len(got) == 4)
-    assert sorted(got) == [0, 1, 3, 4]
-    (env,) = dead
-    assert env.headers[H_ORIGINAL_TOPIC] == topic
-    assert "MSG_SIZE_TOO_LARGE" in env.headers[H_ERROR], env.headers[H_ERROR]
-
-
-async def test_offsets_are_committed_only_below_what_is_done(kafka: None) -> None:
-    name = f"kc{uuid.uuid4().hex[:10]}.single"
-    group = f"g-{name}"
-    await trio.to_thread.run_sync(_create, [name], 1)
-    release = trio.Event()
-    handled: list[int] = []
-    try:
-        with trio.fail_after(60):
-            async with open_bus() as b:
-                b.topic(name, Order)
-
-                async def handle(env: Envelope[Order]) -> None:
-                    if env.payload.n == 3:
-                        await release.wait()
-                    handled.append(env.payload.n)
-
-                b.subscribe(name, handle, concurrency=10)  # no key: one lane each
-                await b.attach(
-                    ConfluentKafkaBridge(SERVER, group_id=group, commit_interval=0.1),
-                    import_=[name],
-                )
-                async with open_bus() as a:
-                    a.topic(name, Order)
-                    await a.attach(ConfluentKafkaBridge(SERVER), export=[name])
-                    for i in range(10):
-                        await a.publish(name, Order(i))
-                await until(lambda: len(handled) == 9)
-                # a commit is asynchronous to consuming (librdkafka took 5-500 ms here)
-                with trio.fail_after(10):
-                    while await trio.to_thread.run_sync(_committed, group, name) != 3:  # noqa: ASYNC110
-                        await trio.sleep(0.05)
-                await trio.sleep(0.5)  # several commit intervals pass: nothing beyond 3
-                assert await trio.to_thread.run_sync(_committed, group, name) == 3
-                release.set()
-                await until(lambda: len(handled) == 10)
-            assert await trio.to_thread.run_sync(_committed, group, name) == 10
-    finally:
-        await trio.to_thread.run_sync(_delete, [name])
-
-
-async def test_admin_and_health(kafka: None) -> None:
-    name = f"kc{uuid.uuid4().hex[:10]}.admin"
-    bridge = ConfluentKafkaBridge(SERVER, sasl_plain_password="hunter2")
-    assert "hunter2" not in repr(bridge)
-    with trio.fail_after(60):
-        async with open_bus() as bus:
-            await bus.attach(bridge, export=["nothing"])
-            assert await bridge.health()
-            await bridge.create_topic(name, partitions=2)
-            await bridge.create_topic(name, partitions=2)  # idempotent
-            assert name in await bridge.list_topics()
-            await bridge.delete_topic(name)
-            await bridge.delete_topic(name)  # missing is fine
-            with trio.fail_after(20):
-                while name in await bridge.list_topics():  # noqa: ASYNC110 - broker state
-                    await trio.sleep(0.1)
-        assert not await bridge.health()  # closed
     assert not our_threads()
 
 

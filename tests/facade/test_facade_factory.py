@@ -30,6 +30,8 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         for name, value in values.items()
     }
     monkeypatch.setattr(_factory, "_entry_points", lambda: points)
+    # what other tests loaded or registered is not this test's registry
+    monkeypatch.setattr(EventFactory, "_adapters", {"memory": InMemoryAdapter})
 
 
 def test_the_package_declares_the_broker_backends_as_entry_points() -> None:
