@@ -25,11 +25,11 @@ from __future__ import annotations
 import heapq
 import weakref
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Self
 
 import trio
 
+from ._closing import ClosesOnExit
 from ._envelope import Envelope
 from ._errors import ConfigurationError
 from ._policy import RetentionLog
@@ -137,7 +137,7 @@ def open_position(
     return position
 
 
-class LogReader:
+class LogReader(ClosesOnExit):
     """Async iterator of the envelopes of one retained topic (made by ``bus.read``).
 
     Ends at the end of the log unless ``follow``; always ends when the reader is closed,
@@ -212,16 +212,6 @@ class LogReader:
         self.close()
         await trio.lowlevel.checkpoint()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         # A reader abandoned by `break` must not keep its message claimed for ever: like

@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import itertools
 import weakref
-from types import TracebackType
 from typing import Any, Self
 
 import trio
@@ -33,6 +32,7 @@ import trio
 from .._actor import Subscription
 from .._bridge import Bridge
 from .._bus import Bus
+from .._closing import ClosesOnExit
 from .._envelope import Envelope
 from .._errors import BusClosedError, ConfigurationError
 from .._log import get_logger
@@ -236,7 +236,7 @@ class BridgeAdapter(EventAdapter):
         return sorted(await bridge.list_topics())
 
 
-class Consumer:
+class Consumer(ClosesOnExit):
     """What :meth:`BridgeAdapter.consume` returns: messages of one topic from the broker.
 
     It follows the topic (a broker topic has no end) until you stop: ``break`` and
@@ -318,16 +318,6 @@ class Consumer:
         if self._receive is not None:
             await self._receive.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         # A consumer abandoned by `break` must not keep consuming (and holding a message

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Self
 
 import msgspec
@@ -27,6 +26,7 @@ import trio
 
 from .._actor import Group, Subscription
 from .._bus import Bus, _confirmed
+from .._closing import ClosesOnExit
 from .._done import Delivery
 from .._envelope import H_ORIGIN, Envelope
 from .._errors import ConfigurationError
@@ -143,7 +143,7 @@ def done_handling(token: contextvars.Token[Any]) -> None:
     _chain.reset(token)
 
 
-class MessageReader:
+class MessageReader(ClosesOnExit):
     """What ``consume`` returns: EventMessages from a bus log, opened on first use.
 
     ``open_reader`` is called by the first ``__anext__`` (so connecting, and its errors,
@@ -180,13 +180,3 @@ class MessageReader:
         self.close()
         await trio.lowlevel.checkpoint()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -12,9 +12,9 @@ It does not decide where iteration starts or whether it ends: that is the adapte
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from .._closing import ClosesOnExit
 from .._errors import DecodeError
 from ._message import EventMessage
 from ._model_codec import ModelCodec
@@ -24,7 +24,7 @@ __all__ = ["EventStream"]
 ModelT = TypeVar("ModelT")
 
 
-class EventStream(Generic[ModelT]):
+class EventStream(ClosesOnExit, Generic[ModelT]):
     """Async iterator of decoded models from one topic.
 
     A message whose data does not fit the model goes to ``on_undecodable(message,
@@ -75,13 +75,3 @@ class EventStream(Generic[ModelT]):
         if callable(aclose):
             await aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
