@@ -306,6 +306,19 @@ class KafkaBridge(Bridge):
             raise translate(exc, "listing topics", self._secrets) from exc
         return sorted(t for t in topics if not t.startswith("__"))
 
+    async def lag(self) -> int | None:
+        """Records behind the high watermarks of the assigned partitions, as the last
+        fetches reported them (None while nothing is assigned or fetched). Never raises."""
+        consumer = self._consumer
+        if consumer is None or consumer.client is None:
+            return None
+        with trio.move_on_after(5):
+            try:
+                return await consumer.rt.run(_aio.lag, consumer.client)
+            except Exception:
+                return None
+        return None
+
     async def health(self) -> bool:
         if self._egress_rt is None:
             return False
