@@ -42,7 +42,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def _client() -> Any:
     try:
         import prometheus_client
-        import prometheus_client.core  # noqa: F401 - the metric families
+        import prometheus_client.core
     except ImportError as exc:
         from .._errors import MissingDependencyError
 

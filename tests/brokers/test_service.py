@@ -1,0 +1,329 @@
+"""`bus bridge CONFIG.toml` as an operator runs it: a subprocess between real Kafka and
+RabbitMQ, killed with -9 mid-stream and restarted, stopped with SIGTERM, scraped.
+
+What is counted is what reached the brokers: the RabbitMQ queue bound to the mirrored
+topics (every message there, duplicates counted), the dead-letter queue (every poison
+record there, with its reason), and for RabbitMQ -> Kafka a fresh Kafka consumer group.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from bus import Envelope, open_bus
+from bus._codec import RawCodec
+from bus.abc import H_ERROR
+
+sys.path.insert(0, str(Path(__file__).parent))
+kits = importlib.import_module("kits")
+
+pytestmark = pytest.mark.brokers
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PASSWORD_VAR = "TRIO_BUS_TEST_RABBITMQ_PASSWORD"
+
+
+class Setup:
+    """One run's names: topics, exchange, queues, group, and the config file."""
+
+    def __init__(self, brokers: Any, tmp_path: Path) -> None:
+        self.p = p = f"svc{uuid.uuid4().hex[:10]}"
+        self.kafka = brokers.env("KAFKA_SERVER")
+        url = brokers.env("RABBITMQ_URL")
+        self.rabbit_url = url
+        parts = url.split("://", 1)[1].split("@", 1)
+        user, self.password = parts[0].split(":", 1)
+        self.rabbit_url_no_password = f"amqp://{user}@{parts[1]}"
+        self.exchange = f"{p}-x"
+        self.orders = [f"{p}.orders.created", f"{p}.orders.paid"]
+        self.payments = f"{p}.payments.card.settled"
+        self.check_queue = f"{p}.check"
+        self.dead_topic = f"{p}.dead_letter"
+        self.dead_queue = f"{p}.dead"
+        self.port = _free_port()
+        self.config = tmp_path / "bridge.toml"
+        self.log = tmp_path / "service.log"
+        self.tmp = tmp_path
+
+    def write_config(self, **export: int) -> None:
+        export_table = "".join(f"{k} = {v}\n" for k, v in export.items())
+        self.config.write_text(f"""
+[service]
+name = "{self.p}"
+log_level = "info"
+drain_timeout = 30
+metrics_port = {self.port}
+dead_letter = {{ broker = "rabbitmq", topic = "{self.dead_topic}", queue = "{self.dead_queue}" }}
+
+[brokers.kafka]
+type = "kafka"
+bootstrap_servers = "{self.kafka}"
+group_id = "{self.p}-mirror"
+commit_interval = 0.2
+# static membership: a restarted service takes its partitions back at once
+consumer_options = {{ group_instance_id = "{self.p}-1", session_timeout_ms = 6000 }}
+
+[brokers.rabbitmq]
+type = "rabbitmq"
+url = "{self.rabbit_url_no_password}"
+password_env = "{PASSWORD_VAR}"
+exchange = "{self.exchange}"
+
+[brokers.rabbitmq.export]
+{export_table}
+[[topics]]
+pattern = "{self.p}.orders.*"
+payload = "json"
+import_from = "kafka"
+export_to = "rabbitmq"
+
+[[topics]]
+pattern = "{self.p}.payments.#"
+import_from = ["rabbitmq"]
+export_to = ["kafka"]
+""")
+
+    async def start(self) -> trio.Process:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), PASSWORD_VAR: self.password}
+        log = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            return await trio.lowlevel.open_process(
+                [sys.executable, "-m", "bus._cli", "bridge", str(self.config)],
+                env=env, stdout=log, stderr=log,
+            )
+        finally:
+            os.close(log)
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-3000:] if self.log.exists() else ""
+
+    def rabbit(self, name: str, queue: str | None = None) -> Any:
+        from bridges.rabbitmq import RabbitMQBridge
+
+        return RabbitMQBridge(self.rabbit_url, name=name, exchange=self.exchange, queue=queue)
+
+    async def prepare(self) -> None:
+        """Kafka topics of 4 partitions; the queue that receives the mirrored orders."""
+        await kits.kafka_kit(lambda: None).prepare(self.orders)
+        admin = self.rabbit("admin")
+        await admin.open()
+        try:
+            await admin.create_topic(f"{self.p}.orders.#", queue=self.check_queue)
+        finally:
+            await admin.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def _until_healthy(setup: Setup, proc: trio.Process, within: float = 60) -> None:
+    with trio.move_on_after(within):
+        while proc.poll() is None:
+            try:
+                status, _ = await _get(setup.port, "/healthz")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            await trio.sleep(0.1)
+    raise AssertionError(
+        f"the service did not become healthy (exit {proc.poll()}):\n{setup.log_tail()}"
+    )
+
+
+async def _until(what: str, check: Any, within: float, setup: Setup) -> None:
+    with trio.move_on_after(within):
+        while not await check():  # noqa: ASYNC110 - the brokers' state: poll it
+            await trio.sleep(0.2)
+        return
+    raise AssertionError(f"timed out waiting for {what}:\n{setup.log_tail()}")
+
+
+async def _stop(proc: trio.Process, signum: int = signal.SIGTERM, within: float = 40) -> int:
+    proc.send_signal(signum)
+    with trio.move_on_after(within):
+        return await proc.wait()
+    proc.kill()
+    await proc.wait()
+    raise AssertionError(f"the service did not exit within {within}s of {signum}")
+
+
+class Producer:
+    """Publishes numbered JSON orders (and a poison record every 250th) into Kafka
+    through a bus of its own, paced; stops when told, having sent what it counted."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.sent = 0
+        self.poison: list[str] = []
+        self.stop = trio.Event()
+        self.finished = trio.Event()
+
+    async def run(self, limit: int | None = None, per_tick: int = 40, tick: float = 0.05) -> None:
+        from bridges.kafka import KafkaBridge
+
+        s = self.setup
+        try:
+            async with open_bus(name="producer") as bus:
+                bus._declare_pattern(f"{s.p}.orders.*", RawCodec())
+                await bus.attach(
+                    KafkaBridge(s.kafka, name="producer", group_id=f"{s.p}-producer"),
+                    export=[f"{s.p}.orders.*"],
+                )
+                while not self.stop.is_set() and (limit is None or self.sent < limit):
+                    for _ in range(per_tick):
+                        i = self.sent
+                        topic = s.orders[i % 2]
+                        if i % 250 == 125:
+                            key = f"poison-{i}"
+                            self.poison.append(key)
+                            await bus.publish(topic, b"\xff not json " + str(i).encode(), key=key)
+                        await bus.publish(topic, b'{"n": %d}' % i, key=f"k{i % 16}")
+                        self.sent += 1
+                    await trio.sleep(tick)
+        finally:
+            self.finished.set()
+
+
+class Counts:
+    """Polls the ready counts of the check and dead-letter queues with one connection."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.bridge: Any = None
+
+    async def __aenter__(self) -> Counts:
+        self.bridge = self.setup.rabbit("count")
+        await self.bridge.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bridge.aclose()
+
+    async def mirrored(self) -> int:
+        ready, _ = await self.bridge.queue_counts(self.setup.check_queue)
+        return int(ready)
+
+    async def dead(self) -> int:
+        ready, _ = await self.bridge.queue_counts(self.setup.dead_queue)
+        return int(ready)
+
+
+async def _drain_queues(
+    setup: Setup, mirrored: int, dead: int
+) -> tuple[list[int], list[Envelope[Any]]]:
+    """Consume the check queue (*mirrored* messages) and the dead-letter queue."""
+    numbers: list[int] = []
+    letters: list[Envelope[Any]] = []
+    async with open_bus(name="checker") as bus:
+        bus._declare_pattern(f"{setup.p}.orders.*", RawCodec())
+        bus._declare_pattern(setup.dead_topic, RawCodec())
+        bus.subscribe(
+            f"{setup.p}.orders.*",
+            lambda env: numbers.append(msgspec.json.decode(env.payload)["n"]),
+        )
+        bus.subscribe(setup.dead_topic, letters.append)
+        await bus.attach(
+            setup.rabbit("check", setup.check_queue), import_=[f"{setup.p}.orders.#"]
+        )
+        await bus.attach(setup.rabbit("check-dl", setup.dead_queue), import_=[setup.dead_topic])
+        with trio.move_on_after(60):
+            while len(numbers) < mirrored or len(letters) < dead:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+    return numbers, letters
+
+
+def _report(numbers: list[int], sent: int) -> tuple[int, int]:
+    counts = Counter(numbers)
+    duplicates = sum(c - 1 for c in counts.values())
+    lost = sent - len(set(numbers) & set(range(sent)))
+    return duplicates, lost
+
+
+@pytest.mark.timeout(170)
+async def test_kill9_three_times_mid_stream_loses_nothing(brokers: Any, tmp_path: Path) -> None:
+    brokers.require("kafka")
+    brokers.require("rabbitmq")
+    setup = Setup(brokers, tmp_path)
+    # small export batches and bursts of records: the service always has a backlog
+    # queued for RabbitMQ when it is killed, not yet confirmed there, so not committed
+    setup.write_config(batch=16)
+    await setup.prepare()
+    producer = Producer(setup)
+    kills = 0
+    async with Counts(setup) as counts, trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(producer.run, per_tick=600, tick=0.5))
+        proc = await setup.start()
+        try:
+            for _ in range(3):
+                await _until_healthy(setup, proc)
+                seen = await counts.mirrored()
+                # kill only while messages are flowing through it
+                await _until("messages to flow", lambda: _more(counts, seen + 1200), 60, setup)  # noqa: B023
+                assert not producer.finished.is_set()
+                proc.kill()  # SIGKILL
+                await proc.wait()
+                kills += 1
+                proc = await setup.start()
+            producer.stop.set()
+            await producer.finished.wait()
+            await _until_healthy(setup, proc)
+            sent = producer.sent
+            await _until("every message at the destination",
+                         lambda: _more(counts, sent), 90, setup)
+            await _until("every poison record in the dead-letter queue",
+                         lambda: _at_least(counts.dead, len(producer.poison)), 30, setup)
+            assert await _stop(proc) == 0, setup.log_tail()
+            mirrored, dead = await counts.mirrored(), await counts.dead()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                await proc.wait()
+    numbers, letters = await _drain_queues(setup, mirrored, dead)
+    duplicates, lost = _report(numbers, sent)
+    dead_keys = Counter(env.key for env in letters)
+    print(
+        f"kill -9 x{kills}: {sent} sent, {len(set(numbers))} mirrored, {duplicates} "
+        f"duplicates, {lost} lost; {len(producer.poison)} poison, {len(dead_keys)} "
+        f"dead-lettered ({sum(dead_keys.values()) - len(dead_keys)} duplicates)"
+    )
+    assert sent >= 3000 and kills == 3
+    assert lost == 0
+    assert set(numbers) == set(range(sent))
+    assert set(dead_keys) == set(producer.poison)
+    assert all("cannot decode" in env.headers[H_ERROR] for env in letters)
+
+
+async def _more(counts: Counts, target: int) -> bool:
+    return await counts.mirrored() >= target
+
+
+async def _at_least(read: Any, target: int) -> bool:
+    return bool(await read() >= target)
