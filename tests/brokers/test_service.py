@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from bus import Envelope, open_bus
 from bus._codec import RawCodec
@@ -278,6 +279,7 @@ async def test_kill9_three_times_mid_stream_loses_nothing(brokers: Any, tmp_path
     await setup.prepare()
     producer = Producer(setup)
     kills = 0
+    in_flight: list[int] = []  # imported, not done (so not committed) when killed
     async with Counts(setup) as counts, trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(producer.run, per_tick=600, tick=0.5))
         proc = await setup.start()
@@ -288,6 +290,8 @@ async def test_kill9_three_times_mid_stream_loses_nothing(brokers: Any, tmp_path
                 # kill only while messages are flowing through it
                 await _until("messages to flow", lambda: _more(counts, seen + 1200), 60, setup)  # noqa: B023
                 assert not producer.finished.is_set()
+                samples = await _metrics(setup)
+                in_flight.append(int(samples[("trio_bus_bridge_in_flight", "kafka")]))
                 proc.kill()  # SIGKILL
                 await proc.wait()
                 kills += 1
@@ -310,15 +314,31 @@ async def test_kill9_three_times_mid_stream_loses_nothing(brokers: Any, tmp_path
     duplicates, lost = _report(numbers, sent)
     dead_keys = Counter(env.key for env in letters)
     print(
-        f"kill -9 x{kills}: {sent} sent, {len(set(numbers))} mirrored, {duplicates} "
+        f"kill -9 x{kills} (in flight at each kill: {in_flight}): {sent} sent, "
+        f"{len(set(numbers))} mirrored, {duplicates} "
         f"duplicates, {lost} lost; {len(producer.poison)} poison, {len(dead_keys)} "
         f"dead-lettered ({sum(dead_keys.values()) - len(dead_keys)} duplicates)"
     )
-    assert sent >= 3000 and kills == 3
+    assert sent >= 3000 and kills == 3 and sum(in_flight) > 0
     assert lost == 0
     assert set(numbers) == set(range(sent))
     assert set(dead_keys) == set(producer.poison)
     assert all("cannot decode" in env.headers[H_ERROR] for env in letters)
+
+
+async def _metrics(setup: Setup) -> dict[tuple[str, str], float]:
+    """/metrics parsed with prometheus_client's parser: (sample name, bridge or
+    subscriber or topic label) -> value."""
+    status, body = await _get(setup.port, "/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            label = next(iter(sample.labels.values()), "") if sample.labels else ""
+            if "direction" in sample.labels:
+                label = f"{sample.labels['bridge']}:{sample.labels['direction']}"
+            samples[(sample.name, label)] = sample.value
+    return samples
 
 
 async def _more(counts: Counts, target: int) -> bool:
@@ -327,3 +347,107 @@ async def _more(counts: Counts, target: int) -> bool:
 
 async def _at_least(read: Any, target: int) -> bool:
     return bool(await read() >= target)
+
+
+async def _publish_payments(setup: Setup, start: int, count: int) -> None:
+    """*count* payments into RabbitMQ (to the service's pre-bound queue), confirmed."""
+    async with open_bus(name="payer") as bus:
+        bus._declare_pattern(f"{setup.p}.payments.#", RawCodec())
+        await bus.attach(setup.rabbit("payer"), export=[f"{setup.p}.payments.#"])
+        for m in range(start, start + count):
+            await bus.publish(setup.payments, b'{"m": %d}' % m, key=f"c{m % 8}",
+                              confirm=m == start + count - 1)
+
+
+async def _read_payments(setup: Setup, expected: int) -> list[int]:
+    """Every payment the service put in Kafka, read by a new consumer group; waits a
+    little after the expected count for duplicates, if any."""
+    from bridges.kafka import KafkaBridge
+
+    got: list[int] = []
+    async with open_bus(name="verify") as bus:
+        bus._declare_pattern(f"{setup.p}.payments.#", RawCodec())
+        bus.subscribe(f"{setup.p}.payments.#",
+                      lambda env: got.append(msgspec.json.decode(env.payload)["m"]))
+        bridge = KafkaBridge(setup.kafka, name="verify", group_id=f"{setup.p}-verify")
+        await bus.attach(bridge, import_=[f"{setup.p}.payments.#"])
+        with trio.move_on_after(60):
+            while len(got) < expected:  # noqa: ASYNC110 - filled by the bridge
+                await trio.sleep(0.1)
+        await trio.sleep(1.5)
+    return got
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_drains_mid_stream_without_duplicates(
+    brokers: Any, tmp_path: Path
+) -> None:
+    """Two clean stops mid-stream, both directions flowing: exit 0 each time, quickly,
+    and nothing arrives twice (what was in flight was finished and acknowledged)."""
+    brokers.require("kafka")
+    brokers.require("rabbitmq")
+    setup = Setup(brokers, tmp_path)
+    setup.write_config()
+    await setup.prepare()
+    await kits.kafka_kit(lambda: None).prepare([setup.payments])
+    admin = setup.rabbit("admin")
+    await admin.open()
+    try:  # the service's own queue, bound before it starts: payments wait there
+        await admin.create_topic(f"{setup.p}.payments.#", queue=f"{setup.exchange}.rabbitmq")
+    finally:
+        await admin.aclose()
+    await _publish_payments(setup, 0, 600)
+    producer = Producer(setup)
+    stops: list[float] = []
+    async with Counts(setup) as counts, trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(producer.run, per_tick=100, tick=0.1))
+        for run in range(2):
+            proc = await setup.start()
+            try:
+                await _until_healthy(setup, proc)
+                seen = await counts.mirrored()
+                await _until("messages to flow", lambda: _more(counts, seen + 1000), 60, setup)  # noqa: B023
+                if run == 1:
+                    await _publish_payments(setup, 600, 600)
+                    samples = await _metrics(setup)
+                    assert samples[("trio_bus_bridge_imported_total", "kafka")] >= 1000
+                    assert samples[("trio_bus_bridge_acked_total", "rabbitmq")] >= 0
+                    assert samples[("trio_bus_bridge_confirmed_total", "rabbitmq")] >= 1000
+                    assert samples[("trio_bus_bridge_up", "kafka")] == 1
+                    assert samples[("trio_bus_service_state", "running")] == 1
+                    assert ("trio_bus_subscriber_mailbox_depth", "rabbitmq:export") in samples
+                    await _until(
+                        "the payments to be exported to Kafka",
+                        lambda: _exported(setup, 600), 30, setup,  # by this process
+                    )
+                    producer.stop.set()
+                    await producer.finished.wait()
+                    sent = producer.sent
+                    await _until("every order mirrored",
+                                 functools.partial(_more, counts, sent), 60, setup)
+                assert not producer.finished.is_set() or run == 1
+                started = trio.current_time()
+                assert await _stop(proc) == 0, setup.log_tail()
+                stops.append(trio.current_time() - started)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    await proc.wait()
+        mirrored, dead = await counts.mirrored(), await counts.dead()
+    numbers, letters = await _drain_queues(setup, mirrored, dead)
+    duplicates, lost = _report(numbers, sent)
+    payments = await _read_payments(setup, 1200)
+    print(
+        f"SIGTERM x2 mid-stream, exits after {[round(s, 2) for s in stops]} s: {sent} orders "
+        f"sent, {len(set(numbers))} mirrored, {duplicates} duplicates, {lost} lost; "
+        f"1200 payments, {len(set(payments))} in Kafka, "
+        f"{len(payments) - len(set(payments))} duplicates"
+    )
+    assert lost == 0 and duplicates == 0
+    assert sorted(payments) == list(range(1200))
+    assert sorted(env.key for env in letters) == sorted(producer.poison)
+
+
+async def _exported(setup: Setup, count: int) -> bool:
+    samples = await _metrics(setup)
+    return samples.get(("trio_bus_bridge_confirmed_total", "kafka"), 0) >= count
