@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -451,3 +452,63 @@ async def test_sigterm_drains_mid_stream_without_duplicates(
 async def _exported(setup: Setup, count: int) -> bool:
     samples = await _metrics(setup)
     return samples.get(("trio_bus_bridge_confirmed_total", "kafka"), 0) >= count
+
+
+@pytest.mark.timeout(90)
+async def test_second_signal_exits_at_once_and_loses_nothing(
+    brokers: Any, tmp_path: Path
+) -> None:
+    """A slow drain (one record per RabbitMQ publish) interrupted by a second SIGTERM:
+    the service exits at once, non-zero, saying what was left; a restart delivers it."""
+    brokers.require("kafka")
+    brokers.require("rabbitmq")
+    setup = Setup(brokers, tmp_path)
+    setup.write_config(batch=1)
+    await setup.prepare()
+    producer = Producer(setup)
+    await producer.run(limit=3000, per_tick=3000, tick=0)
+    sent = producer.sent
+    async with Counts(setup) as counts:
+        proc = await setup.start()
+        try:
+            await _until_healthy(setup, proc)
+            await _until("a backlog in flight", lambda: _in_flight(setup, 500), 30, setup)
+            proc.send_signal(signal.SIGTERM)
+            await trio.sleep(0.2)
+            assert proc.poll() is None, "the drain ended before the second signal"
+            started = trio.current_time()
+            code = await _stop(proc, within=10)
+            elapsed = trio.current_time() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                await proc.wait()
+        said = [line for line in setup.log_tail().splitlines() if "second SIGTERM" in line]
+        assert code == 128 + signal.SIGTERM and elapsed < 2, (code, elapsed)
+        assert len(said) == 1
+        assert said[0].startswith("bus bridge: error: second SIGTERM: exiting now; left: ")
+        assert re.search(r"kafka: \d+ imported message\(s\) not done", said[0])
+        assert re.search(r"rabbitmq: \d+ queued for export", said[0])
+        setup.write_config()
+        proc = await setup.start()
+        try:
+            await _until("every message after the restart",
+                         functools.partial(_more, counts, sent), 60, setup)
+            await _until("the dead letters", lambda: _at_least(counts.dead, len(producer.poison)),
+                         30, setup)
+            assert await _stop(proc) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                await proc.wait()
+        mirrored, dead = await counts.mirrored(), await counts.dead()
+    numbers, _ = await _drain_queues(setup, mirrored, dead)
+    duplicates, lost = _report(numbers, sent)
+    print(f"second SIGTERM after {elapsed:.2f} s: {said[0]}; after a restart: {sent} sent, "
+          f"{duplicates} duplicates, {lost} lost")
+    assert lost == 0
+
+
+async def _in_flight(setup: Setup, at_least: int) -> bool:
+    samples = await _metrics(setup)
+    return samples.get(("trio_bus_bridge_in_flight", "kafka"), 0) >= at_least
