@@ -199,3 +199,67 @@ def test_cli_check_of_the_documented_example() -> None:
     done = _cli("--check", str(EXAMPLE), env={"RABBITMQ_PASSWORD": "guest"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{EXAMPLE}: OK: 2 broker(s), 2 route(s)"
+
+
+def test_kinesis_and_pubsub_tables(tmp_path: Path) -> None:
+    text = """
+[brokers.kin]
+type = "kinesis"
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:4568"
+access_key_id = "testing"
+secret_access_key_env = "AWS_SECRET"
+shard_count = 2
+initial_position = "LATEST"
+
+[brokers.ps]
+type = "pubsub"
+project = "p"
+emulator_host = "127.0.0.1:8085"
+
+[[topics]]
+pattern = "a.#"
+import_from = "kin"
+export_to = "ps"
+"""
+    config = load(_write(tmp_path, text), {"AWS_SECRET": "s3cret"})
+    kinesis = config.brokers["kin"].make()
+    assert kinesis.name == "kin" and "s3cret" not in repr(kinesis)
+    assert config.brokers["ps"].make().name == "ps"
+    message = _error(tmp_path, text.replace('"LATEST"', '"EARLIEST"'), {"AWS_SECRET": "x"})
+    assert "[brokers.kin] initial_position = 'EARLIEST': expected Literal[" in message
+
+
+def test_cli_unreachable_brokers_exit_1_one_line_each(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+[service]
+log_level = "warning"
+connect_timeout = 5
+metrics_port = 0
+
+[brokers.kafka]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:1"
+
+[brokers.rabbit]
+type = "rabbitmq"
+url = "amqp://mirror@127.0.0.1:1/"
+password_env = "RABBIT_PW"
+
+[[topics]]
+pattern = "a.*"
+import_from = "kafka"
+export_to = "rabbit"
+""")
+    done = _cli(path, env=ENV)
+    assert done.returncode == 1, done.stderr
+    # the first failure cancels the other attach, unless both failed already
+    lines = done.stderr.splitlines()
+    assert 1 <= len(lines) <= 2, done.stderr
+    for line in lines:
+        assert line.startswith((
+            "bus bridge: error: RabbitMQ bridge 'rabbit' cannot reach "
+            "amqp://mirror:***@127.0.0.1:1/",
+            "bus bridge: error: kafka: connecting to 127.0.0.1:1 failed",
+        )), line
+    assert "s3cret" not in done.stderr

@@ -64,9 +64,12 @@ class Probe:
         async def one(att: Attachment) -> None:
             name = att.bridge.name
             with trio.move_on_after(PROBE_TIMEOUT):
-                self.up[name] = await att.bridge.health()
-                self.lag[name] = await att.bridge.lag()
-                return
+                try:
+                    self.up[name] = await att.bridge.health()
+                    self.lag[name] = await att.bridge.lag()
+                    return
+                except Exception as exc:  # health() and lag() should not raise: say so
+                    log.warning("service.probe_failed", bridge=name, error=repr(exc))
             self.up[name], self.lag[name] = False, None
 
         async with trio.open_nursery() as nursery:

@@ -73,30 +73,28 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     _configure_logging(config.log_level)
-    failure: BaseException | None
     try:
         return trio.run(_serve, config, bridges)
-    except BaseExceptionGroup as group:
-        failure = _only(group)
-        if not isinstance(failure, BusError):
+    except (BusError, BaseExceptionGroup) as exc:
+        failures = _leaves(exc)
+        if not all(isinstance(f, BusError) for f in failures):
             raise
-    except BusError as err:
-        failure = err
-    _error(str(failure))
-    return EXIT_USAGE if isinstance(failure, ConfigurationError) else EXIT_FAILED
+    for message in dict.fromkeys(str(f) for f in failures):  # one line per broker
+        _error(message)
+    usage = all(isinstance(f, ConfigurationError) for f in failures)
+    return EXIT_USAGE if usage else EXIT_FAILED
 
 
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
 
-def _only(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    while len(group.exceptions) == 1:
-        inner = group.exceptions[0]
-        if not isinstance(inner, BaseExceptionGroup):
-            return inner
-        group = inner
-    return None
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The errors inside *exc* and the groups nested in it (two brokers unreachable at
+    start fail together)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def _configure_logging(level: str) -> None:
@@ -104,9 +102,11 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr, level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if level != "debug":  # the clients' own chatter (reconnects, rebalances) stays out
+    if level != "debug":
+        # The clients' own lines (connection refused, rebalances, reconnects) stay out:
+        # the bridges translate what matters into the bus's events and errors.
         for name in ("aiokafka", "aio_pika", "aiormq", "botocore", "aiobotocore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 async def _serve(config: ServiceConfig, bridges: dict[str, Bridge]) -> int:
@@ -189,6 +189,8 @@ class Service:
                     hint="dead letters stay in this process only; set [service.dead_letter]",
                 )
             self.state = "running"
+            if config.metrics:
+                nursery.start_soon(self._probe_loop, bus)
             log.info(
                 "service.running", bridges=sorted(self.bridges),
                 routes=[f"{r.pattern}: {list(r.import_from)} -> {list(r.export_to)}"
@@ -255,7 +257,6 @@ class Service:
             ) from None
         port = listeners[0].socket.getsockname()[1]
         nursery.start_soon(metrics.serve_http, listeners, registry, self.health)
-        nursery.start_soon(self._probe_loop, bus)
         log.info("service.metrics", url=f"http://{config.metrics_host}:{port}/metrics")
 
     async def _probe_loop(self, bus: Bus) -> None:
