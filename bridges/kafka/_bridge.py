@@ -307,8 +307,10 @@ class KafkaBridge(Bridge):
         return sorted(t for t in topics if not t.startswith("__"))
 
     async def lag(self) -> int | None:
-        """Records behind the high watermarks of the assigned partitions, as the last
-        fetches reported them (None while nothing is assigned or fetched). Never raises."""
+        """Records not fetched yet: from the consumer's position (records fetched but not
+        delivered are behind it) to the high watermarks the last fetches reported, over
+        the assigned partitions (None while nothing is assigned or fetched). Never
+        raises."""
         consumer = self._consumer
         if consumer is None or consumer.client is None:
             return None

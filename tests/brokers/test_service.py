@@ -410,7 +410,12 @@ async def test_sigterm_drains_mid_stream_without_duplicates(
                 await _until("messages to flow", lambda: _more(counts, seen + 1000), 60, setup)  # noqa: B023
                 if run == 1:
                     await _publish_payments(setup, 600, 600)
+                    assert (await _get(setup.port, "/healthz"))[0] == 200  # probes lag too
                     samples = await _metrics(setup)
+                    print("lag:", {k[1]: v for k, v in samples.items()
+                                   if k[0] == "trio_bus_bridge_lag"})
+                    assert samples[("trio_bus_bridge_lag", "kafka")] >= 0
+                    assert samples[("trio_bus_bridge_lag", "rabbitmq")] >= 0
                     assert samples[("trio_bus_bridge_imported_total", "kafka")] >= 1000
                     assert samples[("trio_bus_bridge_acked_total", "rabbitmq")] >= 0
                     assert samples[("trio_bus_bridge_confirmed_total", "rabbitmq")] >= 1000
@@ -466,13 +471,16 @@ async def test_second_signal_exits_at_once_and_loses_nothing(
     setup.write_config(batch=1)
     await setup.prepare()
     producer = Producer(setup)
-    await producer.run(limit=3000, per_tick=3000, tick=0)
+    await producer.run(limit=6000, per_tick=6000, tick=0)  # more than the mailbox holds
     sent = producer.sent
     async with Counts(setup) as counts:
         proc = await setup.start()
         try:
             await _until_healthy(setup, proc)
             await _until("a backlog in flight", lambda: _in_flight(setup, 500), 30, setup)
+            assert (await _get(setup.port, "/healthz"))[0] == 200  # probes lag too
+            lag = (await _metrics(setup))[("trio_bus_bridge_lag", "kafka")]
+            assert lag > 0  # the export mailbox is full: Kafka holds the rest
             proc.send_signal(signal.SIGTERM)
             await trio.sleep(0.2)
             assert proc.poll() is None, "the drain ended before the second signal"
@@ -504,7 +512,8 @@ async def test_second_signal_exits_at_once_and_loses_nothing(
         mirrored, dead = await counts.mirrored(), await counts.dead()
     numbers, _ = await _drain_queues(setup, mirrored, dead)
     duplicates, lost = _report(numbers, sent)
-    print(f"second SIGTERM after {elapsed:.2f} s: {said[0]}; after a restart: {sent} sent, "
+    print(f"Kafka lag {lag:.0f} behind a full mailbox; second SIGTERM after {elapsed:.2f} s: "
+          f"{said[0]}; after a restart: {sent} sent, "
           f"{duplicates} duplicates, {lost} lost")
     assert lost == 0
 
