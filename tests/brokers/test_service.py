@@ -521,3 +521,40 @@ async def test_second_signal_exits_at_once_and_loses_nothing(
 async def _in_flight(setup: Setup, at_least: int) -> bool:
     samples = await _metrics(setup)
     return samples.get(("trio_bus_bridge_in_flight", "kafka"), 0) >= at_least
+
+
+async def test_rabbitmq_flags_redeliveries(brokers: Any, tmp_path: Path) -> None:
+    """`trio_bus_bridge_redelivered_total` counts what RabbitMQ marks redelivered: the
+    messages a consumer held without acknowledging when it went away."""
+    brokers.require("rabbitmq")
+    setup = Setup(brokers, tmp_path)
+    queue, pattern = f"{setup.p}.redelivery", f"{setup.p}.payments.#"
+    admin = setup.rabbit("admin")
+    await admin.open()
+    try:
+        await admin.create_topic(pattern, queue=queue)
+    finally:
+        await admin.aclose()
+    await _publish_payments(setup, 0, 20)
+    async with open_bus(name="first", drain_timeout=0.2) as first:
+        first._declare_pattern(pattern, RawCodec())
+
+        async def never_done(env: Envelope[bytes]) -> None:
+            await trio.sleep_forever()
+
+        first.subscribe(pattern, never_done)
+        held = await first.attach(setup.rabbit("first", queue), import_=[pattern])
+        await _until("the first consumer to hold all 20",
+                     lambda: _true(held.port.imported >= 20), 30, setup)
+    assert held.port.redelivered == 0 and held.port.acked == 0
+    got: list[bytes] = []
+    async with open_bus(name="second") as second:
+        second._declare_pattern(pattern, RawCodec())
+        second.subscribe(pattern, lambda env: got.append(env.payload))
+        again = await second.attach(setup.rabbit("second", queue), import_=[pattern])
+        await _until("the redeliveries", lambda: _true(again.port.acked >= 20), 30, setup)
+    assert len(got) == 20 and again.port.redelivered == 20
+
+
+async def _true(value: bool) -> bool:
+    return value
