@@ -143,6 +143,11 @@ class Bridge(abc.ABC):
         """True if the broker answers now. Never raises."""
         return True
 
+    async def lag(self) -> int | None:
+        """Messages waiting on the broker for this bridge's ingress, where the broker
+        tells it (None: unknown). Never raises."""
+        return None
+
 
 class Port:
     """What a bridge may do with the bus: encode for export, deliver on import.
@@ -156,6 +161,26 @@ class Port:
         self.import_patterns = tuple(import_patterns)
         self._matchers = [Pattern(p).matches for p in self.import_patterns]
         self._wanted: dict[str, bool] = {}  # per topic: the matchers' answer, memoised
+        self.imported = 0
+        """Messages delivered to the bus (dead letters included)."""
+        self.import_dead_lettered = 0
+        """Of those, delivered to the dead-letter topic (undecodable, unknown topic...)."""
+        self.acked = 0
+        """Imported messages done, so acknowledged to the broker (RabbitMQ, Pub/Sub) or
+        committable (a Kafka offset, a Kinesis checkpoint) at the bridge's next flush."""
+        self.redelivered = 0
+        """Imported messages the broker marked as delivered before (where it does)."""
+
+    def count_redelivered(self) -> None:
+        """Called by a bridge for a message its broker flags as a redelivery."""
+        self.redelivered += 1
+
+    def _count_done(self, on_done: Callable[[Delivery], None]) -> Callable[[Delivery], None]:
+        def done(delivery: Delivery) -> None:
+            self.acked += 1
+            on_done(delivery)
+
+        return done
 
     def encode(self, env: Envelope[Any]) -> bytes:
         """The payload of *env* as bytes, with its topic's codec."""
@@ -191,8 +216,28 @@ class Port:
         envelope is tracked (:class:`~bus.abc.Delivery`) and *on_done* is called once
         when it is done.
         """
+        return self._envelope(
+            topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
+            source=source, on_done=on_done,
+        )[0]
+
+    def _envelope(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        id: str,
+        key: str | None,
+        headers: dict[str, str] | None,
+        time: float,
+        attempt: int,
+        source: str | None,
+        on_done: Callable[[Delivery], None] | None,
+    ) -> tuple[Envelope[Any], bool]:
+        """The envelope, and True if it is a dead letter."""
         hdrs = dict(headers) if headers else {}
         hdrs[H_ORIGIN] = self.bridge.name
+        dead = False
         bus = self._bus
         payload: Any
         try:
@@ -206,12 +251,13 @@ class Port:
             hdrs[H_ERROR] = str(exc)
             hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             hdrs[H_ORIGINAL_TOPIC] = topic
-            topic, payload = bus.dead_letter_topic, bytes(data)
-        delivery = None if on_done is None else Delivery(on_done)
-        return Envelope(
+            topic, payload, dead = bus.dead_letter_topic, bytes(data), True
+        delivery = None if on_done is None else Delivery(self._count_done(on_done))
+        env = Envelope(
             id=id, topic=topic, payload=payload, key=key, headers=hdrs, time=time,
             attempt=attempt, source=source or self.bridge.name, delivery=delivery,
         )
+        return env, dead
 
     async def deliver(
         self,
@@ -231,11 +277,13 @@ class Port:
         Returns once every matching mailbox accepted it: it waits while one is full
         (backpressure). Acknowledge the broker when *on_done* fires, not before.
         """
-        env = self.envelope(
+        env, dead = self._envelope(
             topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
             source=source, on_done=on_done,
         )
         await self._bus._route(env)
+        self.imported += 1
+        self.import_dead_lettered += dead
         return env
 
     def deliver_nowait(
@@ -254,11 +302,13 @@ class Port:
         """Like :meth:`deliver` but never waits: raises :exc:`trio.WouldBlock`, having
         delivered to nobody, when a mailbox is full. The signal to pause the consumer
         (keep polling the broker) and call :meth:`deliver` for this message."""
-        env = self.envelope(
+        env, dead = self._envelope(
             topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
             source=source, on_done=on_done,
         )
         self._bus._route_nowait(env)
+        self.imported += 1
+        self.import_dead_lettered += dead
         return env
 
 
@@ -276,10 +326,30 @@ class Attachment:
         self.export: Subscription | None = None
         self.ingress_restarts = 0
         """Times ingress was restarted after it raised."""
+        self.exported = 0
+        """Records handed to the broker (a record retried counts each time)."""
+        self.confirmed = 0
+        """Records the broker confirmed."""
+        self.export_rejected = 0
+        """Records the broker refused for good (dead-lettered)."""
+        self.export_failed = 0
+        """Records that failed for now (retried with backoff)."""
         self._close_timeout = close_timeout
         self._ingress_scope: trio.CancelScope | None = None
         self._ingress_ended = trio.Event()
         self._closed = False
+
+    def _count_results(self, sent: int, results: ExportResults) -> None:
+        if results is None:
+            self.confirmed += sent
+            return
+        for result in results:
+            if result is None:
+                self.confirmed += 1
+            elif isinstance(result, Rejected):
+                self.export_rejected += 1
+            else:
+                self.export_failed += 1
 
     @property
     def exports(self) -> list[Subscription]:
@@ -420,7 +490,14 @@ async def attach(
         if export:
 
             async def send(envs: Sequence[Envelope[Any]]) -> ExportResults:
-                return await bridge.export(envs, port)
+                att.exported += len(envs)
+                try:
+                    results = await bridge.export(envs, port)
+                except Exception:
+                    att.export_failed += len(envs)
+                    raise
+                att._count_results(len(envs), results)
+                return results
 
             att.export = bus._subscribe_export(
                 export, send, name=f"{name}:export", batch=batch, capacity=capacity,

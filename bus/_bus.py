@@ -133,13 +133,29 @@ class BusState:
         self.random = random.Random(bus.seed)
         self.idle = trio.lowlevel.ParkingLot()
         self.idle_waiters = 0
+        self.dead_letters_lost = 0
+        """Dead letters that failed in turn (logged as ``dead_letter.undeliverable``)."""
 
     async def dead_letter(self, env: Envelope[Any]) -> None:
+        """Publish *env* (its error headers set) on the dead-letter topic. A tracked
+        message stays undone until its dead letter is done (exported, if a bridge exports
+        the dead-letter topic), so its broker is not acknowledged before that."""
         bus = self._bus
         if H_REPLY_TO in env.headers:
             await bus._request_failed(env)  # the requester raises now, not at its timeout
+        if env.topic == bus.dead_letter_topic:
+            # A dead letter that could not be handled or exported in turn (its broker
+            # refused it for good): routing it again would go round forever.
+            self.dead_letters_lost += 1
+            log.error(
+                "dead_letter.undeliverable", id=env.id, key=env.key,
+                original_topic=env.headers.get(H_ORIGINAL_TOPIC),
+                error=env.headers.get(H_ERROR),
+            )
+            return
+        delivery = None if env.delivery is None else env.delivery.follow()
         await bus._route(
-            msgspec.structs.replace(env, topic=bus.dead_letter_topic, delivery=None)
+            msgspec.structs.replace(env, topic=bus.dead_letter_topic, delivery=delivery)
         )
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -207,6 +223,7 @@ class Bus:
         self._closed = False
         self._pending: dict[str, _Pending] = {}
         self._attachments: dict[str, Attachment] = {}
+        self._families: list[tuple[Callable[[str], bool], Codec[Any]]] = []
         self.undelivered: Mapping[str, int] = MappingProxyType({})
         """After the bus closed: messages left undelivered per subscriber (empty if none)."""
         self.dead_letter_topic = validate_topic(dead_letter_topic)
@@ -265,6 +282,13 @@ class Bus:
             self._topics[name] = _TopicSpec(name, codec_for(type), retain)
         return Topic(self, name, type)
 
+    def _declare_pattern(self, pattern: str, codec: Codec[Any]) -> None:
+        """Declare, when first used, each topic matching *pattern* with *codec* (a bridge
+        importing a topic nobody declared, even on a strict bus). ``bus bridge`` declares
+        its routes this way; the first pattern added that matches wins."""
+        validate_pattern(pattern)
+        self._families.append((Pattern(pattern).matches, codec))
+
     def topics(self) -> list[str]:
         """Names of the declared topics (not the private reply topics)."""
         return sorted(name for name in self._topics if not is_private(name))
@@ -278,6 +302,10 @@ class Bus:
         if spec is not None:
             return spec
         validate_topic(topic)
+        for matches, codec in self._families:
+            if matches(topic):
+                spec = self._topics[topic] = _TopicSpec(topic, codec, None)
+                return spec
         if self.strict:
             raise UnknownTopicError(
                 f"topic {topic!r} is not declared; declare it first with "

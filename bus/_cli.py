@@ -45,6 +45,9 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     if demo is not None:
         demo.add_arguments(demo_parser)
 
+    from . import _service  # `bus bridge CONFIG.toml` (docs/service.md)
+
+    _service.add_arguments(commands.add_parser("bridge", help="mirror topics between brokers"))
     bench = commands.add_parser("bench", help="run a benchmark suite")
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
     local = suites.add_parser(
@@ -143,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(demo.run(args))
         if args.command == "bench":
             return _bench(args)
+        if args.command == "bridge":
+            return importlib.import_module("bus._service").run(args)  # type: ignore[no-any-return]
     except KeyboardInterrupt:
         _error("interrupted")
         return 130

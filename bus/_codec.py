@@ -25,7 +25,7 @@ import msgspec
 from ._envelope import describe
 from ._errors import DecodeError, PayloadTypeError
 
-__all__ = ["Codec", "PydanticCodec", "codec_for"]
+__all__ = ["Codec", "PydanticCodec", "RawCodec", "codec_for"]
 
 T = TypeVar("T")
 
@@ -77,6 +77,28 @@ class Codec(Generic[T]):
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"cannot decode payload as {self.type_name}: {exc}") from None
         return result
+
+
+class RawCodec(Codec[bytes]):
+    """Bytes as they are: no JSON, no schema. For topics a process only passes on (the
+    ``bus bridge`` service's ``payload = "raw"``); not chosen by :func:`codec_for`."""
+
+    def __init__(self) -> None:
+        self.type = bytes
+        self.type_name = "raw bytes"
+        self.exact = bytes
+
+    def check(self, topic: str, payload: Any) -> None:
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise PayloadTypeError(
+                f"topic {topic!r} carries raw bytes, got {describe(payload)}; publish bytes"
+            )
+
+    def encode(self, payload: bytes) -> bytes:
+        return bytes(payload)
+
+    def decode(self, data: bytes | bytearray | memoryview) -> bytes:
+        return bytes(data)
 
 
 class PydanticCodec(Codec[T]):

@@ -79,6 +79,16 @@ class Delivery:
         """The publish handed the message to every target: release the publish's hold."""
         self._settle()
 
+    def follow(self) -> Delivery:
+        """A new tracking record for a message made from this one (its dead letter):
+        this message is not done before that one is, so a bridge acknowledges its broker
+        only once the dead letter reached where it goes (a broker that exports it)."""
+        self._pending += 1
+        return Delivery(self._follower_done)
+
+    def _follower_done(self, _: Delivery) -> None:
+        self._settle()
+
     def _settle(self) -> None:
         self._pending -= 1
         if self._pending:

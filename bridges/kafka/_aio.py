@@ -176,6 +176,19 @@ async def poll(consumer: Any, timeout_ms: int, max_records: int) -> dict[Any, li
     return await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)  # type: ignore[no-any-return]
 
 
+async def lag(consumer: Any) -> int | None:
+    """Records behind the high watermark over the assigned partitions whose position
+    and watermark the consumer knows (from its fetches); None before it knows any."""
+    total, known = 0, False
+    for tp in consumer.assignment():
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        total += max(0, high - await consumer.position(tp))
+        known = True
+    return total if known else None
+
+
 async def poll_paused(consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
     """Pause every assigned partition (new ones may have come), then poll: keeps the
     consumer in its group while the bus is full. Returns what came anyway."""

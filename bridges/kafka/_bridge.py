@@ -306,6 +306,21 @@ class KafkaBridge(Bridge):
             raise translate(exc, "listing topics", self._secrets) from exc
         return sorted(t for t in topics if not t.startswith("__"))
 
+    async def lag(self) -> int | None:
+        """Records not fetched yet: from the consumer's position (records fetched but not
+        delivered are behind it) to the high watermarks the last fetches reported, over
+        the assigned partitions (None while nothing is assigned or fetched). Never
+        raises."""
+        consumer = self._consumer
+        if consumer is None or consumer.client is None:
+            return None
+        with trio.move_on_after(5):
+            try:
+                return await consumer.rt.run(_aio.lag, consumer.client)
+            except Exception:
+                return None
+        return None
+
     async def health(self) -> bool:
         if self._egress_rt is None:
             return False

@@ -133,6 +133,7 @@ class RabbitMQBridge(Bridge):
         self._trackers: dict[Any, AckTracker] = {}
         self._acks_wanted = trio.Event()
         self._bound: set[str] = set()
+        self._importing = False
 
     def __repr__(self) -> str:
         return (
@@ -232,6 +233,7 @@ class RabbitMQBridge(Bridge):
         client = self._client
         await self._call(client.start_consuming, self.queue, port.import_patterns, self._prefetch)
         self._bound.update(port.import_patterns)
+        self._importing = True
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._ack_loop)
             task_status.started()
@@ -251,6 +253,8 @@ class RabbitMQBridge(Bridge):
             message.timestamp, message.app_id,
         )
         tracker.delivered(tag)
+        if message.redelivered:
+            port.count_redelivered()
         on_done = partial(self._on_done, tracker, tag)
         kwargs: dict[str, Any] = {
             "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
@@ -326,6 +330,19 @@ class RabbitMQBridge(Bridge):
                 return False
             return True
         return False
+
+    async def lag(self) -> int | None:
+        """Messages ready in this bridge's queue (not yet delivered to it), once it
+        imports; None otherwise or when the broker does not answer within 5 seconds."""
+        if self._rt is None or not self._importing:
+            return None
+        with trio.move_on_after(5):
+            try:
+                ready, _ = await self.queue_counts()
+            except BackendError:
+                return None
+            return ready
+        return None
 
     # -- for tests and tools ----------------------------------------------------------
 
