@@ -32,20 +32,42 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _log_options(default: str | None) -> _Parser:
+    """``--log-level``, accepted before and after the subcommand."""
+    from ._cli_log import LEVELS
+
+    options = _Parser(add_help=False)
+    options.add_argument(
+        "--log-level", choices=LEVELS, metavar="LEVEL",
+        default=default if default is not None else argparse.SUPPRESS,
+        help="log events at LEVEL and above on stderr: human-readable on a terminal, JSON "
+        f"lines otherwise; one of {', '.join(LEVELS)} (default warning)",
+    )
+    return options
+
+
 def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     """The full parser; the demo's own options are added only when ``demo`` is given."""
+    from . import _cli_brokers
+
     parser = _Parser(
-        prog=PROG, description="trio-bus: a typed, actor-style event bus on trio."
+        prog=PROG, description="trio-bus: a typed, actor-style event bus on trio.",
+        parents=[_log_options("warning")],
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _log_options(None)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     demo_parser = commands.add_parser(
-        "demo", help="run the modular-monolith demo on the memory bus"
+        "demo", parents=[common], help="run the modular-monolith demo on the memory bus"
     )
     if demo is not None:
         demo.add_arguments(demo_parser)
 
-    bench = commands.add_parser("bench", help="run a benchmark suite")
+    _cli_brokers.add_parsers(commands, common)
+
+    bench = commands.add_parser("bench", parents=[common], help="run a benchmark suite")
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
     local = suites.add_parser(
         "local",
@@ -117,11 +139,24 @@ def _positive_float(text: str) -> float:
 
 def _load_demo() -> ModuleType | None:
     try:
-        return importlib.import_module("bus._demo")
+        return importlib.import_module("bus.demo")
     except ModuleNotFoundError as exc:
-        if exc.name == "bus._demo":
+        if exc.name == "bus.demo":
             return None
         raise
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand named in *args* (skipping ``--log-level LEVEL`` before it)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--log-level":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _error(message: str) -> None:
@@ -131,18 +166,25 @@ def _error(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     demo: ModuleType | None = None
-    if args_list[:1] == ["demo"]:
+    if _command_of(args_list) == "demo":
         demo = _load_demo()
         if demo is None:
-            _error("the demo is not available in this build (module bus._demo is missing)")
+            _error("the demo is not available in this build (module bus.demo is missing)")
             return EXIT_USAGE
     args = build_parser(demo).parse_args(args_list)
+    from ._cli_log import configure
+
+    configure(args.log_level)
     try:
         if args.command == "demo":
             assert demo is not None
             return int(demo.run(args))
         if args.command == "bench":
             return _bench(args)
+        if args.command in ("tail", "publish", "topics"):
+            from . import _cli_brokers
+
+            return _cli_brokers.run(args, _error)
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
