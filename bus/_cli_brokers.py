@@ -41,12 +41,16 @@ from ._bus import Bus, open_bus
 from ._cli_log import silence
 from ._envelope import Envelope
 from ._errors import BusError, ConfigurationError, NotDeliveredError
+from ._log import get_logger
+from ._secrets import mask_url
 
 __all__ = ["CLI_GROUP", "add_parsers", "run"]
 
 CLI_GROUP = "bus-cli"
 """The consumer group whose queue/subscription ``topics create`` makes (RabbitMQ,
 Pub/Sub) and ``tail --from-beginning`` reads (``bridges._urls.KEEP_GROUP``)."""
+
+log = get_logger("bus.cli")
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -285,6 +289,8 @@ async def _tail(args: argparse.Namespace) -> int:
                 bus.subscribe(args.topic, show, name="tail")
                 bus.subscribe(bus.dead_letter_topic, undecodable, name="tail.skipped")
                 await bus.attach(bridge, import_=[args.topic], connect_timeout=args.timeout)
+                log.info("tail.started", url=mask_url(args.url), topic=args.topic,
+                         from_beginning=args.from_beginning, count=args.count)
                 async with trio.open_nursery() as nursery:
                     if memory:
                         nursery.start_soon(
@@ -426,7 +432,7 @@ async def _topics(args: argparse.Namespace) -> int:
         with trio.fail_after(args.timeout):
             await bridge.open()
     except trio.TooSlowError:
-        raise Failed(f"cannot reach {_masked(args.url)} within {args.timeout:g} s") from None
+        raise Failed(f"cannot reach {mask_url(args.url)} within {args.timeout:g} s") from None
     try:
         if args.action == "list":
             for name in await bridge.list_topics():
@@ -441,9 +447,3 @@ async def _topics(args: argparse.Namespace) -> int:
         with trio.CancelScope(shield=True):
             await bridge.aclose()
     return 0
-
-
-def _masked(url: str) -> str:
-    from ._secrets import mask_url
-
-    return mask_url(url)
