@@ -32,6 +32,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+_PLOT_HELP = (
+    "draw every ratio of the run against its target as a PNG chart (needs matplotlib, "
+    "the bench extra)"
+)
+
+
 def _log_options(default: str | None) -> _Parser:
     """``--log-level``, accepted before and after the subcommand."""
     from ._cli_log import LEVELS
@@ -77,6 +83,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     local.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     local.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
+    local.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     size = local.add_mutually_exclusive_group()
     size.add_argument(
         "--quick", action="store_true", help="fewer messages and rounds (under a minute)"
@@ -102,6 +109,23 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
         "(thread, trio-asyncio), to compare them",
     )
     bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    bridges.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
+    every = suites.add_parser(
+        "all",
+        help="local, memory and bridges in one run (bridges need brokers)",
+        description="Run the local, memory and bridges suites one after the other; "
+        "--json writes their reports in one file, --plot one chart of every ratio "
+        "against its target.",
+    )
+    every.add_argument("--json", metavar="PATH", help="write the reports as one JSON file")
+    every.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
+    every_size = every.add_mutually_exclusive_group()
+    every_size.add_argument(
+        "--quick", action="store_true",
+        help="fewer messages and rounds, 10 s of memory (about 4 minutes)",
+    )
+    every_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    every.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     memory = suites.add_parser(
         "memory",
         help="resident size under 10x overload with a slow subscriber",
@@ -114,6 +138,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
         help="how long the unbounded channel runs (default 10)",
     )
     memory.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    memory.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     return parser
 
 
@@ -201,31 +226,80 @@ def _bench(args: argparse.Namespace) -> int:
             "source checkout with `pip install -e '.[bench]'`"
         )
         return EXIT_USAGE
-    for option in ("json", "png"):
+    for option in ("json", "png", "plot"):
         path = getattr(args, option, None)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             _error(f"--{option} {path}: directory does not exist")
             return EXIT_USAGE
+    for option in ("png", "plot"):
+        path = getattr(args, option, None)
+        if path and importlib.util.find_spec("matplotlib") is None:
+            print(
+                f"{PROG}: note: matplotlib is not installed; --{option} {path} will be "
+                "skipped (pip install -e '.[bench]')",
+                file=sys.stderr,
+            )
     if args.suite == "memory":
         return _bench_memory(args, memory)
     if args.suite == "bridges":
         return _bench_bridges(args)
-    if args.png and importlib.util.find_spec("matplotlib") is None:
-        print(
-            f"{PROG}: note: matplotlib is not installed; --png {args.png} will be skipped",
-            file=sys.stderr,
-        )
+    if args.suite == "all":
+        return _bench_all(args, local, memory)
+    report = _bench_local(args, local)
+    _plot(args, [report])
+    return EXIT_FAILED if report["failures"] else 0
+
+
+def _bench_local(args: argparse.Namespace, local: ModuleType) -> dict[str, Any]:
     size = local.TINY if args.tiny else local.QUICK if args.quick else local.FULL
-    report = local.run(size, progress=not args.no_progress)
+    report: dict[str, Any] = local.run(size, progress=not args.no_progress)
     print(local.table(report))
-    if args.json:
+    if getattr(args, "json", None) and args.suite == "local":
         _write_json(report, args.json)
         print(f"report written to {args.json}")
-    if args.png:
+    if getattr(args, "png", None):
         print(local.write_png(report, args.png))
     for failure in report["failures"]:
         _error(failure)
-    return EXIT_FAILED if report["failures"] else 0
+    return report
+
+
+def _plot(args: argparse.Namespace, reports: list[dict[str, Any]]) -> None:
+    if args.plot:
+        from benchmarks.plot import write_plot
+
+        print(write_plot(reports, args.plot))
+
+
+def _bench_all(args: argparse.Namespace, local: ModuleType, memory: ModuleType) -> int:
+    """local, then memory, then bridges; one JSON file and one chart for the three."""
+    try:
+        from benchmarks import bridges
+    except ModuleNotFoundError as exc:
+        _error(
+            f"the bridge benchmarks need {exc.name}: `pip install -e '.[bench,kafka,rabbitmq]'`"
+        )
+        return EXIT_USAGE
+    print("== local")
+    reports = [_bench_local(args, local)]
+    print("\n== memory")
+    seconds = (2.0, 1.0) if args.tiny else (10.0, 3.0) if args.quick else (60.0, 10.0)
+    reports.append(_run_memory(memory, *seconds, progress=not args.no_progress))
+    print(memory.table(reports[-1]))
+    print("\n== bridges")
+    size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
+    reports.append(bridges.run(size, progress=not args.no_progress))
+    print(bridges.table(reports[-1]))
+    failures = [*reports[0]["failures"], *reports[2]["failures"]]
+    for failure in reports[2]["failures"]:
+        _error(failure)
+    if not reports[1]["met"]:
+        failures.append("memory: the resident size target was not met")
+    if args.json:
+        _write_json({"suite": "all", "reports": reports}, args.json)
+        print(f"reports written to {args.json}")
+    _plot(args, reports)
+    return EXIT_FAILED if failures else 0
 
 
 def _bench_bridges(args: argparse.Namespace) -> int:
@@ -242,21 +316,35 @@ def _bench_bridges(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(report, args.json)
         print(f"report written to {args.json}")
+    _plot(args, [report])
     for failure in report["failures"]:
         _error(failure)
     return EXIT_FAILED if report["failures"] else 0
 
 
-def _bench_memory(args: argparse.Namespace, memory: ModuleType) -> int:
-    def progress(case: str, fraction: float) -> None:
-        print(f"\r{case:<20} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+def _run_memory(
+    memory: ModuleType, seconds: float, contrast: float, progress: bool = True
+) -> dict[str, Any]:
+    """The memory suite, its progress rewritten in place on stderr when it is a terminal."""
+    shown = progress and sys.stderr.isatty()
 
-    report = memory.run(args.seconds, args.contrast_seconds, progress)
-    print("\r" + " " * 30 + "\r", end="", file=sys.stderr)
+    def step(case: str, fraction: float) -> None:
+        if shown:
+            print(f"\r{case:<20} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+
+    report: dict[str, Any] = memory.run(seconds, contrast, step)
+    if shown:
+        print("\r" + " " * 30 + "\r", end="", file=sys.stderr)
+    return report
+
+
+def _bench_memory(args: argparse.Namespace, memory: ModuleType) -> int:
+    report = _run_memory(memory, args.seconds, args.contrast_seconds)
     print(memory.table(report))
     if args.json:
         _write_json(report, args.json)
         print(f"report written to {args.json}")
+    _plot(args, [report])
     return 0 if report["met"] else EXIT_FAILED
 
 
