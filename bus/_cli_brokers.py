@@ -157,11 +157,23 @@ def run(args: argparse.Namespace, error: Callable[[str], None]) -> int:
 
 
 def _single(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The one error inside nested groups (what a nursery wraps), else the group."""
-    inner: BaseException = group
-    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-        inner = inner.exceptions[0]
-    return inner
+    """The error to report from a group (what a nursery wraps): a usage error first, then
+    a bus error; the group itself if it holds neither (a bug: let it show)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kinds in ((UsageError, ConfigurationError), (Failed, BusError)):
+        for leaf in leaves:
+            if isinstance(leaf, kinds):
+                return leaf
+    return group
 
 
 # -- bridges for the commands ----------------------------------------------------------
@@ -210,8 +222,11 @@ async def _cleanup(bridge: Any, url: str, topic: str, private: str) -> None:
             await bridge.open()
             if scheme in ("amqp", "amqps"):
                 await bridge.delete_queue(private)
-            elif scheme == "pubsub":
-                await bridge.delete_subscription(topic, private)
+            elif scheme == "pubsub":  # one subscription per topic the pattern matched
+                for sid in await bridge.list_subscriptions():
+                    name, _, group = sid.rpartition("~")
+                    if group == private:
+                        await bridge.delete_subscription(name, private)
         except BusError:
             pass  # best effort: the broker went away meanwhile
         finally:
