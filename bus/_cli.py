@@ -1,11 +1,16 @@
 """The ``bus`` command line: argparse front door for the subcommands.
 
-``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the local benchmark suite
-(``benchmarks.local``); ``bus bench bridges [--json PATH] [--quick]`` the broker suite
-(``benchmarks.bridges``, needs Kafka and RabbitMQ running). ``bus demo`` is provided by
-``bus._demo`` (``add_arguments`` and ``run``), imported only when that subcommand is
-chosen. Every failure the user can cause
-ends with one line on stderr and a non-zero exit, never a traceback.
+``bus tail``, ``bus publish`` and ``bus topics`` (a broker URL each) are in
+``bus._cli_brokers``. ``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the
+local benchmark suite (``benchmarks.local``); ``bus bench bridges`` the broker suite
+(``benchmarks.bridges``, needs the brokers running), ``bus bench memory`` the overload
+one, ``bus bench all`` the three; ``--plot PATH`` draws each ratio against its target
+(``benchmarks.plot``). ``bus demo`` is provided by the example application ``bus.demo``
+(``add_arguments`` and ``run``), imported only when that subcommand is chosen.
+
+Before running a command, ``main`` configures logging (``bus._cli_log``: structlog, at
+``--log-level``). Every failure the user can cause ends with one line on stderr and a
+non-zero exit (2 usage, 1 failure), never a traceback.
 """
 
 from __future__ import annotations
