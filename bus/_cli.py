@@ -81,7 +81,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", parents=[common], help="run a benchmark suite")
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
     local = suites.add_parser(
-        "local",
+        "local", parents=[common],
         help="in-process bus vs trio, asyncio, pyee, blinker",
         description="Measure the in-memory bus against its baselines in one run and "
         "report rates, ratios and latency.",
@@ -96,7 +96,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke tests
     local.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     bridges = suites.add_parser(
-        "bridges",
+        "bridges", parents=[common],
         help="the bridges vs the raw clients and FastStream (needs brokers)",
         description="Measure the Kafka, RabbitMQ and Kinesis bridges against plain "
         "aiokafka, aio-pika and aioboto3, FastStream's real brokers and confluent-kafka, on "
@@ -116,7 +116,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     bridges.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     every = suites.add_parser(
-        "all",
+        "all", parents=[common],
         help="local, memory and bridges in one run (bridges need brokers)",
         description="Run the local, memory and bridges suites one after the other; "
         "--json writes their reports in one file, --plot one chart of every ratio "
@@ -132,7 +132,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     every_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     every.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     memory = suites.add_parser(
-        "memory",
+        "memory", parents=[common],
         help="resident size under 10x overload with a slow subscriber",
         description="Publish at 10x what a slow subscriber handles and watch the resident "
         "size: flat under the block policy, growing through an unbounded channel.",
