@@ -13,7 +13,7 @@ broker's bridge attached, so what it shows is what an application on the bus wou
 - ``publish URL TOPIC``: one JSON value per line of stdin, each published with
   ``confirm=True``, so the command returns once the broker confirmed every one (or
   reports those it refused); prints the count.
-- ``topics URL [list | create NAME | delete NAME]``.
+- ``topics URL [list | create NAME... | delete NAME...]``.
 
 ``memory://`` is an in-process broker, so a command has only itself to talk to: ``tail``
 appends the JSON lines of its stdin to that broker as another producer would, and prints
@@ -131,7 +131,7 @@ def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
     topics.add_argument("url", metavar="URL", help=url_help)
     topics.add_argument("action", nargs="?", choices=("list", "create", "delete"),
                         default="list")
-    topics.add_argument("name", nargs="?", metavar="NAME", help="the topic (create, delete)")
+    topics.add_argument("names", nargs="*", metavar="NAME", help="the topics (create, delete)")
     topics.add_argument("--timeout", type=_seconds, default=10.0, metavar="S",
                         help="give up connecting after S seconds (default 10)")
 
@@ -139,10 +139,10 @@ def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, error: Callable[[str], None]) -> int:
     """Run ``args.command``; errors end as one line through *error*."""
     try:
-        if args.command == "topics" and args.action != "list" and not args.name:
+        if args.command == "topics" and args.action != "list" and not args.names:
             raise UsageError(f"topics {args.action} needs a NAME")
-        if args.command == "topics" and args.action == "list" and args.name:
-            raise UsageError(f"topics list takes no NAME (got {args.name!r})")
+        if args.command == "topics" and args.action == "list" and args.names:
+            raise UsageError(f"topics list takes no NAME (got {' '.join(args.names)})")
         commands = {"tail": _tail, "publish": _publish, "topics": _topics}
         try:
             return trio.run(commands[args.command], args)
@@ -453,11 +453,13 @@ async def _topics(args: argparse.Namespace) -> int:
             for name in await bridge.list_topics():
                 print(name)
         elif args.action == "create":
-            await create_kept_topic(bridge, args.name)
-            print(f"created {args.name}")
+            for name in args.names:
+                await create_kept_topic(bridge, name)
+                print(f"created {name}")
         else:
-            await delete_kept_topic(bridge, args.name)
-            print(f"deleted {args.name}")
+            for name in args.names:
+                await delete_kept_topic(bridge, name)
+                print(f"deleted {name}")
     finally:
         with trio.CancelScope(shield=True):
             await bridge.aclose()

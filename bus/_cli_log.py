@@ -3,7 +3,8 @@
 The library never configures logging (``bus._log``); a command line is an application,
 so ``bus`` sets up structlog once at start: events at ``--log-level`` and above go to
 stderr, rendered for a person when stderr is a terminal (structlog's console renderer)
-and as one JSON object per line otherwise (for a log collector). Standard-library
+and as one JSON object per line otherwise (for a log collector); ``NO_COLOR`` turns the
+colours off. Standard-library
 records (the ``bus`` logger when structlog is not the route, and the broker clients'
 own loggers) go through the same renderer. The clients' logs are chatty and their
 errors are reported by the bridges anyway, translated: they are shown only at
@@ -13,6 +14,7 @@ errors are reported by the bridges anyway, translated: they are shown only at
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -61,7 +63,7 @@ def configure(level: str = "warning", stream: TextIO | None = None) -> None:
     _level = number
     human = stream.isatty()
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=human)
+        structlog.dev.ConsoleRenderer(colors=not os.environ.get("NO_COLOR"))
         if human else structlog.processors.JSONRenderer(sort_keys=False)
     )
     shared: list[Any] = [

@@ -126,3 +126,38 @@ def test_demo_bridge_memory_mirrors_the_shop_and_says_so() -> None:
     }
     assert exported["order.placed"] == 6 and sum(exported.values()) == handed
     assert "bus.dead_letter" in exported and len(exported) == 11
+
+
+def run_with_terminal_stderr(*args: str, stdin: str) -> tuple[int, str, str]:
+    """Run ``bus`` with stderr on a pseudo-terminal (as in a shell); stdout a pipe."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=follower, cwd=ROOT, env=env,
+    )
+    os.close(follower)
+    out, _ = proc.communicate(stdin.encode(), timeout=60)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return proc.returncode, out.decode(), b"".join(chunks).decode()
+
+
+def test_on_a_terminal_logs_are_for_people_and_publish_shows_progress() -> None:
+    code, out, err = run_with_terminal_stderr(
+        "publish", "memory://", "cli.test", "--log-level", "debug", stdin=LINES
+    )
+    assert code == 0 and out == "4 published to cli.test\n"
+    assert "{" not in err.split("confirmed")[0]  # console lines, not JSON objects
+    assert "bus.open" in err and "bridge.attached" in err and "bridge=bus-cli" in err
+    assert "\rconfirmed 4" in err  # the progress line's last state

@@ -156,3 +156,37 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(brokers, backend: str) -> 
         assert len(done.stderr.splitlines()) == 1, done.stderr
         assert done.stderr.startswith("bus: error: ") and "127.0.0.1:1" in done.stderr
         assert done.stdout == ""
+
+
+SHOP_TOPICS = (
+    "order.placed", "inventory.quote", "inventory.reserve", "inventory.release",
+    "stock.reserved", "stock.released", "payment.captured", "payment.declined",
+    "order.confirmed", "order.cancelled", "bus.dead_letter",
+)
+
+
+@pytest.mark.parametrize("backend", ["kafka", "rabbitmq"])
+def test_demo_bridge_mirrors_the_shop_to_the_broker(brokers, backend: str) -> None:
+    brokers.require(backend)
+    cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    if backend == "rabbitmq":  # start from empty kept queues: they outlive a demo run
+        cli.ok("topics", url, "delete", *SHOP_TOPICS)
+    try:
+        out = cli.ok("demo", "--quiet", "--orders", "8", "--seed", "4", "--bridge", url)
+        mirrored = out.split("mirrored", 1)[1].splitlines()
+        handed = int(mirrored[0].split("): ", 1)[1].split()[0])
+        assert f"{handed} messages handed over, {handed} confirmed by the broker, 0 refused" in (
+            mirrored[0]
+        )
+        exported = {line.split()[0]: int(line.split()[1]) for line in mirrored[2:] if line}
+        assert exported["order.placed"] == 8 and sum(exported.values()) == handed
+        # what went through is on the broker: the eight orders, read back
+        rows = cli.ok("tail", url, "order.placed", "--from-beginning", "--count", "8", "--json")
+        placed = [json.loads(line) for line in rows.splitlines()]
+        assert len(placed) == 8 and all(r["payload"]["order_id"] == r["key"] for r in placed)
+        if backend == "rabbitmq":  # the kept queue held exactly this run's orders
+            assert sorted(r["key"] for r in placed) == [f"o-{i:04d}" for i in range(1, 9)]
+    finally:
+        if backend == "rabbitmq":
+            deleted = cli.ok("topics", url, "delete", *SHOP_TOPICS)
+            assert deleted.splitlines() == [f"deleted {name}" for name in SHOP_TOPICS]
