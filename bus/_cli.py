@@ -216,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return _cli_brokers.run(args, _error)
     except KeyboardInterrupt:
-        _error("interrupted")
+        if args.command != "tail":  # Ctrl-C is how a tail without --count ends
+            _error("interrupted")
         return 130
     _error(f"unknown command {args.command!r}")
     return EXIT_USAGE

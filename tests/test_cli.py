@@ -161,3 +161,26 @@ def test_on_a_terminal_logs_are_for_people_and_publish_shows_progress() -> None:
     assert "{" not in err.split("confirmed")[0]  # console lines, not JSON objects
     assert "bus.open" in err and "bridge.attached" in err and "bridge=bus-cli" in err
     assert "\rconfirmed 4" in err  # the progress line's last state
+
+
+def test_ctrl_c_ends_a_tail_quietly_with_130() -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", "--log-level", "info", "tail", "memory://", "cli.test"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write('{"n": 1}\n')  # stdin stays open: the tail waits for more
+    proc.stdin.flush()
+    started = proc.stderr.readline()
+    assert json.loads(started)["event"] == "tail.started"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert out == 'cli.test  key=-  {"n": 1}\n'
+    assert "Traceback" not in err and "error" not in err, err
