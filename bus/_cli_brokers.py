@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -298,8 +299,16 @@ async def _tail(args: argparse.Namespace) -> int:
         print(f"bus tail: skipped a message on {env.headers.get('x-bus-original-topic', '?')}: "
               f"{env.headers.get('x-bus-error', '?')}", file=sys.stderr, flush=True)
 
+    terminated = False
+
+    async def on_sigterm(signals: Any) -> None:
+        nonlocal terminated
+        async for _ in signals:  # like Ctrl-C: stop, and remove what the tail made
+            terminated = True
+            enough.set()
+
     try:
-        with trio.CancelScope() as scope:
+        with trio.CancelScope() as scope, trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with open_bus(name="bus-cli", strict=False, drain_timeout=5) as bus:
                 bus.subscribe(args.topic, show, name="tail")
                 bus.subscribe(bus.dead_letter_topic, undecodable, name="tail.skipped")
@@ -307,6 +316,7 @@ async def _tail(args: argparse.Namespace) -> int:
                 log.info("tail.started", url=mask_url(args.url), topic=args.topic,
                          from_beginning=args.from_beginning, count=args.count)
                 async with trio.open_nursery() as nursery:
+                    nursery.start_soon(on_sigterm, signals)
                     if memory:
                         nursery.start_soon(
                             _feed_memory, bridge, args.topic, appended, everything_read,
@@ -318,7 +328,7 @@ async def _tail(args: argparse.Namespace) -> int:
                 scope.cancel()  # stop at once: what is queued is not done, not acknowledged
     finally:
         await _cleanup(bridge, args.url, args.topic, private)
-    return 0
+    return 128 + signal.SIGTERM if terminated else 0
 
 
 async def _feed_memory(

@@ -190,3 +190,59 @@ def test_demo_bridge_mirrors_the_shop_to_the_broker(brokers, backend: str) -> No
         if backend == "rabbitmq":
             deleted = cli.ok("topics", url, "delete", *SHOP_TOPICS)
             assert deleted.splitlines() == [f"deleted {name}" for name in SHOP_TOPICS]
+
+
+@pytest.mark.parametrize("backend", ["rabbitmq", "pubsub"])
+def test_a_terminated_tail_removes_its_private_queue(brokers, backend: str, topic: str) -> None:
+    """A tail without --from-beginning reads through a queue (RabbitMQ) or subscription
+    (Pub/Sub) of its own; SIGTERM, like Ctrl-C, removes it: then nothing keeps the topic's
+    messages (RabbitMQ: unroutable; Pub/Sub: the topic has no subscription left)."""
+    import signal
+
+    brokers.require(backend)
+    cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    tail = subprocess.Popen(
+        cli.argv("--log-level", "info", "tail", url, topic), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli.env,
+    )
+    try:
+        assert tail.stderr is not None
+        assert json.loads(tail.stderr.readline())["event"] == "tail.started"
+        assert cli.ok("publish", url, topic, stdin=_lines(1, 1)) == f"1 published to {topic}\n"
+        time.sleep(0.5)
+        tail.send_signal(signal.SIGTERM)
+        out, err = tail.communicate(timeout=60)
+    finally:
+        tail.kill()
+        tail.wait()
+    assert tail.returncode == 128 + signal.SIGTERM, err
+    assert out == f'{topic}  key=-  {{"n": 1, "text": "message 1"}}\n'
+    assert "Traceback" not in err
+    try:
+        done = cli.run("publish", url, topic, stdin=_lines(2, 1))
+        if backend == "rabbitmq":
+            assert done.returncode == 1 and "unroutable" in done.stderr
+        else:
+            assert done.returncode == 0
+            subs = subprocess.run(
+                [sys.executable, "-c", _LIST_SUBSCRIPTIONS, url, topic], capture_output=True,
+                text=True, env=cli.env, timeout=60, check=True,
+            ).stdout.split()
+            assert subs == []
+    finally:
+        if backend == "pubsub":
+            cli.ok("topics", url, "delete", topic)
+
+
+_LIST_SUBSCRIPTIONS = """
+import sys, trio
+from bridges import from_url
+async def main():
+    bridge = from_url(sys.argv[1])
+    await bridge.open()
+    try:
+        print(*await bridge.list_subscriptions(sys.argv[2]))
+    finally:
+        await bridge.aclose()
+trio.run(main)
+"""
