@@ -204,7 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(demo).parse_args(args_list)
     from ._cli_log import configure
 
-    configure(args.log_level)
+    restore_logging = configure(args.log_level)
+    try:
+        return _run(args, demo)
+    finally:
+        restore_logging()
+
+
+def _run(args: argparse.Namespace, demo: ModuleType | None) -> int:
     try:
         if args.command == "demo":
             assert demo is not None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import uuid
@@ -340,7 +341,7 @@ async def _feed_memory(
 
     if any(c in topic for c in "*#"):
         raise UsageError("tail memory:// reads stdin into one topic: give a topic, not a pattern")
-    async for number, raw in _lines(sys.stdin.buffer):
+    async for number, raw in _lines(sys.stdin.fileno()):
         _decode_line(number, raw)  # a bad line is a usage error, as for publish
         record_id = f"stdin-{number}"
         bridge.broker.append(LoopbackRecord(topic, raw, record_id, None, {}, 0.0))
@@ -353,11 +354,17 @@ async def _feed_memory(
 # -- publish ---------------------------------------------------------------------------
 
 
-async def _lines(stream: Any) -> AsyncIterator[tuple[int, bytes]]:
-    """Non-empty lines of a binary stream, numbered from 1, read in a worker thread."""
+async def _lines(fd: int) -> AsyncIterator[tuple[int, bytes]]:
+    """Non-empty lines read from file descriptor *fd*, numbered from 1.
+
+    Read with ``os.read`` in a worker thread that is abandoned on cancellation (a tail
+    stopped while stdin is still open): not through ``sys.stdin.buffer``, whose lock a
+    thread blocked in it would still hold when the interpreter shuts down, which aborts
+    the process.
+    """
     buffer, number = b"", 0
     while True:
-        chunk = await trio.to_thread.run_sync(stream.read1, 65536, abandon_on_cancel=True)
+        chunk = await trio.to_thread.run_sync(os.read, fd, 65536, abandon_on_cancel=True)
         if not chunk:
             break
         buffer += chunk
@@ -423,7 +430,7 @@ async def _publish(args: argparse.Namespace) -> int:
         bus.topic(args.topic, object)
         await bus.attach(bridge, export=[args.topic], connect_timeout=args.timeout)
         async with trio.open_nursery() as nursery:
-            async for number, raw in _lines(sys.stdin.buffer):
+            async for number, raw in _lines(sys.stdin.fileno()):
                 # returns once the message is taken (waiting while the window is full)
                 await nursery.start(one, bus, _decode_line(number, raw), number)
     progress.show(confirmed, final=True)
@@ -469,8 +476,18 @@ async def _topics(args: argparse.Namespace) -> int:
         else:
             for name in args.names:
                 await delete_kept_topic(bridge, name)
+                if scheme not in ("amqp", "amqps"):  # listed until the deletion is done
+                    with trio.move_on_after(args.timeout):
+                        await _until_unlisted(bridge, name)
                 print(f"deleted {name}")
     finally:
         with trio.CancelScope(shield=True):
             await bridge.aclose()
     return 0
+
+
+async def _until_unlisted(bridge: Any, name: str) -> None:
+    """Wait until the broker stops listing *name*: Kafka accepts a deletion before its
+    brokers have carried it out."""
+    while name in await bridge.list_topics():  # noqa: ASYNC110 - the broker's state
+        await trio.sleep(0.05)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
@@ -53,9 +54,12 @@ class _OnlyOurs(logging.Filter):
         return self.everything or record.name.split(".", 1)[0] in _OURS
 
 
-def configure(level: str = "warning", stream: TextIO | None = None) -> None:
-    """Route structlog and stdlib logging to *stream* (stderr) at *level*."""
+def configure(level: str = "warning", stream: TextIO | None = None) -> Callable[[], None]:
+    """Route structlog and stdlib logging to *stream* (stderr) at *level*; return what
+    puts the previous configuration back (for callers of ``bus._cli.main`` in a process
+    that goes on, such as tests)."""
     stream = stream or sys.stderr
+    restore = _saved()
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
         raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
@@ -97,3 +101,28 @@ def configure(level: str = "warning", stream: TextIO | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(number)
+    return restore
+
+
+def _saved() -> Callable[[], None]:
+    was_configured, config = structlog.is_configured(), structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    silenced, old_level = set(_silenced), _level
+
+    def restore() -> None:
+        global _level
+        if was_configured:
+            structlog.configure(**config)
+        else:
+            structlog.reset_defaults()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        _silenced.clear()
+        _silenced.update(silenced)
+        _level = old_level
+
+    return restore

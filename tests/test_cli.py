@@ -184,3 +184,20 @@ def test_ctrl_c_ends_a_tail_quietly_with_130() -> None:
     assert proc.returncode == 130
     assert out == 'cli.test  key=-  {"n": 1}\n'
     assert "Traceback" not in err and "error" not in err, err
+
+
+def test_main_in_process_puts_the_logging_configuration_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    import structlog
+
+    from bus._cli import main
+
+    structlog.reset_defaults()
+    handlers = list(logging.getLogger().handlers)
+    assert main(["--log-level", "debug", "topics", "memory://", "create", "cli.x"]) == 0
+    assert capsys.readouterr().out == "created cli.x\n"
+    assert not structlog.is_configured()  # the library is silent again
+    assert logging.getLogger().handlers == handlers
