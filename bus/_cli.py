@@ -1,11 +1,16 @@
 """The ``bus`` command line: argparse front door for the subcommands.
 
-``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the local benchmark suite
-(``benchmarks.local``); ``bus bench bridges [--json PATH] [--quick]`` the broker suite
-(``benchmarks.bridges``, needs Kafka and RabbitMQ running). ``bus demo`` is provided by
-``bus._demo`` (``add_arguments`` and ``run``), imported only when that subcommand is
-chosen. Every failure the user can cause
-ends with one line on stderr and a non-zero exit, never a traceback.
+``bus tail``, ``bus publish`` and ``bus topics`` (a broker URL each) are in
+``bus._cli_brokers``. ``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the
+local benchmark suite (``benchmarks.local``); ``bus bench bridges`` the broker suite
+(``benchmarks.bridges``, needs the brokers running), ``bus bench memory`` the overload
+one, ``bus bench all`` the three; ``--plot PATH`` draws each ratio against its target
+(``benchmarks.plot``). ``bus demo`` is provided by the example application ``bus.demo``
+(``add_arguments`` and ``run``), imported only when that subcommand is chosen.
+
+Before running a command, ``main`` configures logging (``bus._cli_log``: structlog, at
+``--log-level``). Every failure the user can cause ends with one line on stderr and a
+non-zero exit (2 usage, 1 failure), never a traceback.
 """
 
 from __future__ import annotations
@@ -32,32 +37,63 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+_PLOT_HELP = (
+    "draw every ratio of the run against its target as a PNG chart (needs matplotlib, "
+    "the bench extra)"
+)
+
+
+def _log_options(default: str | None) -> _Parser:
+    """``--log-level``, accepted before and after the subcommand."""
+    from ._cli_log import LEVELS
+
+    options = _Parser(add_help=False)
+    options.add_argument(
+        "--log-level", choices=LEVELS, metavar="LEVEL",
+        default=default if default is not None else argparse.SUPPRESS,
+        help="log events at LEVEL and above on stderr: human-readable on a terminal, JSON "
+        f"lines otherwise; one of {', '.join(LEVELS)} (default warning)",
+    )
+    return options
+
+
 def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     """The full parser; the demo's own options are added only when ``demo`` is given."""
+    from . import _cli_brokers
+
     parser = _Parser(
-        prog=PROG, description="trio-bus: a typed, actor-style event bus on trio."
+        prog=PROG, description="trio-bus: a typed, actor-style event bus on trio.",
+        parents=[_log_options(None)],
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _log_options(None)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     demo_parser = commands.add_parser(
-        "demo", help="run the modular-monolith demo on the memory bus"
+        "demo", parents=[common], help="run the modular-monolith demo on the memory bus"
     )
     if demo is not None:
         demo.add_arguments(demo_parser)
 
+    _cli_brokers.add_parsers(commands, common)
+
     from . import _service  # `bus bridge CONFIG.toml` (docs/service.md)
 
-    _service.add_arguments(commands.add_parser("bridge", help="mirror topics between brokers"))
-    bench = commands.add_parser("bench", help="run a benchmark suite")
+    _service.add_arguments(
+        commands.add_parser("bridge", parents=[common], help="mirror topics between brokers")
+    )
+    bench = commands.add_parser("bench", parents=[common], help="run a benchmark suite")
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
     local = suites.add_parser(
-        "local",
+        "local", parents=[common],
         help="in-process bus vs trio, asyncio, pyee, blinker",
         description="Measure the in-memory bus against its baselines in one run and "
         "report rates, ratios and latency.",
     )
     local.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     local.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
+    local.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     size = local.add_mutually_exclusive_group()
     size.add_argument(
         "--quick", action="store_true", help="fewer messages and rounds (under a minute)"
@@ -65,7 +101,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke tests
     local.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     bridges = suites.add_parser(
-        "bridges",
+        "bridges", parents=[common],
         help="the bridges vs the raw clients and FastStream (needs brokers)",
         description="Measure the Kafka, RabbitMQ and Kinesis bridges against plain "
         "aiokafka, aio-pika and aioboto3, FastStream's real brokers and confluent-kafka, on "
@@ -83,8 +119,25 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
         "(thread, trio-asyncio), to compare them",
     )
     bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    bridges.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
+    every = suites.add_parser(
+        "all", parents=[common],
+        help="local, memory and bridges in one run (bridges need brokers)",
+        description="Run the local, memory and bridges suites one after the other; "
+        "--json writes their reports in one file, --plot one chart of every ratio "
+        "against its target.",
+    )
+    every.add_argument("--json", metavar="PATH", help="write the reports as one JSON file")
+    every.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
+    every_size = every.add_mutually_exclusive_group()
+    every_size.add_argument(
+        "--quick", action="store_true",
+        help="fewer messages and rounds, 10 s of memory (about 4 minutes)",
+    )
+    every_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    every.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     memory = suites.add_parser(
-        "memory",
+        "memory", parents=[common],
         help="resident size under 10x overload with a slow subscriber",
         description="Publish at 10x what a slow subscriber handles and watch the resident "
         "size: flat under the block policy, growing through an unbounded channel.",
@@ -95,6 +148,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
         help="how long the unbounded channel runs (default 10)",
     )
     memory.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    memory.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     return parser
 
 
@@ -120,11 +174,24 @@ def _positive_float(text: str) -> float:
 
 def _load_demo() -> ModuleType | None:
     try:
-        return importlib.import_module("bus._demo")
+        return importlib.import_module("bus.demo")
     except ModuleNotFoundError as exc:
-        if exc.name == "bus._demo":
+        if exc.name == "bus.demo":
             return None
         raise
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand named in *args* (skipping ``--log-level LEVEL`` before it)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--log-level":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _error(message: str) -> None:
@@ -134,12 +201,23 @@ def _error(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     demo: ModuleType | None = None
-    if args_list[:1] == ["demo"]:
+    if _command_of(args_list) == "demo":
         demo = _load_demo()
         if demo is None:
-            _error("the demo is not available in this build (module bus._demo is missing)")
+            _error("the demo is not available in this build (module bus.demo is missing)")
             return EXIT_USAGE
     args = build_parser(demo).parse_args(args_list)
+    from ._cli_log import configure
+
+    # None when not given: a command with a level of its own (`bus bridge`'s config) sets it
+    restore_logging = configure(getattr(args, "log_level", None) or "warning")
+    try:
+        return _run(args, demo)
+    finally:
+        restore_logging()
+
+
+def _run(args: argparse.Namespace, demo: ModuleType | None) -> int:
     try:
         if args.command == "demo":
             assert demo is not None
@@ -148,8 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "bridge":
             return importlib.import_module("bus._service").run(args)  # type: ignore[no-any-return]
+        if args.command in ("tail", "publish", "topics"):
+            from . import _cli_brokers
+
+            return _cli_brokers.run(args, _error)
     except KeyboardInterrupt:
-        _error("interrupted")
+        if args.command != "tail":  # Ctrl-C is how a tail without --count ends
+            _error("interrupted")
         return 130
     _error(f"unknown command {args.command!r}")
     return EXIT_USAGE
@@ -164,31 +247,80 @@ def _bench(args: argparse.Namespace) -> int:
             "source checkout with `pip install -e '.[bench]'`"
         )
         return EXIT_USAGE
-    for option in ("json", "png"):
+    for option in ("json", "png", "plot"):
         path = getattr(args, option, None)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             _error(f"--{option} {path}: directory does not exist")
             return EXIT_USAGE
+    for option in ("png", "plot"):
+        path = getattr(args, option, None)
+        if path and importlib.util.find_spec("matplotlib") is None:
+            print(
+                f"{PROG}: note: matplotlib is not installed; --{option} {path} will be "
+                "skipped (pip install -e '.[bench]')",
+                file=sys.stderr,
+            )
     if args.suite == "memory":
         return _bench_memory(args, memory)
     if args.suite == "bridges":
         return _bench_bridges(args)
-    if args.png and importlib.util.find_spec("matplotlib") is None:
-        print(
-            f"{PROG}: note: matplotlib is not installed; --png {args.png} will be skipped",
-            file=sys.stderr,
-        )
+    if args.suite == "all":
+        return _bench_all(args, local, memory)
+    report = _bench_local(args, local)
+    _plot(args, [report])
+    return EXIT_FAILED if report["failures"] else 0
+
+
+def _bench_local(args: argparse.Namespace, local: ModuleType) -> dict[str, Any]:
     size = local.TINY if args.tiny else local.QUICK if args.quick else local.FULL
-    report = local.run(size, progress=not args.no_progress)
+    report: dict[str, Any] = local.run(size, progress=not args.no_progress)
     print(local.table(report))
-    if args.json:
+    if getattr(args, "json", None) and args.suite == "local":
         _write_json(report, args.json)
         print(f"report written to {args.json}")
-    if args.png:
+    if getattr(args, "png", None):
         print(local.write_png(report, args.png))
     for failure in report["failures"]:
         _error(failure)
-    return EXIT_FAILED if report["failures"] else 0
+    return report
+
+
+def _plot(args: argparse.Namespace, reports: list[dict[str, Any]]) -> None:
+    if args.plot:
+        from benchmarks.plot import write_plot
+
+        print(write_plot(reports, args.plot))
+
+
+def _bench_all(args: argparse.Namespace, local: ModuleType, memory: ModuleType) -> int:
+    """local, then memory, then bridges; one JSON file and one chart for the three."""
+    try:
+        from benchmarks import bridges
+    except ModuleNotFoundError as exc:
+        _error(
+            f"the bridge benchmarks need {exc.name}: `pip install -e '.[bench,kafka,rabbitmq]'`"
+        )
+        return EXIT_USAGE
+    print("== local")
+    reports = [_bench_local(args, local)]
+    print("\n== memory")
+    seconds = (2.0, 1.0) if args.tiny else (10.0, 3.0) if args.quick else (60.0, 10.0)
+    reports.append(_run_memory(memory, *seconds, progress=not args.no_progress))
+    print(memory.table(reports[-1]))
+    print("\n== bridges")
+    size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
+    reports.append(bridges.run(size, progress=not args.no_progress))
+    print(bridges.table(reports[-1]))
+    failures = [*reports[0]["failures"], *reports[2]["failures"]]
+    for failure in reports[2]["failures"]:
+        _error(failure)
+    if not reports[1]["met"]:
+        failures.append("memory: the resident size target was not met")
+    if args.json:
+        _write_json({"suite": "all", "reports": reports}, args.json)
+        print(f"reports written to {args.json}")
+    _plot(args, reports)
+    return EXIT_FAILED if failures else 0
 
 
 def _bench_bridges(args: argparse.Namespace) -> int:
@@ -205,21 +337,35 @@ def _bench_bridges(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(report, args.json)
         print(f"report written to {args.json}")
+    _plot(args, [report])
     for failure in report["failures"]:
         _error(failure)
     return EXIT_FAILED if report["failures"] else 0
 
 
-def _bench_memory(args: argparse.Namespace, memory: ModuleType) -> int:
-    def progress(case: str, fraction: float) -> None:
-        print(f"\r{case:<20} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+def _run_memory(
+    memory: ModuleType, seconds: float, contrast: float, progress: bool = True
+) -> dict[str, Any]:
+    """The memory suite, its progress rewritten in place on stderr when it is a terminal."""
+    shown = progress and sys.stderr.isatty()
 
-    report = memory.run(args.seconds, args.contrast_seconds, progress)
-    print("\r" + " " * 30 + "\r", end="", file=sys.stderr)
+    def step(case: str, fraction: float) -> None:
+        if shown:
+            print(f"\r{case:<20} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+
+    report: dict[str, Any] = memory.run(seconds, contrast, step)
+    if shown:
+        print("\r" + " " * 30 + "\r", end="", file=sys.stderr)
+    return report
+
+
+def _bench_memory(args: argparse.Namespace, memory: ModuleType) -> int:
+    report = _run_memory(memory, args.seconds, args.contrast_seconds)
     print(memory.table(report))
     if args.json:
         _write_json(report, args.json)
         print(f"report written to {args.json}")
+    _plot(args, [report])
     return 0 if report["met"] else EXIT_FAILED
 
 

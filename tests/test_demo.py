@@ -14,8 +14,8 @@ import pytest
 import structlog
 import trio.testing
 
-from bus._demo_report import DeadLetter, Summary, TraceLine
-from bus._demo_shop import plan_orders, simulate
+from bus.demo.report import DeadLetter, Summary, TraceLine
+from bus.demo.shop import plan_orders, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,7 +190,8 @@ def test_cli_demo_quiet_prints_the_summary_only() -> None:
         (["--failure-rate", "1.5"], "--failure-rate: must be a probability"),
         (["--seed"], "--seed: expected one argument"),
         (["--bogus"], "unrecognized arguments: --bogus"),
-        (["--bridge", "kafka://localhost:9092"], "bridges arrive with the bridges issue"),
+        (["--bridge", "kafka://localhost:nine"], "port 'nine' is not a number"),
+        (["--bridge", "ftp://localhost"], "unknown scheme 'ftp'"),
     ],
 )
 def test_cli_demo_bad_arguments_end_with_one_line(args: list[str], message: str) -> None:

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             f"route(s)"
         )
         return 0
-    _configure_logging(config.log_level)
+    if getattr(args, "log_level", None) is None:
+        _configure_logging(config.log_level)
     try:
         return trio.run(_serve, config, bridges)
     except (BusError, BaseExceptionGroup) as exc:
@@ -98,15 +99,12 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if level != "debug":
-        # The clients' own lines (connection refused, rebalances, reconnects) stay out:
-        # the bridges translate what matters into the bus's events and errors.
-        for name in ("aiokafka", "aio_pika", "aiormq", "botocore", "aiobotocore"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+    # The CLI configured logging before the command ran; `--log-level` given there wins
+    # over the config's [service] log_level (bus._cli_log keeps the clients' own lines
+    # out below debug: the bridges translate what matters).
+    from .._cli_log import configure
+
+    configure(level)
 
 
 async def _serve(config: ServiceConfig, bridges: dict[str, Bridge]) -> int:

@@ -1,9 +1,10 @@
-"""``bus demo``: the shop of ``_demo_shop`` run on the memory bus, as a live trace.
+"""``bus demo``: the shop of ``shop`` run on the memory bus, as a live trace.
 
-This module is the command line around :func:`bus._demo_shop.simulate`: its options,
+This module is the command line around :func:`bus.demo.shop.simulate`: its options,
 the rendering of trace lines (coloured only when stdout is a terminal and ``NO_COLOR``
 is unset) and of the closing summary. ``bus._cli`` imports it only for ``bus demo``
-and calls :func:`add_arguments` and :func:`run`. It does not run actors itself.
+and calls :func:`add_arguments` and :func:`run`; ``--bridge URL`` mirrors the shop's
+topics to a broker (``bridges.from_url``). It does not run actors itself.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import math
 import os
 import sys
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import trio
 
-from ._demo_messages import money
-from ._demo_report import Summary, TraceLine
-from ._demo_shop import simulate
+from bus import BusError, ConfigurationError
+
+from .messages import money
+from .report import BridgeLine, Summary, TraceLine
+from .shop import simulate
 
 __all__ = ["add_arguments", "run"]
 
@@ -79,27 +83,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print the summary only")
     parser.add_argument(
         "--bridge", metavar="URL", default=None,
-        help="mirror the demo's topics to a broker (not available yet)",
+        help="mirror the shop's topics to the broker at URL (kafka://host:port, amqp://..., "
+        "kinesis://region?endpoint=..., pubsub://project?emulator=..., memory://)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when every order was confirmed or cancelled."""
+    bridge, url = None, ""
     if args.bridge is not None:
-        print(
-            f"bus demo: error: --bridge {args.bridge}: bridges arrive with the bridges issue",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        from bridges import from_url
+
+        url = _without_credentials(args.bridge)
+        try:
+            bridge = from_url(args.bridge, name="demo")
+        except ConfigurationError as exc:
+            print(f"bus demo: error: --bridge: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     out = _Printer(sys.stdout)
     emit = (lambda line: None) if args.quiet else out.trace
-    summary = trio.run(simulate, args.orders, args.failure_rate, args.seed, emit)
+    try:
+        summary = trio.run(
+            simulate, args.orders, args.failure_rate, args.seed, emit, bridge, url
+        )
+    except BusError as exc:
+        print(f"bus demo: error: {exc}", file=sys.stderr)
+        return EXIT_UNSETTLED
     out.summary(summary)
     unsettled = summary.orders - summary.confirmed - summary.cancelled
     if unsettled:
         print(f"bus demo: error: {unsettled} orders never settled", file=sys.stderr)
         return EXIT_UNSETTLED
     return 0
+
+
+def _without_credentials(url: str) -> str:
+    """*url* as the summary shows it: no user or password."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{parts.scheme}://{netloc}{parts.path}{query}"
+    except ValueError:
+        return url.split("://", 1)[0] + "://"
 
 
 class _Printer:
@@ -159,3 +185,17 @@ class _Printer:
         for name, a in s.actors.items():
             w(f"  {name:<20} {a.pattern:<16} {a.group or '-':<9} {a.delivered:>9} {a.failed:>6} "
               f"{a.retried:>7} {a.dead_lettered:>4}")
+        if s.bridge is not None:
+            self.bridge(s.bridge)
+
+    def bridge(self, b: BridgeLine) -> None:
+        w, paint = self.write, self.paint
+        handed = sum(b.exported.values())
+        w()
+        w(paint("1", "mirrored") + f"  to {b.url} (bridge {b.name!r}): {handed} messages "
+          f"handed over, {paint('32', f'{b.confirmed} confirmed by the broker')}, "
+          f"{paint('31' if b.refused else '', f'{b.refused} refused')}, "
+          f"{b.retried} retries")
+        w(f"  {'topic':<20} {'exported':>9}")
+        for topic, count in b.exported.items():
+            w(f"  {topic:<20} {count:>9}")

@@ -3,7 +3,7 @@
 :class:`Trace` stamps lines with trio's clock and hands them to an ``emit`` callback;
 while the shop runs it also stands in as structlog's processor chain, so the bus's own
 ``handler.retry`` and ``message.dead_lettered`` events become trace lines instead of log
-noise. Rendering (colours, columns) is ``_demo``'s business, not this module's.
+noise. Rendering (colours, columns) is ``_command``'s business, not this module's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import msgspec
 import structlog
 import trio
 
-__all__ = ["ActorLine", "DeadLetter", "Emit", "Summary", "Trace", "TraceLine"]
+__all__ = ["ActorLine", "BridgeLine", "DeadLetter", "Emit", "Summary", "Trace", "TraceLine"]
 
 DEAD_LETTER_TOPIC = "bus.dead_letter"
 
@@ -46,6 +46,22 @@ class ActorLine(msgspec.Struct, frozen=True):
     failed: int
     retried: int
     dead_lettered: int
+
+
+class BridgeLine(msgspec.Struct, frozen=True):
+    """What went through the broker of ``--bridge``, from its export subscription."""
+
+    url: str
+    """The broker's URL, password masked."""
+    name: str
+    exported: dict[str, int]
+    """Per mirrored topic: messages published, hence handed to the bridge."""
+    confirmed: int
+    """Messages the broker confirmed."""
+    refused: int
+    """Messages the broker refused for good (dead-lettered)."""
+    retried: int
+    """Export batches retried after a failure."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -84,6 +100,8 @@ class Summary(msgspec.Struct, frozen=True):
     actors: dict[str, ActorLine]
     elapsed: float
     """Seconds of trio's clock the run took."""
+    bridge: BridgeLine | None = None
+    """With ``--bridge``: what was mirrored to the broker."""
 
 
 _REPR = re.compile(r"^(\w+)\((['\"])(.*)\2\)$")

@@ -3,7 +3,8 @@
 ``simulate()`` is the whole demo as a coroutine: it opens a bus, subscribes the actors,
 plays the storefront (one ``order.placed`` every few milliseconds), drains, and returns
 a ``Summary``. It reports what happens through an ``emit`` callback, one ``TraceLine``
-per notable event (both in ``_demo_report``), and never prints; ``_demo`` renders them.
+per notable event (both in ``report``), and never prints; ``_command`` renders them.
+It uses only the public API of ``bus`` (and of ``bridges`` for ``--bridge``).
 
 The saga, per order (every message keyed by the order id)::
 
@@ -26,9 +27,10 @@ from typing import Any, NamedTuple, Protocol
 
 import trio
 
-from ._actor import Actor
-from ._bus import Bus, Topic, open_bus
-from ._demo_messages import (
+from bus import Actor, Bus, Envelope, RetryPolicy, Topic, open_bus
+from bus.abc import Bridge
+
+from .messages import (
     CATALOGUE,
     OrderCancelled,
     OrderConfirmed,
@@ -42,11 +44,21 @@ from ._demo_messages import (
     StockReleased,
     StockReserved,
 )
-from ._demo_report import DEAD_LETTER_TOPIC, ActorLine, DeadLetter, Emit, Summary, Trace
-from ._envelope import H_ATTEMPTS, H_ERROR, H_ORIGINAL_TOPIC, Envelope
-from ._policy import RetryPolicy
+from .report import DEAD_LETTER_TOPIC, ActorLine, BridgeLine, DeadLetter, Emit, Summary, Trace
 
-__all__ = ["plan_orders", "simulate"]
+__all__ = ["SHOP_TOPICS", "plan_orders", "simulate"]
+
+# The headers the bus puts on a dead letter (docs/design.md, "dead letters").
+H_ERROR = "x-bus-error"
+H_ORIGINAL_TOPIC = "x-bus-original-topic"
+H_ATTEMPTS = "x-bus-attempts"
+
+SHOP_TOPICS = (
+    "order.placed", "inventory.quote", "inventory.reserve", "inventory.release",
+    "stock.reserved", "stock.released", "payment.captured", "payment.declined",
+    "order.confirmed", "order.cancelled",
+)
+"""Every topic the shop declares; ``--bridge`` mirrors these and the dead-letter topic."""
 
 CUSTOMERS = ("ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "dennis")
 DECLINE_REASONS = ("card declined", "insufficient funds", "fraud check failed")
@@ -237,8 +249,32 @@ class Orders(Actor):
         await self.shop.publish(self.shop.cancelled, cancelled, key=key, tone="fail")
 
 
-async def simulate(orders: int, failure_rate: float, seed: int, emit: Emit) -> Summary:
-    """Run the shop for *orders* orders and return its :class:`Summary`."""
+async def _mirror(bus: Bus, bridge: Bridge) -> None:
+    """Export every shop topic to *bridge*'s broker, made so it keeps them (``bus tail
+    URL TOPIC --from-beginning`` shows them afterwards)."""
+    from bridges import create_kept_topic
+
+    mirrored = [*SHOP_TOPICS, bus.dead_letter_topic]
+    await bus.attach(bridge, export=mirrored)
+    async with trio.open_nursery() as nursery:
+        for name in mirrored:
+            nursery.start_soon(create_kept_topic, bridge, name)
+
+
+def _bridge_line(bridge: Bridge, url: str, stats: Any, published: dict[str, int]) -> BridgeLine:
+    export = stats.actors[f"{bridge.name}:export"]
+    return BridgeLine(
+        url=url, name=bridge.name, exported=published, confirmed=export.delivered,
+        refused=export.dead_lettered, retried=export.retried,
+    )
+
+
+async def simulate(
+    orders: int, failure_rate: float, seed: int, emit: Emit,
+    bridge: Bridge | None = None, bridge_url: str = "",
+) -> Summary:
+    """Run the shop for *orders* orders and return its :class:`Summary`; with *bridge*,
+    every shop topic is also mirrored to that broker (``bridge_url`` names it)."""
     plan = plan_orders(orders, seed)
     stock_before = {sku: 5 * orders for sku in sorted(CATALOGUE)}  # never runs out
     trace = Trace(emit)
@@ -254,6 +290,9 @@ async def simulate(orders: int, failure_rate: float, seed: int, emit: Emit) -> S
             bus.subscribe("payment.*", order_desk, name="orders.payments", concurrency=2)
             bus.subscribe("stock.released", order_desk, name="orders.stock")
             bus.subscribe(bus.dead_letter_topic, order_desk, name="orders.dead-letters")
+            if bridge is not None:
+                await _mirror(bus, bridge)
+                trace.started = trio.current_time()
             for gateway in ("payments-1", "payments-2"):  # competing consumers
                 payments = Payments(shop, seed, failure_rate)
                 bus.subscribe("stock.reserved", payments, name=gateway, group="payments",
@@ -273,6 +312,10 @@ async def simulate(orders: int, failure_rate: float, seed: int, emit: Emit) -> S
                 for env in bus.retained(bus.dead_letter_topic)
             ]
             elapsed = trio.current_time() - trace.started
+            published = {name: t.published for name, t in sorted(stats.topics.items())}
+            mirror = None
+            if bridge is not None:
+                mirror = _bridge_line(bridge, bridge_url, stats, published)
     outcomes = dict(sorted(order_desk.outcomes.items()))
     confirmed = sum(1 for o in outcomes.values() if o == "confirmed")
     poisoned = sum(1 for o in outcomes.values() if o.startswith("rejected as poison"))
@@ -292,10 +335,12 @@ async def simulate(orders: int, failure_rate: float, seed: int, emit: Emit) -> S
         released=inventory.released,
         retries=sum(a.retried for a in stats.actors.values()),
         dead_letters=dead,
-        published={name: t.published for name, t in sorted(stats.topics.items())},
+        published=published,
         actors={
             name: ActorLine(a.pattern, a.group, a.delivered, a.failed, a.retried, a.dead_lettered)
             for name, a in stats.actors.items()
+            if bridge is None or name != f"{bridge.name}:export"
         },
         elapsed=elapsed,
+        bridge=mirror,
     )

@@ -2,7 +2,7 @@
 
 Every payload knows how to say itself in one short line (``describe``) for the live
 trace. Money is in integer cents so totals are exact and repeatable. This module has
-no behaviour beyond that: the actors that exchange these live in ``_demo_shop``.
+no behaviour beyond that: the actors that exchange these live in ``shop``.
 """
 
 from __future__ import annotations

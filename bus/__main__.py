@@ -1,0 +1,7 @@
+"""``python -m bus``: the ``bus`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

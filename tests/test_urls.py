@@ -1,0 +1,93 @@
+"""Broker URLs (bridges.from_url): each form gives its bridge, configured from the URL;
+a bad one is one ConfigurationError naming the problem and the accepted forms."""
+
+from __future__ import annotations
+
+import pytest
+
+import bridges
+from bridges._urls import FORMS, from_url, memory_broker
+from bridges.kafka import KafkaBridge
+from bridges.kinesis import KinesisBridge
+from bridges.pubsub import PubSubBridge
+from bridges.rabbitmq import RabbitMQBridge
+from bus import ConfigurationError
+from bus.testing import LoopbackBridge
+
+
+def test_memory_is_an_in_process_broker_shared_by_name() -> None:
+    a, b, other = from_url("memory://"), from_url("memory://"), from_url("memory://other")
+    assert isinstance(a, LoopbackBridge) and isinstance(b, LoopbackBridge)
+    assert a.broker is b.broker is memory_broker("")
+    assert isinstance(other, LoopbackBridge) and other.broker is not a.broker
+    assert a.name == "memory"
+
+
+def test_kafka_servers_with_default_port() -> None:
+    bridge = from_url("kafka://127.0.0.1:9093,broker2", name="k", group_id="g")
+    assert isinstance(bridge, KafkaBridge)
+    assert bridge.bootstrap_servers == "127.0.0.1:9093,broker2:9092"
+    assert (bridge.name, bridge.group_id) == ("k", "g")
+
+
+def test_amqp_url_is_the_clients_own_and_exchange_from_the_query() -> None:
+    bridge = from_url("amqps://u:s3cret@rabbit.example:5671/shop?exchange=orders")
+    assert isinstance(bridge, RabbitMQBridge)
+    assert bridge.exchange == "orders"
+    assert bridge._url == "amqps://u:s3cret@rabbit.example:5671/shop"
+    assert "s3cret" not in repr(bridge)
+
+
+def test_kinesis_region_and_endpoint() -> None:
+    bridge = from_url("kinesis://eu-west-1?endpoint=http://127.0.0.1:4568")
+    assert isinstance(bridge, KinesisBridge)
+    assert bridge.region == "eu-west-1"
+    assert bridge.name == "kinesis"
+
+
+def test_pubsub_project_and_emulator() -> None:
+    bridge = from_url("pubsub://my-project?emulator=127.0.0.1:8085")
+    assert isinstance(bridge, PubSubBridge)
+    assert bridge._endpoint.project == "my-project"
+    assert bridge._endpoint.emulator_host == "127.0.0.1:8085"
+
+
+def test_from_url_is_exported_by_the_bridges_package() -> None:
+    assert bridges.from_url is from_url
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("127.0.0.1:9092", "it has no scheme"),
+        ("nats://127.0.0.1", "unknown scheme 'nats'"),
+        ("kafka://", "no bootstrap server"),
+        ("kafka://host:99999", "port '99999' is not a number from 1 to 65535"),
+        ("kafka://u:pw@host:9092", "credentials go in options"),
+        ("kafka://host:9092/topic", "unexpected path '/topic'"),
+        ("kafka://host:9092?acks=all", "unknown parameter(s) acks (allowed: none)"),
+        ("amqp:///vhost", "no host"),
+        ("amqp://guest:pw@host:port/", "the port is not a number"),
+        ("kinesis://eu-west-1?endpoint=127.0.0.1:4568", "must be an http:// or https:// URL"),
+        ("pubsub://proj?emulator=host:x", "port 'x' is not a number"),
+        ("memory://a:b@c", "memory:// takes at most a name"),
+    ],
+)
+def test_bad_urls_name_the_problem_and_the_forms(url: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        from_url(url)
+    message = str(caught.value)
+    assert problem in message
+    assert all(form in message for form in FORMS)
+
+
+def test_the_password_of_a_bad_url_is_masked() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        from_url("amqp://guest:hunter2@host:5672/?queue=q")
+    assert "hunter2" not in str(caught.value)
+    assert "'amqp://guest:***@host:5672/?queue=q': unknown parameter(s) queue" in str(
+        caught.value
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        from_url("amqp://guest:hunter2@host:port/")  # unparseable: the scheme only
+    assert "hunter2" not in str(caught.value) and "'amqp://***'" in str(caught.value)
