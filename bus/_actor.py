@@ -49,6 +49,7 @@ from ._policy import (
     Supervision,
 )
 from ._stats import ActorStats
+from ._trace import CURRENT, TRACEPARENT, TRACESTATE
 
 if TYPE_CHECKING:
     from ._bus import BusState
@@ -310,12 +311,28 @@ class Subscription:
         fn, is_async, dedup, batch = self._fn, self._is_async, self.dedup, self.batch
         sample_mask, fair_mask = _SAMPLE_EVERY - 1, _FAIRNESS_EVERY - 1
         fast = not is_async and dedup is None
+        bus = self.bus_state.bus
         n = 0
         while True:
             if not items and not await lane.wait():
                 return
             if batch is not None:
                 await self._work_batch(lane, batch)
+                continue
+            if bus._traced:
+                # the bus has seen trace context: one message at a time, each handled
+                # inside its trace context (bus/_trace.py); read once per burst otherwise
+                env = popleft()
+                if lane._putters_waiting and len(items) <= low_water:
+                    lane.wake_putters()
+                try:
+                    await self._handle_traced(env, dedup)
+                except BaseException:
+                    items.appendleft(env)
+                    raise
+                n += 1
+                if not n & fair_mask:
+                    await trio.lowlevel.checkpoint()
                 continue
             if fast:
                 # A sync handler without dedup: a tight burst of at most _FAIRNESS_EVERY
@@ -386,6 +403,30 @@ class Subscription:
             if not n & fair_mask:
                 await trio.lowlevel.checkpoint()
 
+    async def _handle_traced(self, env: Envelope[Any], dedup: DedupWindow | None) -> None:
+        """Handle *env* with its trace context current: a handle span with tracing on,
+        else :data:`~bus._trace.CURRENT` set so the handler's publishes inherit it."""
+        if dedup is not None and self._is_duplicate(dedup, env):
+            if env.delivery is not None:
+                env.delivery.release()
+            return
+        tracing = self.bus_state.bus.tracing
+        if tracing is not None:
+            with tracing.handle(env, self.name):
+                await self._call(env, timed=True)
+        else:
+            parent = env.headers.get(TRACEPARENT)
+            if parent is None:
+                await self._call(env, timed=True)
+            else:
+                token = CURRENT.set((parent, env.headers.get(TRACESTATE)))
+                try:
+                    await self._call(env, timed=True)
+                finally:
+                    CURRENT.reset(token)
+        if dedup is not None:
+            dedup.add(self._dedup_key(env), trio.current_time())
+
     async def _invoke(self, arg: Any) -> Any:
         """Call the handler with *arg* (an envelope, or a list of them for a batch)."""
         if self._is_async:
@@ -431,6 +472,9 @@ class Subscription:
                 await self._dead_letter(env, exc, local_attempt)
                 return
             self.retried += 1
+            tracing = self.bus_state.bus.tracing
+            if tracing is not None:
+                tracing.failed(exc)
             delay = self.retry.delay(local_attempt, self.bus_state.random.random)
             log.info(
                 "handler.retry", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
@@ -523,6 +567,9 @@ class Subscription:
         headers[H_ORIGINAL_TOPIC] = env.topic
         headers[H_FAILED_SUBSCRIBER] = self.name
         headers[H_ATTEMPTS] = str(attempts)
+        tracing = self.bus_state.bus.tracing
+        if tracing is not None:
+            tracing.failed(exc, final=True)  # the current handle span's, if there is one
         log.error(
             "message.dead_lettered", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
             attempts=attempts, error=repr(exc),

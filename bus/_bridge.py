@@ -34,6 +34,7 @@ from ._errors import BackendError, BackendUnavailableError, BusError, Configurat
 from ._log import get_logger
 from ._policy import RetryPolicy
 from ._routing import Pattern, validate_pattern
+from ._trace import TRACEPARENT
 
 if TYPE_CHECKING:
     from ._actor import Subscription
@@ -194,6 +195,10 @@ class Port:
         hdrs = dict(headers) if headers else {}
         hdrs[H_ORIGIN] = self.bridge.name
         bus = self._bus
+        if bus.tracing is not None:
+            bus.tracing.ingest(topic, hdrs, self.bridge.name, id)
+        elif TRACEPARENT in hdrs:
+            bus._traced = True  # handlers' publishes inherit it from now on (bus/_trace.py)
         payload: Any
         try:
             if not self.wants(topic):
@@ -420,7 +425,17 @@ async def attach(
         if export:
 
             async def send(envs: Sequence[Envelope[Any]]) -> ExportResults:
-                return await bridge.export(envs, port)
+                tracing = bus.tracing
+                if tracing is None:
+                    return await bridge.export(envs, port)
+                sent, spans = tracing.start_export(envs, name)
+                try:
+                    results = await bridge.export(sent, port)
+                except BaseException as exc:
+                    tracing.end_export(spans, exc)
+                    raise
+                tracing.end_export(spans, results)
+                return results
 
             att.export = bus._subscribe_export(
                 export, send, name=f"{name}:export", batch=batch, capacity=capacity,
