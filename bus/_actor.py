@@ -168,6 +168,11 @@ class Subscription:
             else self.offer
         )
         self._key_lanes: dict[str, Lane] = {}  # memoised key_slot(key, concurrency)
+        self._in_hand: Envelope[Any] | None = None  # what the last crash put back
+        # who this is in log lines: a bridge's export subscriber names its bridge too
+        self.log_context: dict[str, Any] = {"subscriber": name}
+        if skip_origin is not None:
+            self.log_context["bridge"] = skip_origin
 
     # -- routing --------------------------------------------------------------------
 
@@ -241,6 +246,10 @@ class Subscription:
             await self._stop(quiet=False)
         finally:
             self._stopped.set()
+            log.debug(
+                "actor.stop", **self.log_context, delivered=self.delivered,
+                dead_lettered=self.dead_lettered, queued=sum(len(ln.items) for ln in self.lanes),
+            )
 
     @property
     def stopped(self) -> bool:
@@ -260,9 +269,9 @@ class Subscription:
             except Exception as exc:
                 if not quiet:
                     raise
-                log.error("actor.on_stop_failed", subscriber=self.name, error=repr(exc))
+                log.error("actor.on_stop_failed", **self.log_context, error=repr(exc))
         if scope.cancelled_caught:
-            log.error("actor.on_stop_timeout", subscriber=self.name, timeout=STOP_TIMEOUT)
+            log.error("actor.on_stop_timeout", **self.log_context, timeout=STOP_TIMEOUT)
 
     async def _supervise(self) -> None:
         tracker = RestartTracker(self.supervision)
@@ -277,7 +286,10 @@ class Subscription:
             except Exception as exc:
                 restart = tracker.record(trio.current_time())
                 if restart is None:
-                    log.error("actor.gave_up", subscriber=self.name, error=repr(exc))
+                    log.error(
+                        "actor.gave_up", **self.log_context, **self._crash_context(),
+                        error=repr(exc),
+                    )
                     raise SupervisorGaveUp(
                         f"actor {self.name!r} crashed {self.supervision.max_restarts + 1} times "
                         f"within {self.supervision.window}s and was not restarted again; "
@@ -286,8 +298,8 @@ class Subscription:
                 self.restarts = tracker.total
                 delay = self.supervision.delay(restart)
                 log.warning(
-                    "actor.restart", subscriber=self.name, restart=restart, delay=delay,
-                    error=repr(exc),
+                    "actor.restart", **self.log_context, **self._crash_context(),
+                    restart=restart, delay=delay, error=repr(exc),
                 )
                 await trio.sleep(delay)
                 continue
@@ -328,7 +340,7 @@ class Subscription:
                 try:
                     await self._handle_traced(env, dedup)
                 except BaseException:
-                    items.appendleft(env)
+                    self._put_back(items, env)
                     raise
                 n += 1
                 if not n & fair_mask:
@@ -341,7 +353,7 @@ class Subscription:
                 try:
                     await self._call(env, timed=True)
                 except BaseException:
-                    items.appendleft(env)
+                    self._put_back(items, env)
                     raise
                 # The rest of the burst: as many as are queued now (at most
                 # _FAIRNESS_EVERY - 1). No other task runs until the burst ends, so the
@@ -358,13 +370,13 @@ class Subscription:
                         try:
                             await self._recover(env, exc)  # counts its own success
                         except BaseException:
-                            items.appendleft(env)
+                            self._put_back(items, env)
                             raise
                         done = 0  # others ran while it retried: start a new burst
                         break
                     except BaseException:
                         self.delivered += done - 1
-                        items.appendleft(env)
+                        self._put_back(items, env)
                         raise
                     if env.delivery is not None:
                         env.delivery.release()
@@ -398,7 +410,7 @@ class Subscription:
                 if dedup is not None:
                     dedup.add(self._dedup_key(env), trio.current_time())
             except BaseException:
-                items.appendleft(env)  # not lost: a restart or the drain report sees it
+                self._put_back(items, env)  # not lost: a restart or the drain report sees it
                 raise
             if not n & fair_mask:
                 await trio.lowlevel.checkpoint()
@@ -426,6 +438,17 @@ class Subscription:
                     CURRENT.reset(token)
         if dedup is not None:
             dedup.add(self._dedup_key(env), trio.current_time())
+
+    def _put_back(self, items: Any, env: Envelope[Any]) -> None:
+        """A worker stopped holding *env* (a crash or a cancel): back to the front of its
+        mailbox, and remembered for the supervisor's log line."""
+        items.appendleft(env)
+        self._in_hand = env
+
+    def _crash_context(self) -> dict[str, Any]:
+        """Log fields of the message a crashed worker held, if any."""
+        env, self._in_hand = self._in_hand, None
+        return {} if env is None else {"id": env.id, "topic": env.topic}
 
     async def _invoke(self, arg: Any) -> Any:
         """Call the handler with *arg* (an envelope, or a list of them for a batch)."""
@@ -477,7 +500,7 @@ class Subscription:
                 tracing.failed(exc)
             delay = self.retry.delay(local_attempt, self.bus_state.random.random)
             log.info(
-                "handler.retry", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
+                "handler.retry", **self.log_context, id=env.id, topic=env.topic, key=env.key,
                 attempt=env.attempt, delay=delay, error=repr(exc),
             )
             await trio.sleep(delay)
@@ -549,7 +572,8 @@ class Subscription:
                 self.retried += 1
                 delay = self.retry.delay(local_attempt, self.bus_state.random.random)
                 log.info(
-                    "batch.retry", subscriber=self.name, messages=len(retry), delay=delay,
+                    "batch.retry", **self.log_context, id=retry[0][0].id,
+                    topic=retry[0][0].topic, messages=len(retry), delay=delay,
                     attempt=local_attempt, error=repr(retry[0][1]),
                 )
                 await trio.sleep(delay)
@@ -557,6 +581,7 @@ class Subscription:
         except BaseException:
             # cancelled (or crashed) mid-batch: what is not settled goes back, nothing is lost
             items.extendleft(reversed(pending))
+            self._in_hand = pending[0] if pending else None
             raise
 
     async def _dead_letter(self, env: Envelope[Any], exc: BaseException, attempts: int) -> None:
@@ -571,7 +596,7 @@ class Subscription:
         if tracing is not None:
             tracing.failed(exc, final=True)  # the current handle span's, if there is one
         log.error(
-            "message.dead_lettered", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
+            "message.dead_lettered", **self.log_context, id=env.id, topic=env.topic, key=env.key,
             attempts=attempts, error=repr(exc),
         )
         await self.bus_state.dead_letter(_replace(env, headers=headers))
@@ -595,10 +620,10 @@ class Subscription:
 
     def _log_dropped(self, count: int, policy: str | None, env: Envelope[Any] | None) -> None:
         log.warning(
-            "message.dropped", subscriber=self.name, dropped=count, total=self.dropped,
+            "message.dropped", **self.log_context, dropped=count, total=self.dropped,
             policy=policy or self.lanes[0].overflow.value,
-            last_id=env.id if env is not None else None,
-            last_topic=env.topic if env is not None else None,
+            id=env.id if env is not None else None,  # the last one dropped
+            topic=env.topic if env is not None else None,
         )
 
     def stats(self) -> ActorStats:

@@ -211,6 +211,10 @@ class Port:
             hdrs[H_ERROR] = str(exc)
             hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             hdrs[H_ORIGINAL_TOPIC] = topic
+            log.warning(
+                "message.undeliverable", bridge=self.bridge.name, id=id, topic=topic, key=key,
+                dead_letter_topic=bus.dead_letter_topic, error=str(exc),
+            )
             topic, payload = bus.dead_letter_topic, bytes(data)
         delivery = None if on_done is None else Delivery(on_done)
         return Envelope(
@@ -321,6 +325,7 @@ class Attachment:
                 log.error("bridge.close_failed", bridge=self.bridge.name, error=repr(exc))
         if scope.cancelled_caught:
             log.error("bridge.close_timeout", bridge=self.bridge.name, timeout=self._close_timeout)
+        log.debug("bridge.closed", bridge=self.bridge.name, ingress_restarts=self.ingress_restarts)
 
     async def _ingress(
         self, retry: RetryPolicy, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -37,6 +37,7 @@ from ._envelope import (
     H_ERROR,
     H_ERROR_TYPE,
     H_FAILED_SUBSCRIBER,
+    H_ORIGIN,
     H_ORIGINAL_TOPIC,
     H_REPLY_TO,
     Envelope,
@@ -707,7 +708,9 @@ class Bus:
             grp.members.append(sub)
         self._subs[name] = sub
         self._nursery.start_soon(sub.run, name=f"actor:{name}")
-        log.debug("actor.start", subscriber=name, pattern=pattern, group=group)
+        log.debug(
+            "actor.start", **sub.log_context, pattern=pattern, group=group, bus=self.name
+        )
         return sub
 
     def _subscriber_name(self, name: str | None, handler: Any) -> str:
@@ -1213,7 +1216,11 @@ class _ReplyTarget:
         if waiting is not None and not waiting.finished:
             waiting.answer(env)
         else:
-            log.warning("reply.unmatched", id=env.id, topic=env.topic)
+            log.warning(
+                "reply.unmatched", id=env.id, topic=env.topic,
+                correlation_id=env.headers.get(H_CORRELATION_ID),
+                bridge=env.headers.get(H_ORIGIN),  # None for a local reply
+            )
 
 
 def _check_reply(codec: Codec[Any], topic: str, payload: Any) -> None:

@@ -87,8 +87,7 @@ class ConfluentConsumer(TrackedConsumer):
 
     # -- the client side of TrackedConsumer ---------------------------------------------
 
-    @staticmethod
-    def _group(client: Any, messages: list[Any]) -> dict[Any, list[Any]]:
+    def _group(self, client: Any, messages: list[Any]) -> dict[Any, list[Any]]:
         """Records per partition; error events that end consuming raise, others are
         logged (an unknown topic of a subscription, a broker down: librdkafka retries)."""
         from confluent_kafka import KafkaException
@@ -99,7 +98,10 @@ class ConfluentConsumer(TrackedConsumer):
             if err is not None:
                 if err.fatal():
                     raise KafkaException(err)
-                log.info("kafka.consumer_event", error=err.name(), detail=err.str())
+                log.info(
+                    "kafka.consumer_event", bridge=self.name, topic=msg.topic(),
+                    error=err.name(), detail=err.str(),
+                )
                 continue
             key = (msg.topic(), msg.partition())
             records = batch.get(key)
