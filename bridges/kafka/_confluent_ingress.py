@@ -87,7 +87,8 @@ class ConfluentConsumer(TrackedConsumer):
 
     # -- the client side of TrackedConsumer ---------------------------------------------
 
-    def _group(self, client: Any, messages: list[Any]) -> dict[Any, list[Any]]:
+    @staticmethod
+    def _group(client: Any, messages: list[Any]) -> dict[Any, list[Any]]:
         """Records per partition; error events that end consuming raise, others are
         logged (an unknown topic of a subscription, a broker down: librdkafka retries)."""
         from confluent_kafka import KafkaException
@@ -99,7 +100,7 @@ class ConfluentConsumer(TrackedConsumer):
                 if err.fatal():
                     raise KafkaException(err)
                 log.info(
-                    "kafka.consumer_event", bridge=self.name, topic=msg.topic(),
+                    "kafka.consumer_event", topic=msg.topic(),
                     error=err.name(), detail=err.str(),
                 )
                 continue
