@@ -49,7 +49,7 @@ from ._policy import (
     Supervision,
 )
 from ._stats import ActorStats
-from ._trace import CURRENT, TRACEPARENT, TRACESTATE
+from ._trace import CURRENT, TRACEPARENT, Handling
 
 if TYPE_CHECKING:
     from ._bus import BusState
@@ -419,41 +419,43 @@ class Subscription:
                 await trio.lowlevel.checkpoint()
 
     async def _burst_traced(self, lane: Lane, fair_mask: int) -> None:
-        """The sync fast path's burst on a bus that has seen trace context: the same, but
-        each message's context is set in :data:`~bus._trace.CURRENT` before its call.
-        Without a reset: the worker task's context is its own, and only its handler
-        calls read it (a message without context sets None)."""
+        """The sync fast path's burst on a bus that has seen trace context: the same, with
+        the message in hand kept in a :class:`~bus._trace.Handling` that is current for
+        the whole burst (one attribute store per message; see bus/_trace.py)."""
         items = lane.items
-        popleft, fn, set_context = items.popleft, self._fn, CURRENT.set
+        popleft, fn = items.popleft, self._fn
+        handling = Handling()
+        token = CURRENT.set(handling)
         done = 0
         start = _perf()
-        for _ in range(min(len(items), fair_mask + 1)):
-            env = popleft()
-            headers = env.headers
-            parent = headers.get(TRACEPARENT)
-            set_context(None if parent is None else (parent, headers.get(TRACESTATE)))
-            try:
-                fn(env)
-            except Exception as exc:
-                self.delivered += done
-                done = 0
+        try:
+            for _ in range(min(len(items), fair_mask + 1)):
+                env = handling.env = popleft()
                 try:
-                    await self._recover(env, exc)  # counts its own success
+                    fn(env)
+                except Exception as exc:
+                    self.delivered += done
+                    done = 0
+                    try:
+                        await self._recover(env, exc)  # counts its own success
+                    except BaseException:
+                        self._put_back(items, env)
+                        raise
+                    break  # others ran while it retried: start a new burst
                 except BaseException:
+                    self.delivered += done
+                    done = 0
                     self._put_back(items, env)
                     raise
-                break  # others ran while it retried: start a new burst
-            except BaseException:
-                self.delivered += done
-                self._put_back(items, env)
-                raise
-            if not done:
-                self._timed(_perf() - start)
-            done += 1
-            if env.delivery is not None:
-                env.delivery.release()
-        set_context(None)
-        self.delivered += done
+                if not done:
+                    self._timed(_perf() - start)
+                done += 1
+                if env.delivery is not None:
+                    env.delivery.release()
+        finally:
+            handling.env = None
+            CURRENT.reset(token)
+            self.delivered += done
         if lane._putters_waiting and len(items) <= lane.low_water:
             lane.wake_putters()
         if items:
@@ -470,16 +472,14 @@ class Subscription:
         if tracing is not None:
             with tracing.handle(env, self.name):
                 await self._call(env, timed=True)
+        elif TRACEPARENT not in env.headers:
+            await self._call(env, timed=True)
         else:
-            parent = env.headers.get(TRACEPARENT)
-            if parent is None:
+            token = CURRENT.set(Handling(env))
+            try:
                 await self._call(env, timed=True)
-            else:
-                token = CURRENT.set((parent, env.headers.get(TRACESTATE)))
-                try:
-                    await self._call(env, timed=True)
-                finally:
-                    CURRENT.reset(token)
+            finally:
+                CURRENT.reset(token)
         if dedup is not None:
             dedup.add(self._dedup_key(env), trio.current_time())
 

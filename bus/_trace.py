@@ -7,7 +7,7 @@ Pub/Sub to another process's bus.
 
 Inside the bus, a message published while a handler handles a traced message carries
 the handled message's context, unless the publisher gave a ``traceparent`` itself: the
-worker sets :data:`CURRENT` around the handler call, and ``publish`` reads it. Both sides
+worker keeps the message in hand in :data:`CURRENT`, and ``publish`` reads its headers. Both sides
 pay for that only once the bus has seen a traced message (``Bus._traced``, set by the
 first publish or import carrying ``traceparent``, or by tracing being on): until then
 publishing reads one flag, and a worker reads it once per burst.
@@ -27,13 +27,29 @@ if TYPE_CHECKING:
 
     from ._envelope import Envelope
 
-__all__ = ["CURRENT", "TRACEPARENT", "TRACESTATE", "Tracing", "inherit", "make_tracing"]
+__all__ = ["CURRENT", "TRACEPARENT", "TRACESTATE", "Handling", "Tracing", "inherit", "make_tracing"]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
-CURRENT: ContextVar[tuple[str, str | None] | None] = ContextVar("trio_bus_trace", default=None)
-"""(traceparent, tracestate) of the message the current task is handling, or None."""
+class Handling:
+    """What a worker is handling, for its handler's publishes: the envelope, or None.
+
+    A sync handler's burst sets one of these in :data:`CURRENT` per burst and moves
+    ``env`` from message to message (setting a ``ContextVar`` costs more than handling a
+    message); an async handler gets its own per message, reset after the call, so tasks
+    it starts keep the context of the message that started them. A task started from a
+    sync handler runs only after the burst, when ``env`` is None again.
+    """
+
+    __slots__ = ("env",)
+
+    def __init__(self, env: Envelope[Any] | None = None) -> None:
+        self.env = env
+
+
+CURRENT: ContextVar[Handling | None] = ContextVar("trio_bus_handling", default=None)
+"""The :class:`Handling` of the current task's worker, or None outside handlers."""
 
 
 def inherit(headers: dict[str, str] | None) -> dict[str, str]:
@@ -41,13 +57,17 @@ def inherit(headers: dict[str, str] | None) -> dict[str, str]:
     publisher gave none (a copy then; the caller's dict is never changed)."""
     if headers is not None and TRACEPARENT in headers:
         return headers
-    current = CURRENT.get()
-    if current is None:
+    handling = CURRENT.get()
+    env = None if handling is None else handling.env
+    parent = None if env is None else env.headers.get(TRACEPARENT)
+    if parent is None:
         return {} if headers is None else headers
+    assert env is not None
     out = {} if headers is None else dict(headers)
-    out[TRACEPARENT] = current[0]
-    if current[1] is not None:
-        out[TRACESTATE] = current[1]
+    out[TRACEPARENT] = parent
+    state = env.headers.get(TRACESTATE)
+    if state is not None:
+        out[TRACESTATE] = state
     return out
 
 
