@@ -8,6 +8,11 @@ SDK's in-memory exporter.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -243,3 +248,51 @@ async def test_tracing_takes_true_false_or_a_provider() -> None:
     with pytest.raises(ConfigurationError, match="TracerProvider"):
         async with open_bus(tracing="yes"):
             pass
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+
+
+def test_with_tracing_off_nothing_of_opentelemetry_is_imported() -> None:
+    done = _run(
+        """
+        import sys, trio
+        from bus import open_bus
+
+        async def main():
+            async with open_bus() as bus:
+                bus.topic("a", int)
+                bus.subscribe("a", lambda env: None)
+                await bus.publish("a", 1, headers={"traceparent": "00-1-2-01"})
+
+        trio.run(main)
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_tracing_without_opentelemetry_names_the_extra() -> None:
+    done = _run(
+        """
+        import sys, trio
+        sys.modules["opentelemetry"] = None  # as if it were not installed
+        from bus import MissingDependencyError, open_bus
+
+        async def main():
+            async with open_bus(tracing=True):
+                pass
+
+        try:
+            trio.run(main)
+        except MissingDependencyError as exc:
+            print(exc)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'trio-bus[otel]'" in done.stdout
