@@ -324,6 +324,11 @@ class Subscription:
         sample_mask, fair_mask = _SAMPLE_EVERY - 1, _FAIRNESS_EVERY - 1
         fast = not is_async and dedup is None
         bus = self.bus_state.bus
+        # This task's context was copied from whoever subscribed (maybe a handler, or
+        # inside an application's span): start from no trace context of its own.
+        CURRENT.set(None)
+        if bus.tracing is not None:
+            bus.tracing.detach_all()
         n = 0
         while True:
             if not items and not await lane.wait():
@@ -535,11 +540,13 @@ class Subscription:
         local_attempt = 1
         while True:
             self.failed += 1
+            tracing = self.bus_state.bus.tracing
             if self.retry.gives_up_after(local_attempt):
+                if tracing is not None:
+                    tracing.failed(exc, final=True)
                 await self._dead_letter(env, exc, local_attempt)
                 return
             self.retried += 1
-            tracing = self.bus_state.bus.tracing
             if tracing is not None:
                 tracing.failed(exc)
             delay = self.retry.delay(local_attempt, self.bus_state.random.random)
@@ -636,9 +643,6 @@ class Subscription:
         headers[H_ORIGINAL_TOPIC] = env.topic
         headers[H_FAILED_SUBSCRIBER] = self.name
         headers[H_ATTEMPTS] = str(attempts)
-        tracing = self.bus_state.bus.tracing
-        if tracing is not None:
-            tracing.failed(exc, final=True)  # the current handle span's, if there is one
         log.error(
             "message.dead_lettered", **self.log_context, id=env.id, topic=env.topic, key=env.key,
             attempts=attempts, error=repr(exc),

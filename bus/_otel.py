@@ -105,6 +105,9 @@ class OtelTracing:
             otel_context.detach(token)
             span.end()
 
+    def detach_all(self) -> None:
+        otel_context.attach(otel_context.Context())  # for the rest of this task
+
     def failed(self, exc: BaseException, *, final: bool = False) -> None:
         span = trace.get_current_span()
         span.record_exception(exc)

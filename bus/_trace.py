@@ -82,6 +82,9 @@ class Tracing(Protocol):
     def handle(self, env: Envelope[Any], subscriber: str) -> AbstractContextManager[None]:
         """A span around one handler call (retries included), current while it runs."""
 
+    def detach_all(self) -> None:
+        """Make the current task's tracing context empty (a worker, at its start)."""
+
     def failed(self, exc: BaseException, *, final: bool = False) -> None:
         """The handler of the current handle span raised *exc*: retried, or with
         *final* dead-lettered."""

@@ -123,6 +123,27 @@ async def test_trace_context_crosses_a_bridge_and_is_inherited_on_the_other_side
     assert seen[0].headers["tracestate"] == STATE
 
 
+async def test_a_subscriber_made_in_a_handler_does_not_keep_that_handlers_context() -> None:
+    got: list[Envelope[Any]] = []
+    async with open_bus() as bus:
+        for name in "abc":
+            bus.topic(name, Order)
+        bus.subscribe("c", got.append)
+
+        async def relay(env: Envelope[Order]) -> None:
+            await bus.publish("c", Order(env.payload.n))
+
+        async def setup(env: Envelope[Order]) -> None:  # subscribes while handling a trace
+            bus.subscribe("b", relay)
+
+        bus.subscribe("a", setup)
+        await bus.publish("a", Order(0), headers={"traceparent": TP})
+        await bus.drain()
+        await bus.publish("b", Order(1))  # untraced: the relay's publish stays untraced
+        await bus.drain()
+    assert [e.headers for e in got] == [{}]
+
+
 # -- OpenTelemetry ----------------------------------------------------------------------
 
 
@@ -242,6 +263,23 @@ async def test_a_failing_handler_records_its_errors_and_the_dead_letter(
     assert [e.name for e in process.events] == ["exception", "exception"]
     assert process.status.status_code is StatusCode.ERROR
     assert "bad order 7" in (process.status.description or "")
+
+
+async def test_a_worker_does_not_run_in_the_span_current_when_it_was_subscribed(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    async with open_bus(tracing=provider) as bus:
+        bus.topic("a", Order)
+        bus.topic("b", Order)
+
+        async def batch(envs: list[Envelope[Order]]) -> None:  # no process span of its own
+            await bus.publish("b", Order(len(envs)))
+
+        with provider.get_tracer("app").start_as_current_span("setup"):
+            bus.subscribe("a", batch, batch=8)
+        await bus.publish("a", Order(1))
+    assert by_name(exporter.get_finished_spans(), "publish b").parent is None
 
 
 async def test_tracing_takes_true_false_or_a_provider() -> None:
