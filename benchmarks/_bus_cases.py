@@ -39,7 +39,18 @@ def bus_1to1_async(n: int) -> Sample:
     return _one_to_one(n, async_handler=True)
 
 
-def _one_to_one(n: int, *, async_handler: bool) -> Sample:
+def bus_1to1_traced(n: int) -> Sample:
+    """1->1 with a W3C ``traceparent`` on every message: a version that propagates trace
+    context handles each in it (bus/_trace.py); an older one just carries the header."""
+    return _one_to_one(n, async_handler=False, headers={"traceparent": _TRACEPARENT})
+
+
+_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _one_to_one(
+    n: int, *, async_handler: bool, headers: dict[str, str] | None = None
+) -> Sample:
     from bus import open_bus
 
     async def main() -> Sample:
@@ -64,7 +75,7 @@ def _one_to_one(n: int, *, async_handler: bool) -> Sample:
             await trio.lowlevel.checkpoint()
             t0 = time.perf_counter()
             for i in range(n):
-                await bus.publish(TOPIC, Tick(n=i))
+                await bus.publish(TOPIC, Tick(n=i), headers=headers)
             await done.wait()
             elapsed = time.perf_counter() - t0
         return Sample(count, elapsed)

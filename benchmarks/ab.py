@@ -43,6 +43,7 @@ BUS_CASES: dict[str, tuple[Callable[[int], Sample], float]] = {
     "bus_1to1_async": (buscases.bus_1to1_async, 1.0),
     "bus_1to1_batch": (buscases.bus_1to1_batch, 1.0),
     "bus_1to1_nowait": (buscases.bus_1to1_nowait, 1.0),
+    "bus_1to1_traced": (buscases.bus_1to1_traced, 1.0),
     "bus_fanout_1to4": (buscases.bus_fanout_1to4, 0.5),
     "bus_keyed_4workers": (buscases.bus_keyed_4workers, 1.0),
     "bus_request_reply": (buscases.bus_request_reply, 0.1),

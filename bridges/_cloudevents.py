@@ -23,6 +23,13 @@ the broker's message id or ``topic-partition-offset``, the time to the broker's
 timestamp. CloudEvents extensions we do not map (``traceparent``, ``subject``...) become
 plain headers under their attribute name; other headers travel as they are.
 
+Trace context: an envelope's W3C ``traceparent`` and ``tracestate`` headers go out
+twice, as the plain headers W3C Trace Context and OpenTelemetry's messaging
+instrumentations read, and as the CloudEvents distributed tracing extension's attributes
+(``ce_traceparent``/``ce-traceparent``...), which a CloudEvents SDK reports. On the way in
+a plain header wins over the attribute; a message carrying only the attribute (a
+CloudEvents SDK producer) gets the plain header from it.
+
 This module does no I/O and imports no broker client or CloudEvents SDK.
 """
 
@@ -142,6 +149,12 @@ def to_headers(
             if lowered.startswith(p) or lowered == ct:
                 continue
             out.append((name, value))
+        parent = headers.get("traceparent")
+        if parent is not None:  # the distributed tracing extension too (module docstring)
+            out.append((p + "traceparent", parent))
+            state = headers.get("tracestate")
+            if state is not None:
+                out.append((p + "tracestate", state))
     return out
 
 
@@ -167,6 +180,12 @@ def to_kafka_headers(env: Envelope[Any]) -> list[tuple[str, bytes]]:
             lowered = name.lower()
             if not lowered.startswith("ce_") and lowered != "content-type":
                 out.append((name, value.encode()))
+        parent = headers.get("traceparent")
+        if parent is not None:
+            out.append(("ce_traceparent", parent.encode()))
+            state = headers.get("tracestate")
+            if state is not None:
+                out.append(("ce_tracestate", state.encode()))
     return out
 
 

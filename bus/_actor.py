@@ -49,6 +49,7 @@ from ._policy import (
     Supervision,
 )
 from ._stats import ActorStats
+from ._trace import CURRENT, TRACEPARENT, Handling
 
 if TYPE_CHECKING:
     from ._bus import BusState
@@ -167,6 +168,11 @@ class Subscription:
             else self.offer
         )
         self._key_lanes: dict[str, Lane] = {}  # memoised key_slot(key, concurrency)
+        self._in_hand: Envelope[Any] | None = None  # what the last crash put back
+        # who this is in log lines: a bridge's export subscriber names its bridge too
+        self.log_context: dict[str, Any] = {"subscriber": name}
+        if skip_origin is not None:
+            self.log_context["bridge"] = skip_origin
 
     # -- routing --------------------------------------------------------------------
 
@@ -240,6 +246,10 @@ class Subscription:
             await self._stop(quiet=False)
         finally:
             self._stopped.set()
+            log.debug(
+                "actor.stop", **self.log_context, delivered=self.delivered,
+                dead_lettered=self.dead_lettered, queued=sum(len(ln.items) for ln in self.lanes),
+            )
 
     @property
     def stopped(self) -> bool:
@@ -259,9 +269,9 @@ class Subscription:
             except Exception as exc:
                 if not quiet:
                     raise
-                log.error("actor.on_stop_failed", subscriber=self.name, error=repr(exc))
+                log.error("actor.on_stop_failed", **self.log_context, error=repr(exc))
         if scope.cancelled_caught:
-            log.error("actor.on_stop_timeout", subscriber=self.name, timeout=STOP_TIMEOUT)
+            log.error("actor.on_stop_timeout", **self.log_context, timeout=STOP_TIMEOUT)
 
     async def _supervise(self) -> None:
         tracker = RestartTracker(self.supervision)
@@ -276,7 +286,10 @@ class Subscription:
             except Exception as exc:
                 restart = tracker.record(trio.current_time())
                 if restart is None:
-                    log.error("actor.gave_up", subscriber=self.name, error=repr(exc))
+                    log.error(
+                        "actor.gave_up", **self.log_context, **self._crash_context(),
+                        error=repr(exc),
+                    )
                     raise SupervisorGaveUp(
                         f"actor {self.name!r} crashed {self.supervision.max_restarts + 1} times "
                         f"within {self.supervision.window}s and was not restarted again; "
@@ -285,8 +298,8 @@ class Subscription:
                 self.restarts = tracker.total
                 delay = self.supervision.delay(restart)
                 log.warning(
-                    "actor.restart", subscriber=self.name, restart=restart, delay=delay,
-                    error=repr(exc),
+                    "actor.restart", **self.log_context, **self._crash_context(),
+                    restart=restart, delay=delay, error=repr(exc),
                 )
                 await trio.sleep(delay)
                 continue
@@ -310,12 +323,36 @@ class Subscription:
         fn, is_async, dedup, batch = self._fn, self._is_async, self.dedup, self.batch
         sample_mask, fair_mask = _SAMPLE_EVERY - 1, _FAIRNESS_EVERY - 1
         fast = not is_async and dedup is None
+        bus = self.bus_state.bus
+        # This task's context was copied from whoever subscribed (maybe a handler, or
+        # inside an application's span): start from no trace context of its own.
+        CURRENT.set(None)
+        if bus.tracing is not None:
+            bus.tracing.detach_all()
         n = 0
         while True:
             if not items and not await lane.wait():
                 return
             if batch is not None:
                 await self._work_batch(lane, batch)
+                continue
+            if bus._traced:
+                # the bus has seen trace context: each message is handled inside its own
+                # (bus/_trace.py); read once per burst otherwise
+                if fast and bus.tracing is None:
+                    await self._burst_traced(lane, fair_mask)
+                    continue
+                env = popleft()
+                if lane._putters_waiting and len(items) <= low_water:
+                    lane.wake_putters()
+                try:
+                    await self._handle_traced(env, dedup)
+                except BaseException:
+                    self._put_back(items, env)
+                    raise
+                n += 1
+                if not n & fair_mask:
+                    await trio.lowlevel.checkpoint()
                 continue
             if fast:
                 # A sync handler without dedup: a tight burst of at most _FAIRNESS_EVERY
@@ -324,7 +361,7 @@ class Subscription:
                 try:
                     await self._call(env, timed=True)
                 except BaseException:
-                    items.appendleft(env)
+                    self._put_back(items, env)
                     raise
                 # The rest of the burst: as many as are queued now (at most
                 # _FAIRNESS_EVERY - 1). No other task runs until the burst ends, so the
@@ -341,13 +378,13 @@ class Subscription:
                         try:
                             await self._recover(env, exc)  # counts its own success
                         except BaseException:
-                            items.appendleft(env)
+                            self._put_back(items, env)
                             raise
                         done = 0  # others ran while it retried: start a new burst
                         break
                     except BaseException:
                         self.delivered += done - 1
-                        items.appendleft(env)
+                        self._put_back(items, env)
                         raise
                     if env.delivery is not None:
                         env.delivery.release()
@@ -381,10 +418,86 @@ class Subscription:
                 if dedup is not None:
                     dedup.add(self._dedup_key(env), trio.current_time())
             except BaseException:
-                items.appendleft(env)  # not lost: a restart or the drain report sees it
+                self._put_back(items, env)  # not lost: a restart or the drain report sees it
                 raise
             if not n & fair_mask:
                 await trio.lowlevel.checkpoint()
+
+    async def _burst_traced(self, lane: Lane, fair_mask: int) -> None:
+        """The sync fast path's burst on a bus that has seen trace context: the same, with
+        the message in hand kept in a :class:`~bus._trace.Handling` that is current for
+        the whole burst (one attribute store per message; see bus/_trace.py)."""
+        items = lane.items
+        popleft, fn = items.popleft, self._fn
+        handling = Handling()
+        token = CURRENT.set(handling)
+        done = 0
+        start = _perf()
+        try:
+            for _ in range(min(len(items), fair_mask + 1)):
+                env = handling.env = popleft()
+                try:
+                    fn(env)
+                except Exception as exc:
+                    self.delivered += done
+                    done = 0
+                    try:
+                        await self._recover(env, exc)  # counts its own success
+                    except BaseException:
+                        self._put_back(items, env)
+                        raise
+                    break  # others ran while it retried: start a new burst
+                except BaseException:
+                    self.delivered += done
+                    done = 0
+                    self._put_back(items, env)
+                    raise
+                if not done:
+                    self._timed(_perf() - start)
+                done += 1
+                if env.delivery is not None:
+                    env.delivery.release()
+        finally:
+            handling.env = None
+            CURRENT.reset(token)
+            self.delivered += done
+        if lane._putters_waiting and len(items) <= lane.low_water:
+            lane.wake_putters()
+        if items:
+            await trio.lowlevel.checkpoint()
+
+    async def _handle_traced(self, env: Envelope[Any], dedup: DedupWindow | None) -> None:
+        """Handle *env* with its trace context current: a handle span with tracing on,
+        else :data:`~bus._trace.CURRENT` set so the handler's publishes inherit it."""
+        if dedup is not None and self._is_duplicate(dedup, env):
+            if env.delivery is not None:
+                env.delivery.release()
+            return
+        tracing = self.bus_state.bus.tracing
+        if tracing is not None:
+            with tracing.handle(env, self.name):
+                await self._call(env, timed=True)
+        elif TRACEPARENT not in env.headers:
+            await self._call(env, timed=True)
+        else:
+            token = CURRENT.set(Handling(env))
+            try:
+                await self._call(env, timed=True)
+            finally:
+                CURRENT.reset(token)
+        if dedup is not None:
+            dedup.add(self._dedup_key(env), trio.current_time())
+
+    def _put_back(self, items: Any, env: Envelope[Any]) -> None:
+        """A worker stopped holding *env* (a crash or a cancel): back to the front of its
+        mailbox, and remembered for the supervisor's log line."""
+        items.appendleft(env)
+        self._in_hand = env
+
+    def _crash_context(self) -> dict[str, Any]:
+        """Log fields of the message a crashed worker held, if any."""
+        env, self._in_hand = self._in_hand, None
+        return {} if env is None else {"id": env.id, "topic": env.topic}
 
     async def _invoke(self, arg: Any) -> Any:
         """Call the handler with *arg* (an envelope, or a list of them for a batch)."""
@@ -427,13 +540,18 @@ class Subscription:
         local_attempt = 1
         while True:
             self.failed += 1
+            tracing = self.bus_state.bus.tracing
             if self.retry.gives_up_after(local_attempt):
+                if tracing is not None:
+                    tracing.failed(exc, final=True)
                 await self._dead_letter(env, exc, local_attempt)
                 return
             self.retried += 1
+            if tracing is not None:
+                tracing.failed(exc)
             delay = self.retry.delay(local_attempt, self.bus_state.random.random)
             log.info(
-                "handler.retry", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
+                "handler.retry", **self.log_context, id=env.id, topic=env.topic, key=env.key,
                 attempt=env.attempt, delay=delay, error=repr(exc),
             )
             await trio.sleep(delay)
@@ -505,7 +623,8 @@ class Subscription:
                 self.retried += 1
                 delay = self.retry.delay(local_attempt, self.bus_state.random.random)
                 log.info(
-                    "batch.retry", subscriber=self.name, messages=len(retry), delay=delay,
+                    "batch.retry", **self.log_context, id=retry[0][0].id,
+                    topic=retry[0][0].topic, messages=len(retry), delay=delay,
                     attempt=local_attempt, error=repr(retry[0][1]),
                 )
                 await trio.sleep(delay)
@@ -513,6 +632,7 @@ class Subscription:
         except BaseException:
             # cancelled (or crashed) mid-batch: what is not settled goes back, nothing is lost
             items.extendleft(reversed(pending))
+            self._in_hand = pending[0] if pending else None
             raise
 
     async def _dead_letter(self, env: Envelope[Any], exc: BaseException, attempts: int) -> None:
@@ -524,7 +644,7 @@ class Subscription:
         headers[H_FAILED_SUBSCRIBER] = self.name
         headers[H_ATTEMPTS] = str(attempts)
         log.error(
-            "message.dead_lettered", subscriber=self.name, id=env.id, topic=env.topic, key=env.key,
+            "message.dead_lettered", **self.log_context, id=env.id, topic=env.topic, key=env.key,
             attempts=attempts, error=repr(exc),
         )
         await self.bus_state.dead_letter(_replace(env, headers=headers))
@@ -548,10 +668,10 @@ class Subscription:
 
     def _log_dropped(self, count: int, policy: str | None, env: Envelope[Any] | None) -> None:
         log.warning(
-            "message.dropped", subscriber=self.name, dropped=count, total=self.dropped,
+            "message.dropped", **self.log_context, dropped=count, total=self.dropped,
             policy=policy or self.lanes[0].overflow.value,
-            last_id=env.id if env is not None else None,
-            last_topic=env.topic if env is not None else None,
+            id=env.id if env is not None else None,  # the last one dropped
+            topic=env.topic if env is not None else None,
         )
 
     def stats(self) -> ActorStats:

@@ -34,6 +34,7 @@ from ._errors import BackendError, BackendUnavailableError, BusError, Configurat
 from ._log import get_logger
 from ._policy import RetryPolicy
 from ._routing import Pattern, validate_pattern
+from ._trace import TRACEPARENT
 
 if TYPE_CHECKING:
     from ._actor import Subscription
@@ -239,6 +240,10 @@ class Port:
         hdrs[H_ORIGIN] = self.bridge.name
         dead = False
         bus = self._bus
+        if bus.tracing is not None:
+            bus.tracing.ingest(topic, hdrs, self.bridge.name, id)
+        elif TRACEPARENT in hdrs:
+            bus._traced = True  # handlers' publishes inherit it from now on (bus/_trace.py)
         payload: Any
         try:
             if not self.wants(topic):
@@ -251,6 +256,10 @@ class Port:
             hdrs[H_ERROR] = str(exc)
             hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             hdrs[H_ORIGINAL_TOPIC] = topic
+            log.warning(
+                "message.undeliverable", bridge=self.bridge.name, id=id, topic=topic, key=key,
+                dead_letter_topic=bus.dead_letter_topic, error=str(exc),
+            )
             topic, payload, dead = bus.dead_letter_topic, bytes(data), True
         delivery = None if on_done is None else Delivery(self._count_done(on_done))
         env = Envelope(
@@ -386,6 +395,7 @@ class Attachment:
                 log.error("bridge.close_failed", bridge=self.bridge.name, error=repr(exc))
         if scope.cancelled_caught:
             log.error("bridge.close_timeout", bridge=self.bridge.name, timeout=self._close_timeout)
+        log.debug("bridge.closed", bridge=self.bridge.name, ingress_restarts=self.ingress_restarts)
 
     async def _ingress(
         self, retry: RetryPolicy, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -491,12 +501,22 @@ async def attach(
 
             async def send(envs: Sequence[Envelope[Any]]) -> ExportResults:
                 att.exported += len(envs)
+                tracing = bus.tracing
+                sent: Sequence[Envelope[Any]] = envs
+                spans: list[Any] = []
+                if tracing is not None:
+                    sent, spans = tracing.start_export(envs, name)
                 try:
-                    results = await bridge.export(envs, port)
-                except Exception:
-                    att.export_failed += len(envs)
+                    results = await bridge.export(sent, port)
+                except BaseException as exc:
+                    if isinstance(exc, Exception):
+                        att.export_failed += len(envs)
+                    if tracing is not None:
+                        tracing.end_export(spans, exc)
                     raise
                 att._count_results(len(envs), results)
+                if tracing is not None:
+                    tracing.end_export(spans, results)
                 return results
 
             att.export = bus._subscribe_export(

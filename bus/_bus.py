@@ -37,6 +37,7 @@ from ._envelope import (
     H_ERROR,
     H_ERROR_TYPE,
     H_FAILED_SUBSCRIBER,
+    H_ORIGIN,
     H_ORIGINAL_TOPIC,
     H_REPLY_TO,
     Envelope,
@@ -58,6 +59,7 @@ from ._policy import DedupWindow, Overflow, Retention, RetentionLog, RetryPolicy
 from ._replay import LogReader, open_position, wake_readers
 from ._routing import Pattern, RoutingTable, is_private, validate_pattern, validate_topic
 from ._stats import BusStats, TopicStats
+from ._trace import TRACEPARENT, Tracing, inherit, make_tracing
 
 __all__ = ["Bus", "Topic", "open_bus"]
 
@@ -128,7 +130,7 @@ class BusState:
     """What actors and mailboxes share with the bus: drain accounting and dead letters."""
 
     def __init__(self, bus: Bus) -> None:
-        self._bus = bus
+        self._bus = self.bus = bus
         self.blocked_puts = 0
         self.random = random.Random(bus.seed)
         self.idle = trio.lowlevel.ParkingLot()
@@ -204,8 +206,14 @@ class Bus:
         supervision: Supervision | None = None,
         dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC,
         seed: int | None = None,
+        tracing: Any = False,
     ) -> None:
         self.name = name
+        self.tracing: Tracing | None = make_tracing(tracing)
+        """OpenTelemetry spans (``tracing=True`` or a ``TracerProvider``), else None."""
+        # True once a traced message was seen (or tracing is on): from then on publishes
+        # inherit the handled message's trace context and workers set it (bus/_trace.py)
+        self._traced = self.tracing is not None
         self.seed = seed
         self.strict = strict
         self.default_capacity = capacity
@@ -348,9 +356,11 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is None:
-            headers = {}
+            headers = {} if not self._traced else self._trace(topic, None)
         else:
             _check_headers(headers)
+            if self._traced or TRACEPARENT in headers:
+                headers = self._trace(topic, headers)
         # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
         # then, once routes are memoised, and never for a target that may refuse).
         # Positional fields (Envelope's order); the id as its integer (rendered on read).
@@ -433,6 +443,8 @@ class Bus:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is not None:
             _check_headers(headers)
+        if self._traced or (headers is not None and TRACEPARENT in headers):
+            headers = self._trace(topic, headers, len(batch))
         offers = spec.offers
         if offers is None:
             offers = self._memoise(spec)
@@ -495,9 +507,11 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is None:
-            headers = {}
+            headers = {} if not self._traced else self._trace(topic, None)
         else:
             _check_headers(headers)
+            if self._traced or TRACEPARENT in headers:
+                headers = self._trace(topic, headers)
         if spec.offers is None:
             self._memoise(spec)
         env: Envelope[Any] = Envelope(
@@ -514,6 +528,18 @@ class Bus:
         blocked = self._accept(spec, env, lanes)
         assert not blocked, "a lane filled up between the check and the offer"
         return env
+
+    def _trace(
+        self, topic: str, headers: dict[str, str] | None, count: int = 1
+    ) -> dict[str, str]:
+        """The headers of a publish on a bus that has seen trace context (or traces):
+        a publish span's context with tracing on, else the handled message's context
+        when the publisher gave none (``_trace.inherit``)."""
+        self._traced = True
+        tracing = self.tracing
+        if tracing is not None:
+            return tracing.publish(self.name, topic, headers, count)
+        return inherit(headers)
 
     def _memoise(self, spec: _TopicSpec) -> tuple[Callable[[Envelope[Any]], Lane | None], ...]:
         targets = spec.targets = self._router.route(spec.name)
@@ -710,7 +736,9 @@ class Bus:
             grp.members.append(sub)
         self._subs[name] = sub
         self._nursery.start_soon(sub.run, name=f"actor:{name}")
-        log.debug("actor.start", subscriber=name, pattern=pattern, group=group)
+        log.debug(
+            "actor.start", **sub.log_context, pattern=pattern, group=group, bus=self.name
+        )
         return sub
 
     def _subscriber_name(self, name: str | None, handler: Any) -> str:
@@ -1216,7 +1244,11 @@ class _ReplyTarget:
         if waiting is not None and not waiting.finished:
             waiting.answer(env)
         else:
-            log.warning("reply.unmatched", id=env.id, topic=env.topic)
+            log.warning(
+                "reply.unmatched", id=env.id, topic=env.topic,
+                correlation_id=env.headers.get(H_CORRELATION_ID),
+                bridge=env.headers.get(H_ORIGIN),  # None for a local reply
+            )
 
 
 def _check_reply(codec: Codec[Any], topic: str, payload: Any) -> None:
@@ -1253,6 +1285,7 @@ async def open_bus(
     dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC,
     drain_timeout: float | None = 10.0,
     seed: int | None = None,
+    tracing: Any = False,
 ) -> AsyncIterator[Bus]:
     """Open a bus whose actors live in a nursery owned by this ``async with`` block.
 
@@ -1264,10 +1297,16 @@ async def open_bus(
     when it was cancelled) are counted per subscriber in ``bus.undelivered`` (readable
     after the block) and logged as ``bus.undelivered``. *seed* seeds the bus's random
     source (retry jitter), for repeatable test runs.
+
+    W3C trace context (``traceparent``/``tracestate`` headers) is always carried, and a
+    handler's publishes inherit the handled message's. *tracing* adds OpenTelemetry spans
+    for publish, handle, export and ingest: ``True`` with the global tracer provider, or
+    a ``TracerProvider``; it needs the ``otel`` extra (see docs/design.md, "Tracing").
     """
     bus = Bus(
         name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
         supervision=supervision, dead_letter_topic=dead_letter_topic, seed=seed,
+        tracing=tracing,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -99,7 +99,10 @@ class ConfluentConsumer(TrackedConsumer):
             if err is not None:
                 if err.fatal():
                     raise KafkaException(err)
-                log.info("kafka.consumer_event", error=err.name(), detail=err.str())
+                log.info(
+                    "kafka.consumer_event", topic=msg.topic(),
+                    error=err.name(), detail=err.str(),
+                )
                 continue
             key = (msg.topic(), msg.partition())
             records = batch.get(key)

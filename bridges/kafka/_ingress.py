@@ -107,7 +107,10 @@ class TrackedConsumer:
             try:
                 await self._send_commit(offsets)
             except Exception as exc:
-                log.warning("kafka.commit_failed", bridge=self.name, error=repr(exc))
+                log.warning(
+                    "kafka.commit_failed", bridge=self.name,
+                    topics=sorted({_topic(tp) for tp in offsets}), error=repr(exc),
+                )
                 for tp, offset in offsets.items():  # newer offsets, if any, win later
                     self._retry.setdefault(tp, offset)
                 return
@@ -300,3 +303,11 @@ class Consumer(TrackedConsumer):
     def _fields(rec: Any) -> Fields:
         return (rec.topic, rec.partition, rec.offset, rec.timestamp, rec.headers, rec.key,
                 rec.value)
+
+
+def _topic(tp: Any) -> str:
+    """The topic of a partition key (aiokafka's or confluent's TopicPartition, or a pair)."""
+    topic = getattr(tp, "topic", None)
+    if isinstance(topic, str):
+        return topic
+    return str(tp[0]) if isinstance(tp, tuple) else str(tp)

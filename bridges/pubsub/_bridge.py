@@ -502,7 +502,10 @@ class PubSubBridge(Bridge):
                     try:
                         await self._call(self._client.acknowledge, sid, ack_ids, check=False)
                     except BackendError as exc:
-                        log.warning("pubsub.ack_failed", bridge=self.name, error=str(exc))
+                        log.warning(
+                            "pubsub.ack_failed", bridge=self.name, subscription=sid,
+                            messages=len(ack_ids), error=str(exc),
+                        )
                     else:
                         self.acked += len(ack_ids)
         self._room.set()
@@ -520,7 +523,10 @@ class PubSubBridge(Bridge):
                         self._client.modify_ack_deadline, sid, ack_ids, self._ack_deadline
                     )
                 except BackendError as exc:
-                    log.warning("pubsub.lease_failed", bridge=self.name, error=str(exc))
+                    log.warning(
+                        "pubsub.lease_failed", bridge=self.name, subscription=sid,
+                        messages=len(ack_ids), error=str(exc),
+                    )
                 else:
                     self.extended += len(ack_ids)
 
