@@ -207,10 +207,13 @@ async def test_killed_consumer_loses_nothing(
             await survivor.publish(message)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)])}
         child = await trio.lowlevel.open_process(
-            [sys.executable, str(HERE / "redis_child.py"), url, topic, group, str(out)], env=env
+            [sys.executable, str(HERE / "redis_child.py"), url, topic, group, str(out), "120"],
+            env=env,
         )
         try:
-            await _until(lambda: out.exists() and out.read_text().count("\n") >= 100, 30)
+            # 0..119 handled, and 120 (with what was read after it) taken and never
+            # acknowledged: its callback never returns
+            await _until(lambda: out.exists() and out.read_text().count("\n") >= 120, 30)
             child.send_signal(signal.SIGKILL)
         finally:
             child.kill()
