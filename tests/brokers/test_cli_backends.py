@@ -209,9 +209,11 @@ def test_a_terminated_tail_removes_its_private_queue(brokers, backend: str, topi
         assert tail.stderr is not None
         assert json.loads(tail.stderr.readline())["event"] == "tail.started"
         assert cli.ok("publish", url, topic, stdin=_lines(1, 1)) == f"1 published to {topic}\n"
-        time.sleep(0.5)
+        assert tail.stdout is not None
+        first = tail.stdout.readline()  # printed: the message went through
         tail.send_signal(signal.SIGTERM)
         out, err = tail.communicate(timeout=60)
+        out = first + out
     finally:
         tail.kill()
         tail.wait()
