@@ -15,6 +15,12 @@ From Python (e.g. a reconnection test): ``harness.restart("kafka")``.
 NAME is one of kafka, rabbitmq, kinesis, pubsub, redis. Runtime state lives in
 $TRIO_BUS_BROKERS_DIR (default /tmp/trio-bus-brokers/<name>/{pid,log,data}); downloads
 (Kafka jars, the kinesis-local npm package) in $TRIO_BUS_CACHE (default ~/.cache/trio-bus).
+$TRIO_BUS_PORT_OFFSET (default 0) shifts every port the servers listen on (Kafka 9092 and
+its controller 9093, RabbitMQ 5672 with its own epmd and distribution ports, Kinesis 4568,
+Pub/Sub 8085, Redis 6379), so a second set of brokers with its own TRIO_BUS_BROKERS_DIR can
+run beside the first (e.g. two checkouts testing at once); `env` prints the shifted
+addresses. Use offsets that keep the sets apart (100, 200, ...).
+
 Every process started here carries TRIO_BUS_BROKER=<name> in its environment: that is how
 a PID read back from a file is checked before it is signalled, and how `down` proves
 nothing was left behind.
@@ -44,6 +50,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HOST = "127.0.0.1"
+PORT_OFFSET = int(os.environ.get("TRIO_BUS_PORT_OFFSET") or 0)
 STATE = Path(os.environ.get("TRIO_BUS_BROKERS_DIR", "/tmp/trio-bus-brokers"))
 CACHE = Path(
     os.environ.get("TRIO_BUS_CACHE")
@@ -374,7 +381,8 @@ class Broker:
 
 class Kafka(Broker):
     name = "kafka"
-    port = 9092
+    port = 9092 + PORT_OFFSET
+    controller_port = 9093 + PORT_OFFSET
     ready_timeout = 120.0
 
     @property
@@ -447,9 +455,9 @@ class Kafka(Broker):
         props.write_text(
             "process.roles=broker,controller\n"
             "node.id=1\n"
-            f"controller.quorum.voters=1@{HOST}:9093\n"
-            f"listeners=PLAINTEXT://{HOST}:9092,CONTROLLER://{HOST}:9093\n"
-            f"advertised.listeners=PLAINTEXT://{HOST}:9092\n"
+            f"controller.quorum.voters=1@{HOST}:{self.controller_port}\n"
+            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}\n"
             "inter.broker.listener.name=PLAINTEXT\n"
             "controller.listener.names=CONTROLLER\n"
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
@@ -536,10 +544,13 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
 
 class RabbitMQ(Broker):
     name = "rabbitmq"
-    port = 5672
+    port = 5672 + PORT_OFFSET
     ready_timeout = 90.0
     apt_packages = ("rabbitmq-server",)
-    node = "rabbit@localhost"
+    # a shifted set runs its own node, epmd and distribution port beside the default one
+    node = f"rabbit{PORT_OFFSET or ''}@localhost"
+    epmd_port = 4369 + PORT_OFFSET
+    dist_port = 25672 + PORT_OFFSET
 
     def env(self) -> dict[str, str]:
         return {"RABBITMQ_URL": f"amqp://guest:guest@{HOST}:{self.port}/"}
@@ -559,6 +570,8 @@ class RabbitMQ(Broker):
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(self.dir / "rabbit.pid"),
             "ERL_EPMD_ADDRESS": HOST,
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             # Erlang distribution (used by rabbitmqctl) on loopback only
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
@@ -649,8 +662,8 @@ class RabbitMQ(Broker):
 
 class Kinesis(Broker):
     name = "kinesis"
-    port = 4568
-    tls_port = 4567
+    port = 4568 + PORT_OFFSET
+    tls_port = 4567 + PORT_OFFSET
     ready_timeout = 60.0
     # kinesis-mock saves its data every PERSIST_INTERVAL and when it exits cleanly. On
     # SIGTERM it stops the periodic saves but goes on serving (and acknowledging writes
@@ -790,7 +803,7 @@ func main() {
 
 class PubSub(Broker):
     name = "pubsub"
-    port = 8085
+    port = 8085 + PORT_OFFSET
     ready_timeout = 60.0
 
     def env(self) -> dict[str, str]:
@@ -880,7 +893,7 @@ class PubSub(Broker):
 
 class Redis(Broker):
     name = "redis"
-    port = 6379
+    port = 6379 + PORT_OFFSET
     ready_timeout = 30.0
     apt_packages = ("redis-server",)
 
