@@ -284,8 +284,9 @@ class RabbitMQBridge(Bridge):
             if channel.is_closed:
                 del self._trackers[channel]  # the broker requeued what it held
                 continue
-            if tracker.pending:
-                frames.append((channel, tracker.take()))
+            acks = tracker.take() if tracker.pending else []
+            if acks:  # empty when the done tags were acknowledged already or unknown
+                frames.append((channel, acks))
         if frames:
             # Shielded: the frames are taken from the trackers, so a cancelled crossing
             # would leave done messages unacknowledged (redelivered, a needless duplicate).
