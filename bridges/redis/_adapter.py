@@ -226,6 +226,9 @@ class RedisStreamsAdapter(EventAdapter):
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run a :mod:`._client` function on the loop; translate redis-py's errors."""
+        # A subscription cancelled by disconnect() may come here between two calls (after
+        # its shielded XACK): it must see Cancelled, not the runtime already gone.
+        await trio.lowlevel.checkpoint_if_cancelled()
         rt = self._rt
         if rt is None:
             raise BusClosedError("this RedisStreamsAdapter was disconnected")
