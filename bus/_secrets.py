@@ -8,7 +8,8 @@ secret). Everything that prints one of those goes through this module:
 
 - :func:`mask_url` for a URL shown in a repr, a log field or an error;
 - :func:`redact` for free text (a client library's error message): it blots out given
-  secrets, in the spellings a message may quote them, and any URL password in the text;
+  secrets, in the spellings a message may quote them, and any URL password in the text
+  (in the userinfo or a ``?password=``-like parameter);
 - :func:`file_secrets` for the secret values a credentials file holds, to give to
   :func:`redact`;
 - :func:`mask_setting` for one named setting (``Settings.__repr__``).
@@ -24,7 +25,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 __all__ = ["MASK", "file_secrets", "mask_setting", "mask_url", "redact"]
 
@@ -37,9 +38,16 @@ _SECRET_FIELDS = frozenset({
     "private_key", "private_key_id", "client_secret", "refresh_token", "password",
     "secret", "token", "access_token", "secret_access_key", "aws_secret_access_key",
 })
-# scheme://user:password@ inside free text; the password runs up to the last '@' before
-# the host (passwords may contain '@' when not percent-encoded).
-_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<pw>[^\s/]*)@")
+# scheme://user:password@ inside free text. The user runs up to the first ':' and the
+# password up to the last '@' before the host: either may hold an '@' that was not
+# percent-encoded (an e-mail address as the user name, say).
+_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:]*:)(?P<pw>[^\s/]*)@")
+# ?password=... (or another secret parameter) of a URL inside free text: the value runs
+# to the next parameter, fragment, quote or space (a '.' that ends a sentence included).
+_URL_SECRET_PARAM = re.compile(
+    r"(?P<head>[?&;](?:" + "|".join(sorted(_SECRET_PARAMS)) + r")=)(?P<pw>[^\s&#'\"]*)",
+    re.IGNORECASE,
+)
 # Lines of a PEM block or other multi-line secrets shorter than this are not masked
 # on their own (they would blot out common words).
 _MIN_FRAGMENT = 8
@@ -80,12 +88,16 @@ def mask_url(url: str) -> str:
 def redact(text: str, *secrets: str | None) -> str:
     """*text* with each of *secrets* and any URL password in it replaced by ``***``.
 
-    A secret is also found in the spellings an error message may quote it in (JSON or
-    ``repr`` escaping), and a multi-line secret (a PEM key) line by line.
+    A secret is also found in the spellings an error message may quote it in (JSON with
+    or without ``\\u`` escapes, ``repr``, ``ascii``, the ``repr`` of its UTF-8 bytes,
+    percent-encoded in a URL, and each of those JSON-escaped once more, as a JSON log
+    line quoting such a message shows it), and a multi-line secret (a PEM key) line by
+    line.
     """
     for secret in sorted(_spellings(secrets), key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return _URL_USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+    return _URL_SECRET_PARAM.sub(lambda m: f"{m['head']}{MASK}", text)
 
 
 def _spellings(secrets: Iterable[str | None]) -> set[str]:
@@ -93,9 +105,18 @@ def _spellings(secrets: Iterable[str | None]) -> set[str]:
     for secret in secrets:
         if not secret:
             continue
-        found.add(secret)
-        found.add(json.dumps(secret)[1:-1])
-        found.add(repr(secret)[1:-1])
+        quoted = {
+            secret,
+            json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+            repr(secret)[1:-1],
+            ascii(secret)[1:-1],
+            repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+            quote(secret, safe=""),
+            quote_plus(secret, safe=""),
+        }
+        found |= quoted
+        found.update(json.dumps(q)[1:-1] for q in quoted)
         if "\n" in secret:
             found.update(
                 line.strip() for line in secret.splitlines() if len(line.strip()) >= _MIN_FRAGMENT

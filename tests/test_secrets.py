@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,50 @@ def test_redact_blots_out_secrets_in_their_quoted_spellings_and_url_passwords() 
     assert PW not in shown and "MIIEvQIBADANBgkqhkiG9w0B" not in shown
     assert redact(f"Error connecting to amqp://u:{PW}@h:1/") == "Error connecting to amqp://u:***@h:1/"
     assert redact("nothing secret here", None) == "nothing secret here"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("amqp://u:p@ss@host/", "amqp://u:***@host/"),  # '@' in the password, unencoded
+        ("cannot reach amqp://me@example.com:p@ss@h:5672/vh (refused)",
+         "cannot reach amqp://me@example.com:***@h:5672/vh (refused)"),  # and in the user
+        ("Error 111 connecting to redis://h:6379/0?db=1&password=p@ss. Refused.",
+         "Error 111 connecting to redis://h:6379/0?db=1&password=*** Refused."),  # '.' too
+        ("'redis://h/0?password=p@ss' and amqp://u:p@ss@host:1",
+         "'redis://h/0?password=***' and amqp://u:***@host:1"),
+    ],
+)
+def test_redact_blots_out_url_passwords_holding_an_at_sign(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_redact_leaves_urls_and_addresses_without_a_password_alone() -> None:
+    text = "amqp://host:5672/vh, ssh://git@example.com:22/x and mail a@b.example"
+    assert redact(text) == text
+
+
+ODD = 'p\u00e4"ss-word'  # a quote and a non-ASCII letter
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ODD,
+        json.dumps(ODD),  # p\u00e4\"ss-word
+        json.dumps(ODD, ensure_ascii=False),  # a JSON renderer that keeps UTF-8
+        repr(ODD),
+        ascii(ODD),
+        repr(ODD.encode()),  # the bytes a client sent
+        urllib.parse.quote(ODD),  # inside a URL
+        json.dumps({"error": f"auth failed: {json.dumps(ODD)}"}),  # a JSON log of that
+        json.dumps(repr(ODD)),
+    ],
+)
+def test_redact_finds_a_secret_in_every_quoted_spelling(spelling: str) -> None:
+    shown = redact(f"refused: {spelling} (try again)", ODD)
+    assert "ss-word" not in shown and "***" in shown, shown
+    assert shown.startswith("refused: ") and shown.endswith(" (try again)")
 
 
 def test_file_secrets_reads_the_secret_fields_of_a_credentials_file(tmp_path: Path) -> None:
