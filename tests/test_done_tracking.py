@@ -11,23 +11,41 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
-from bus import Envelope, NotDeliveredError, RetryPolicy, open_bus
+from bus import Bus, Envelope, NotDeliveredError, RetryPolicy, open_bus
 from bus.abc import Bridge, Delivery, Port, Rejected
+
+WITHIN = 5.0
+"""Seconds a confirmed publish, or a handler getting its message, may take here."""
+
+
+async def confirmed(bus: Bus, topic: str, payload: Any, **options: Any) -> None:
+    """``publish(..., confirm=True)`` with a bound of its own: one that never returns fails
+    here, saying so, instead of at the whole test's timeout."""
+    with trio.move_on_after(WITHIN):
+        await bus.publish(topic, payload, confirm=True, **options)
+        return
+    raise AssertionError(f"publish({topic!r}, {payload!r}, confirm=True) still waiting")
 
 
 async def test_confirm_waits_until_every_subscriber_handled_it() -> None:
     order: list[str] = []
     async with open_bus() as bus:
         bus.topic("t", int)
+        fast_done = trio.Event()
 
         async def slow(env: Envelope[int]) -> None:
-            await trio.sleep(0.05)
+            await fast_done.wait()  # so it returns last, however the tasks are scheduled
             order.append("slow handled")
 
+        def fast(env: Envelope[int]) -> None:
+            order.append("fast handled")
+            fast_done.set()
+
         bus.subscribe("t", slow, concurrency=2)
-        bus.subscribe("t", lambda env: order.append("fast handled"))
-        await bus.publish("t", 1, key="k", confirm=True)
+        bus.subscribe("t", fast)
+        await confirmed(bus, "t", 1, key="k")
         order.append("publish returned")
     assert order == ["fast handled", "slow handled", "publish returned"]
 
@@ -43,7 +61,7 @@ async def test_confirm_waits_through_retries() -> None:
                 raise ValueError("not yet")
 
         bus.subscribe("t", flaky, retry=RetryPolicy(attempts=5, base_delay=0.001))
-        await bus.publish("t", 1, confirm=True)
+        await confirmed(bus, "t", 1)
         assert tries == [1, 2, 3]
 
 
@@ -57,7 +75,7 @@ async def test_confirm_raises_when_a_subscriber_dead_lettered_it() -> None:
         bus.subscribe("t", poison, name="poison", retry=RetryPolicy(attempts=1))
         bus.subscribe("t", lambda env: None, name="fine")
         with pytest.raises(NotDeliveredError, match=r"poison: dead_lettered \(bad order\)") as err:
-            await bus.publish("t", 1, confirm=True)
+            await confirmed(bus, "t", 1)
     assert err.value.delivery.handled == 1
     assert [f.subscriber for f in err.value.delivery.failures] == ["poison"]
 
@@ -65,24 +83,25 @@ async def test_confirm_raises_when_a_subscriber_dead_lettered_it() -> None:
 async def test_confirm_with_no_subscriber_returns_at_once() -> None:
     async with open_bus() as bus:
         bus.topic("t", int)
-        with trio.fail_after(1):
-            await bus.publish("t", 1, confirm=True)
+        await confirmed(bus, "t", 1)
 
 
 async def test_a_dropped_message_is_done_and_the_drop_recorded() -> None:
     async with open_bus() as bus:
         bus.topic("t", int)
-        gate = trio.Event()
+        gate, in_hand = trio.Event(), trio.Event()
 
         async def held(env: Envelope[int]) -> None:
+            in_hand.set()
             await gate.wait()
 
         bus.subscribe("t", held, name="held", capacity=1, overflow="drop_newest")
         await bus.publish("t", 0)
-        await trio.sleep(0.01)  # 0 in hand
+        with trio.fail_after(WITHIN):
+            await in_hand.wait()  # 0 in hand
         await bus.publish("t", 1)  # queued
         with pytest.raises(NotDeliveredError, match="held: dropped"):
-            await bus.publish("t", 2, confirm=True)
+            await confirmed(bus, "t", 2)
         gate.set()
 
 
@@ -124,10 +143,10 @@ async def test_confirm_includes_the_brokers_confirmation() -> None:
     async with open_bus() as bus:
         bus.topic("t", int)
         await bus.attach(bridge, export=["t"], retry=RetryPolicy(attempts=None, base_delay=0.01))
-        await bus.publish("t", 7, confirm=True)  # retried once before it counts
+        await confirmed(bus, "t", 7)  # retried once before it counts
         assert bridge.sent == [7]
         with pytest.raises(NotDeliveredError, match="too large"):
-            await bus.publish("t", 10, confirm=True)
+            await confirmed(bus, "t", 10)
 
 
 async def test_per_record_results_dead_letter_only_the_rejected_and_retry_only_the_failed(
@@ -185,13 +204,13 @@ async def test_ingress_acks_only_when_done_and_out_of_order() -> None:
         await bus.attach(bridge, import_=["t"])
         await bridge.send.send(("t", "1", b'"a"'))
         await bridge.send.send(("t", "2", b'"b"'))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # both handlers wait for their gate
         assert bridge.acked == []  # delivered into mailboxes, handlers still busy
         gates["b"].set()
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         assert bridge.acked == ["2"]
         gates["a"].set()
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         assert bridge.acked == ["2", "1"]
 
 
@@ -218,7 +237,7 @@ async def test_undecodable_and_unwanted_imports_are_dead_lettered_and_acked() ->
         await bus.attach(bridge, import_=["t"])
         await bridge.send.send(("t", "1", b'"not an int"'))
         await bridge.send.send(("other", "2", b"5"))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # both delivered before intake stops
     assert sorted(bridge.acked) == ["1", "2"]
     letters = {e.id: e.headers["x-bus-error"] for e in bus.retained(bus.dead_letter_topic)}
     assert "matches no import pattern" in letters["2"]
@@ -229,9 +248,10 @@ async def test_deliver_nowait_raises_wouldblock_and_delivers_to_nobody() -> None
     got: dict[str, list[int]] = {"roomy": [], "full": []}
     async with open_bus() as bus:
         bus.topic("t", int)
-        gate = trio.Event()
+        gate, in_hand = trio.Event(), trio.Event()
 
         async def full(env: Envelope[int]) -> None:
+            in_hand.set()
             await gate.wait()
             got["full"].append(env.payload)
 
@@ -240,7 +260,8 @@ async def test_deliver_nowait_raises_wouldblock_and_delivers_to_nobody() -> None
         bridge = FeedBridge()
         att = await bus.attach(bridge, import_=["t"])
         att.port.deliver_nowait("t", b"1", id="1")
-        await trio.sleep(0.01)  # 1 in full's hands
+        with trio.fail_after(WITHIN):
+            await in_hand.wait()  # 1 in full's hands
         att.port.deliver_nowait("t", b"2", id="2")  # fills full's mailbox
         with pytest.raises(trio.WouldBlock):
             att.port.deliver_nowait("t", b"3", id="3")
