@@ -300,16 +300,22 @@ async def _tail(args: argparse.Namespace) -> int:
         print(f"bus tail: skipped a message on {env.headers.get('x-bus-original-topic', '?')}: "
               f"{env.headers.get('x-bus-error', '?')}", file=sys.stderr, flush=True)
 
-    terminated = False
+    stopped_by = 0  # the signal that ended the tail, if one did
 
-    async def on_sigterm(signals: Any) -> None:
-        nonlocal terminated
-        async for _ in signals:  # like Ctrl-C: stop, and remove what the tail made
-            terminated = True
+    async def on_signal(signals: Any) -> None:
+        # Ctrl-C (SIGINT) and SIGTERM end a tail the same way, between two messages:
+        # received here rather than as KeyboardInterrupt, which could land inside a
+        # handler and leave the message it was printing reported as undelivered.
+        nonlocal stopped_by
+        async for signum in signals:
+            stopped_by = signum
             enough.set()
 
     try:
-        with trio.CancelScope() as scope, trio.open_signal_receiver(signal.SIGTERM) as signals:
+        with (
+            trio.CancelScope() as scope,
+            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+        ):
             async with open_bus(name="bus-cli", strict=False, drain_timeout=5) as bus:
                 bus.subscribe(args.topic, show, name="tail")
                 bus.subscribe(bus.dead_letter_topic, undecodable, name="tail.skipped")
@@ -317,7 +323,7 @@ async def _tail(args: argparse.Namespace) -> int:
                 log.info("tail.started", url=mask_url(args.url), topic=args.topic,
                          from_beginning=args.from_beginning, count=args.count)
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(on_sigterm, signals)
+                    nursery.start_soon(on_signal, signals)
                     if memory:
                         nursery.start_soon(
                             _feed_memory, bridge, args.topic, appended, everything_read,
@@ -329,7 +335,7 @@ async def _tail(args: argparse.Namespace) -> int:
                 scope.cancel()  # stop at once: what is queued is not done, not acknowledged
     finally:
         await _cleanup(bridge, args.url, args.topic, private)
-    return 128 + signal.SIGTERM if terminated else 0
+    return 128 + stopped_by if stopped_by else 0
 
 
 async def _feed_memory(

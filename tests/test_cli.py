@@ -164,8 +164,8 @@ def test_on_a_terminal_logs_are_for_people_and_publish_shows_progress() -> None:
 
 
 def test_ctrl_c_ends_a_tail_quietly_with_130() -> None:
+    import select
     import signal
-    import time
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -173,16 +173,18 @@ def test_ctrl_c_ends_a_tail_quietly_with_130() -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=ROOT, env=env,
     )
-    assert proc.stdin is not None and proc.stderr is not None
+    assert proc.stdin is not None and proc.stderr is not None and proc.stdout is not None
     proc.stdin.write('{"n": 1}\n')  # stdin stays open: the tail waits for more
     proc.stdin.flush()
+    assert select.select([proc.stderr], [], [], 30)[0], "the tail logged nothing within 30 s"
     started = proc.stderr.readline()
     assert json.loads(started)["event"] == "tail.started"
-    time.sleep(0.5)
+    assert select.select([proc.stdout], [], [], 30)[0], "the tail printed nothing within 30 s"
+    first = proc.stdout.readline()  # the message went through: now interrupt the tail
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert out == 'cli.test  key=-  {"n": 1}\n'
+    assert first + out == 'cli.test  key=-  {"n": 1}\n'
     assert "Traceback" not in err and "error" not in err, err
 
 
