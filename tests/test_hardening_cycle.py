@@ -57,7 +57,7 @@ async def test_a_cycle_of_full_block_mailboxes_waits_until_the_drain_timeout(
 ) -> None:
     bus, elapsed = await _run(capacity=2)
     assert elapsed == 30  # deadlocked: only the drain timeout ended it
-    assert _handled(bus) < 1 + TOTAL
+    assert _handled(bus) == 2  # one message each side, then each blocks on the other
 
 
 async def test_way_out_a_mailbox_that_holds_the_burst(
@@ -74,7 +74,7 @@ async def test_way_out_a_dropping_subscriber_in_the_cycle(
     bus, elapsed = await _run(capacity=2, overflow="drop_newest")
     assert elapsed == 0
     pong = bus.stats().actors["pong"]
-    assert pong.dropped > 0
+    assert pong.dropped == 16  # of the 37 published; the other 21 handled
     topics = bus.stats().topics
     published = topics["ping"].published + topics["pong"].published
     assert _handled(bus) + pong.dropped == published  # every message handled or dropped
