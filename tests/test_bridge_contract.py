@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from bus import BackendError, ConfigurationError, Envelope, RetryPolicy, open_bus
@@ -95,7 +96,7 @@ async def test_no_echo_to_the_bridge_a_message_came_from() -> None:
         await bus.publish("order.created", Order("local"))
         await bus.drain()
         broker.send.close()
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # its import came back in
         await bus.drain()
     # the local message went out once; its import came back in and was not re-exported
     assert [r.id for r in broker.records] == [broker.records[0].id]
@@ -134,7 +135,7 @@ async def test_undecodable_import_goes_to_the_dead_letter_topic() -> None:
         broker.send.send_nowait(Record("unknown.topic", b"{}", "x2", None, {}))
         broker.send.send_nowait(Record("order.created", b'{"id": "ok"}', "x3", None, {}))
         broker.send.close()
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # all three imported
         await bus.drain()
     assert good == [Order("ok")]
     letters = bus.retained(bus.dead_letter_topic)

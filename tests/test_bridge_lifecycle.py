@@ -143,7 +143,9 @@ async def test_detach_closes_the_bridge_only_after_ingest_returned() -> None:
         assert events == ["ingest returned", "aclose"]
 
 
-async def test_export_concurrency_keeps_batches_in_flight_and_per_key_order() -> None:
+async def test_export_concurrency_keeps_batches_in_flight_and_per_key_order(
+    autojump_clock: Any,  # each export's 10 ms end together: the overlap is certain
+) -> None:
     in_flight, most = 0, 0
     sent: dict[str, list[int]] = {}
 

@@ -166,7 +166,8 @@ async def test_drop_policies_drop_counted_and_logged(policy: str, kept: list[int
             bus.topic("t", int)
             bus.subscribe("t", handler, name="h", capacity=2, overflow=policy)
             await bus.publish("t", 0)
-            await busy.wait()  # the worker holds 0; the mailbox is empty
+            with trio.fail_after(5):
+                await busy.wait()  # the worker holds 0; the mailbox is empty
             for i in range(1, 5):
                 await bus.publish("t", i)
             gate.set()
@@ -188,7 +189,8 @@ async def test_error_policy_raises_to_the_publisher() -> None:
         bus.topic("t", int)
         bus.subscribe("t", handler, capacity=1, overflow="error")
         await bus.publish("t", 1)
-        await busy.wait()
+        with trio.fail_after(5):
+            await busy.wait()
         await bus.publish("t", 2)
         with pytest.raises(MailboxFullError, match="overflow policy is 'error'"):
             await bus.publish("t", 3)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from bus import Actor, Envelope, MailboxFullError, RetryPolicy, open_bus
@@ -35,7 +36,8 @@ async def test_publish_is_all_or_nothing_when_a_mailbox_refuses() -> None:
         bus.subscribe("t", slow, name="b", capacity=1, overflow="error")
         bus.subscribe("t", lambda env: got["c"].append(env.payload), name="c")
         await bus.publish("t", 1)
-        await in_hand.wait()  # b holds 1 in its handler
+        with trio.fail_after(5):
+            await in_hand.wait()  # b holds 1 in its handler
         await bus.publish("t", 2)  # fills b's mailbox
         with pytest.raises(MailboxFullError, match="no subscriber got the message"):
             await bus.publish("t", 3)
@@ -84,7 +86,7 @@ async def test_drain_timeout_fires_when_the_only_message_is_in_hand(autojump_clo
 
         bus.subscribe("t", forever, name="forever")
         await bus.publish("t", 1)
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()  # 1 in forever's hands
         start = trio.current_time()
     assert trio.current_time() - start == pytest.approx(1)
     assert dict(bus.undelivered) == {"forever": 1}
@@ -144,6 +146,7 @@ class Tracked(Actor):
     def __init__(self, *, block: bool = False, crash: bool = False) -> None:
         self.block, self.crash = block, crash
         self.events: list[str] = []
+        self.busy = trio.Event()
 
     async def on_start(self) -> None:
         self.events.append("start")
@@ -152,6 +155,7 @@ class Tracked(Actor):
         if self.crash:
             raise KeyboardInterrupt
         if self.block:
+            self.busy.set()
             await trio.sleep_forever()
 
     async def on_stop(self) -> None:
@@ -170,11 +174,14 @@ async def test_on_stop_runs_on_a_normal_close() -> None:
 
 async def test_on_stop_runs_when_busy_and_the_bus_is_cancelled() -> None:
     actor = Tracked(block=True)
-    with trio.move_on_after(0.1):
+    with trio.CancelScope() as scope:
         async with open_bus() as bus:
             bus.topic("t", int)
             bus.subscribe("t", actor)
             await bus.publish("t", 1)
+            with trio.fail_after(5):
+                await actor.busy.wait()
+            scope.cancel()
             await trio.sleep_forever()
     assert actor.events == ["start", "stop"]
 
@@ -186,7 +193,8 @@ async def test_on_stop_runs_when_the_body_raises_while_the_actor_is_busy() -> No
             bus.topic("t", int)
             bus.subscribe("t", actor)
             await bus.publish("t", 1)
-            await trio.sleep(0.01)
+            with trio.fail_after(5):
+                await actor.busy.wait()
             1 / 0  # noqa: B018
     assert actor.events == ["start", "stop"]
 

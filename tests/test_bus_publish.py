@@ -186,10 +186,11 @@ async def test_unsupported_handler_is_rejected() -> None:
 
 
 async def test_an_error_in_the_body_surfaces_unwrapped_and_cancels_actors() -> None:
-    cancelled = trio.Event()
+    cancelled, in_hand = trio.Event(), trio.Event()
 
     async def slow(env: Envelope[int]) -> None:
         try:
+            in_hand.set()
             await trio.sleep_forever()
         finally:
             cancelled.set()
@@ -199,7 +200,8 @@ async def test_an_error_in_the_body_surfaces_unwrapped_and_cancels_actors() -> N
             bus.topic("t", int)
             bus.subscribe("t", slow)
             await bus.publish("t", 1)
-            await trio.sleep(0.01)
+            with trio.fail_after(5):
+                await in_hand.wait()
             raise KeyError("boom")
     assert cancelled.is_set()
 

@@ -18,6 +18,18 @@ from bus import Envelope, RetryPolicy, Supervision, open_bus
 from bus.abc import Bridge, Port
 from bus.testing import LoopbackBridge, LoopbackBroker, LoopbackRecord
 
+WITHIN = 5.0
+
+
+async def until(check: Any, what: str) -> None:
+    """Wait until *check()* holds (a state other tasks reach: a log line, a counter), at
+    most ``WITHIN`` seconds, failing with *what* did not happen."""
+    with trio.move_on_after(WITHIN):
+        while not check():  # noqa: ASYNC110 - state of other tasks: poll it
+            await trio.sleep(0.001)
+        return
+    raise AssertionError(f"{what} did not happen within {WITHIN} s")
+
 FAST = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.001)
 
 
@@ -62,8 +74,7 @@ async def test_a_bridge_that_cannot_export_logs_bridge_topic_and_id() -> None:
             )
             broker.down = True  # every call fails from now on
             sent = await bus.publish("order.created", Order(1))
-            while not events(logs, "batch.retry"):  # noqa: ASYNC110 - the export retries
-                await trio.sleep(0.001)
+            await until(lambda: events(logs, "batch.retry"), "the export's retry")
             broker.down = False  # it comes back: the message goes out
     retry = events(logs, "batch.retry")[0]
     assert retry["bridge"] == "lb"
@@ -100,8 +111,10 @@ async def test_an_undecodable_import_and_a_failing_ingest_log_the_bridge() -> No
             await bus.attach(
                 flaky, import_=["x.*"], retry=RetryPolicy(base_delay=0.001, max_delay=0.001)
             )
-            while not bus.retained(bus.dead_letter_topic) or flaky.runs < 2:  # noqa: ASYNC110
-                await trio.sleep(0.001)
+            await until(
+                lambda: bus.retained(bus.dead_letter_topic) and flaky.runs >= 2,
+                "a dead letter and an ingest restart",
+            )
     (bad,) = events(logs, "message.undeliverable")
     assert (bad["bridge"], bad["topic"], bad["id"], bad["key"]) == (
         "lb", "order.created", "r-1", "k"
@@ -136,13 +149,12 @@ async def test_a_crash_outside_the_handler_names_the_message_it_held() -> None:
                 supervision=Supervision(max_restarts=3, base_delay=0.001, max_delay=0.001),
             )
             await bus.publish("order.created", Order(1))
-            await busy.wait()  # the dead-letter subscriber holds the first one
+            with trio.fail_after(WITHIN):
+                await busy.wait()  # the dead-letter subscriber holds the first one
             await bus.publish("order.created", Order(2))
-            while dl.stats().mailbox_depth < 1:  # noqa: ASYNC110 - its mailbox is full
-                await trio.sleep(0.001)
+            await until(lambda: dl.stats().mailbox_depth >= 1, "its mailbox full")
             third = await bus.publish("order.created", Order(3))
-            while not events(logs, "actor.restart"):  # noqa: ASYNC110
-                await trio.sleep(0.001)
+            await until(lambda: events(logs, "actor.restart"), "the actor's restart")
             gate.set()
     (restart,) = events(logs, "actor.restart")
     assert restart["subscriber"] == "fragile"

@@ -145,7 +145,8 @@ async def test_delete_topic_ends_readers_and_forgets_the_log() -> None:
         bus._nursery.start_soon(follow)  # type: ignore[union-attr]
         await trio.testing.wait_all_tasks_blocked()
         bus.delete_topic("t")
-        await ended.wait()
+        with trio.fail_after(5):
+            await ended.wait()
         assert "t" not in bus.topics()
         with pytest.raises(UnknownTopicError, match="not declared"):
             bus.delete_topic("t")

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
@@ -122,7 +123,7 @@ async def test_a_dead_letter_is_done_only_once_exported() -> None:
             done.set()
 
         bus._nursery.start_soon(publish)  # type: ignore[union-attr]
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
         assert not done.is_set()  # the dead letter waits for its export
         dead.release.set()
         with trio.fail_after(5):
@@ -139,7 +140,7 @@ async def test_a_dead_letter_refused_in_turn_is_logged_not_looped() -> None:
             dead_att = await bus.attach(dead, export=[bus.dead_letter_topic])
             await bus.publish("t", 7, confirm=False)
             await _until(lambda: bus._state.dead_letters_lost)
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # a loop would go on from here
             assert len(bus.retained(bus.dead_letter_topic)) == 1
             assert att.export_rejected == 1 and dead_att.export_rejected == 1
     assert bus._state.dead_letters_lost == 1

@@ -100,6 +100,7 @@ async def test_without_trace_context_nothing_is_added_and_the_caller_dict_is_kep
 async def test_trace_context_crosses_a_bridge_and_is_inherited_on_the_other_side() -> None:
     broker = LoopbackBroker()
     seen: list[Envelope[Any]] = []
+    billed = trio.Event()
     async with open_bus(name="b") as b:
         b.topic("order.created", Order)
         b.topic("order.billed", Order)
@@ -107,8 +108,12 @@ async def test_trace_context_crosses_a_bridge_and_is_inherited_on_the_other_side
         async def bill(env: Envelope[Order]) -> None:
             await b.publish("order.billed", Order(env.payload.n))
 
+        def record(env: Envelope[Order]) -> None:
+            seen.append(env)
+            billed.set()
+
         b.subscribe("order.created", bill)
-        b.subscribe("order.billed", seen.append)
+        b.subscribe("order.billed", record)
         await b.attach(LoopbackBridge(broker, "in"), import_=["order.created"])
         async with open_bus(name="a") as a:
             a.topic("order.created", Order)
@@ -117,8 +122,7 @@ async def test_trace_context_crosses_a_bridge_and_is_inherited_on_the_other_side
                 "order.created", Order(1), headers={"traceparent": TP, "tracestate": STATE}
             )
         with trio.fail_after(10):
-            while not seen:  # noqa: ASYNC110 - filled by the loopback round trip
-                await trio.sleep(0.01)
+            await billed.wait()  # after the loopback round trip
     assert seen[0].headers["traceparent"] == TP
     assert seen[0].headers["tracestate"] == STATE
 

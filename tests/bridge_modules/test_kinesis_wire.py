@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from bridges.kinesis import FEATURES, KinesisBridge, MemoryCheckpointStore, SQLiteCheckpointStore
 from bridges.kinesis._checkpoints import SHARD_END, SequenceTracker
@@ -221,10 +222,11 @@ async def test_checkpointer_shard_end_waits_for_every_record() -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(end)
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()
         assert not ended.is_set()  # record 10 is not done: the children must wait
         cp.done(key, index, Delivery())
-        await ended.wait()
+        with trio.fail_after(5):
+            await ended.wait()
     assert store.load("g", "s") == {"shard-0": SHARD_END}
     late = cp.delivered(key, "99")  # never overwrites SHARD_END
     cp.done(key, late, Delivery())
