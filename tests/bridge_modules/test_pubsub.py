@@ -181,7 +181,7 @@ async def test_round_trip_bus_to_pubsub_to_bus(raw: Raw) -> None:
                         headers={"traceparent": f"00-{i}"},
                     )
             await enough.wait()
-            await trio.sleep(0.5)  # acks go out in batches
+            await until(lambda: inbound.acked == 6)  # acks go out in batches
     assert sorted(e.payload.amount for e in got) == list(range(6))
     for e in got:
         assert e.key == f"c{e.payload.amount % 2}"

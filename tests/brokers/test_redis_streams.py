@@ -242,6 +242,14 @@ async def test_killed_consumer_loses_nothing(
         assert len(by_child & set(handled)) <= pending
 
 
+async def _blocked_reads(client: Any) -> int:
+    """How many clients of the server wait in a blocking XREADGROUP."""
+    return sum(
+        1 for c in await client.client_list()
+        if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")
+    )
+
+
 async def test_deleting_a_topic_ends_its_subscriptions(
     url: str, unique: str, cleanup: list[str]
 ) -> None:
@@ -253,7 +261,9 @@ async def test_deleting_a_topic_ends_its_subscriptions(
 
     async with RedisStreamsAdapter(url, block=5) as adapter, trio.open_nursery() as nursery:
         await adapter.subscribe(topic, ignore, group="g", nursery=nursery)
-        await trio.sleep(0.2)  # the subscription is waiting in a blocking read
+        with trio.fail_after(5):  # the subscription waits in a blocking read
+            while not await adapter._call(_blocked_reads):  # noqa: ASYNC110 - server state
+                await trio.sleep(0.02)
         await adapter.delete_topic(topic)
         with trio.fail_after(3):  # ends quietly well before its 5 s read would time out
             while adapter._subscriptions:  # noqa: ASYNC110 - ends on the server's answer
