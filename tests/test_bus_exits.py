@@ -8,6 +8,7 @@ out, and the drain timeout firing when the only message is in a handler's hands.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -210,6 +211,10 @@ async def test_on_stop_runs_when_a_handler_interrupts() -> None:
     assert actor.events == ["start", "stop"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_reports_undelivered_messages() -> None:
     code = textwrap.dedent(
         """
@@ -237,6 +242,9 @@ def test_ctrl_c_reports_undelivered_messages() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, timeout=60,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
+        # A parent that ignores SIGINT (a background job of a non-interactive shell, as a
+        # CI runner may be) passes that on, and Python then raises no KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     assert "undelivered {'stuck': 7}" in done.stdout.decode(), done.stderr.decode()[-2000:]
     assert done.returncode == 0
