@@ -9,7 +9,8 @@ broker's bridge attached, so what it shows is what an application on the bus wou
   ``--from-beginning`` from what the broker kept: Kafka's log and Kinesis' stream from
   their start; RabbitMQ's and Pub/Sub's CLI queue (``bus-cli``), which
   ``bus topics URL create TOPIC`` makes and which keeps every message published since.
-  ``--count N`` stops after N messages; only those N are acknowledged.
+  ``--count N`` stops after N messages; only those N are acknowledged. A tail never
+  creates a topic: one the broker does not have is refused (Kafka, Kinesis, Pub/Sub).
 - ``publish URL TOPIC``: one JSON value per line of stdin, each published with
   ``confirm=True``, so the command returns once the broker confirmed every one (or
   reports those it refused); prints the count.
@@ -44,6 +45,7 @@ from ._cli_log import silence
 from ._envelope import Envelope
 from ._errors import BusError, ConfigurationError, NotDeliveredError
 from ._log import get_logger
+from ._routing import Pattern, is_pattern
 from ._secrets import mask_url
 
 __all__ = ["CLI_GROUP", "add_parsers", "run"]
@@ -208,9 +210,47 @@ def _tail_options(url: str, topic: str, from_beginning: bool) -> tuple[dict[str,
 
         return {"group": fresh, "checkpoints": MemoryCheckpointStore(), "leases": False,
                 "initial_position": "TRIM_HORIZON" if from_beginning else "LATEST"}, ""
-    if scheme == "pubsub":
-        return ({"group": CLI_GROUP}, "") if from_beginning else ({"group": fresh}, fresh)
+    if scheme == "pubsub":  # a tail never creates a topic (the bridge would, by default)
+        group = CLI_GROUP if from_beginning else fresh
+        return {"group": group, "create_topics": False}, "" if from_beginning else fresh
     return {"group": fresh}, ""
+
+
+_LISTED = ("kafka", "kinesis", "pubsub")
+"""Brokers whose topics exist as things of their own, listed by ``topics list``. AMQP has
+only routing keys: a tail binds its queue to one, whether anyone publishes there or not."""
+
+
+async def _check_tailed(url: str, topic: str, connect_within: float) -> None:
+    """Refuse to tail a topic the broker does not have; say so once if nothing matches a
+    pattern yet. Subscribing to a missing Kafka topic by name would create it (aiokafka
+    asks for metadata with auto-creation on) and then wait in silence, as would a tail on
+    a missing Kinesis stream or Pub/Sub topic."""
+    if _scheme(url) not in _LISTED:
+        return
+    bridge = _bridge(url)
+    try:
+        with trio.fail_after(connect_within):
+            await bridge.open()
+    except trio.TooSlowError:
+        raise Failed(f"cannot reach {mask_url(url)} within {connect_within:g} s") from None
+    try:
+        topics = await bridge.list_topics()
+    finally:
+        with trio.CancelScope(shield=True):
+            await bridge.aclose()
+    if not is_pattern(topic):
+        if topic not in topics:
+            raise UsageError(
+                f"topic {topic!r} does not exist on {mask_url(url)} (a tail never creates "
+                f"one): check the name, or create it first with `bus topics {mask_url(url)} "
+                f"create {topic}`"
+            )
+        return
+    pattern = Pattern(topic)
+    if not any(pattern.matches(t) for t in topics):
+        print(f"bus tail: no topic matches {topic!r} yet; waiting for one to be created",
+              file=sys.stderr, flush=True)
 
 
 async def _cleanup(bridge: Any, url: str, topic: str, private: str) -> None:
@@ -276,6 +316,7 @@ class _Out:
 
 
 async def _tail(args: argparse.Namespace) -> int:
+    await _check_tailed(args.url, args.topic, args.timeout)
     options, private = _tail_options(args.url, args.topic, args.from_beginning)
     bridge = _bridge(args.url, **options)
     memory = _scheme(args.url) == "memory"
