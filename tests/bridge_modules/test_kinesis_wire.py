@@ -20,7 +20,7 @@ from bridges.kinesis._wire import (
     partition_key,
     to_record,
 )
-from bus import BackendError, BackendUnavailableError, Envelope
+from bus import BackendError, BackendUnavailableError, ConfigurationError, Envelope
 
 
 def envelope(**kw: Any) -> Envelope[Any]:
@@ -163,13 +163,28 @@ def test_errors_are_translated_without_the_secret() -> None:
     assert isinstance(down, BackendUnavailableError) and "'k'" in str(down)
     denied = _client_error("UnrecognizedClientException", "bad key s3cr3t")
     err = translate(denied, "k", "s3cr3t")
-    assert type(err) is BackendError and "s3cr3t" not in str(err) and "***" in str(err)
+    assert type(err) is ConfigurationError and "s3cr3t" not in str(err) and "***" in str(err)
+    assert "AWS refused the credentials" in str(err) and "AWS_ACCESS_KEY_ID" in str(err)
+    gone = translate(_client_error("ResourceNotFoundException", "no stream"), "k", None)
+    assert type(gone) is BackendError
     throttled = translate(_client_error("LimitExceededException", "slow down"), "k", None)
     assert isinstance(throttled, BackendUnavailableError)
     try:
         raise err from denied
-    except BackendError as exc:
+    except ConfigurationError as exc:
         assert error_code(exc) == "UnrecognizedClientException"
+
+
+def test_missing_credentials_say_what_to_set() -> None:
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ProfileNotFound
+
+    for exc in (NoCredentialsError(), ProfileNotFound(profile="prod"),
+                PartialCredentialsError(provider="env", cred_var="aws_secret_access_key")):
+        err = translate(exc, "k", None)
+        assert type(err) is ConfigurationError, exc
+        assert str(err).startswith(f"Kinesis bridge 'k': no usable AWS credentials "
+                                   f"({type(exc).__name__}: {exc}); set AWS_ACCESS_KEY_ID")
+        assert "AWS_PROFILE" in str(err)
 
 
 def test_bridge_repr_and_features(monkeypatch: pytest.MonkeyPatch) -> None:
