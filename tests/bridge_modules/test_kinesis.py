@@ -174,6 +174,26 @@ async def test_foreign_records_import_with_the_stream_as_topic(raw: Raw) -> None
     assert got[0].source == "in" and got[0].time > 0
 
 
+async def test_a_foreign_cloudevent_keeps_the_records_partition_key(raw: Raw) -> None:
+    """A structured CloudEvent from another producer, with no ``partitionkey`` attribute:
+    its key is the partition key it was put with, as for a plain record."""
+    topic = raw.topic("invoice.paid")
+    await raw.create(topic)
+    event = {"specversion": "1.0", "id": "inv-1", "source": "billing", "type": "invoice.paid",
+             "datacontenttype": "application/json", "data": {"id": "i1", "amount": 3}}
+    await raw.put(topic, (msgspec.json.encode(event), "cust-9"))
+    got, enough, handle = collector(1)
+    with trio.fail_after(TIMEOUT):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, handle)
+            await b.attach(raw.bridge("in"), import_=[topic])
+            await enough.wait()
+    assert [(e.id, e.key, e.source, e.payload) for e in got] == [
+        ("inv-1", "cust-9", "billing", Order("i1", 3))
+    ]
+
+
 async def test_oversized_record_is_dead_lettered_others_delivered(raw: Raw) -> None:
     topic = raw.topic("blob.saved")
     dead, dead_enough, on_dead = collector(1)

@@ -89,6 +89,23 @@ def test_data_base64_and_missing_data() -> None:
     assert payload == b"null"
 
 
+def test_a_cloudevent_without_partitionkey_keeps_the_records_partition_key() -> None:
+    foreign = json.dumps({"specversion": "1.0", "id": "ev-1", "source": "billing",
+                          "type": "invoice.paid", "data": {"n": 1}}).encode()
+    incoming, payload = from_record("invoice.paid", foreign, fallback_id="s/sh/1",
+                                    partition_key="cust-9", arrival=0)
+    assert incoming.cloudevent and incoming.key == "cust-9" and payload == b'{"n": 1}'
+    # our own keyless envelopes were written with their id (or its SHA-256) as partition
+    # key: they come back without a key, as they left
+    for env in (envelope(key=None), envelope(key=None, id="i" * 300)):
+        incoming, _ = from_record("order.created", to_record(env, b"1"), fallback_id="f",
+                                  partition_key=partition_key(env), arrival=0)
+        assert incoming.key is None
+    incoming, _ = from_record("order.created", to_record(envelope(key="c1"), b"1"),
+                              fallback_id="f", partition_key="c1", arrival=0)
+    assert incoming.key == "c1"
+
+
 def test_partition_key() -> None:
     assert partition_key(envelope(key="k")) == "k"
     assert partition_key(envelope(key=None)) == "e1"
