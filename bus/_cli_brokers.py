@@ -28,13 +28,14 @@ Errors end as one line on stderr: exit 2 for a usage error (bad URL, bad input l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TextIO
 
 import msgspec
@@ -395,7 +396,7 @@ async def _feed_memory(
 # -- publish ---------------------------------------------------------------------------
 
 
-async def _lines(fd: int) -> AsyncIterator[tuple[int, bytes]]:
+async def _lines(fd: int) -> AsyncGenerator[tuple[int, bytes], None]:
     """Non-empty lines read from file descriptor *fd*, numbered from 1.
 
     Read with ``os.read`` in a worker thread that is abandoned on cancellation (a tail
@@ -445,12 +446,15 @@ class _Progress:
 
 
 async def _publish(args: argparse.Namespace) -> int:
+    """One rule for a line that is not JSON: every line before it is published and its
+    confirmation awaited, nothing after it is read, and the one error line says so."""
     if any(c in args.topic for c in "*#"):
         raise UsageError(f"publish needs a topic, not a pattern: {args.topic!r}")
     bridge = _bridge(args.url)
     confirmed, refused = 0, []
     window = trio.Semaphore(_PUBLISH_WINDOW)
     progress = _Progress("confirmed")
+    bad_line: UsageError | None = None
 
     async def one(bus: Bus, payload: Any, number: int, task_status: Any) -> None:
         nonlocal confirmed
@@ -471,21 +475,43 @@ async def _publish(args: argparse.Namespace) -> int:
         bus.topic(args.topic, object)
         await bus.attach(bridge, export=[args.topic], connect_timeout=args.timeout)
         async with trio.open_nursery() as nursery:
-            async for number, raw in _lines(sys.stdin.fileno()):
-                # returns once the message is taken (waiting while the window is full)
-                await nursery.start(one, bus, _decode_line(number, raw), number)
+            async with contextlib.aclosing(_lines(sys.stdin.fileno())) as lines:
+                async for number, raw in lines:
+                    try:
+                        payload = _decode_line(number, raw)
+                    except UsageError as problem:
+                        bad_line = problem  # the lines before it still go, confirmed
+                        break
+                    # returns once the message is taken (waiting while the window is full)
+                    await nursery.start(one, bus, payload, number)
     progress.show(confirmed, final=True)
     print(f"{confirmed} published to {args.topic}")
+    first_refusal = ""
     if refused:
-        number, exc = refused[0]
+        number, exc = min(refused, key=lambda r: r[0])
         hint = ""
         if "unroutable" in str(exc):
             hint = (f"; nothing reads {args.topic} on this exchange: `bus topics URL create "
                     f"{args.topic}` binds a queue that keeps its messages")
-        raise Failed(
-            f"{len(refused)} message(s) refused, the first (line {number}): {exc}{hint}"
-        )
+        first_refusal = f"the first (line {number}): {exc}{hint}"
+    if bad_line is not None:
+        raise UsageError(f"{bad_line}; {_before(confirmed, refused, first_refusal)}")
+    if refused:
+        raise Failed(f"{len(refused)} message(s) refused, {first_refusal}")
     return 0
+
+
+def _before(confirmed: int, refused: list[Any], first_refusal: str) -> str:
+    """What happened to the lines before a line that is not JSON, in words."""
+    earlier = confirmed + len(refused)
+    if earlier == 0:
+        return "nothing was published"
+    lines = "line" if earlier == 1 else "lines"
+    if not refused:
+        return (f"the {earlier} {lines} before it {'was' if earlier == 1 else 'were'} "
+                f"published (confirmed); nothing after it was sent")
+    return (f"of the {earlier} {lines} before it, {confirmed} published and {len(refused)} "
+            f"refused ({first_refusal}); nothing after it was sent")
 
 
 # -- topics ----------------------------------------------------------------------------

@@ -111,6 +111,46 @@ def test_publish_then_tail_from_beginning_gets_them_back(brokers, backend: str, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_line_that_is_not_json_stops_publish_after_the_lines_before_it(
+    brokers, backend: str, topic: str
+) -> None:
+    """The rule (docs/cli.md): the lines before a bad one are published and confirmed,
+    nothing after it is sent, and the error line says so. On the broker: lines 1 and 2,
+    then the next publish's line, and not line 4."""
+    brokers.require(backend)
+    cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    cli.ok("topics", url, "create", topic)
+    try:
+        stdin = _lines(1, 2) + "{not json\n" + _lines(4, 1)
+        done = cli.run("publish", url, topic, "--key", "k", stdin=stdin)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            "bus: error: stdin line 3 is not JSON (JSON is malformed: object keys must be "
+            "strings (byte 1)): '{not json'; the 2 lines before it were published "
+            "(confirmed); nothing after it was sent"
+        ]
+        assert done.stdout == f"2 published to {topic}\n"
+        cli.ok("publish", url, topic, "--key", "k", stdin=_lines(5, 1))
+        out = cli.ok("tail", url, topic, "--from-beginning", "--count", "3", "--json")
+        assert [json.loads(line)["payload"]["n"] for line in out.splitlines()] == [1, 2, 5]
+    finally:
+        cli.ok("topics", url, "delete", topic)
+
+
+def test_a_bad_line_after_refused_ones_reports_both(brokers, topic: str) -> None:
+    brokers.require("rabbitmq")
+    cli, url = Cli(_env(brokers)), _url(brokers, "rabbitmq")
+    # no queue bound to the topic: RabbitMQ returns both messages as unroutable
+    done = cli.run("publish", url, topic, stdin=_lines(1, 2) + "{not json\n")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert "'{not json'; of the 2 lines before it, 0 published and 2 refused (the first " in line
+    assert "(line 1): " in line and "unroutable" in line
+    assert line.endswith("; nothing after it was sent")
+    assert done.stdout == f"0 published to {topic}\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_live_tail_gets_what_is_published_after_it_started(
     brokers, backend: str, topic: str
 ) -> None:
