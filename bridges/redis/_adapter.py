@@ -20,11 +20,10 @@ import importlib.util
 import itertools
 import os
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -44,6 +43,7 @@ from bus._secrets import mask_url
 from .. import _runtime
 from . import _client
 from ._failures import TooManyDeliveries, dead_letter_fields, handle_with_retries
+from ._reader import Reader, check_topic
 from ._wire import decode_entry, encode_entry, entry_id, is_client_error, is_no_group, translate
 
 __all__ = ["RedisStreamsAdapter"]
@@ -161,7 +161,7 @@ class RedisStreamsAdapter(EventAdapter):
                 f"max_deliveries must be a positive int or None (no limit), got "
                 f"{max_deliveries!r}"
             )
-        _check_topic(dead_letter_topic)
+        check_topic(dead_letter_topic)
         if importlib.util.find_spec("redis") is None:
             raise MissingDependencyError(
                 "RedisStreamsAdapter needs redis-py, which is not installed: "
@@ -271,7 +271,7 @@ class RedisStreamsAdapter(EventAdapter):
 
     async def publish(self, message: EventMessage) -> None:
         encode_message(message)  # the checks every backend makes (PayloadTypeError)
-        _check_topic(message.topic)
+        check_topic(message.topic)
         await self._open()
         maxlen = self._maxlens.get(message.topic, self.maxlen)
         await self._call(
@@ -295,7 +295,7 @@ class RedisStreamsAdapter(EventAdapter):
         retry = options["retry"] or _CALLBACK_RETRY
         if not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {retry!r}")
-        _check_topic(topic)
+        check_topic(topic)
         group = _name_option("group", options["group"])
         consumer = _name_option("consumer", options["consumer"]) or self.consumer
         sub = _Subscription(
@@ -452,12 +452,12 @@ class RedisStreamsAdapter(EventAdapter):
 
     # -- consume ------------------------------------------------------------------------
 
-    def consume(self, topic: str, **kwargs: Any) -> _Reader:
+    def consume(self, topic: str, **kwargs: Any) -> Reader:
         options = _options("consume", _seed_names(kwargs), group=None, consumer=None,
                            from_beginning=True, follow=False, last_id=None)
         group = _name_option("group", options["group"])
         consumer = _name_option("consumer", options["consumer"]) or self.consumer
-        reader = _Reader(self, topic, group, consumer,
+        reader = Reader(self, topic, group, consumer,
                          bool(options["from_beginning"]), bool(options["follow"]))
         last_id = options["last_id"]
         if last_id is not None:
@@ -481,7 +481,7 @@ class RedisStreamsAdapter(EventAdapter):
             )
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ConfigurationError(f"max_length must be a positive int, got {max_length!r}")
-        _check_topic(topic)
+        check_topic(topic)
         await self._open()
         kind = await self._call(_client.stream_type, topic)
         if kind not in ("none", "stream"):
@@ -492,7 +492,7 @@ class RedisStreamsAdapter(EventAdapter):
             await self._call(_client.trim, topic, max_length, self.approximate)
 
     async def delete_topic(self, topic: str) -> None:
-        _check_topic(topic)
+        check_topic(topic)
         await self._open()
         kind = await self._call(_client.stream_type, topic)
         if kind == "none":
@@ -505,87 +505,6 @@ class RedisStreamsAdapter(EventAdapter):
     async def list_topics(self) -> list[str]:
         await self._open()
         return await self._call(_client.list_streams)
-
-
-class _Reader:
-    """What ``consume`` returns: an async iterator of the messages of one stream."""
-
-    def __init__(
-        self, adapter: RedisStreamsAdapter, topic: str, group: str | None, consumer: str,
-        from_beginning: bool, follow: bool,
-    ) -> None:
-        self._adapter = adapter
-        self.topic = topic
-        self.group = group
-        self.consumer = consumer
-        self._from_beginning = from_beginning
-        self._follow = follow
-        self._buffer: deque[_client.Entry] = deque()
-        self._after = "0-0"
-        self._held: bytes | None = None
-        self._own_pending = True
-        self._opened = False
-        self._closed = False
-
-    def start_after(self, last_id: str) -> None:
-        """Read the entries after stream id *last_id* (the seed's ``last_id=`` option)."""
-        self._after = last_id
-        self._from_beginning = True  # a position of our own: do not move it to the end
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> EventMessage:
-        if self._closed:
-            raise StopAsyncIteration
-        a = self._adapter
-        if not self._opened:
-            _check_topic(self.topic)  # errors surface from the iterator, as documented
-            await a._open()
-            if self.group is not None:
-                start = "0" if self._from_beginning else "$"
-                await a._call(_client.create_group, self.topic, self.group, start)
-            elif not self._from_beginning:
-                newest = await a._call(_client.last_id, self.topic)
-                self._after = newest.decode() if newest else "0-0"
-            self._opened = True
-        if self._held is not None and self.group is not None:
-            held, self._held = self._held, None
-            await a._call(_client.ack, self.topic, self.group, [held])
-        while not self._buffer:
-            block = a.block_ms if self._follow else None
-            if self.group is None:
-                entries = await a._call(_client.read, self.topic, self._after, a.batch, block)
-            else:
-                start = "0" if self._own_pending else ">"
-                entries = await a._call(
-                    _client.read_group, self.topic, self.group, self.consumer, start,
-                    a.batch, None if self._own_pending else block,
-                )
-                if self._own_pending and not entries:
-                    self._own_pending = False
-                    continue
-            self._buffer.extend(entries)
-            if not entries and not self._follow:
-                self._closed = True
-                raise StopAsyncIteration
-        raw_id, fields = self._buffer.popleft()
-        if self.group is None:
-            self._after = raw_id.decode()
-        else:
-            self._held = raw_id
-        return decode_entry(self.topic, raw_id, fields)
-
-    async def aclose(self) -> None:
-        """Stop; a message taken but not acknowledged stays pending for the group."""
-        self._closed = True
-        self._buffer.clear()
-        await trio.lowlevel.checkpoint()
-
-
-def _check_topic(topic: object) -> None:
-    if not isinstance(topic, str) or not topic:
-        raise TopicError(f"a Redis stream name must be a non-empty str, got {topic!r}")
 
 
 def _options(method: str, given: dict[str, Any], **defaults: Any) -> dict[str, Any]:
