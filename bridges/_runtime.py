@@ -24,7 +24,8 @@ Both kinds: cancelling the trio caller of ``run`` cancels the asyncio task and w
 it to finish (at most *cancel_timeout* seconds) before ``trio.Cancelled`` propagates, so
 a cancelled client call is over when ``run`` returns. An exception from ``async_fn``
 propagates with its own type; translating client errors to bus errors is the bridge's
-job. When the block exits, leftover asyncio tasks are cancelled, async generators and
+job. When the block exits, leftover asyncio tasks are cancelled (and the tasks their
+cancellation starts, in rounds, within *cancel_timeout*), async generators and
 the default executor are shut down, the loop is closed and the thread joined: nothing of
 ours is left running.
 
@@ -49,6 +50,29 @@ __all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
 T = TypeVar("T")
 RuntimeKind = Literal["thread", "trio-asyncio"]
 KINDS: tuple[RuntimeKind, ...] = ("thread", "trio-asyncio")
+
+
+async def _finish_tasks(within: float) -> None:
+    """Cancel every other task of the running loop and wait for them, for *within* s.
+
+    In rounds, not one pass: a client's cancelled task may start another one to clean up
+    (aiormq closes its writer and rejects its futures in new tasks), and a task still
+    pending when the loop closes is reported by asyncio as "Task was destroyed but it is
+    pending!" (asyncio.run and trio_asyncio.open_loop cancel only the tasks that exist
+    when they begin). Each task is cancelled once, as asyncio.run does.
+    """
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    deadline = loop.time() + within
+    cancelled: set[asyncio.Task[Any]] = set()
+    while (left := deadline - loop.time()) > 0:
+        tasks = {t for t in asyncio.all_tasks() if t is not me}
+        if not tasks:
+            return
+        for t in tasks - cancelled:
+            t.cancel()
+        cancelled |= tasks
+        await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
@@ -154,12 +178,7 @@ class _ThreadRuntime(Runtime):
         timeout = self._cancel_timeout
 
         async def shutdown() -> None:
-            me = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not me]
-            for t in tasks:
-                t.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=timeout)
+            await _finish_tasks(timeout)
             await loop.shutdown_asyncgens()
             # getaddrinfo runs in the default executor: join its threads too.
             await loop.shutdown_default_executor()
@@ -212,6 +231,10 @@ class _TrioAsyncioRuntime(Runtime):
                 self._ready.set()
                 await self._stop.wait()
                 self._closing = True
+                done = trio.Event()
+                finish = asyncio.ensure_future(_finish_tasks(self._cancel_timeout), loop=loop)
+                finish.add_done_callback(lambda _: done.set())
+                await done.wait()
         except Exception as exc:  # a system task must not raise: keep it for start()
             self._error = exc
         finally:

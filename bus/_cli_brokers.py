@@ -9,7 +9,8 @@ broker's bridge attached, so what it shows is what an application on the bus wou
   ``--from-beginning`` from what the broker kept: Kafka's log and Kinesis' stream from
   their start; RabbitMQ's and Pub/Sub's CLI queue (``bus-cli``), which
   ``bus topics URL create TOPIC`` makes and which keeps every message published since.
-  ``--count N`` stops after N messages; only those N are acknowledged.
+  ``--count N`` stops after N messages; only those N are acknowledged. A tail never
+  creates a topic: one the broker does not have is refused (Kafka, Kinesis, Pub/Sub).
 - ``publish URL TOPIC``: one JSON value per line of stdin, each published with
   ``confirm=True``, so the command returns once the broker confirmed every one (or
   reports those it refused); prints the count.
@@ -27,13 +28,14 @@ Errors end as one line on stderr: exit 2 for a usage error (bad URL, bad input l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TextIO
 
 import msgspec
@@ -44,6 +46,7 @@ from ._cli_log import silence
 from ._envelope import Envelope
 from ._errors import BusError, ConfigurationError, NotDeliveredError
 from ._log import get_logger
+from ._routing import Pattern, is_pattern
 from ._secrets import mask_url
 
 __all__ = ["CLI_GROUP", "add_parsers", "run"]
@@ -208,9 +211,47 @@ def _tail_options(url: str, topic: str, from_beginning: bool) -> tuple[dict[str,
 
         return {"group": fresh, "checkpoints": MemoryCheckpointStore(), "leases": False,
                 "initial_position": "TRIM_HORIZON" if from_beginning else "LATEST"}, ""
-    if scheme == "pubsub":
-        return ({"group": CLI_GROUP}, "") if from_beginning else ({"group": fresh}, fresh)
+    if scheme == "pubsub":  # a tail never creates a topic (the bridge would, by default)
+        group = CLI_GROUP if from_beginning else fresh
+        return {"group": group, "create_topics": False}, "" if from_beginning else fresh
     return {"group": fresh}, ""
+
+
+_LISTED = ("kafka", "kinesis", "pubsub")
+"""Brokers whose topics exist as things of their own, listed by ``topics list``. AMQP has
+only routing keys: a tail binds its queue to one, whether anyone publishes there or not."""
+
+
+async def _check_tailed(url: str, topic: str, connect_within: float) -> None:
+    """Refuse to tail a topic the broker does not have; say so once if nothing matches a
+    pattern yet. Subscribing to a missing Kafka topic by name would create it (aiokafka
+    asks for metadata with auto-creation on) and then wait in silence, as would a tail on
+    a missing Kinesis stream or Pub/Sub topic."""
+    if _scheme(url) not in _LISTED:
+        return
+    bridge = _bridge(url)
+    try:
+        with trio.fail_after(connect_within):
+            await bridge.open()
+    except trio.TooSlowError:
+        raise Failed(f"cannot reach {mask_url(url)} within {connect_within:g} s") from None
+    try:
+        topics = await bridge.list_topics()
+    finally:
+        with trio.CancelScope(shield=True):
+            await bridge.aclose()
+    if not is_pattern(topic):
+        if topic not in topics:
+            raise UsageError(
+                f"topic {topic!r} does not exist on {mask_url(url)} (a tail never creates "
+                f"one): check the name, or create it first with `bus topics {mask_url(url)} "
+                f"create {topic}`"
+            )
+        return
+    pattern = Pattern(topic)
+    if not any(pattern.matches(t) for t in topics):
+        print(f"bus tail: no topic matches {topic!r} yet; waiting for one to be created",
+              file=sys.stderr, flush=True)
 
 
 async def _cleanup(bridge: Any, url: str, topic: str, private: str) -> None:
@@ -276,6 +317,7 @@ class _Out:
 
 
 async def _tail(args: argparse.Namespace) -> int:
+    await _check_tailed(args.url, args.topic, args.timeout)
     options, private = _tail_options(args.url, args.topic, args.from_beginning)
     bridge = _bridge(args.url, **options)
     memory = _scheme(args.url) == "memory"
@@ -360,7 +402,7 @@ async def _feed_memory(
 # -- publish ---------------------------------------------------------------------------
 
 
-async def _lines(fd: int) -> AsyncIterator[tuple[int, bytes]]:
+async def _lines(fd: int) -> AsyncGenerator[tuple[int, bytes], None]:
     """Non-empty lines read from file descriptor *fd*, numbered from 1.
 
     Read with ``os.read`` in a worker thread that is abandoned on cancellation (a tail
@@ -410,12 +452,15 @@ class _Progress:
 
 
 async def _publish(args: argparse.Namespace) -> int:
+    """One rule for a line that is not JSON: every line before it is published and its
+    confirmation awaited, nothing after it is read, and the one error line says so."""
     if any(c in args.topic for c in "*#"):
         raise UsageError(f"publish needs a topic, not a pattern: {args.topic!r}")
     bridge = _bridge(args.url)
     confirmed, refused = 0, []
     window = trio.Semaphore(_PUBLISH_WINDOW)
     progress = _Progress("confirmed")
+    bad_line: UsageError | None = None
 
     async def one(bus: Bus, payload: Any, number: int, task_status: Any) -> None:
         nonlocal confirmed
@@ -436,21 +481,43 @@ async def _publish(args: argparse.Namespace) -> int:
         bus.topic(args.topic, object)
         await bus.attach(bridge, export=[args.topic], connect_timeout=args.timeout)
         async with trio.open_nursery() as nursery:
-            async for number, raw in _lines(sys.stdin.fileno()):
-                # returns once the message is taken (waiting while the window is full)
-                await nursery.start(one, bus, _decode_line(number, raw), number)
+            async with contextlib.aclosing(_lines(sys.stdin.fileno())) as lines:
+                async for number, raw in lines:
+                    try:
+                        payload = _decode_line(number, raw)
+                    except UsageError as problem:
+                        bad_line = problem  # the lines before it still go, confirmed
+                        break
+                    # returns once the message is taken (waiting while the window is full)
+                    await nursery.start(one, bus, payload, number)
     progress.show(confirmed, final=True)
     print(f"{confirmed} published to {args.topic}")
+    first_refusal = ""
     if refused:
-        number, exc = refused[0]
+        number, exc = min(refused, key=lambda r: r[0])
         hint = ""
         if "unroutable" in str(exc):
             hint = (f"; nothing reads {args.topic} on this exchange: `bus topics URL create "
                     f"{args.topic}` binds a queue that keeps its messages")
-        raise Failed(
-            f"{len(refused)} message(s) refused, the first (line {number}): {exc}{hint}"
-        )
+        first_refusal = f"the first (line {number}): {exc}{hint}"
+    if bad_line is not None:
+        raise UsageError(f"{bad_line}; {_before(confirmed, refused, first_refusal)}")
+    if refused:
+        raise Failed(f"{len(refused)} message(s) refused, {first_refusal}")
     return 0
+
+
+def _before(confirmed: int, refused: list[Any], first_refusal: str) -> str:
+    """What happened to the lines before a line that is not JSON, in words."""
+    earlier = confirmed + len(refused)
+    if earlier == 0:
+        return "nothing was published"
+    lines = "line" if earlier == 1 else "lines"
+    if not refused:
+        return (f"the {earlier} {lines} before it {'was' if earlier == 1 else 'were'} "
+                f"published (confirmed); nothing after it was sent")
+    return (f"of the {earlier} {lines} before it, {confirmed} published and {len(refused)} "
+            f"refused ({first_refusal}); nothing after it was sent")
 
 
 # -- topics ----------------------------------------------------------------------------

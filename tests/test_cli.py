@@ -64,9 +64,15 @@ def test_tail_count_stops_after_n_and_renders_one_line_each() -> None:
 
 
 def test_a_line_that_is_not_json_is_a_usage_error() -> None:
-    done = bus("publish", "memory://", "cli.test", stdin='{"ok": 1}\n{oops\n')
+    done = bus("publish", "memory://", "cli.test", stdin='{"ok": 1}\n{oops\n{"ok": 3}\n')
     line = one_error_line(done, 2)
     assert "stdin line 2 is not JSON" in line and "'{oops'" in line
+    assert line.endswith("the 1 line before it was published (confirmed); nothing after it "
+                          "was sent")
+    assert done.stdout == "1 published to cli.test\n"
+    done = bus("publish", "memory://", "cli.test", stdin='{oops\n{"ok": 2}\n')
+    assert one_error_line(done, 2).endswith("'{oops'; nothing was published")
+    assert done.stdout == "0 published to cli.test\n"
 
 
 @pytest.mark.parametrize(

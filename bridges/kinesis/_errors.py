@@ -1,9 +1,13 @@
 """botocore / aiobotocore / aiohttp exceptions translated into the bus's (sans-IO).
 
+- no credentials found (botocore's chain came up empty, a profile that does not exist,
+  half a key pair), or credentials AWS refused -> :class:`~bus.ConfigurationError` that
+  names what to set: a setting of the caller's, not the endpoint's fault (botocore
+  raises ``NoCredentialsError`` before sending anything, which read as "endpoint
+  unreachable" before);
 - no answer from the endpoint (refused, reset, timed out, closed; a 5xx after botocore's
   own retries; throttling that outlasted them) -> :class:`~bus.BackendUnavailableError`;
-- every other AWS error (refused credentials, a missing stream, a bad argument) ->
-  :class:`~bus.BackendError`.
+- every other AWS error (a missing stream, a bad argument) -> :class:`~bus.BackendError`.
 
 The original stays as ``__cause__``; :func:`error_code` reads the AWS error code back
 from it so the bridge can act on one (``ResourceNotFoundException``...). Messages name
@@ -12,7 +16,7 @@ the bridge and never contain the secret access key.
 
 from __future__ import annotations
 
-from bus import BackendError, BackendUnavailableError
+from bus import BackendError, BackendUnavailableError, BusError, ConfigurationError
 from bus._secrets import redact
 
 __all__ = ["THROTTLED", "TRANSIENT_RECORD_CODES", "error_code", "is_client_error", "translate"]
@@ -27,6 +31,23 @@ TRANSIENT_RECORD_CODES = frozenset(
      "ServiceUnavailable"}
 )
 """Per-record error codes of ``PutRecords`` that a later retry may cure."""
+NO_CREDENTIALS = frozenset(
+    {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound",
+     "CredentialRetrievalError", "NoAuthTokenError", "TokenRetrievalError",
+     "UnauthorizedSSOTokenError", "SSOTokenLoadError"}
+)
+"""botocore's exceptions (class names) for credentials it could not find or load."""
+REFUSED_CREDENTIALS = frozenset(
+    {"UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature",
+     "MissingAuthenticationToken", "ExpiredTokenException", "InvalidClientTokenId",
+     "SignatureDoesNotMatch"}
+)
+"""AWS error codes for credentials it did not accept."""
+CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for "
+    "temporary ones), or AWS_PROFILE to a profile in ~/.aws/credentials, or pass "
+    "access_key_id= and secret_access_key= to the bridge (an emulator takes any values)"
+)
 
 
 def is_client_error(exc: BaseException) -> bool:
@@ -58,13 +79,23 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
-def translate(exc: BaseException, bridge: str, secret: str | None) -> BackendError:
+def translate(exc: BaseException, bridge: str, secret: str | None) -> BusError:
     """The bus error for *exc*; the caller raises it ``from exc``."""
     if isinstance(exc, BackendError):
         return exc
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     what = redact(what, secret)
     code = _code(exc)
+    if code is None and type(exc).__name__ in NO_CREDENTIALS:
+        return ConfigurationError(
+            f"Kinesis bridge {bridge!r}: no usable AWS credentials ({what}); {CREDENTIALS_HINT}"
+        )
+    if code in REFUSED_CREDENTIALS:
+        return ConfigurationError(
+            f"Kinesis bridge {bridge!r}: AWS refused the credentials ({what}); check "
+            f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile's keys; renew "
+            f"an expired AWS_SESSION_TOKEN)"
+        )
     if code is None:
         # no AWS answer at all: the endpoint is unreachable or the connection broke
         return BackendUnavailableError(f"Kinesis bridge {bridge!r}: endpoint unreachable ({what})")

@@ -22,7 +22,11 @@ Reading (:func:`from_record`) accepts foreign records: a record that is not a JS
 object with ``specversion`` is a plain payload. Then the topic is the stream's, the key
 the record's partition key, the id ``stream/shard/sequence``, the time the record's
 arrival time. For our own records the topic is the stream's too (what the import pattern
-matched); ``type`` is kept in :attr:`Incoming.type`.
+matched); ``type`` is kept in :attr:`Incoming.type`. A CloudEvent's key is its
+``partitionkey`` attribute; without one (a foreign producer's event), the record's
+partition key, except when that is the event's id, which is what this module writes for
+an envelope without a key (so a foreign producer that uses the event id as partition key
+imports without a key: a key unique to each event orders nothing anyway).
 
 Also here: the size limits of ``PutRecords`` and the cutting of a batch into calls.
 This module does no I/O and imports no AWS client.
@@ -102,7 +106,7 @@ def partition_key(env: Envelope[Any]) -> str:
     its SHA-256 (the same key still lands on the same shard, so its order holds)."""
     key = env.key or env.id
     if len(key) > MAX_KEY_CHARS:
-        return hashlib.sha256(key.encode()).hexdigest()
+        return _long_key(key)
     return key
 
 
@@ -226,11 +230,12 @@ def from_record(
         attempt = max(1, int(event.get("deliveryattempt") or 1))
     except (TypeError, ValueError):
         attempt = 1
+    event_id = _text(event.get("id")) or fallback_id
     key = event.get("partitionkey")
     incoming = Incoming(
         topic,
-        _text(event.get("id")) or fallback_id,
-        None if key is None else _text(key),
+        event_id,
+        _text(key) if key is not None else _record_key(partition_key, event_id),
         when,
         _text(event.get("source")) or None,
         attempt,
@@ -240,6 +245,21 @@ def from_record(
         True,
     )
     return incoming, payload
+
+
+def _record_key(partition_key: str | None, event_id: str) -> str | None:
+    """The key of a CloudEvent without ``partitionkey``: the record's partition key (a
+    foreign producer's key), unless it is what :func:`partition_key` wrote for a keyless
+    envelope of that id."""
+    if partition_key is None or partition_key == event_id:
+        return None
+    if len(event_id) > MAX_KEY_CHARS and partition_key == _long_key(event_id):
+        return None
+    return partition_key
+
+
+def _long_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _payload(data: bytes, event: dict[str, Any]) -> bytes | None:

@@ -125,9 +125,11 @@ class PubSubBridge(Bridge):
     or Application Default Credentials. ``group`` names the consumer group (default
     ``name``): bridges of one group share each topic's subscription. ``ack_deadline`` is
     set on subscriptions the bridge creates; ``max_outstanding`` bounds what the bridge
-    has received and not acknowledged; ``pull_wait`` is how long one Pull may wait for
-    messages (and so how long stopping ingress may take; keep it above the service's
-    own hold of an empty pull, about 2 s on the emulator); ``pull_max`` is the most one
+    has received and not acknowledged; ``pull_wait`` is the deadline of one Pull, and
+    so how long stopping ingress may take: a Pull on the wire is waited for, never cut
+    (default 2 s; Google's emulator answers an empty Pull one second before its deadline,
+    so a close waits at most ~1 s there, and below ~1.5 s idle pulls come back at once, a
+    busy loop); ``pull_max`` is the most one
     Pull asks for (smaller pulls spread a group's messages more evenly over its members).
     """
 
@@ -146,7 +148,7 @@ class PubSubBridge(Bridge):
         max_outstanding: int = 1000,
         max_lease_duration: float = 3600.0,
         relist_interval: float | None = 10.0,
-        pull_wait: float = 5.0,
+        pull_wait: float = 2.0,
         pull_max: int = 100,
         timeout: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -236,6 +238,7 @@ class PubSubBridge(Bridge):
         # cancelled; their messages are handed back): closing the channel under them
         # would cancel them, and Google's emulator mishandles cancelled calls (RST_STREAM:
         # a NoSuchMethodError in its log, a pull left waiting that still takes messages).
+        # This wait bounds a close: about a second on the emulator (see pull_wait).
         with trio.move_on_after(self._pull_wait + 2):
             while self._pulls_in_flight:  # noqa: ASYNC110 - counted by the pull tasks
                 await trio.sleep(0.01)

@@ -71,11 +71,16 @@ class AmqpClient:
 
     async def connect(self) -> None:
         import aio_pika
+        from aio_pika.connection import make_url
 
-        self._connection = await aio_pika.connect_robust(
-            self._url, timeout=self._connect_timeout
-        )
-        channel = await self._connection.channel(publisher_confirms=self._confirms)
+        # What aio_pika.connect_robust does, with the connection kept from the start: a
+        # connect that fails or is cancelled half-way (another bridge of the process
+        # failed to open) leaves a reconnection task behind, which close() must stop,
+        # or asyncio reports it destroyed while pending when the loop closes.
+        connection = aio_pika.RobustConnection(make_url(self._url))
+        self._connection = connection
+        await connection.connect(timeout=self._connect_timeout)
+        channel = await connection.channel(publisher_confirms=self._confirms)
         await channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
@@ -84,7 +89,7 @@ class AmqpClient:
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
-            await connection.close()
+            await connection.close()  # also stops a reconnection task left by connect()
 
     # -- egress -----------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ One stream per topic (``XADD``, optionally capped with ``MAXLEN``); consumers ar
 consumer groups (``XREADGROUP``), and an entry is acknowledged (``XACK``) only after the
 callback returned, so an entry whose consumer died stays pending and is taken over by a
 live member of the group (``XAUTOCLAIM`` once it has been idle for ``claim_idle``
-seconds): at-least-once, nothing lost. redis-py's asyncio client runs on an asyncio
+seconds): at-least-once, nothing lost. An entry whose callback keeps raising, or that
+Redis delivered more than ``max_deliveries`` times, goes to the dead-letter stream with
+the reason and is acknowledged (:mod:`._failures`). redis-py's asyncio client runs on an asyncio
 loop in a thread of its own (:mod:`bridges._runtime`); every call crosses once.
 
 This module maps the :class:`EventAdapter` contract onto Redis; the entry format and
@@ -18,10 +20,10 @@ import importlib.util
 import itertools
 import os
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 import trio
 
@@ -30,6 +32,7 @@ from bus import (
     BusClosedError,
     ConfigurationError,
     MissingDependencyError,
+    RetryPolicy,
     TopicError,
 )
 from bus._facade._adapter import EventAdapter, MessageCallback
@@ -39,6 +42,8 @@ from bus._secrets import mask_url
 
 from .. import _runtime
 from . import _client
+from ._failures import TooManyDeliveries, dead_letter_fields, handle_with_retries
+from ._reader import Reader, check_topic
 from ._wire import decode_entry, encode_entry, entry_id, is_client_error, is_no_group, translate
 
 __all__ = ["RedisStreamsAdapter"]
@@ -53,6 +58,9 @@ _PORTABLE_TOPIC_OPTIONS = frozenset(
     {"partitions", "num_partitions", "replication_factor", "shard_count", "durable", "config"}
 )
 _ACK_TIMEOUT = 5.0
+_CALLBACK_RETRY = RetryPolicy(attempts=1)
+"""A callback that raises is not retried by default (as on the other backends): its entry
+is dead-lettered; ``subscribe(retry=RetryPolicy(...))`` changes it."""
 _names = itertools.count(1)
 
 
@@ -69,6 +77,8 @@ class _Subscription:
     consumer: str
     private: bool
     callback: MessageCallback
+    retry: RetryPolicy
+    subscriber: str
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     in_flight: int = 0
     finished: bool = False
@@ -87,13 +97,17 @@ class RedisStreamsAdapter(EventAdapter):
     read waits for new entries; ``batch`` how many entries one read takes.
 
     ``subscribe(topic, callback, *, group=None, consumer=None, from_beginning=False,
-    nursery=None)`` needs a ``nursery`` (``BaseEvent``'s ``async with`` gives its own):
-    a task there first reclaims idle pending entries of the group, then reads its own
-    pending ones, then new ones. Without ``group`` the subscription has a group of its
-    own (every message), removed when the adapter disconnects. A new group starts at the
-    end of the stream unless ``from_beginning``; an existing one resumes where it was.
-    A callback that raises ends the subscription with that error; its entry stays
-    pending for the group.
+    retry=None, nursery=None)`` needs a ``nursery`` (``BaseEvent``'s ``async with`` gives
+    its own): a task there first reclaims idle pending entries of the group, then reads
+    its own pending ones, then new ones. Without ``group`` the subscription has a group of
+    its own (every message), removed when the adapter disconnects. A new group starts at
+    the end of the stream unless ``from_beginning``; an existing one resumes where it was.
+    A callback that raises is tried again by ``retry`` (a :class:`~bus.RetryPolicy`;
+    default one attempt), then its entry is dead-lettered to ``dead_letter_topic``
+    (default ``bus.dead_letter``) with the reason and acknowledged, and the subscription
+    goes on. An entry Redis has delivered more than ``max_deliveries`` times (default 10;
+    None: no limit) without an acknowledgement (its consumers died or stopped while
+    holding it) is dead-lettered without calling the callback.
 
     ``consume(topic, *, group=None, consumer=None, from_beginning=True, follow=False,
     last_id=None)`` yields the stored messages and ends (``follow=True``: then waits for
@@ -117,6 +131,8 @@ class RedisStreamsAdapter(EventAdapter):
         batch: int = 100,
         connect_timeout: float = 5.0,
         drain_timeout: float = 30.0,
+        max_deliveries: int | None = 10,
+        dead_letter_topic: str = "bus.dead_letter",
     ) -> None:
         url = redis_url or os.environ.get("REDIS_URL") or None
         if url is None:
@@ -137,6 +153,15 @@ class RedisStreamsAdapter(EventAdapter):
                 raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
         if not isinstance(batch, int) or batch < 1:
             raise ConfigurationError(f"batch must be a positive int, got {batch!r}")
+        if max_deliveries is not None and (
+            isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int)
+            or max_deliveries < 1
+        ):
+            raise ConfigurationError(
+                f"max_deliveries must be a positive int or None (no limit), got "
+                f"{max_deliveries!r}"
+            )
+        check_topic(dead_letter_topic)
         if importlib.util.find_spec("redis") is None:
             raise MissingDependencyError(
                 "RedisStreamsAdapter needs redis-py, which is not installed: "
@@ -152,6 +177,10 @@ class RedisStreamsAdapter(EventAdapter):
         self.batch = batch
         self.connect_timeout = float(connect_timeout)
         self.drain_timeout = float(drain_timeout)
+        self.max_deliveries = max_deliveries
+        self.dead_letter_topic = dead_letter_topic
+        """Where entries that cannot be handled go (``BaseEvent`` sends undecodable data
+        there too)."""
         self._state = _State.NEW
         self._rt: _runtime.Runtime | None = None
         self._client: Any = None
@@ -162,6 +191,8 @@ class RedisStreamsAdapter(EventAdapter):
         """Entries handled by a callback and acknowledged."""
         self.reclaimed = 0
         """Entries taken over from idle members of a group (XAUTOCLAIM)."""
+        self.dead_lettered = 0
+        """Entries sent to the dead-letter stream (and acknowledged)."""
 
     @property
     def url(self) -> str:
@@ -243,7 +274,7 @@ class RedisStreamsAdapter(EventAdapter):
 
     async def publish(self, message: EventMessage) -> None:
         encode_message(message)  # the checks every backend makes (PayloadTypeError)
-        _check_topic(message.topic)
+        check_topic(message.topic)
         await self._open()
         maxlen = self._maxlens.get(message.topic, self.maxlen)
         await self._call(
@@ -254,7 +285,7 @@ class RedisStreamsAdapter(EventAdapter):
 
     async def subscribe(self, topic: str, callback: MessageCallback, **kwargs: Any) -> None:
         options = _options("subscribe", _seed_names(kwargs), group=None, consumer=None,
-                           from_beginning=False, nursery=None)
+                           from_beginning=False, retry=None, nursery=None)
         nursery = options["nursery"]
         if not isinstance(nursery, trio.Nursery):
             raise ConfigurationError(
@@ -264,7 +295,10 @@ class RedisStreamsAdapter(EventAdapter):
             )
         if not callable(callback):
             raise ConfigurationError(f"callback must be callable, got {callback!r}")
-        _check_topic(topic)
+        retry = options["retry"] or _CALLBACK_RETRY
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got {retry!r}")
+        check_topic(topic)
         group = _name_option("group", options["group"])
         consumer = _name_option("consumer", options["consumer"]) or self.consumer
         sub = _Subscription(
@@ -273,6 +307,8 @@ class RedisStreamsAdapter(EventAdapter):
             consumer=consumer,
             private=group is None,
             callback=callback,
+            retry=retry,
+            subscriber=getattr(callback, "__qualname__", type(callback).__qualname__),
         )
         await self._open()
         start = "0" if options["from_beginning"] else "$"
@@ -296,6 +332,7 @@ class RedisStreamsAdapter(EventAdapter):
         while True:
             try:
                 entries: list[_client.Entry] = []
+                redelivered = True  # taken over or read again: Redis counted deliveries
                 if trio.current_time() >= next_claim:
                     entries = await self._call(
                         _client.autoclaim, sub.topic, sub.group, sub.consumer,
@@ -318,21 +355,47 @@ class RedisStreamsAdapter(EventAdapter):
                         _client.read_group, sub.topic, sub.group, sub.consumer, ">",
                         self.batch, block,
                     )
+                    redelivered = False  # new entries: delivered once, now
+                counts = None
+                if redelivered and entries and self.max_deliveries is not None:
+                    counts = await self._call(
+                        _client.delivery_counts, sub.topic, sub.group, [i for i, _ in entries]
+                    )
             except BackendError as exc:
                 if is_no_group(exc.__cause__ or exc):
                     log.info("redis_streams.topic_gone", topic=sub.topic, group=sub.group)
                     return  # the topic was deleted
                 raise
-            await self._handle(sub, entries)
+            await self._handle(sub, entries, counts)
 
-    async def _handle(self, sub: _Subscription, entries: list[_client.Entry]) -> None:
+    async def _handle(
+        self, sub: _Subscription, entries: list[_client.Entry], counts: list[int] | None
+    ) -> None:
         done: list[bytes] = []
         sub.in_flight = len(entries)
+        limit = self.max_deliveries
         try:
-            for raw_id, fields in entries:
-                if fields:  # an entry trimmed or deleted while pending has none: drop it
-                    await sub.callback(decode_entry(sub.topic, raw_id, fields))
-                done.append(raw_id)
+            for n, (raw_id, fields) in enumerate(entries):
+                if not fields:  # an entry trimmed or deleted while pending has none: drop it
+                    done.append(raw_id)
+                    continue
+                if counts is not None and limit is not None and counts[n] > limit:
+                    reason = TooManyDeliveries(
+                        f"Redis delivered entry {raw_id.decode()} {counts[n]} times without "
+                        f"an acknowledgement (max_deliveries={limit}): the consumers that "
+                        f"took it died or stopped while holding it"
+                    )
+                    await self._dead_letter(sub, raw_id, fields, reason, counts[n] - 1)
+                    continue
+                message = decode_entry(sub.topic, raw_id, fields)
+                failed = await handle_with_retries(
+                    partial(sub.callback, message), sub.retry, topic=sub.topic,
+                    group=sub.group, entry=raw_id.decode(),
+                )
+                if failed is None:
+                    done.append(raw_id)
+                else:
+                    await self._dead_letter(sub, raw_id, fields, *failed)
         finally:
             # Acknowledge what the callback finished, also when a later one raised or
             # the subscription is being cancelled: those must not be delivered again.
@@ -346,6 +409,30 @@ class RedisStreamsAdapter(EventAdapter):
                         log.warning("redis_streams.ack_failed", topic=sub.topic,
                                     group=sub.group, count=len(done), error=str(exc))
             sub.in_flight = 0
+
+    async def _dead_letter(
+        self, sub: _Subscription, raw_id: bytes, fields: dict[bytes, bytes],
+        error: BaseException, attempts: int,
+    ) -> None:
+        """Send the entry to the dead-letter stream and acknowledge it, atomically."""
+        dead = self.dead_letter_topic
+        log.warning("redis_streams.dead_lettered", topic=sub.topic, group=sub.group,
+                    entry=raw_id.decode(), dead_letter_topic=dead, attempts=attempts,
+                    error=repr(error))
+        # Shielded and bounded, as acks are: a subscription cancelled now still records
+        # what its callback did; if the time runs out the entry stays pending (at most
+        # handled once more), the transaction being all or nothing.
+        with trio.CancelScope(shield=True), trio.move_on_after(_ACK_TIMEOUT) as scope:
+            await self._call(
+                _client.dead_letter, sub.topic, sub.group, raw_id, dead,
+                dead_letter_fields(fields, error=error, topic=sub.topic,
+                                   subscriber=sub.subscriber, attempts=attempts),
+                self._maxlens.get(dead, self.maxlen), self.approximate,
+            )
+            self.dead_lettered += 1
+        if scope.cancelled_caught:
+            log.warning("redis_streams.dead_letter_timeout", topic=sub.topic, group=sub.group,
+                        entry=raw_id.decode(), seconds=_ACK_TIMEOUT)
 
     async def drain(self) -> None:
         """Wait until each subscription's group has been handed every entry that was in
@@ -368,12 +455,12 @@ class RedisStreamsAdapter(EventAdapter):
 
     # -- consume ------------------------------------------------------------------------
 
-    def consume(self, topic: str, **kwargs: Any) -> _Reader:
+    def consume(self, topic: str, **kwargs: Any) -> Reader:
         options = _options("consume", _seed_names(kwargs), group=None, consumer=None,
                            from_beginning=True, follow=False, last_id=None)
         group = _name_option("group", options["group"])
         consumer = _name_option("consumer", options["consumer"]) or self.consumer
-        reader = _Reader(self, topic, group, consumer,
+        reader = Reader(self, topic, group, consumer,
                          bool(options["from_beginning"]), bool(options["follow"]))
         last_id = options["last_id"]
         if last_id is not None:
@@ -397,7 +484,7 @@ class RedisStreamsAdapter(EventAdapter):
             )
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ConfigurationError(f"max_length must be a positive int, got {max_length!r}")
-        _check_topic(topic)
+        check_topic(topic)
         await self._open()
         kind = await self._call(_client.stream_type, topic)
         if kind not in ("none", "stream"):
@@ -408,7 +495,7 @@ class RedisStreamsAdapter(EventAdapter):
             await self._call(_client.trim, topic, max_length, self.approximate)
 
     async def delete_topic(self, topic: str) -> None:
-        _check_topic(topic)
+        check_topic(topic)
         await self._open()
         kind = await self._call(_client.stream_type, topic)
         if kind == "none":
@@ -421,87 +508,6 @@ class RedisStreamsAdapter(EventAdapter):
     async def list_topics(self) -> list[str]:
         await self._open()
         return await self._call(_client.list_streams)
-
-
-class _Reader:
-    """What ``consume`` returns: an async iterator of the messages of one stream."""
-
-    def __init__(
-        self, adapter: RedisStreamsAdapter, topic: str, group: str | None, consumer: str,
-        from_beginning: bool, follow: bool,
-    ) -> None:
-        self._adapter = adapter
-        self.topic = topic
-        self.group = group
-        self.consumer = consumer
-        self._from_beginning = from_beginning
-        self._follow = follow
-        self._buffer: deque[_client.Entry] = deque()
-        self._after = "0-0"
-        self._held: bytes | None = None
-        self._own_pending = True
-        self._opened = False
-        self._closed = False
-
-    def start_after(self, last_id: str) -> None:
-        """Read the entries after stream id *last_id* (the seed's ``last_id=`` option)."""
-        self._after = last_id
-        self._from_beginning = True  # a position of our own: do not move it to the end
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> EventMessage:
-        if self._closed:
-            raise StopAsyncIteration
-        a = self._adapter
-        if not self._opened:
-            _check_topic(self.topic)  # errors surface from the iterator, as documented
-            await a._open()
-            if self.group is not None:
-                start = "0" if self._from_beginning else "$"
-                await a._call(_client.create_group, self.topic, self.group, start)
-            elif not self._from_beginning:
-                newest = await a._call(_client.last_id, self.topic)
-                self._after = newest.decode() if newest else "0-0"
-            self._opened = True
-        if self._held is not None and self.group is not None:
-            held, self._held = self._held, None
-            await a._call(_client.ack, self.topic, self.group, [held])
-        while not self._buffer:
-            block = a.block_ms if self._follow else None
-            if self.group is None:
-                entries = await a._call(_client.read, self.topic, self._after, a.batch, block)
-            else:
-                start = "0" if self._own_pending else ">"
-                entries = await a._call(
-                    _client.read_group, self.topic, self.group, self.consumer, start,
-                    a.batch, None if self._own_pending else block,
-                )
-                if self._own_pending and not entries:
-                    self._own_pending = False
-                    continue
-            self._buffer.extend(entries)
-            if not entries and not self._follow:
-                self._closed = True
-                raise StopAsyncIteration
-        raw_id, fields = self._buffer.popleft()
-        if self.group is None:
-            self._after = raw_id.decode()
-        else:
-            self._held = raw_id
-        return decode_entry(self.topic, raw_id, fields)
-
-    async def aclose(self) -> None:
-        """Stop; a message taken but not acknowledged stays pending for the group."""
-        self._closed = True
-        self._buffer.clear()
-        await trio.lowlevel.checkpoint()
-
-
-def _check_topic(topic: object) -> None:
-    if not isinstance(topic, str) or not topic:
-        raise TopicError(f"a Redis stream name must be a non-empty str, got {topic!r}")
 
 
 def _options(method: str, given: dict[str, Any], **defaults: Any) -> dict[str, Any]:

@@ -18,7 +18,9 @@ __all__ = [
     "close",
     "create_group",
     "create_stream",
+    "dead_letter",
     "delete_stream",
+    "delivery_counts",
     "destroy_group",
     "group_position",
     "last_id",
@@ -108,6 +110,27 @@ def _entries(answer: Any) -> list[Entry]:
 
 async def ack(client: Any, stream: str, group: str, ids: list[bytes]) -> None:
     await client.xack(stream, group, *ids)
+
+
+async def delivery_counts(client: Any, stream: str, group: str, ids: list[bytes]) -> list[int]:
+    """How many times Redis delivered each pending entry of *ids* (XPENDING), in order;
+    0 for one that is no longer pending."""
+    async with client.pipeline(transaction=False) as pipe:
+        for entry_id in ids:
+            pipe.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
+        answers = await pipe.execute()
+    return [int(rows[0]["times_delivered"]) if rows else 0 for rows in answers]
+
+
+async def dead_letter(
+    client: Any, stream: str, group: str, entry_id: bytes, dead_stream: str,
+    fields: dict[bytes, bytes], maxlen: int | None, approximate: bool,
+) -> None:
+    """XADD the dead letter and XACK the entry, in one MULTI transaction."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.xadd(dead_stream, fields, maxlen=maxlen, approximate=approximate)
+        pipe.xack(stream, group, entry_id)
+        await pipe.execute()
 
 
 async def autoclaim(

@@ -21,7 +21,7 @@ import trio
 from bridges._runtime import Runtime, open_runtime
 from bridges.kinesis import KinesisBridge, SQLiteCheckpointStore
 from bridges.kinesis._client import KinesisClient, Record
-from bus import BackendUnavailableError, Envelope, open_bus
+from bus import BackendUnavailableError, ConfigurationError, Envelope, open_bus
 from bus.abc import H_ERROR, H_ORIGINAL_TOPIC
 
 pytestmark = pytest.mark.brokers
@@ -174,6 +174,26 @@ async def test_foreign_records_import_with_the_stream_as_topic(raw: Raw) -> None
     assert got[0].source == "in" and got[0].time > 0
 
 
+async def test_a_foreign_cloudevent_keeps_the_records_partition_key(raw: Raw) -> None:
+    """A structured CloudEvent from another producer, with no ``partitionkey`` attribute:
+    its key is the partition key it was put with, as for a plain record."""
+    topic = raw.topic("invoice.paid")
+    await raw.create(topic)
+    event = {"specversion": "1.0", "id": "inv-1", "source": "billing", "type": "invoice.paid",
+             "datacontenttype": "application/json", "data": {"id": "i1", "amount": 3}}
+    await raw.put(topic, (msgspec.json.encode(event), "cust-9"))
+    got, enough, handle = collector(1)
+    with trio.fail_after(TIMEOUT):
+        async with open_bus() as b:
+            b.topic(topic, Order)
+            b.subscribe(topic, handle)
+            await b.attach(raw.bridge("in"), import_=[topic])
+            await enough.wait()
+    assert [(e.id, e.key, e.source, e.payload) for e in got] == [
+        ("inv-1", "cust-9", "billing", Order("i1", 3))
+    ]
+
+
 async def test_oversized_record_is_dead_lettered_others_delivered(raw: Raw) -> None:
     topic = raw.topic("blob.saved")
     dead, dead_enough, on_dead = collector(1)
@@ -309,6 +329,29 @@ async def test_unreachable_endpoint_and_secret_never_shown() -> None:
     while cause is not None:
         assert secret not in str(cause) and secret not in repr(cause)
         cause = cause.__cause__ or cause.__context__
+
+
+async def test_no_credentials_is_a_configuration_error_naming_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """botocore finds no credentials and fails before sending anything: that is the
+    caller's setting to fix, not an unreachable endpoint (the endpoint here answers)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # loopback only: no IMDS
+    b = KinesisBridge(name="nokeys", endpoint_url=ENDPOINT, region=REGION)
+    with trio.fail_after(TIMEOUT):
+        async with open_bus() as bus:
+            with pytest.raises(ConfigurationError) as info:
+                await bus.attach(b, export=["order.*"])
+    message = str(info.value)
+    assert message.startswith("Kinesis bridge 'nokeys': no usable AWS credentials ("), message
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in message and "AWS_PROFILE" in message
+    assert "unreachable" not in message and "cannot reach" not in message
 
 
 def test_benchmark_cases_run_and_check_their_counts() -> None:

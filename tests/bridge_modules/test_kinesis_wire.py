@@ -21,7 +21,7 @@ from bridges.kinesis._wire import (
     partition_key,
     to_record,
 )
-from bus import BackendError, BackendUnavailableError, Envelope
+from bus import BackendError, BackendUnavailableError, ConfigurationError, Envelope
 
 
 def envelope(**kw: Any) -> Envelope[Any]:
@@ -88,6 +88,23 @@ def test_data_base64_and_missing_data() -> None:
     _, payload = from_record("t", json.dumps(event).encode(), fallback_id="f",
                              partition_key="k", arrival=0)
     assert payload == b"null"
+
+
+def test_a_cloudevent_without_partitionkey_keeps_the_records_partition_key() -> None:
+    foreign = json.dumps({"specversion": "1.0", "id": "ev-1", "source": "billing",
+                          "type": "invoice.paid", "data": {"n": 1}}).encode()
+    incoming, payload = from_record("invoice.paid", foreign, fallback_id="s/sh/1",
+                                    partition_key="cust-9", arrival=0)
+    assert incoming.cloudevent and incoming.key == "cust-9" and payload == b'{"n": 1}'
+    # our own keyless envelopes were written with their id (or its SHA-256) as partition
+    # key: they come back without a key, as they left
+    for env in (envelope(key=None), envelope(key=None, id="i" * 300)):
+        incoming, _ = from_record("order.created", to_record(env, b"1"), fallback_id="f",
+                                  partition_key=partition_key(env), arrival=0)
+        assert incoming.key is None
+    incoming, _ = from_record("order.created", to_record(envelope(key="c1"), b"1"),
+                              fallback_id="f", partition_key="c1", arrival=0)
+    assert incoming.key == "c1"
 
 
 def test_partition_key() -> None:
@@ -164,13 +181,28 @@ def test_errors_are_translated_without_the_secret() -> None:
     assert isinstance(down, BackendUnavailableError) and "'k'" in str(down)
     denied = _client_error("UnrecognizedClientException", "bad key s3cr3t")
     err = translate(denied, "k", "s3cr3t")
-    assert type(err) is BackendError and "s3cr3t" not in str(err) and "***" in str(err)
+    assert type(err) is ConfigurationError and "s3cr3t" not in str(err) and "***" in str(err)
+    assert "AWS refused the credentials" in str(err) and "AWS_ACCESS_KEY_ID" in str(err)
+    gone = translate(_client_error("ResourceNotFoundException", "no stream"), "k", None)
+    assert type(gone) is BackendError
     throttled = translate(_client_error("LimitExceededException", "slow down"), "k", None)
     assert isinstance(throttled, BackendUnavailableError)
     try:
         raise err from denied
-    except BackendError as exc:
+    except ConfigurationError as exc:
         assert error_code(exc) == "UnrecognizedClientException"
+
+
+def test_missing_credentials_say_what_to_set() -> None:
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ProfileNotFound
+
+    for exc in (NoCredentialsError(), ProfileNotFound(profile="prod"),
+                PartialCredentialsError(provider="env", cred_var="aws_secret_access_key")):
+        err = translate(exc, "k", None)
+        assert type(err) is ConfigurationError, exc
+        assert str(err).startswith(f"Kinesis bridge 'k': no usable AWS credentials "
+                                   f"({type(exc).__name__}: {exc}); set AWS_ACCESS_KEY_ID")
+        assert "AWS_PROFILE" in str(err)
 
 
 def test_bridge_repr_and_features(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis.exceptions
 
 from bridges.redis import RedisStreamsAdapter
 from bridges.redis._wire import decode_entry, encode_entry, entry_id, is_no_group, translate
-from bus import BackendError, BackendUnavailableError, ConfigurationError
+from bus import BackendError, BackendUnavailableError, ConfigurationError, TopicError
 from bus._facade._message import EventMessage
 
 
@@ -85,3 +87,55 @@ async def test_subscribe_and_consume_refuse_unknown_options() -> None:
     with pytest.raises(ConfigurationError, match="needs a nursery"):
         await adapter.subscribe("t", handle, consumer_group="g")  # the seed's name: known
     assert adapter.consume("t", consumer_group="g", consumer_name="c").consumer == "c"
+
+
+def test_a_dead_letter_keeps_the_entry_and_adds_the_reason() -> None:
+    from bridges.redis._failures import dead_letter_fields
+
+    fields = {b"data": b'{"n": 1}', b"key": b"k", b"h:trace": b"t",
+              b"h:x-bus-attempts": b"9"}  # dead-lettered once before: replaced
+    out = dead_letter_fields(fields, error=KeyError("x"), topic="orders", subscriber="cb",
+                             attempts=2)
+    assert out == {
+        b"data": b'{"n": 1}', b"key": b"k", b"h:trace": b"t", b"h:x-bus-attempts": b"2",
+        b"h:x-bus-error": b"'x'", b"h:x-bus-error-type": b"builtins.KeyError",
+        b"h:x-bus-original-topic": b"orders", b"h:x-bus-failed-subscriber": b"cb",
+    }
+    assert decode_entry("dead", b"1-0", out).headers["x-bus-original-topic"] == "orders"
+
+
+async def test_retries_follow_the_policy_then_give_up(autojump_clock: Any) -> None:
+    import trio
+
+    from bridges.redis._failures import handle_with_retries
+    from bus import RetryPolicy
+
+    calls: list[float] = []
+
+    async def fails_twice() -> None:
+        calls.append(trio.current_time())
+        if len(calls) < 3:
+            raise ValueError(f"no {len(calls)}")
+
+    policy = RetryPolicy(attempts=3, base_delay=1.0, factor=2.0, jitter=0.0)
+    kw = {"topic": "t", "group": "g", "entry": "1-0"}
+    assert await handle_with_retries(fails_twice, policy, **kw) is None
+    assert [round(t - calls[0], 6) for t in calls] == [0.0, 1.0, 3.0]  # waits 1 s, then 2 s
+    calls.clear()
+
+    async def always() -> None:
+        calls.append(trio.current_time())
+        raise ValueError("never")
+
+    error, attempts = await handle_with_retries(always, policy, **kw) or (None, 0)
+    assert isinstance(error, ValueError) and attempts == 3 == len(calls)
+    once = await handle_with_retries(always, RetryPolicy(attempts=1), **kw)
+    assert once is not None and once[1] == 1
+
+
+def test_max_deliveries_and_dead_letter_topic_are_checked() -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ConfigurationError, match="max_deliveries must be a positive int"):
+            RedisStreamsAdapter("redis://127.0.0.1:1/0", max_deliveries=bad)
+    with pytest.raises(TopicError):
+        RedisStreamsAdapter("redis://127.0.0.1:1/0", dead_letter_topic="")

@@ -161,3 +161,32 @@ async def test_started_in_one_task_closed_in_another(kind: str) -> None:
         with pytest.raises(BusClosedError):
             await rt.run(asyncio.sleep, 0)
         assert not _our_threads()
+
+
+async def test_tasks_started_by_a_cancelled_task_are_finished_too(kind: str) -> None:
+    """A client's task that cleans up in a new task when cancelled (aiormq closes its
+    writer that way): closing waits for that one too, so none is left pending when the
+    loop closes (asyncio would report it destroyed while pending)."""
+    spawned: list[asyncio.Task[None]] = []
+    cleaned: list[str] = []
+
+    async def cleanup() -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        cleaned.append("done")
+
+    async def client_task() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            spawned.append(asyncio.get_running_loop().create_task(cleanup()))
+            raise
+
+    async def start() -> None:
+        asyncio.get_running_loop().create_task(client_task())
+        await asyncio.sleep(0)
+
+    with trio.fail_after(10):
+        async with open_runtime(kind) as rt:  # type: ignore[arg-type]
+            await rt.run(start)
+    assert spawned and spawned[0].done()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -110,6 +111,46 @@ def test_publish_then_tail_from_beginning_gets_them_back(brokers, backend: str, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_line_that_is_not_json_stops_publish_after_the_lines_before_it(
+    brokers, backend: str, topic: str
+) -> None:
+    """The rule (docs/cli.md): the lines before a bad one are published and confirmed,
+    nothing after it is sent, and the error line says so. On the broker: lines 1 and 2,
+    then the next publish's line, and not line 4."""
+    brokers.require(backend)
+    cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    cli.ok("topics", url, "create", topic)
+    try:
+        stdin = _lines(1, 2) + "{not json\n" + _lines(4, 1)
+        done = cli.run("publish", url, topic, "--key", "k", stdin=stdin)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            "bus: error: stdin line 3 is not JSON (JSON is malformed: object keys must be "
+            "strings (byte 1)): '{not json'; the 2 lines before it were published "
+            "(confirmed); nothing after it was sent"
+        ]
+        assert done.stdout == f"2 published to {topic}\n"
+        cli.ok("publish", url, topic, "--key", "k", stdin=_lines(5, 1))
+        out = cli.ok("tail", url, topic, "--from-beginning", "--count", "3", "--json")
+        assert [json.loads(line)["payload"]["n"] for line in out.splitlines()] == [1, 2, 5]
+    finally:
+        cli.ok("topics", url, "delete", topic)
+
+
+def test_a_bad_line_after_refused_ones_reports_both(brokers, topic: str) -> None:
+    brokers.require("rabbitmq")
+    cli, url = Cli(_env(brokers)), _url(brokers, "rabbitmq")
+    # no queue bound to the topic: RabbitMQ returns both messages as unroutable
+    done = cli.run("publish", url, topic, stdin=_lines(1, 2) + "{not json\n")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert "'{not json'; of the 2 lines before it, 0 published and 2 refused (the first " in line
+    assert "(line 1): " in line and "unroutable" in line
+    assert line.endswith("; nothing after it was sent")
+    assert done.stdout == f"0 published to {topic}\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_live_tail_gets_what_is_published_after_it_started(
     brokers, backend: str, topic: str
 ) -> None:
@@ -158,6 +199,45 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(brokers, backend: str) -> 
         assert done.stdout == ""
 
 
+@pytest.mark.parametrize("backend", ["kafka", "kinesis", "pubsub"])
+def test_a_tail_refuses_a_topic_that_does_not_exist_and_creates_nothing(
+    brokers, backend: str, topic: str
+) -> None:
+    """A typo'd topic is one line and exit 2 at once, with or without --from-beginning,
+    not a silent wait; and the broker does not have the topic afterwards (Kafka created
+    it on the consumer's first metadata request, Pub/Sub when the tail subscribed)."""
+    brokers.require(backend)
+    cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    for extra in ([], ["--from-beginning"]):
+        done = cli.run("tail", url, topic, "--count", "1", *extra, timeout=60)
+        assert done.returncode == 2, (extra, done.stderr)
+        assert done.stderr.splitlines() == [
+            f"bus: error: topic {topic!r} does not exist on {url} (a tail never creates "
+            f"one): check the name, or create it first with `bus topics {url} create {topic}`"
+        ]
+        assert done.stdout == ""
+    assert topic not in cli.ok("topics", url, "list").split()
+
+
+def test_a_tail_on_a_pattern_that_matches_nothing_says_it_waits(brokers, topic: str) -> None:
+    brokers.require("kafka")
+    cli, url = Cli(_env(brokers)), _url(brokers, "kafka")
+    tail = subprocess.Popen(
+        cli.argv("tail", url, f"{topic}.*"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT, env=cli.env,
+    )
+    try:
+        assert tail.stderr is not None
+        ready, _, _ = select.select([tail.stderr], [], [], 60)  # a silent wait fails here
+        assert ready, "the tail said nothing within 60 s"
+        assert tail.stderr.readline() == (
+            f"bus tail: no topic matches '{topic}.*' yet; waiting for one to be created\n"
+        )
+    finally:
+        tail.kill()
+        tail.wait()
+
+
 SHOP_TOPICS = (
     "order.placed", "inventory.quote", "inventory.reserve", "inventory.release",
     "stock.reserved", "stock.released", "payment.captured", "payment.declined",
@@ -196,11 +276,14 @@ def test_demo_bridge_mirrors_the_shop_to_the_broker(brokers, backend: str) -> No
 def test_a_terminated_tail_removes_its_private_queue(brokers, backend: str, topic: str) -> None:
     """A tail without --from-beginning reads through a queue (RabbitMQ) or subscription
     (Pub/Sub) of its own; SIGTERM, like Ctrl-C, removes it: then nothing keeps the topic's
-    messages (RabbitMQ: unroutable; Pub/Sub: the topic has no subscription left)."""
+    messages (RabbitMQ: unroutable; Pub/Sub: only the subscription `topics create` made is
+    left)."""
     import signal
 
     brokers.require(backend)
     cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    if backend == "pubsub":  # a tail never creates a topic
+        cli.ok("topics", url, "create", topic)
     tail = subprocess.Popen(
         cli.argv("--log-level", "info", "tail", url, topic), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli.env,
@@ -230,7 +313,7 @@ def test_a_terminated_tail_removes_its_private_queue(brokers, backend: str, topi
                 [sys.executable, "-c", _LIST_SUBSCRIPTIONS, url, topic], capture_output=True,
                 text=True, env=cli.env, timeout=60, check=True,
             ).stdout.split()
-            assert subs == []
+            assert subs == [f"{topic}~bus-cli"]  # the one `topics create` made, kept
     finally:
         if backend == "pubsub":
             cli.ok("topics", url, "delete", topic)

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from bridges.redis import RedisStreamsAdapter, _client
-from bus import BackendError, ConfigurationError, TopicError
+from bus import BackendError, ConfigurationError, RetryPolicy, TopicError
 from bus._facade._message import EventMessage
 
 pytestmark = pytest.mark.brokers
@@ -158,39 +158,82 @@ async def test_maxlen_caps_the_stream(url: str, unique: str, cleanup: list[str])
         assert len([m async for m in adapter.consume(capped)]) == 3
 
 
-async def test_a_failing_callback_leaves_its_entry_for_the_group(
+async def _dead_letters(adapter: RedisStreamsAdapter, topic: str) -> list[EventMessage]:
+    return [m async for m in adapter.consume(topic)]
+
+
+async def test_a_failing_callback_is_retried_then_dead_lettered_and_acknowledged(
     url: str, unique: str, cleanup: list[str]
 ) -> None:
-    topic = f"{unique}.fail"
-    cleanup.append(topic)
+    """The bus's rule: the retry policy's attempts, then the dead-letter stream with the
+    reason, the entry acknowledged, and the subscription goes on (it used to end, and
+    the entry was reclaimed by the group again and again)."""
+    topic, dead = f"{unique}.fail", f"{unique}.dead"
+    cleanup.extend([topic, dead])
+    tries: list[int] = []
+    handled: list[int] = []
 
     async def explode(message: EventMessage) -> None:
+        tries.append(message.data["n"])
         if message.data["n"] == 2:
             raise RuntimeError("handler bug")
+        handled.append(message.data["n"])
 
-    async with RedisStreamsAdapter(url, consumer="first") as first:
+    async with RedisStreamsAdapter(url, dead_letter_topic=dead, claim_idle=0.2) as adapter, \
+            trio.open_nursery() as nursery:
         for message in _messages(topic, 4):
-            await first.publish(message)
-        with pytest.raises(ExceptionGroup) as failed:
-            async with trio.open_nursery() as nursery:
-                await first.subscribe(topic, explode, group="g", from_beginning=True,
-                                      nursery=nursery)
-        assert failed.group_contains(RuntimeError, match="handler bug")
-        assert first.delivered == 2  # 0 and 1 were handled and acknowledged
-        assert await first._call(_client.pending_count, topic, "g") >= 1
+            await adapter.publish(message)
+        await adapter.subscribe(topic, explode, group="g", from_beginning=True,
+                                retry=RetryPolicy(attempts=3, base_delay=0.01), nursery=nursery)
+        await _until(lambda: handled == [0, 1, 3] and adapter.dead_lettered == 1)
+        await adapter.publish(_messages(topic, 5)[4])  # still subscribed
+        await _until(lambda: handled == [0, 1, 3, 4])
+        assert await adapter._call(_client.pending_count, topic, "g") == 0
+        assert tries.count(2) == 3
+        [letter] = await _dead_letters(adapter, dead)
+        nursery.cancel_scope.cancel()
+    assert (letter.data, letter.key) == ({"n": 2}, "k2")
+    assert letter.headers == {
+        "trace": "t2", "x-bus-error": "handler bug", "x-bus-error-type": "builtins.RuntimeError",
+        "x-bus-original-topic": topic, "x-bus-attempts": "3",
+        "x-bus-failed-subscriber": explode.__qualname__,
+    }
+
+
+async def test_an_entry_delivered_too_often_is_dead_lettered_without_its_callback(
+    url: str, unique: str, cleanup: list[str]
+) -> None:
+    """Consumers that die holding an entry (a poison entry that crashes them) make Redis
+    deliver it again and again: past max_deliveries (XPENDING's count) it is
+    dead-lettered unhandled. Below the limit it is handled as usual."""
+    topic, dead = f"{unique}.poison", f"{unique}.dead"
+    cleanup.extend([topic, dead])
     got: list[int] = []
 
-    async def keep(message: EventMessage) -> None:
+    async def handle(message: EventMessage) -> None:
         got.append(message.data["n"])
 
-    async with RedisStreamsAdapter(url, consumer="second", claim_idle=0.2) as second, \
-            trio.open_nursery() as nursery:
-        await second.subscribe(topic, keep, group="g", nursery=nursery)
-        await _until(lambda: sorted(got) == [2, 3])
-        assert second.reclaimed >= 1
-        await second.drain()
-        assert await second._call(_client.pending_count, topic, "g") == 0
-        nursery.cancel_scope.cancel()
+    async with RedisStreamsAdapter(url, dead_letter_topic=dead, max_deliveries=3,
+                                   claim_idle=0.05) as adapter:
+        first, second = _messages(topic, 2)
+        await adapter._call(_client.create_group, topic, "g", "0")
+        # consumers that took the entries and died: message 0 delivered 3 times, 1 twice
+        await adapter.publish(first)
+        await adapter._call(_client.read_group, topic, "g", "died-1", ">", 10, None)
+        await adapter._call(_client.autoclaim, topic, "g", "died-2", 0, 10)
+        await adapter.publish(second)
+        await adapter._call(_client.read_group, topic, "g", "died-2", ">", 10, None)
+        await adapter._call(_client.autoclaim, topic, "g", "died-3", 0, 10)
+        async with trio.open_nursery() as nursery:
+            await adapter.subscribe(topic, handle, group="g", nursery=nursery)
+            await _until(lambda: got == [1] and adapter.dead_lettered == 1)
+            await adapter.drain()
+            nursery.cancel_scope.cancel()
+        assert await adapter._call(_client.pending_count, topic, "g") == 0
+        [letter] = await _dead_letters(adapter, dead)
+    assert letter.data == {"n": 0} and letter.headers["x-bus-attempts"] == "3"
+    assert letter.headers["x-bus-error-type"] == "bridges.redis._failures.TooManyDeliveries"
+    assert "4 times without an acknowledgement (max_deliveries=3)" in letter.headers["x-bus-error"]
 
 
 @pytest.mark.timeout(90)
