@@ -138,11 +138,11 @@ async def test_a_dead_letter_refused_in_turn_is_logged_not_looped() -> None:
             att = await bus.attach(sink, export=["t"])
             dead_att = await bus.attach(dead, export=[bus.dead_letter_topic])
             await bus.publish("t", 7, confirm=False)
-            await _until(lambda: bus._state.dead_letters_lost)
+            await _until(lambda: bus._state.dead_letters_undeliverable)
             await trio.sleep(0.05)
             assert len(bus.retained(bus.dead_letter_topic)) == 1
             assert att.export_rejected == 1 and dead_att.export_rejected == 1
-    assert bus._state.dead_letters_lost == 1
+    assert bus._state.dead_letters_undeliverable == 1
     assert [e["event"] for e in logs].count("dead_letter.undeliverable") == 1
 
 
