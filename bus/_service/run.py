@@ -39,7 +39,7 @@ from .._envelope import Envelope
 from .._errors import BusError, ConfigurationError
 from .._log import get_logger
 from . import metrics
-from .config import ConfigError, ServiceConfig, load
+from .config import PUBSUB_DEAD_LETTER_GROUP, ConfigError, ServiceConfig, load
 
 __all__ = ["add_arguments", "run"]
 
@@ -247,9 +247,13 @@ class Service:
             return
         bridge = self.bridges[dead.broker]
         options: dict[str, Any] = {}
-        if self.config.brokers[dead.broker].type == "rabbitmq":
+        kind = self.config.brokers[dead.broker].type
+        # where the broker would drop a message nobody subscribed to yet, give it a place
+        if kind == "rabbitmq":
             exchange = getattr(bridge, "exchange", "trio-bus")
             options["queue"] = dead.queue or f"{exchange}.{dead.topic}"
+        elif kind == "pubsub":
+            options["group"] = dead.group or PUBSUB_DEAD_LETTER_GROUP
         await bridge.create_topic(dead.topic, **options)
 
     async def _start_http(self, bus: Bus, nursery: trio.Nursery) -> None:
