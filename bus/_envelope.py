@@ -165,7 +165,8 @@ class IdGenerator:
 
 
 def dead_letter_headers(headers: dict[str, str], dead_letter_topic: str) -> None:
-    """Turn *headers* (a copy: changed in place) into those of a dead letter.
+    """Turn *headers* (a copy, its ``x-bus-original-topic`` set: changed in place) into
+    those of a dead letter.
 
     The origin of a message that came in through a bridge moves from ``x-bus-origin`` to
     ``x-bus-dead-letter-origin``, so the echo guard does not keep its dead letter from
