@@ -182,7 +182,7 @@ class Stream:
 STREAMS = {
     "kafka": Stream(kills=3, per_tick=600, tick=0.5, flow=1200, min_sent=3000),
     "kinesis": Stream(kills=2, per_tick=200, tick=0.5, flow=400, min_sent=1000),
-    "pubsub": Stream(kills=2, per_tick=200, tick=0.5, flow=400, min_sent=1000),
+    "pubsub": Stream(kills=1, per_tick=200, tick=0.5, flow=400, min_sent=600),
 }
 
 
