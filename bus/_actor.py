@@ -640,16 +640,18 @@ class Subscription:
         headers = dict(env.headers)
         headers[H_ERROR] = str(exc) or repr(exc)
         headers[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        headers[H_ORIGINAL_TOPIC] = env.topic
+        if env.topic != self.bus_state.bus.dead_letter_topic or H_ORIGINAL_TOPIC not in headers:
+            # (a dead letter failing in turn keeps the topic of its message, for the log)
+            headers[H_ORIGINAL_TOPIC] = env.topic
         headers[H_FAILED_SUBSCRIBER] = self.name
         headers[H_ATTEMPTS] = str(attempts)
         log.error(
             "message.dead_lettered", **self.log_context, id=env.id, topic=env.topic, key=env.key,
             attempts=attempts, error=repr(exc),
         )
-        await self.bus_state.dead_letter(_replace(env, headers=headers))
+        outcome = await self.bus_state.dead_letter(_replace(env, headers=headers))
         if env.delivery is not None:
-            env.delivery.fail(self.name, "dead_lettered", headers[H_ERROR])
+            env.delivery.fail(self.name, outcome, headers[H_ERROR])
 
     # -- observability --------------------------------------------------------------
 

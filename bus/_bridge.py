@@ -16,7 +16,10 @@ The delivery path does not change for bridges: export is an ordinary batched
 subscription, and ingress is an ordinary publish of an envelope. Messages that came in
 through a bridge carry the ``x-bus-origin`` header, and that bridge's export skips them,
 so there are no echo loops. Undecodable payloads go to the dead-letter topic with the
-reason, and consumption goes on.
+reason, and consumption goes on. A dead letter is a new message of the bus's, not an
+echo: its origin moves to ``x-bus-dead-letter-origin``, so it reaches every bridge
+exporting the dead-letter topic, the one it came from included; a message whose dead
+letter could not be delivered is not acknowledged (:attr:`Port.kept_unacked`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._done import Delivery
-from ._envelope import H_ERROR, H_ERROR_TYPE, H_ORIGIN, H_ORIGINAL_TOPIC, Envelope
+from ._envelope import (
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_ORIGIN,
+    H_ORIGINAL_TOPIC,
+    Envelope,
+    dead_letter_headers,
+)
 from ._errors import BackendError, BackendUnavailableError, BusError, ConfigurationError
 from ._log import get_logger
 from ._policy import RetryPolicy
@@ -171,6 +181,11 @@ class Port:
         committable (a Kafka offset, a Kinesis checkpoint) at the bridge's next flush."""
         self.redelivered = 0
         """Imported messages the broker marked as delivered before (where it does)."""
+        self.kept_unacked = 0
+        """Imported messages done whose dead letter could not be delivered
+        (:attr:`~bus.abc.Delivery.undeliverable`): their ``on_done`` is not called, so
+        they are not acknowledged and the broker delivers them again (after a restart,
+        a lease or ack deadline)."""
 
     def count_redelivered(self) -> None:
         """Called by a bridge for a message its broker flags as a redelivery."""
@@ -178,6 +193,11 @@ class Port:
 
     def _count_done(self, on_done: Callable[[Delivery], None]) -> Callable[[Delivery], None]:
         def done(delivery: Delivery) -> None:
+            if delivery.failures and delivery.undeliverable:
+                # nowhere but in this process: the broker must keep it (logged by the
+                # bus as dead_letter.undeliverable)
+                self.kept_unacked += 1
+                return
             self.acked += 1
             on_done(delivery)
 
@@ -256,6 +276,7 @@ class Port:
             hdrs[H_ERROR] = str(exc)
             hdrs[H_ERROR_TYPE] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             hdrs[H_ORIGINAL_TOPIC] = topic
+            dead_letter_headers(hdrs, bus.dead_letter_topic)  # exported to its broker too
             log.warning(
                 "message.undeliverable", bridge=self.bridge.name, id=id, topic=topic, key=key,
                 dead_letter_topic=bus.dead_letter_topic, error=str(exc),

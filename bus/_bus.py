@@ -30,10 +30,11 @@ from ._actor import Group, Subscription
 from ._bridge import EXPORT_RETRY, Attachment, Bridge
 from ._bridge import attach as _attach
 from ._codec import Codec, codec_for
-from ._done import Delivery
+from ._done import DEAD_LETTERED, UNDELIVERABLE, Delivery
 from ._envelope import (
     H_ATTEMPTS,
     H_CORRELATION_ID,
+    H_DEAD_LETTER_ORIGIN,
     H_ERROR,
     H_ERROR_TYPE,
     H_FAILED_SUBSCRIBER,
@@ -42,6 +43,7 @@ from ._envelope import (
     H_REPLY_TO,
     Envelope,
     IdGenerator,
+    dead_letter_headers,
     describe,
 )
 from ._errors import (
@@ -112,8 +114,13 @@ class Target(Protocol):
         """The lane *env* would go to, or None if this target skips it."""
 
 
-def _check_headers(headers: Any) -> None:
-    """Headers travel to every broker as strings: refuse anything else, naming it."""
+def _check_headers(headers: Any) -> dict[str, str]:
+    """Headers travel to every broker as strings: refuse anything else, naming it.
+
+    Returns them without ``x-bus-origin`` (a copy, if they had it): only a bridge's port
+    sets that header, on import. A handler that passes an imported message's headers on
+    to its own publish makes a new message, which every bridge must export (a copied
+    origin would make the echo guard skip it)."""
     if not isinstance(headers, dict):
         raise PayloadTypeError(f"headers must be a dict[str, str] or None, got {describe(headers)}")
     for name, value in headers.items():
@@ -124,6 +131,9 @@ def _check_headers(headers: Any) -> None:
                 f"header {name!r} must have a str value, got {describe(value)}: {value!r}; "
                 f"headers are strings on every broker, convert it (str(), json) first"
             )
+    if H_ORIGIN in headers:
+        return {name: value for name, value in headers.items() if name != H_ORIGIN}
+    return headers
 
 
 class BusState:
@@ -135,30 +145,44 @@ class BusState:
         self.random = random.Random(bus.seed)
         self.idle = trio.lowlevel.ParkingLot()
         self.idle_waiters = 0
-        self.dead_letters_lost = 0
-        """Dead letters that failed in turn (logged as ``dead_letter.undeliverable``)."""
+        self.dead_letters_undeliverable = 0
+        """Dead letters that could not be delivered in turn (logged as
+        ``dead_letter.undeliverable``); their messages were not acknowledged upstream."""
 
-    async def dead_letter(self, env: Envelope[Any]) -> None:
-        """Publish *env* (its error headers set) on the dead-letter topic. A tracked
-        message stays undone until its dead letter is done (exported, if a bridge exports
-        the dead-letter topic), so its broker is not acknowledged before that."""
+    async def dead_letter(self, env: Envelope[Any]) -> str:
+        """Publish *env* (its error headers set) on the dead-letter topic, as a message of
+        the bus's own (``dead_letter_headers``). A tracked message stays undone until its
+        dead letter is done (exported, if a bridge exports the dead-letter topic), so its
+        broker is not acknowledged before that.
+
+        Returns the outcome for the failed message's :class:`Delivery`: ``dead_lettered``,
+        or ``undeliverable`` when *env* was a dead letter already (its broker refused it,
+        its handler failed): routing it again would go round forever, so it stays in the
+        retained dead-letter log, and the message it came from is not acknowledged to the
+        broker it came from, which delivers it again.
+        """
         bus = self._bus
         if H_REPLY_TO in env.headers:
             await bus._request_failed(env)  # the requester raises now, not at its timeout
         if env.topic == bus.dead_letter_topic:
-            # A dead letter that could not be handled or exported in turn (its broker
-            # refused it for good): routing it again would go round forever.
-            self.dead_letters_lost += 1
+            self.dead_letters_undeliverable += 1
             log.error(
                 "dead_letter.undeliverable", id=env.id, key=env.key,
                 original_topic=env.headers.get(H_ORIGINAL_TOPIC),
+                origin=env.headers.get(H_DEAD_LETTER_ORIGIN),
+                failed_subscriber=env.headers.get(H_FAILED_SUBSCRIBER),
                 error=env.headers.get(H_ERROR),
+                hint="its message is not acknowledged to the broker it came from, which "
+                "delivers it again; a local publish(confirm=True) raises NotDeliveredError",
             )
-            return
+            return UNDELIVERABLE
+        headers = dict(env.headers)
+        dead_letter_headers(headers, bus.dead_letter_topic)
         delivery = None if env.delivery is None else env.delivery.follow()
-        await bus._route(
-            msgspec.structs.replace(env, topic=bus.dead_letter_topic, delivery=delivery)
-        )
+        await bus._route(msgspec.structs.replace(
+            env, topic=bus.dead_letter_topic, headers=headers, delivery=delivery
+        ))
+        return DEAD_LETTERED
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._bus._remove(sub)
@@ -358,7 +382,7 @@ class Bus:
         if headers is None:
             headers = {} if not self._traced else self._trace(topic, None)
         else:
-            _check_headers(headers)
+            headers = _check_headers(headers)
             if self._traced or TRACEPARENT in headers:
                 headers = self._trace(topic, headers)
         # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
@@ -442,7 +466,7 @@ class Bus:
         if key is not None and type(key) is not str:
             raise PayloadTypeError(f"key must be a str or None, got {describe(key)}")
         if headers is not None:
-            _check_headers(headers)
+            headers = _check_headers(headers)
         if self._traced or (headers is not None and TRACEPARENT in headers):
             headers = self._trace(topic, headers, len(batch))
         offers = spec.offers
@@ -509,7 +533,7 @@ class Bus:
         if headers is None:
             headers = {} if not self._traced else self._trace(topic, None)
         else:
-            _check_headers(headers)
+            headers = _check_headers(headers)
             if self._traced or TRACEPARENT in headers:
                 headers = self._trace(topic, headers)
         if spec.offers is None:
@@ -1094,7 +1118,10 @@ class Bus:
             if not is_private(name)
         }
         actors = {name: sub.stats() for name, sub in self._subs.items()}
-        return BusStats(topics=topics, actors=actors, pending_requests=len(self._pending))
+        return BusStats(
+            topics=topics, actors=actors, pending_requests=len(self._pending),
+            dead_letters_undeliverable=self._state.dead_letters_undeliverable,
+        )
 
     def subscriptions(self) -> list[Subscription]:
         return list(self._subs.values())

@@ -13,6 +13,13 @@ order they were added. A message dropped by an overflow policy is done for that
 subscriber too, with the drop recorded. A message still queued when the bus closes is
 never done: a bridge does not acknowledge it, so the broker delivers it again.
 
+A dead-lettered message is done once its dead letter is (:meth:`Delivery.follow`). If
+the dead letter could not be delivered in turn (its broker refused it, its handler
+failed), the message is done with an ``undeliverable`` failure
+(:attr:`Delivery.undeliverable`): a local ``publish(..., confirm=True)`` hears it as
+:class:`~bus.NotDeliveredError`, and a bridge's port does not acknowledge it to its
+broker, which delivers it again.
+
 This module knows nothing of trio tasks except the :class:`trio.Event` a waiter parks on.
 """
 
@@ -23,7 +30,15 @@ from typing import NamedTuple
 
 import trio
 
-__all__ = ["Delivery", "Failure"]
+__all__ = ["DEAD_LETTERED", "DROPPED", "UNDELIVERABLE", "Delivery", "Failure"]
+
+DEAD_LETTERED = "dead_lettered"
+"""A target gave up on the message; its dead letter carries it on."""
+DROPPED = "dropped"
+"""A mailbox's overflow policy dropped the message."""
+UNDELIVERABLE = "undeliverable"
+"""The message's dead letter could not be delivered either: nothing carries it on, so
+whoever imported it must not acknowledge it (see :attr:`Delivery.undeliverable`)."""
 
 
 class Failure(NamedTuple):
@@ -31,7 +46,7 @@ class Failure(NamedTuple):
 
     subscriber: str
     outcome: str
-    """``"dead_lettered"`` or ``"dropped"``."""
+    """``"dead_lettered"``, ``"dropped"`` or ``"undeliverable"`` (the module's constants)."""
     reason: str
 
 
@@ -61,6 +76,13 @@ class Delivery:
         """Done, and no target dead-lettered or dropped it."""
         return self._pending == 0 and not self.failures
 
+    @property
+    def undeliverable(self) -> bool:
+        """A dead letter of this message could not be delivered (its broker refused it,
+        its handler failed): the message is nowhere but in the process's retained
+        dead-letter log. A bridge's port then keeps it unacknowledged at its broker."""
+        return any(f.outcome == UNDELIVERABLE for f in self.failures)
+
     def hold(self) -> None:
         """A target accepted the message: it is not done before that target releases."""
         self._pending += 1
@@ -71,7 +93,8 @@ class Delivery:
         self._settle()
 
     def fail(self, subscriber: str, outcome: str, reason: str) -> None:
-        """A target dead-lettered or dropped the message; that releases its hold."""
+        """A target dead-lettered or dropped the message, or its dead letter could not be
+        delivered (*outcome*, one of the module's constants); that releases its hold."""
         self.failures.append(Failure(subscriber, outcome, reason))
         self._settle()
 
@@ -82,11 +105,15 @@ class Delivery:
     def follow(self) -> Delivery:
         """A new tracking record for a message made from this one (its dead letter):
         this message is not done before that one is, so a bridge acknowledges its broker
-        only once the dead letter reached where it goes (a broker that exports it)."""
+        only once the dead letter reached where it goes (a broker that exports it). If
+        that one turns out undeliverable, so does this one."""
         self._pending += 1
         return Delivery(self._follower_done)
 
-    def _follower_done(self, _: Delivery) -> None:
+    def _follower_done(self, follower: Delivery) -> None:
+        for failure in follower.failures:
+            if failure.outcome == UNDELIVERABLE:
+                self.failures.append(failure)
         self._settle()
 
     def _settle(self) -> None:

@@ -33,7 +33,7 @@ import msgspec
 
 from ._done import Delivery
 
-__all__ = ["Envelope", "IdGenerator"]
+__all__ = ["Envelope", "IdGenerator", "dead_letter_headers"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,14 @@ H_REPLY_TO = "reply-to"
 H_CORRELATION_ID = "correlation-id"
 H_IDEMPOTENCY_KEY = "idempotency-key"
 H_ORIGIN = "x-bus-origin"
+"""The bridge a message came in through, set by that bridge's port on import only (the
+echo guard: that bridge does not export it back). ``publish`` drops it from the headers
+it is given: a message published on the bus is the bus's own, whatever headers it copies."""
+H_DEAD_LETTER_ORIGIN = "x-bus-dead-letter-origin"
+"""On a dead letter: the bridge its message came in through (what ``x-bus-origin`` said).
+A dead letter is a new message of the bus's, not an echo: it is exported to every bridge
+exporting the dead-letter topic, the broker it came from included (see
+:func:`dead_letter_headers`)."""
 
 
 class Envelope(msgspec.Struct, Generic[T], frozen=True, gc=False):
@@ -154,6 +162,26 @@ class IdGenerator:
 
     def __call__(self) -> str:
         return self.next_id()
+
+
+def dead_letter_headers(headers: dict[str, str], dead_letter_topic: str) -> None:
+    """Turn *headers* (a copy, its ``x-bus-original-topic`` set: changed in place) into
+    those of a dead letter.
+
+    The origin of a message that came in through a bridge moves from ``x-bus-origin`` to
+    ``x-bus-dead-letter-origin``, so the echo guard does not keep its dead letter from
+    the broker it came from when that broker is the dead-letter destination. A local
+    message's dead letter has neither. The one exception is a message that was on the
+    dead-letter topic already (an imported dead letter that failed again): it keeps its
+    ``x-bus-origin``, so it is not exported back to where it came from, round and round.
+    """
+    if headers.get(H_ORIGINAL_TOPIC) == dead_letter_topic:
+        return
+    origin = headers.pop(H_ORIGIN, None)
+    if origin is None:
+        headers.pop(H_DEAD_LETTER_ORIGIN, None)  # an earlier dead letter's, not this one's
+    else:
+        headers[H_DEAD_LETTER_ORIGIN] = origin
 
 
 def describe(value: Any) -> str:

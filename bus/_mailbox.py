@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._done import DROPPED
 from ._envelope import Envelope
 from ._errors import BusClosedError, MailboxFullError
 from ._policy import Overflow
@@ -109,7 +110,7 @@ class Lane:
             owner.rejected += 1
             raise self.full_error()
         if dropped.delivery is not None:
-            dropped.delivery.fail(owner.name, "dropped", f"mailbox full, overflow={policy.value}")
+            dropped.delivery.fail(owner.name, DROPPED, f"mailbox full, overflow={policy.value}")
         owner.note_dropped(policy, dropped)  # counted; logged as a rate-limited summary
         return None
 

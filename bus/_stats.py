@@ -72,6 +72,11 @@ class BusStats:
     """Per subscriber, by name."""
     pending_requests: int
     """Requests waiting for a reply."""
+    dead_letters_undeliverable: int = 0
+    """Dead letters that could not be delivered in turn (their broker refused them, their
+    handler failed); they stay in the retained dead-letter log, and the messages they
+    came from were not acknowledged to their brokers (logged as
+    ``dead_letter.undeliverable``)."""
 
     def __post_init__(self) -> None:
         # frozen=True stops rebinding the fields; these stop changing what they hold

@@ -43,6 +43,7 @@ from ._done import Delivery as Delivery
 from ._done import Failure as Failure
 from ._envelope import H_ATTEMPTS as H_ATTEMPTS
 from ._envelope import H_CORRELATION_ID as H_CORRELATION_ID
+from ._envelope import H_DEAD_LETTER_ORIGIN as H_DEAD_LETTER_ORIGIN
 from ._envelope import H_ERROR as H_ERROR
 from ._envelope import H_ERROR_TYPE as H_ERROR_TYPE
 from ._envelope import H_FAILED_SUBSCRIBER as H_FAILED_SUBSCRIBER
@@ -56,6 +57,7 @@ from ._offsets import OffsetTracker as OffsetTracker
 __all__ = [
     "H_ATTEMPTS",
     "H_CORRELATION_ID",
+    "H_DEAD_LETTER_ORIGIN",
     "H_ERROR",
     "H_ERROR_TYPE",
     "H_FAILED_SUBSCRIBER",

@@ -43,6 +43,7 @@ def test_importing_bus_and_bridges_loads_no_broker_sdk() -> None:
 IMPLEMENTER_NAMES = {
     "Bridge", "BridgeAdapter", "Delivery", "ExportResults", "Failure", "Features",
     "OffsetTracker", "Port", "Rejected", "H_ORIGIN", "H_ERROR", "H_ERROR_TYPE", "H_ORIGINAL_TOPIC",
+    "H_DEAD_LETTER_ORIGIN",
 }
 
 

@@ -117,6 +117,10 @@ def test_a_good_file(tmp_path: Path) -> None:
         (("metrics_port = 0", "metrics_prot = 1"), "[service] unknown key 'metrics_prot'"),
         (('broker = "rabbit", topic', 'broker = "nope", topic'),
          "[service.dead_letter] broker = 'nope'"),
+        (('broker = "rabbit", topic', 'broker = "rabbit", group = "dl", topic'),
+         "[service.dead_letter] group is for a pubsub broker only"),
+        (('broker = "rabbit", topic', 'broker = "kafka", queue = "dl", topic'),
+         "[service.dead_letter] queue is for a rabbitmq broker only"),
     ],
 )
 def test_one_clear_error_per_problem(tmp_path: Path, change: Any, expected: str) -> None:

@@ -18,7 +18,7 @@ from bus import Envelope, NotDeliveredError, PayloadTypeError, UnknownTopicError
 from bus._codec import RawCodec
 from bus._loopback import LoopbackBridge, LoopbackBroker, LoopbackRecord
 from bus._service import metrics
-from bus._service.config import BrokerConfig, Route, ServiceConfig
+from bus._service.config import BrokerConfig, DeadLetter, Route, ServiceConfig
 from bus._service.run import Service
 from bus.abc import Bridge, ExportResults, Port, Rejected
 
@@ -33,7 +33,7 @@ def _record(topic: str, n: int) -> LoopbackRecord:
     return LoopbackRecord(topic, b'{"n": %d}' % n, f"id-{n}", f"k{n % 4}", {}, 0.0)
 
 
-def _config(**service: Any) -> ServiceConfig:
+def _config(dead_letter: DeadLetter | None = None) -> ServiceConfig:
     brokers = {
         name: BrokerConfig(name=name, type="kafka", options={}, batch=16)
         for name in ("source", "sink")
@@ -41,8 +41,8 @@ def _config(**service: Any) -> ServiceConfig:
     return ServiceConfig(
         path="<test>", name="svc", log_level="info", drain_timeout=5.0, metrics=False,
         metrics_host="127.0.0.1", metrics_port=0, connect_timeout=5.0, close_timeout=5.0,
-        dead_letter=None, brokers=brokers,
-        routes=(Route("orders.*", "json", ("source",), ("sink",)),), **service,
+        dead_letter=dead_letter, brokers=brokers,
+        routes=(Route("orders.*", "json", ("source",), ("sink",)),),
     )
 
 
@@ -139,11 +139,11 @@ async def test_a_dead_letter_refused_in_turn_is_logged_not_looped() -> None:
             att = await bus.attach(sink, export=["t"])
             dead_att = await bus.attach(dead, export=[bus.dead_letter_topic])
             await bus.publish("t", 7, confirm=False)
-            await _until(lambda: bus._state.dead_letters_lost)
+            await _until(lambda: bus._state.dead_letters_undeliverable)
             await trio.testing.wait_all_tasks_blocked()  # a loop would go on from here
             assert len(bus.retained(bus.dead_letter_topic)) == 1
             assert att.export_rejected == 1 and dead_att.export_rejected == 1
-    assert bus._state.dead_letters_lost == 1
+    assert bus._state.dead_letters_undeliverable == 1
     assert [e["event"] for e in logs].count("dead_letter.undeliverable") == 1
 
 
@@ -231,3 +231,54 @@ async def test_import_counters() -> None:
     assert sorted(got) == list(range(10))
     assert att.port.imported == 11 and att.port.import_dead_lettered == 1
     assert att.port.redelivered == 0
+
+
+async def test_dead_letters_go_back_to_their_source_and_a_refused_one_is_kept() -> None:
+    """The dead-letter destination is the broker the messages come from: an undecodable
+    record's dead letter and a refused record's both go there; one that broker refuses
+    in turn keeps its record uncommitted, shows in /metrics and /healthz, exit 1."""
+    source, sink = LoopbackBroker(max_bytes=80), LoopbackBroker(max_bytes=40)
+    source.append(LoopbackRecord("orders.created", b"\xff{", "poison", "k1", {}, 0.0))
+    pad = "x" * 30
+    source.append(LoopbackRecord("orders.created", b'{"n": 1, "pad": "%s"}' % pad.encode(),
+                                 "roomy", "k2", {}, 0.0))  # refused by the sink only
+    source.append(LoopbackRecord("orders.created", b'{"n": 2, "pad": "%s"}' % (pad * 3).encode(),
+                                 "huge", "k3", {}, 0.0))  # refused by both
+    source.append(_record("orders.created", 3))
+    config = _config(DeadLetter(broker="source", topic="svc.dead"))
+    bridges: dict[str, Bridge] = {
+        "source": LoopbackBridge(source, "source"), "sink": LoopbackBridge(sink, "sink"),
+    }
+    service = Service(config, bridges)
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            assert await service.run(nursery) == 1
+
+        nursery.start_soon(run)
+        await _until(lambda: service.bus is not None and service.attachments)
+        await _until(lambda: sum(a.port.acked + a.port.kept_unacked
+                                 for a in service.attachments) == 4)
+        assert service.bus is not None
+        ok, body = await service.health()
+        assert ok and body["status"] == "degraded" and body["dead_letters_undeliverable"] == 1
+        registry = metrics.new_registry(metrics.BusCollector(service.bus, service.probe,
+                                                             lambda: service.state))
+        samples = {
+            (s.name, tuple(s.labels.values())): s.value
+            for family in text_string_to_metric_families(metrics.metrics_text(registry).decode())
+            for s in family.samples
+        }
+        assert samples[("trio_bus_dead_letters_undeliverable_total", ())] == 1
+        assert samples[("trio_bus_bridge_kept_unacked_total", ("source",))] == 1
+        assert samples[("trio_bus_bridge_acked_total", ("source",))] == 3
+        assert samples[("trio_bus_bridge_in_flight", ("source",))] == 0
+        service.stop.set()
+    assert sorted(r.id for r in source.records("svc.dead")) == ["poison", "roomy"]
+    assert [r.id for r in sink.records("orders.created")] == ["id-3"]
+    committed = {  # per record: is its offset below its partition's committed offset?
+        r.id: i < source.committed("trio-bus.source", "orders.created", p)
+        for p, part in enumerate(source.logs["orders.created"]) for i, r in enumerate(part)
+    }
+    # id-3 has huge's key, so its partition: done and exported, but behind huge's offset
+    assert committed == {"poison": True, "roomy": True, "huge": False, "id-3": False}

@@ -245,7 +245,8 @@ class AmqpClient:
 
     async def queue_counts(self, queue: str) -> tuple[int, int]:
         """(ready messages, consumers) of *queue*, by a passive declare."""
-        assert self._connection is not None
+        if self._connection is None:  # lag() racing open or close: no answer, not a bug
+            raise ConnectionError("not connected")
         async with self._connection.channel() as channel:
             q = await channel.declare_queue(queue, passive=True)
             ok = q.declaration_result
@@ -263,8 +264,7 @@ class AmqpClient:
 
     async def probe(self) -> None:
         """Open and close a channel: a round trip to the broker."""
-        assert self._connection is not None
-        if self._connection.is_closed:
+        if self._connection is None or self._connection.is_closed:  # health() racing close
             raise ConnectionError("connection closed")
         async with self._connection.channel():
             pass

@@ -77,7 +77,9 @@ def to_envelope(bus: Bus, message: EventMessage, *, track: bool) -> Envelope[Any
         topic=message.topic,
         payload=data,
         key=message.key,
-        headers=dict(message.headers),
+        # x-bus-origin is the ports' to set (bus.publish drops it too): a message published
+        # here is new, and every bridge exporting its topic must get it
+        headers={k: v for k, v in message.headers.items() if k != H_ORIGIN},
         time=message.timestamp / 1000,
         source=bus.name,
         delivery=Delivery() if track else None,

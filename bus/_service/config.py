@@ -80,7 +80,11 @@ _RETRY_KEYS = {"attempts": int, "base_delay": float, "factor": float, "max_delay
                "jitter": float}
 _ROUTE_KEYS = {"name": str, "pattern": str, "payload": str, "import_from": list,
                "export_to": list}
-_DEAD_LETTER_KEYS = {"broker": str, "topic": str, "queue": str}
+_DEAD_LETTER_KEYS = {"broker": str, "topic": str, "queue": str, "group": str}
+PUBSUB_DEAD_LETTER_GROUP = "dead-letters"
+"""The group whose Pub/Sub subscription (``TOPIC~GROUP``) keeps the dead letters, unless
+``[service.dead_letter] group`` names another: Pub/Sub keeps a message only for the
+subscriptions its topic has when it is published."""
 
 
 class ConfigError(ConfigurationError):
@@ -130,6 +134,9 @@ class DeadLetter:
     broker: str
     topic: str
     queue: str | None = None
+    """RabbitMQ: the durable queue bound to the topic (default ``EXCHANGE.TOPIC``)."""
+    group: str | None = None
+    """Pub/Sub: the group whose subscription keeps them (default ``dead-letters``)."""
 
 
 @dataclass(frozen=True)
@@ -457,7 +464,9 @@ def _dead_letter(
         raise ConfigError(f"{path}: {where} topic: {exc}") from None
     if "queue" in table and brokers[broker].type != "rabbitmq":
         raise ConfigError(f"{path}: {where} queue is for a rabbitmq broker only")
-    return DeadLetter(broker, topic, table.get("queue"))
+    if "group" in table and brokers[broker].type != "pubsub":
+        raise ConfigError(f"{path}: {where} group is for a pubsub broker only")
+    return DeadLetter(broker, topic, table.get("queue"), table.get("group"))
 
 
 # -- small checks ----------------------------------------------------------------------

@@ -4,13 +4,15 @@ The metrics are the official ``prometheus_client``'s text format, produced by a 
 that reads the bus and its attachments when scraped: ``bus.stats()`` (per topic and per
 subscriber, the bridges' export subscriptions included) and each bridge's counters
 (``Attachment``: exported, confirmed, rejected, failed; ``Port``: imported, dead-lettered,
-acknowledged, redelivered) and its lag where the broker tells it. The HTTP side is a
-small server on trio (loopback by default), so a scrape reads the counters in trio's
-thread, between two steps of the bus: no lock, no thread.
+acknowledged, redelivered, kept unacknowledged) and its lag where the broker tells it,
+and the dead letters that could not be delivered. The HTTP side is a small server on
+trio (loopback by default), so a scrape reads the counters in trio's thread, between two
+steps of the bus: no lock, no thread.
 
 It answers ``GET /metrics``, ``GET /healthz`` (200 with a JSON body when every bridge
-answers and the service is running; 503 while starting, draining, or when a broker does
-not answer) and 404 otherwise. One request per connection.
+answers and the service is running, its status ``degraded`` once a dead letter could not
+be delivered; 503 while starting, draining, or when a broker does not answer) and 404
+otherwise. One request per connection.
 """
 
 from __future__ import annotations
@@ -112,6 +114,13 @@ class BusCollector:
             retained.add_metric([topic], ts.retained)
         yield published
         yield retained
+        undeliverable = counter(
+            "dead_letters_undeliverable",
+            "dead letters that could not be delivered in turn (their messages were not "
+            "acknowledged: their brokers deliver them again)", [],
+        )
+        undeliverable.add_metric([], stats.dead_letters_undeliverable)
+        yield undeliverable
 
         actor_counters = {
             "delivered": "messages a subscriber handled (for an export: the broker confirmed)",
@@ -146,6 +155,9 @@ class BusCollector:
                       lambda a: a.port.acked),
             "redelivered": ("imported messages the broker flagged as redelivered",
                             lambda a: a.port.redelivered),
+            "kept_unacked": ("imported messages done whose dead letter could not be "
+                             "delivered: not acknowledged, the broker delivers them again",
+                             lambda a: a.port.kept_unacked),
             "ingress_restarts": ("times ingress restarted after a failure",
                                  lambda a: a.ingress_restarts),
         }
@@ -169,7 +181,8 @@ class BusCollector:
             name = att.bridge.name
             dead.add_metric([name, "export"], att.export_rejected)
             dead.add_metric([name, "import"], att.port.import_dead_lettered)
-            in_flight.add_metric([name], att.port.imported - att.port.acked)
+            port = att.port
+            in_flight.add_metric([name], port.imported - port.acked - port.kept_unacked)
             up.add_metric([name], 1.0 if probe.up.get(name) else 0.0)
             known = probe.lag.get(name)
             if known is not None:

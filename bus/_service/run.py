@@ -13,6 +13,11 @@ Stop: the first SIGTERM or SIGINT stops intake, lets the bus drain what is in fl
 ``close_timeout`` each) and exits 0, or 1 if the drain timed out with messages left (they
 were not acknowledged: the brokers deliver them again). A second signal exits at once
 with 128 + the signal number, after one line on stderr saying what was left.
+
+Dead letters go to the dead-letter destination whichever broker their message came from,
+that one included (a dead letter is the bus's own message, not an echo). One that
+destination refuses keeps its message unacknowledged at its broker: counted
+(``/metrics``, ``/healthz``, the stop report) and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from .._envelope import Envelope
 from .._errors import BusError, ConfigurationError
 from .._log import get_logger
 from . import metrics
-from .config import ConfigError, ServiceConfig, load
+from .config import PUBSUB_DEAD_LETTER_GROUP, ConfigError, ServiceConfig, load
 
 __all__ = ["add_arguments", "run"]
 
@@ -151,9 +156,15 @@ class Service:
             return "nothing was started yet"
         parts = []
         for att in self.attachments:
-            in_flight = att.port.imported - att.port.acked
+            port = att.port
+            in_flight = port.imported - port.acked - port.kept_unacked
             if in_flight:
                 parts.append(f"{att.bridge.name}: {in_flight} imported message(s) not done")
+            if port.kept_unacked:
+                parts.append(
+                    f"{att.bridge.name}: {port.kept_unacked} kept unacknowledged (their dead "
+                    f"letters could not be delivered)"
+                )
             if att.export is not None:
                 queued = att.export.stats().mailbox_depth
                 if queued:
@@ -196,7 +207,8 @@ class Service:
             )
             await self.stop.wait()
         self._report(bus)
-        return EXIT_FAILED if bus.undelivered else 0
+        failed = bus.undelivered or bus.stats().dead_letters_undeliverable
+        return EXIT_FAILED if failed else 0
 
     async def _attach_all(self, bus: Bus) -> None:
         """Attach every bridge at once; importers consume only after every bridge is open
@@ -235,9 +247,13 @@ class Service:
             return
         bridge = self.bridges[dead.broker]
         options: dict[str, Any] = {}
-        if self.config.brokers[dead.broker].type == "rabbitmq":
+        kind = self.config.brokers[dead.broker].type
+        # where the broker would drop a message nobody subscribed to yet, give it a place
+        if kind == "rabbitmq":
             exchange = getattr(bridge, "exchange", "trio-bus")
             options["queue"] = dead.queue or f"{exchange}.{dead.topic}"
+        elif kind == "pubsub":
+            options["group"] = dead.group or PUBSUB_DEAD_LETTER_GROUP
         await bridge.create_topic(dead.topic, **options)
 
     async def _start_http(self, bus: Bus, nursery: trio.Nursery) -> None:
@@ -268,18 +284,30 @@ class Service:
         await self.probe.refresh(attachments)
         up = {att.bridge.name: self.probe.up.get(att.bridge.name, False) for att in attachments}
         ok = self.state == "running" and all(up.values()) and len(up) == len(self.bridges)
-        return ok, {"status": "ok" if ok else "unavailable", "state": self.state, "bridges": up}
+        undeliverable = bus.stats().dead_letters_undeliverable if bus is not None else 0
+        # degraded, not unavailable: a restart would not help (the broker that refused a
+        # dead letter refuses it again) and everything else flows
+        status = "unavailable" if not ok else "degraded" if undeliverable else "ok"
+        return ok, {
+            "status": status, "state": self.state, "bridges": up,
+            "dead_letters_undeliverable": undeliverable,
+        }
 
     def _report(self, bus: Bus) -> None:
         summary = {
             att.bridge.name: {
                 "imported": att.port.imported, "acked": att.port.acked,
+                "kept_unacked": att.port.kept_unacked,
                 "exported": att.exported, "confirmed": att.confirmed,
             }
             for att in self.attachments
         }
-        if bus.undelivered:
-            log.error("service.stopped", undelivered=dict(bus.undelivered), bridges=summary)
+        undeliverable = bus.stats().dead_letters_undeliverable
+        if bus.undelivered or undeliverable:
+            log.error(
+                "service.stopped", undelivered=dict(bus.undelivered), bridges=summary,
+                dead_letters_undeliverable=undeliverable,
+            )
         else:
             log.info("service.stopped", undelivered=0, bridges=summary)
 
