@@ -626,6 +626,10 @@ class RabbitMQ(Broker):
     def stop(self) -> None:
         pid = self.pid()
         if pid is not None:
+            # `rabbitmqctl stop PIDFILE` waits until the process in PIDFILE exits, and waits
+            # for the file itself when it is missing (an interrupted restart loses it; the
+            # pid was then found by its mark): write it back first.
+            self.pidfile.write_text(f"{pid}\n")
             out = run(
                 [self.tool("rabbitmqctl"), "-n", self.node, "stop", str(self.pidfile)],
                 env=self.rmq_env(),
