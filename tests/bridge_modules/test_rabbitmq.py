@@ -398,6 +398,7 @@ def test_features_record() -> None:
 HARNESS = Path(__file__).parents[1] / "brokers" / "harness.py"
 
 
+@pytest.mark.timeout(120)  # the bound below, not conftest's 60 s default, is the test's
 async def test_broker_restart_mid_stream_loses_nothing(raw: Raw) -> None:
     # Export keeps publishing while RabbitMQ restarts: failed publishes are retried by
     # the bus, the robust connection comes back, the durable queue kept what it had,
