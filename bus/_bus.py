@@ -223,6 +223,7 @@ class Bus:
         self._topics: dict[str, _TopicSpec] = {}
         self._router: RoutingTable[Target] = RoutingTable()
         self._subs: dict[str, Subscription] = {}
+        self._next_suffix: dict[str, int] = {}  # derived subscriber names (h#2, h#3...)
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
         self._next_int = self._new_id.next_int
@@ -542,17 +543,27 @@ class Bus:
         return inherit(headers)
 
     def _memoise(self, spec: _TopicSpec) -> tuple[Callable[[Envelope[Any]], Lane | None], ...]:
+        """Derive what publish needs from the topic's route, in one pass over it: the
+        targets' offers, whether one may refuse, and the mailboxes to append to inline
+        when every target is a plain one-lane subscriber (its offer is its lane's)."""
         targets = spec.targets = self._router.route(spec.name)
-        spec.careful = any(t.careful for t in targets)
-        offers = spec.offers = tuple(t.route_offer for t in targets)
-        plain = spec.log is None and all(
-            isinstance(t, Subscription) and t.route_offer == t.lanes[0].offer for t in targets
-        )
-        lanes = tuple(t.lanes[0] for t in targets if isinstance(t, Subscription))
-        plain = plain and not spec.careful
+        offers = []
+        lanes = []
+        careful = False
+        for target in targets:
+            offer = target.route_offer
+            offers.append(offer)
+            if target.careful:
+                careful = True
+            lane = getattr(offer, "__self__", None)
+            if type(lane) is Lane:
+                lanes.append(lane)
+        spec.careful = careful
+        memo = spec.offers = tuple(offers)
+        plain = spec.log is None and not careful and len(lanes) == len(targets)
         spec.lane = lanes[0] if plain and len(lanes) == 1 else None
-        spec.lanes = lanes if plain and len(lanes) > 1 else None
-        return offers
+        spec.lanes = tuple(lanes) if plain and len(lanes) > 1 else None
+        return memo
 
     def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:
         """Every lane *env* goes to; raises before anyone got it if one would refuse."""
@@ -719,21 +730,23 @@ class Bus:
                 lane = sub.select(env)
                 if lane is not None:
                     lane.items.append(env)  # replay may exceed capacity: retention bounds it
-        self._routes_changed()
         if group is None:
             for each in patterns:
-                self._router.add(each, sub)
+                self._reroute(self._router.add(each, sub))
         else:
             grp = self._groups.get(group)
             if grp is None:
                 grp = self._groups[group] = Group(group, pattern)
-                self._router.add(pattern, grp)
+                self._reroute(self._router.add(pattern, grp))
             elif grp.pattern != pattern:
                 raise ConfigurationError(
                     f"group {group!r} subscribes to {grp.pattern!r}; every member must use "
                     f"that pattern, not {pattern!r} (use another group name)"
                 )
+            careful = grp.careful
             grp.members.append(sub)
+            if grp.careful != careful:  # publish must now check (or no longer) first
+                self._reroute(self._router.routed_to(grp))
         self._subs[name] = sub
         self._nursery.start_soon(sub.run, name=f"actor:{name}")
         log.debug(
@@ -760,25 +773,36 @@ class Bus:
                 )
             return name
         base = getattr(handler, "__qualname__", None) or type(handler).__qualname__
-        derived, n = base, 2
-        while derived in self._subs:
-            derived, n = f"{base}#{n}", n + 1
+        if base not in self._subs:
+            return base
+        # the next suffix to try, remembered per base: no rescan of #2, #3... each time
+        n = self._next_suffix.get(base, 2)
+        while (derived := f"{base}#{n}") in self._subs:
+            n += 1
+        self._next_suffix[base] = n + 1
         return derived
 
     def _remove(self, sub: Subscription) -> None:
         if sub.group is not None:
             grp = self._groups[sub.group]
             if sub in grp.members:
+                careful = grp.careful
                 grp.members.remove(sub)
+                if grp.careful != careful:
+                    self._reroute(self._router.routed_to(grp))
         else:
-            self._router.remove(sub)
-        self._routes_changed()
+            self._reroute(self._router.remove(sub))
 
-    def _routes_changed(self) -> None:
-        for spec in self._topics.values():
-            spec.offers = None
-            spec.targets = ()
-            spec.lane = spec.lanes = None
+    def _reroute(self, topics: Iterable[str]) -> None:
+        """Forget what publish derived from the routes of *topics* (they changed); the
+        next publish to each rebuilds it from the routing table's updated route."""
+        specs = self._topics
+        for name in topics:
+            spec = specs.get(name)
+            if spec is not None:
+                spec.offers = None
+                spec.targets = ()
+                spec.lane = spec.lanes = None
 
     # -- bridges ----------------------------------------------------------------------
 
@@ -876,7 +900,7 @@ class Bus:
         if spec.log is not None:
             spec.log.deleted = True
             wake_readers(spec.log)
-        self._routes_changed()
+        self._router.forget(topic)
 
     def _retained_matching(self, pattern: str) -> list[Envelope[Any]]:
         matches = Pattern(pattern).matches
