@@ -208,7 +208,7 @@ class Subscription:
                 found = memo[key] = self.lanes[key_slot(key, len(self.lanes))]
             lane = found
         items = lane.items
-        if len(items) < lane.capacity:
+        if len(items) < lane.limit:
             items.append(env)
             if lane.getter_parked:
                 lane.wake_getter()
@@ -343,8 +343,8 @@ class Subscription:
                     await self._burst_traced(lane, fair_mask)
                     continue
                 env = popleft()
-                if lane._putters_waiting and len(items) <= low_water:
-                    lane.wake_putters()
+                if lane.putters_waiting and len(items) <= low_water:
+                    lane.admit()
                 try:
                     await self._handle_traced(env, dedup)
                 except BaseException:
@@ -366,7 +366,7 @@ class Subscription:
                 # The rest of the burst: as many as are queued now (at most
                 # _FAIRNESS_EVERY - 1). No other task runs until the burst ends, so the
                 # deque cannot shrink meanwhile (a handler's own publish may append, or
-                # drop one to append one), and blocked publishers are woken after it:
+                # drop one to append one), and blocked publishers are admitted after it:
                 # they could not run before the next await anyway.
                 done = 0
                 for done in range(1, min(len(items), fair_mask) + 1):
@@ -375,6 +375,8 @@ class Subscription:
                         fn(env)
                     except Exception as exc:
                         self.delivered += done - 1
+                        if lane.putters_waiting and len(items) <= low_water:
+                            lane.admit()  # the retry awaits: room made goes to them now
                         try:
                             await self._recover(env, exc)  # counts its own success
                         except BaseException:
@@ -389,15 +391,15 @@ class Subscription:
                     if env.delivery is not None:
                         env.delivery.release()
                 self.delivered += done  # the first was counted by _call
-                if lane._putters_waiting and len(items) <= low_water:
-                    lane.wake_putters()
+                if lane.putters_waiting and len(items) <= low_water:
+                    lane.admit()
                 if items:
                     await trio.lowlevel.checkpoint()
                 continue
             # async handlers, and sync ones with a dedup window: one message at a time
             env = popleft()
-            if lane._putters_waiting and len(items) <= low_water:
-                lane.wake_putters()
+            if lane.putters_waiting and len(items) <= low_water:
+                lane.admit()
             try:
                 if dedup is not None and self._is_duplicate(dedup, env):
                     if env.delivery is not None:
@@ -441,6 +443,8 @@ class Subscription:
                 except Exception as exc:
                     self.delivered += done
                     done = 0
+                    if lane.putters_waiting and len(items) <= lane.low_water:
+                        lane.admit()  # the retry awaits: room made goes to them now
                     try:
                         await self._recover(env, exc)  # counts its own success
                     except BaseException:
@@ -461,8 +465,8 @@ class Subscription:
             handling.env = None
             CURRENT.reset(token)
             self.delivered += done
-        if lane._putters_waiting and len(items) <= lane.low_water:
-            lane.wake_putters()
+        if lane.putters_waiting and len(items) <= lane.low_water:
+            lane.admit()
         if items:
             await trio.lowlevel.checkpoint()
 
@@ -576,8 +580,8 @@ class Subscription:
         """
         items = lane.items
         pending = [items.popleft() for _ in range(min(size, len(items)))]
-        if lane._putters_waiting and len(items) <= lane.low_water:
-            lane.wake_putters()
+        if lane.putters_waiting and len(items) <= lane.low_water:
+            lane.admit()
         local_attempt = 1
         try:
             while True:

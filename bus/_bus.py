@@ -372,7 +372,7 @@ class Bus:
             )
             spec.published += 1
             items = lane.items  # Lane.offer, inlined
-            if len(items) < lane.capacity:
+            if len(items) < lane.limit:
                 items.append(env)
                 if lane.getter_parked:
                     lane.wake_getter()
@@ -397,7 +397,7 @@ class Bus:
         if spec.lanes is not None:
             for lane in spec.lanes:  # the same, for each of several plain subscribers
                 items = lane.items
-                if len(items) < lane.capacity:
+                if len(items) < lane.limit:
                     items.append(env)
                     if lane.getter_parked:
                         lane.wake_getter()
@@ -462,7 +462,7 @@ class Bus:
         lane = spec.lane
         if lane is not None:
             items = lane.items
-            room = max(0, lane.capacity - len(items))
+            room = max(0, lane.limit - len(items))
             if room:
                 items.extend(envs[:room] if room < len(envs) else envs)
                 if lane.getter_parked:
@@ -519,7 +519,7 @@ class Bus:
             self._next_int(), topic, payload, key, headers, _time(), 1, self.name
         )
         lane = spec.lane
-        if lane is not None and len(lane.items) < lane.capacity:
+        if lane is not None and len(lane.items) < lane.limit:
             spec.published += 1
             lane.items.append(env)
             if lane.getter_parked:
