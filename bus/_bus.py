@@ -460,16 +460,21 @@ class Bus:
             return envs
         spec.published += len(envs)
         lane = spec.lane
-        if lane is not None:
-            items = lane.items
-            room = max(0, lane.limit - len(items))
-            if room:
-                items.extend(envs[:room] if room < len(envs) else envs)
-                if lane.getter_parked:
-                    lane.wake_getter()
-            for env in envs[room:]:  # no room left: the overflow policy, one at a time
-                if (full := lane.offer(env)) is not None:
-                    await full.put(env)
+        lanes = (lane,) if lane is not None else spec.lanes
+        if lanes is not None:
+            # Plain mailboxes: the envelopes that fit in every one go in with one extend
+            # each (the state publishing them in turn would leave), the rest one by one.
+            fit = max(0, min(lane.limit - len(lane.items) for lane in lanes))
+            if fit:
+                part = envs[:fit] if fit < len(envs) else envs
+                for lane in lanes:
+                    lane.items.extend(part)
+                    if lane.getter_parked:
+                        lane.wake_getter()
+            for env in envs[fit:]:  # a mailbox is full: the overflow policy, in turn
+                for lane in lanes:
+                    if (full := lane.offer(env)) is not None:
+                        await full.put(env)
             return envs
         if spec.log is not None:
             for env in envs:
