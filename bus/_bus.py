@@ -627,9 +627,11 @@ class Bus:
             env.delivery.routed()
 
     def _retain(self, spec: _TopicSpec, env: Envelope[Any]) -> None:
-        assert spec.log is not None
-        size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0
-        spec.log.append(env, trio.current_time(), size)
+        log = spec.log
+        assert log is not None
+        policy = log.policy
+        size = len(spec.codec.encode(env.payload)) if policy.max_bytes else 0
+        log.append(env, trio.current_time() if policy.max_age is not None else 0.0, size)
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -1113,10 +1115,13 @@ class Bus:
     def stats(self) -> BusStats:
         """A frozen snapshot of every topic's and actor's counters."""
         now_ = trio.current_time()
+        for spec in self._topics.values():
+            if spec.log is not None:
+                spec.log.trim(now_)  # then its length is what is retained (no copy)
         topics = {
             name: TopicStats(
                 published=spec.published,
-                retained=len(spec.log.items(now_)) if spec.log is not None else 0,
+                retained=len(spec.log) if spec.log is not None else 0,
                 retained_bytes=spec.log.bytes if spec.log is not None else 0,
             )
             for name, spec in self._topics.items()
