@@ -801,15 +801,14 @@ class Bus:
             self._reroute(self._router.remove(sub))
 
     def _reroute(self, topics: Iterable[str]) -> None:
-        """Forget what publish derived from the routes of *topics* (they changed); the
-        next publish to each rebuilds it from the routing table's updated route."""
+        """Derive again what publish uses from the routes of *topics* (they changed),
+        for each topic that had it: the change pays for the routes it changes, and no
+        publish to an unrelated topic, nor the first one to a changed topic, does."""
         specs = self._topics
         for name in topics:
             spec = specs.get(name)
-            if spec is not None:
-                spec.offers = None
-                spec.targets = ()
-                spec.lane = spec.lanes = None
+            if spec is not None and spec.offers is not None:
+                self._memoise(spec)
 
     # -- bridges ----------------------------------------------------------------------
 
