@@ -261,6 +261,48 @@ def publishers(n: int, tasks: int) -> float:
     return trio.run(main)
 
 
+def trio_parked(n: int, tasks: int) -> float:
+    """The floor under :func:`publishers`, with no bus: *tasks* trio tasks each park
+    ``n / tasks`` times (``wait_task_rescheduled``) in one FIFO queue, and one driver
+    task reschedules up to 512 of them per pass, as a worker admits blocked publishers.
+    Wake-ups/s: what one park and wake-up costs trio with that many tasks alive."""
+    from collections import deque
+
+    each = max(1, n // tasks)
+    total = each * tasks
+
+    async def main() -> float:
+        queue: deque[trio.lowlevel.Task] = deque()
+        done = 0
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            return trio.lowlevel.Abort.FAILED
+
+        async def parker() -> None:
+            nonlocal done
+            me = trio.lowlevel.current_task()
+            for _ in range(each):
+                queue.append(me)
+                await trio.lowlevel.wait_task_rescheduled(abort)
+                done += 1
+
+        async def driver() -> None:
+            while done < total:
+                for _ in range(min(512, len(queue))):
+                    trio.lowlevel.reschedule(queue.popleft())
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(tasks):
+                nursery.start_soon(parker)
+            await trio.testing.wait_all_tasks_blocked()
+            t0 = _now()
+            nursery.start_soon(driver)
+        return total / (_now() - t0)
+
+    return trio.run(main)
+
+
 def requests(n: int, tasks: int) -> float:
     """Round trips/s of *tasks* concurrent requesters (``n / tasks`` requests each) to
     one async responder (default mailbox)."""

@@ -60,9 +60,9 @@ class Scale:
     subscribers: int = 64
     small_subscribers: int = 4
     publishers: int = 10_000
-    small_publishers: int = 1_000
+    small_publishers: int = 2_000
     requests: int = 10_000
-    small_requests: int = 1_000
+    small_requests: int = 2_000
     sub_topics: int = 10_000
     subscriptions: int = 8_000
     calls: int = 200
@@ -74,7 +74,7 @@ QUICK = Scale(messages=100_000, rounds=3)
 TINY = Scale(
     messages=400, rounds=1, topics=60, patterns=6, route_topics=20, route_patterns=5,
     route_cycles=1, keys=700, small_keys=8, subscribers=8, small_subscribers=2,
-    publishers=40, small_publishers=4, requests=40, small_requests=4, sub_topics=50,
+    publishers=40, small_publishers=8, requests=40, small_requests=8, sub_topics=50,
     subscriptions=40, calls=5, retained=200,
 )
 
@@ -92,9 +92,12 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "fanout_64": ("rate", "deliveries/s", "fan-out to 64 subscribers / to 4"),
     "batch_fanout": ("rate", "deliveries/s", "publish_batch fan-out to 4 / publish fan-out"),
     "publishers_10k": (
-        "rate", "msg/s", "10,000 publishers on one full mailbox / 1,000 (both blocked)"
+        "rate", "msg/s", "10,000 publishers on one full mailbox / 2,000 (each publish waits)"
     ),
-    "requests_10k": ("rate", "round trips/s", "10,000 requests in flight / 1,000"),
+    "trio_tasks_10k": (
+        "rate", "wake-ups/s", "the floor, no bus: 10,000 trio tasks parked in turn / 2,000"
+    ),
+    "requests_10k": ("rate", "round trips/s", "10,000 requests in flight / 2,000"),
     "subscribe_8k": (
         "cost", "s/call", "subscribe at 10k topics, 8,000 subscriptions / empty bus"
     ),
@@ -164,8 +167,15 @@ def _publishers(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
         flip, lambda: cases.publishers(n, s.small_publishers),
         lambda: cases.publishers(n, s.publishers),
     )
+    floor = _pair(
+        flip, lambda: cases.trio_parked(n, s.small_publishers),
+        lambda: cases.trio_parked(n, s.publishers),
+    )
     one = cases.publishers(n, 1)
-    return {"publishers_10k": (small, large)}, {"publishers_10k_vs_one_publisher": large / one}
+    return (
+        {"publishers_10k": (small, large), "trio_tasks_10k": floor},
+        {"publishers_10k_vs_one_publisher": large / one},
+    )
 
 
 def _requests(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
