@@ -303,9 +303,9 @@ def trio_parked(n: int, tasks: int) -> float:
     return trio.run(main)
 
 
-def requests(n: int, tasks: int) -> float:
+def requests(n: int, tasks: int, capacity: int = CAPACITY) -> float:
     """Round trips/s of *tasks* concurrent requesters (``n / tasks`` requests each) to
-    one async responder (default mailbox)."""
+    one async responder (a mailbox of *capacity*: past it, requests wait to be sent)."""
     from bus import open_bus
 
     each = max(1, n // tasks)
@@ -319,7 +319,7 @@ def requests(n: int, tasks: int) -> float:
             async def responder(env: Envelope[Tick]) -> None:
                 await bus.reply(env, env.payload)
 
-            bus.subscribe("bench.req", responder, name="responder", capacity=CAPACITY)
+            bus.subscribe("bench.req", responder, name="responder", capacity=capacity)
 
             async def requester() -> None:
                 await go.wait()

@@ -183,7 +183,8 @@ def _requests(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
     small, large = _pair(
         flip, lambda: cases.requests(n, s.small_requests), lambda: cases.requests(n, s.requests)
     )
-    return {"requests_10k": (small, large)}, {}
+    roomy = cases.requests(n, s.requests, capacity=2 * s.requests)
+    return {"requests_10k": (small, large)}, {"requests_10k_vs_a_mailbox_with_room": large / roomy}
 
 
 def _subscribe(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
