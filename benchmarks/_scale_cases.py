@@ -411,3 +411,33 @@ def retained_bytes(count: int) -> float:
             return grown / (count - 1)
 
     return trio.run(main)
+
+
+def topic_bytes(count: int) -> float:
+    """Bytes allocated per topic for *count* topics declared, each published to once (its
+    route built and memoised) and matched by one ``#`` subscriber, after the messages
+    were handled: what a topic costs the bus while the application runs."""
+    import tracemalloc
+
+    from bus import open_bus
+
+    async def main() -> float:
+        async with open_bus() as bus:
+            bus.subscribe("#", _idle, name="all")
+            await bus.drain()
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.take_snapshot()
+            names = [f"app{i % 100}.topic{i}" for i in range(count)]
+            tick = Tick(n=0)
+            for name in names:
+                bus.topic(name, Tick)
+                await bus.publish(name, tick)
+            await bus.drain()
+            del names
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            return sum(s.size_diff for s in after.compare_to(before, "filename")) / count
+
+    return trio.run(main)

@@ -14,8 +14,8 @@ per-round quotients ``large / small``:
   topic right after a subscription change against a memoised one, at 1,000 topics x
   1,000 patterns (the worst of five kinds of change, each also reported), and
   ``subscribe`` / ``close`` at 10k topics and 8,000 subscriptions against an empty bus;
-- plain measures: bytes per retained message, ``stats()`` and leaving the bus at 8,000
-  subscriptions.
+- plain measures: bytes per retained message and per routed topic, ``stats()`` and
+  leaving the bus at 8,000 subscriptions.
 
 ``bus bench scale`` is the command; ``python -m benchmarks.scale [--quick] OLD NEW``
 runs the suite against several versions of the ``bus`` package in one process (as
@@ -199,8 +199,11 @@ def _subscribe(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
     return pairs, {"stats_s": large["stats"], "exit_s": large["exit"]}
 
 
-def _retained(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
-    return {}, {"retained_bytes_per_message": cases.retained_bytes(s.retained)}
+def _memory(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
+    return {}, {
+        "retained_bytes_per_message": cases.retained_bytes(s.retained),
+        "bytes_per_topic": cases.topic_bytes(s.topics),
+    }
 
 
 EXPERIMENTS: dict[str, Callable[[Scale, bool], tuple[Pairs, dict[str, Any]]]] = {
@@ -211,7 +214,7 @@ EXPERIMENTS: dict[str, Callable[[Scale, bool], tuple[Pairs, dict[str, Any]]]] = 
     "publishers": _publishers,
     "requests": _requests,
     "subscribe": _subscribe,
-    "retained": _retained,
+    "memory": _memory,
 }
 
 

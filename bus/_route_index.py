@@ -106,11 +106,9 @@ class PatternTrie(Generic[T]):
 
 
 class _TopicNode:
-    __slots__ = ("children", "key", "name", "parent")
+    __slots__ = ("children", "name")
 
-    def __init__(self, parent: _TopicNode | None, key: str) -> None:
-        self.parent = parent
-        self.key = key
+    def __init__(self) -> None:
         self.children: dict[str, _TopicNode] | None = None  # made with the first child
         self.name: str | None = None  # the topic whose last segment this is, if any
 
@@ -119,7 +117,7 @@ class TopicTrie:
     """A set of topic names by segment, that finds the names a pattern matches."""
 
     def __init__(self) -> None:
-        self._root = _TopicNode(None, "")
+        self._root = _TopicNode()
         self._size = 0
 
     def add(self, name: str) -> None:
@@ -130,28 +128,30 @@ class TopicTrie:
                 children = node.children = {}
             child = children.get(seg)
             if child is None:
-                child = children[seg] = _TopicNode(node, seg)
+                child = children[seg] = _TopicNode()
             node = child
         if node.name is None:
             node.name = name
             self._size += 1
 
     def discard(self, name: str) -> None:
-        node: _TopicNode | None = self._root
+        path: list[tuple[_TopicNode, str]] = []  # (parent, segment) down to the name
+        node = self._root
         for seg in name.split("."):
-            assert node is not None
-            node = node.children.get(seg) if node.children else None
-            if node is None:
+            child = node.children.get(seg) if node.children else None
+            if child is None:
                 return
-        assert node is not None
+            path.append((node, seg))
+            node = child
         if node.name is None:
             return
         node.name = None
         self._size -= 1
-        while node.parent is not None and node.name is None and not node.children:
-            parent = node.parent
+        for parent, seg in reversed(path):  # prune the branch it leaves empty
+            if node.name is not None or node.children:
+                break
             assert parent.children is not None
-            del parent.children[node.key]
+            del parent.children[seg]
             if not parent.children:
                 parent.children = None
             node = parent

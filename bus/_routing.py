@@ -24,8 +24,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 from ._errors import TopicError
 from ._route_index import PatternNode, PatternTrie, TopicTrie
@@ -141,8 +141,8 @@ class RoutingTable(Generic[T]):
       *pattern* matches (found by walking a trie of the memoised topics, so ``order.*``
       visits ``order``'s branch only): a new target is the newest, so it goes last, and
       a target already on a route stays where it is;
-    - ``remove(target)`` takes *target* out of the routes that hold it (a reverse index
-      says which);
+    - ``remove(target)`` takes *target* out of the routes that hold it (the topics its
+      patterns match, found the same way: no reverse index to keep);
     - ``forget(topic)`` drops one topic's memo (a deleted topic);
     - a route not memoised yet is built from a trie of the patterns, so its cost grows
       with the patterns that can match the topic, not with all of them, and the
@@ -160,7 +160,6 @@ class RoutingTable(Generic[T]):
         self._size = 0
         self._routes: dict[str, tuple[T, ...]] = {}
         self._memoised = TopicTrie()  # the topics in _routes
-        self._routed_to: dict[T, set[str]] = {}  # target -> memoised topics it is on
 
     def add(self, pattern: str, target: T) -> list[str]:
         """Route the topics *pattern* matches to *target* too; the topics whose
@@ -169,31 +168,31 @@ class RoutingTable(Generic[T]):
         node = self._patterns.node(parsed.segments)
         seq = next(self._seq)
         node.entries[seq] = target
-        self._entries.setdefault(target, []).append((node, seq, parsed))
+        mine = self._entries.get(target)
+        if mine is None:
+            mine = self._entries[target] = []
+        known = bool(mine)  # then it may be on a route already, through another pattern
+        mine.append((node, seq, parsed))
         self._size += 1
-        routed = self._routed_to.get(target)
         changed = []
         routes = self._routes
-        for topic in self._memoised.matching(parsed.segments):
-            if not parsed.private and topic.startswith(PRIVATE_PREFIX):
+        for topic in self._matching(parsed):
+            route = routes[topic]
+            if known and target in route:
                 continue
-            if routed is None:
-                routed = self._routed_to[target] = set()
-            elif topic in routed:
-                continue
-            routes[topic] = routes[topic] + (target,)
-            routed.add(topic)
+            routes[topic] = (*route, target)
             changed.append(topic)
         return changed
 
     def remove(self, target: T) -> list[str]:
         """Forget every entry for *target* (no error if it had none); the topics whose
         memoised route changed."""
-        for node, seq, _ in self._entries.pop(target, ()):
+        entries = self._entries.pop(target, ())
+        for node, seq, _ in entries:
             del node.entries[seq]
             self._size -= 1
             self._patterns.prune(node)
-        changed = list(self._routed_to.pop(target, ()))
+        changed = self._routed_by(entries)
         routes = self._routes
         for topic in changed:
             route = routes[topic]
@@ -203,15 +202,26 @@ class RoutingTable(Generic[T]):
 
     def forget(self, topic: str) -> None:
         """Drop *topic*'s memoised route (the topic was deleted)."""
-        route = self._routes.pop(topic, None)
-        if route is not None:
+        if self._routes.pop(topic, None) is not None:
             self._memoised.discard(topic)
-            for target in route:
-                self._routed_to[target].discard(topic)
 
     def routed_to(self, target: T) -> list[str]:
         """The memoised topics whose route holds *target*."""
-        return list(self._routed_to.get(target, ()))
+        return self._routed_by(self._entries.get(target, ()))
+
+    def _routed_by(self, entries: Iterable[tuple[Any, int, Pattern]]) -> list[str]:
+        """The memoised topics one of these entries' patterns matches (each once): the
+        routes their target is on. No reverse index: the topic trie finds them."""
+        found: dict[str, None] = {}
+        for _, _, parsed in entries:
+            found.update(dict.fromkeys(self._matching(parsed)))
+        return list(found)
+
+    def _matching(self, pattern: Pattern) -> Iterator[str]:
+        """The memoised topics *pattern* matches (private ones only for its kind)."""
+        for topic in self._memoised.matching(pattern.segments):
+            if pattern.private or not topic.startswith(PRIVATE_PREFIX):
+                yield topic
 
     def route(self, topic: str) -> tuple[T, ...]:
         try:
@@ -220,11 +230,6 @@ class RoutingTable(Generic[T]):
             pass
         result = self._routes[topic] = self._build(topic)
         self._memoised.add(topic)
-        for target in result:
-            routed = self._routed_to.get(target)
-            if routed is None:
-                routed = self._routed_to[target] = set()
-            routed.add(topic)
         return result
 
     def _build(self, topic: str) -> tuple[T, ...]:

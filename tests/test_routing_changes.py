@@ -34,6 +34,16 @@ def naive(entries: list[tuple[str, str]], topic: str) -> tuple[str, ...]:
     return tuple(targets)
 
 
+def _plain_match(segs: list[str], words: list[str]) -> bool:
+    """AMQP matching by recursion, with no private-topic rule."""
+    if not segs:
+        return not words
+    head, rest = segs[0], segs[1:]
+    if head == "#":
+        return any(_plain_match(rest, words[i:]) for i in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _plain_match(rest, words[1:])
+
+
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("add"), PATTERNS, st.sampled_from("pqrst")),
@@ -223,3 +233,37 @@ async def test_a_group_member_that_may_refuse_makes_publish_all_or_nothing_at_on
             raise AssertionError("m2's full mailbox did not refuse")
         release.set()
     assert plain == [0, 1, 2]  # 3 reached nobody
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(TOPICS), max_size=12),
+    st.lists(PATTERNS, min_size=1, max_size=4),
+)
+def test_the_topic_trie_finds_what_each_pattern_matches_and_prunes_behind_it(
+    names: list[str], patterns: list[str]
+) -> None:
+    from bus._route_index import TopicTrie
+
+    trie = TopicTrie()
+    for name in names:
+        trie.add(name)
+    for pattern in patterns:
+        segments = pattern.split(".")
+        found = list(trie.matching(segments))
+        assert len(found) == len(set(found))
+        # the trie does not apply the private rule (the table does): compare without it
+        assert set(found) == {n for n in set(names) if _plain_match(segments, n.split("."))}
+    assert len(trie) == len(set(names))
+    for name in names:
+        trie.discard(name)
+    assert len(trie) == 0 and trie._root.children is None  # nothing left behind
+
+
+def test_removing_every_target_leaves_no_pattern_branch_behind() -> None:
+    table: RoutingTable[str] = RoutingTable()
+    for i, pattern in enumerate(["a.b.c", "a.*", "#", "a.#.c", "b"]):
+        table.add(pattern, f"t{i}")
+    for i in range(5):
+        table.remove(f"t{i}")
+    assert table._patterns.root.children == {} and len(table) == 0
