@@ -346,7 +346,8 @@ def subscribe_close(topics: int, subscriptions: int, calls: int) -> dict[str, fl
     *topics* memoised topics and *subscriptions* subscribers, all made by the same
     handler without ``name=`` (derived names ``h``, ``h#2``...), each on an exact topic.
 
-    The new subscribers subscribe to memoised topics (one route changes each). Also
+    The new subscribers subscribe to memoised topics (one route changes each), and once
+    they are closed their topics are deleted (seconds per ``delete_topic``). Also
     returns the seconds of one ``stats()`` and of leaving the ``async with``.
     """
     from bus import open_bus
@@ -375,11 +376,45 @@ def subscribe_close(topics: int, subscriptions: int, calls: int) -> dict[str, fl
             for sub in subs:
                 await sub.wait_closed()
             t0 = _now()
+            for name in names[:calls]:
+                bus.delete_topic(name)
+            out["delete_topic"] = (_now() - t0) / calls
+            t0 = _now()
             bus.stats()
             out["stats"] = _now() - t0
             t_exit = _now()
         out["exit"] = _now() - t_exit
         return out
+
+    return trio.run(main)
+
+
+def route_build(matches: int) -> float:
+    """Seconds per match of the first publish to a topic that *matches* subscribers
+    match (exact, ``*`` and ``#`` patterns in turn): building its route, then one append
+    per subscriber, less the same publish once memoised (the appends alone)."""
+    from bus import open_bus
+
+    patterns = ("rb.topic", "rb.*", "#", "*.topic", "rb.#")
+
+    async def main() -> float:
+        async with open_bus() as bus:
+            for i in range(matches):
+                bus.subscribe(patterns[i % len(patterns)], _idle, name=f"m{i}")
+            bus.topic("rb.topic", Tick)
+            await bus.drain()
+            gc.collect()
+            tick = Tick(n=0)
+            t0 = _now()
+            await bus.publish("rb.topic", tick)
+            first = _now() - t0
+            await bus.drain()
+            gc.collect()
+            t0 = _now()
+            await bus.publish("rb.topic", tick)
+            again = _now() - t0
+            await bus.drain()
+            return max(first - again, 1e-9) / matches
 
     return trio.run(main)
 

@@ -12,8 +12,10 @@ per-round quotients ``large / small``:
   publisher tasks blocked on one mailbox, 10,000 requests in flight;
 - costs (seconds per call; lower is better, target ``<=``): the first publish of every
   topic right after a subscription change against a memoised one, at 1,000 topics x
-  1,000 patterns (the worst of five kinds of change, each also reported), and
-  ``subscribe`` / ``close`` at 10k topics and 8,000 subscriptions against an empty bus;
+  1,000 patterns (the worst of five kinds of change, each also reported);
+  ``subscribe``, ``close`` and ``delete_topic`` at 10k topics and 8,000 subscriptions
+  against an empty bus; building a route that 8,000 subscriptions match against one
+  that 1,000 match, per match (linear: 1);
 - plain measures: bytes per retained message and per routed topic, ``stats()`` and
   leaving the bus at 8,000 subscriptions.
 
@@ -66,6 +68,8 @@ class Scale:
     sub_topics: int = 10_000
     subscriptions: int = 8_000
     calls: int = 200
+    matches: int = 8_000
+    small_matches: int = 1_000
     retained: int = 20_000
 
 
@@ -75,7 +79,7 @@ TINY = Scale(
     messages=400, rounds=1, topics=60, patterns=6, route_topics=20, route_patterns=5,
     route_cycles=1, keys=700, small_keys=8, subscribers=8, small_subscribers=2,
     publishers=40, small_publishers=8, requests=40, small_requests=8, sub_topics=50,
-    subscriptions=40, calls=5, retained=200,
+    subscriptions=40, calls=5, matches=80, small_matches=10, retained=200,
 )
 
 # name: (kind, unit, what); a "rate" is better higher, a "cost" lower
@@ -102,6 +106,12 @@ RATIOS: dict[str, tuple[str, str, str]] = {
         "cost", "s/call", "subscribe at 10k topics, 8,000 subscriptions / empty bus"
     ),
     "close_8k": ("cost", "s/call", "close at 10k topics, 8,000 subscriptions / empty bus"),
+    "delete_topic_10k": (
+        "cost", "s/call", "delete_topic at 10k topics, 8,000 subscriptions / empty bus"
+    ),
+    "route_build_8k": (
+        "cost", "s/match", "building a route 8,000 subscriptions match / 1,000, per match"
+    ),
 }
 TARGETS: Targets = {
     "topics_10k_patterns_1k": (">=", 0.9),
@@ -112,6 +122,8 @@ TARGETS: Targets = {
     "requests_10k": (">=", 0.9),
     "subscribe_8k": ("<=", 2.0),
     "close_8k": ("<=", 2.0),
+    "delete_topic_10k": ("<=", 2.0),
+    "route_build_8k": ("<=", 2.0),
 }
 
 Pairs = dict[str, tuple[float, float]]
@@ -195,8 +207,16 @@ def _subscribe(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
     pairs = {
         "subscribe_8k": (small["subscribe"], large["subscribe"]),
         "close_8k": (small["close"], large["close"]),
+        "delete_topic_10k": (small["delete_topic"], large["delete_topic"]),
     }
     return pairs, {"stats_s": large["stats"], "exit_s": large["exit"]}
+
+
+def _route_build(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
+    pair = _pair(
+        flip, lambda: cases.route_build(s.small_matches), lambda: cases.route_build(s.matches)
+    )
+    return {"route_build_8k": pair}, {}
 
 
 def _memory(s: Scale, flip: bool) -> tuple[Pairs, dict[str, Any]]:
@@ -214,6 +234,7 @@ EXPERIMENTS: dict[str, Callable[[Scale, bool], tuple[Pairs, dict[str, Any]]]] = 
     "publishers": _publishers,
     "requests": _requests,
     "subscribe": _subscribe,
+    "route_build": _route_build,
     "memory": _memory,
 }
 
