@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -68,6 +69,7 @@ R = TypeVar("R")
 log = get_logger("bus")
 
 _time = time.time
+_crc32 = zlib.crc32
 DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"
 _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 
@@ -76,8 +78,8 @@ class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
     __slots__ = (
-        "careful", "codec", "exact", "lane", "lanes", "log", "name", "offers", "published",
-        "targets",
+        "careful", "codec", "exact", "keyed", "lane", "lanes", "log", "name", "offers",
+        "published", "targets",
     )
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
@@ -96,6 +98,8 @@ class _TopicSpec:
         # mailboxes of several such subscribers (fan-out)
         self.lane: Lane | None = None
         self.lanes: tuple[Lane, ...] | None = None
+        # the lanes of the one plain subscriber with several lanes (keyed: concurrency=N)
+        self.keyed: list[Lane] | None = None
 
 
 class Target(Protocol):
@@ -281,6 +285,7 @@ class Bus:
                     existing.log = RetentionLog(retain)
                     # publish must retain now
                     existing.offers, existing.lane, existing.lanes = None, None, None
+                    existing.keyed = None
                 elif existing.log.policy != retain:
                     raise ConfigurationError(
                         f"topic {name!r} is already declared with {existing.log.policy!r}; "
@@ -406,6 +411,18 @@ class Bus:
             return env
         elif spec.log is not None:
             self._retain(spec, env)
+        elif key is not None and (keyed := spec.keyed) is not None:
+            # Subscription._offer_spread for a key, inlined (A/B: docs/performance.md,
+            # "At scale"): the key's lane by CRC-32 (key_slot), then Lane.offer
+            lane = keyed[_crc32(key.encode()) % len(keyed)]
+            items = lane.items
+            if len(items) < lane.limit:
+                items.append(env)
+                if lane.getter_parked:
+                    lane.wake_getter()
+            elif (full := lane.offer(env)) is not None:
+                await full.put(env)
+            return env
         for offer in offers:
             lane = offer(env)
             if lane is not None:
@@ -568,6 +585,11 @@ class Bus:
         plain = spec.log is None and not careful and len(lanes) == len(targets)
         spec.lane = lanes[0] if plain and len(lanes) == 1 else None
         spec.lanes = tuple(lanes) if plain and len(lanes) > 1 else None
+        spec.keyed = None
+        if len(targets) == 1 and not careful and spec.log is None:
+            spread = offers[0]
+            if getattr(spread, "__func__", None) is Subscription._offer_spread:
+                spec.keyed = spread.__self__.lanes  # type: ignore[attr-defined]
         return memo
 
     def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -364,6 +365,35 @@ async def test_keys_map_to_lanes_by_crc32_so_every_process_agrees() -> None:
             lane = sub.select(env)
             assert lane is not None and lane.index == zlib.crc32(key.encode()) % 4
     assert key_slot("order-1", 4) == zlib.crc32(b"order-1") % 4
+
+
+async def _lanes_used(keys: list[str], concurrency: int, confirm: bool) -> list[int]:
+    """The lane index each keyed message was handled on, published one way or the other."""
+    used: dict[int, int] = {}
+
+    def handler(env: Envelope[int]) -> None:
+        used[env.payload] = workers.index(trio.lowlevel.current_task())
+
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        sub = bus.subscribe("t", handler, concurrency=concurrency)
+        await trio.testing.wait_all_tasks_blocked()
+        workers = [lane.worker for lane in sub.lanes]
+        for i, key in enumerate(keys):
+            await bus.publish("t", i, key=key, confirm=confirm)
+    return [used[i] for i in range(len(keys))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=30), st.integers(2, 5))
+def test_publish_puts_a_key_on_the_lane_the_general_path_and_key_slot_choose(
+    keys: list[str], concurrency: int
+) -> None:
+    """publish's inlined keyed path (one plain subscriber with several lanes) agrees with
+    the general one (confirm=True goes through select) and with key_slot."""
+    fast = trio.run(_lanes_used, keys, concurrency, False)
+    general = trio.run(_lanes_used, keys, concurrency, True)
+    assert fast == general == [key_slot(key, concurrency) for key in keys]
 
 
 async def test_per_key_order_and_crc32_lanes_hold_past_any_number_of_keys() -> None:

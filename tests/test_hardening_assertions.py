@@ -59,7 +59,11 @@ def test_the_keyed_bench_fails_when_keys_move_between_workers(
 ) -> None:
     """The keyed case's order check is real: break key affinity and the case fails."""
     rand = random.Random(1)
-    monkeypatch.setattr(bus._actor, "_crc32", lambda data: rand.randrange(1 << 32))
+    def scattered(data: bytes) -> int:
+        return rand.randrange(1 << 32)
+
+    monkeypatch.setattr(bus._actor, "_crc32", scattered)
+    monkeypatch.setattr(bus._bus, "_crc32", scattered)  # publish's inlined key_slot
     with pytest.raises(_harness.CaseFailed, match=r"out of order|different workers"):
         _bus_cases.bus_keyed_4workers(20_000)
 
