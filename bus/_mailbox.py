@@ -170,20 +170,20 @@ class Lane:
         self._putters.append(putter)
         self.putters_waiting += 1
         self.limit = 0
-        tracker = self.owner.bus_state
-        tracker.blocked_puts += 1
-        try:
-            await trio.lowlevel.wait_task_rescheduled(putter.abort)
-        finally:
-            tracker.blocked_puts -= 1
+        self.owner.bus_state.blocked_puts += 1
+        # left_queue() counts it out: admitted, refused or cancelled
+        await trio.lowlevel.wait_task_rescheduled(putter.abort)
         if putter.refused:
             raise BusClosedError(f"subscriber {self.owner.name!r} closed while full")
 
     def left_queue(self) -> None:
-        """One waiting publisher is gone (admitted, refused or cancelled)."""
+        """One waiting publisher is gone (admitted, refused or cancelled). It stops
+        counting as blocked now, not when its task next runs: by then the worker may
+        have handled the admitted message and parked, the moment ``drain()`` looks."""
         self.putters_waiting -= 1
         if not self.putters_waiting:
             self.limit = self.capacity
+        self.owner.bus_state.blocked_puts -= 1
 
     # -- worker side ------------------------------------------------------------------
 
@@ -221,11 +221,15 @@ class Lane:
         state = self.owner.bus_state
         while not self.items:
             if self.closed:
+                state.idled += 1
+                if state.idle_waiters:
+                    state.idle.unpark_all()  # drain() may be waiting for this worker
                 return False
             if self.putters_waiting:
                 self.admit()
                 continue
             self.getter_parked = trio.lowlevel.current_task()
+            state.idled += 1
             if state.idle_waiters:
                 state.idle.unpark_all()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
