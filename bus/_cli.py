@@ -133,7 +133,7 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     scale.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     scale_size = scale.add_mutually_exclusive_group()
     scale_size.add_argument(
-        "--quick", action="store_true", help="fewer messages and rounds (about 2 minutes)"
+        "--quick", action="store_true", help="fewer messages and rounds (about a minute)"
     )
     scale_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     scale.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
