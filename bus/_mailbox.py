@@ -12,8 +12,8 @@ made room (at the low-water mark, half the mailbox, so a saturated lane trades o
 wake-up per half mailbox rather than one per message; or when it is about to park),
 :meth:`Lane.admit` moves the first waiting messages into the room, one per free slot,
 and wakes exactly their publishers, whose ``put`` has then succeeded: no publisher is
-woken to find the mailbox full again, so 10,000 blocked publishers cost what one does
-per message, and none is overtaken. While publishers wait, ``limit`` (what every fast
+woken to find the mailbox full again, so the work per blocked message does not grow
+with the number waiting (one park, one wake-up), and none is overtaken. While publishers wait, ``limit`` (what every fast
 path compares the mailbox's length with) is 0, so a newcomer queues behind them too
 instead of taking the room the worker made for them.
 """
