@@ -122,13 +122,13 @@ def run(
     for v in versions:
         plan += [(v, c) for c in cases]
     # warm-up: every case once, small
-    for v, name in plan:
-        _one(v, name, max(1000, messages // 20))
+    for step, name in plan:
+        _one(step, name, max(1000, messages // 20))
     for rnd in range(rounds):
         order = plan if rnd % 2 == 0 else list(reversed(plan))
-        for v, name in order:
-            sample = _one(v, name, messages)
-            key = name if v is None else f"{v.label}:{name}"
+        for step, name in order:
+            sample = _one(step, name, messages)
+            key = name if step is None else f"{step.label}:{name}"
             rates[key].append(sample.rate)
             if sample.extra:
                 extras.setdefault(key, []).append(sample.extra)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -70,6 +71,7 @@ R = TypeVar("R")
 log = get_logger("bus")
 
 _time = time.time
+_crc32 = zlib.crc32
 DEFAULT_DEAD_LETTER_TOPIC = "bus.dead_letter"
 _DEAD_LETTER_RETENTION = Retention(max_count=10_000)
 
@@ -78,8 +80,8 @@ class _TopicSpec:
     """A declared topic: its type, codec, retained log and counters."""
 
     __slots__ = (
-        "careful", "codec", "exact", "lane", "lanes", "log", "name", "offers", "published",
-        "targets",
+        "careful", "codec", "exact", "keyed", "lane", "lanes", "log", "name", "offers",
+        "published", "targets",
     )
 
     def __init__(self, name: str, codec: Codec[Any], retain: Retention | None) -> None:
@@ -98,6 +100,8 @@ class _TopicSpec:
         # mailboxes of several such subscribers (fan-out)
         self.lane: Lane | None = None
         self.lanes: tuple[Lane, ...] | None = None
+        # the lanes of the one plain subscriber with several lanes (keyed: concurrency=N)
+        self.keyed: list[Lane] | None = None
 
 
 class Target(Protocol):
@@ -145,6 +149,9 @@ class BusState:
         self.random = random.Random(bus.seed)
         self.idle = trio.lowlevel.ParkingLot()
         self.idle_waiters = 0
+        self.idled = 0
+        """Times a worker went idle: parked on an empty mailbox or stopped on a closed
+        one (drain() watches it)."""
         self.dead_letters_undeliverable = 0
         """Dead letters that could not be delivered in turn (logged as
         ``dead_letter.undeliverable``); their messages were not acknowledged upstream."""
@@ -247,6 +254,7 @@ class Bus:
         self._topics: dict[str, _TopicSpec] = {}
         self._router: RoutingTable[Target] = RoutingTable()
         self._subs: dict[str, Subscription] = {}
+        self._next_suffix: dict[str, int] = {}  # derived subscriber names (h#2, h#3...)
         self._groups: dict[str, Group] = {}
         self._new_id = IdGenerator()
         self._next_int = self._new_id.next_int
@@ -304,6 +312,7 @@ class Bus:
                     existing.log = RetentionLog(retain)
                     # publish must retain now
                     existing.offers, existing.lane, existing.lanes = None, None, None
+                    existing.keyed = None
                 elif existing.log.policy != retain:
                     raise ConfigurationError(
                         f"topic {name!r} is already declared with {existing.log.policy!r}; "
@@ -395,7 +404,7 @@ class Bus:
             )
             spec.published += 1
             items = lane.items  # Lane.offer, inlined
-            if len(items) < lane.capacity:
+            if len(items) < lane.limit:
                 items.append(env)
                 if lane.getter_parked:
                     lane.wake_getter()
@@ -420,7 +429,7 @@ class Bus:
         if spec.lanes is not None:
             for lane in spec.lanes:  # the same, for each of several plain subscribers
                 items = lane.items
-                if len(items) < lane.capacity:
+                if len(items) < lane.limit:
                     items.append(env)
                     if lane.getter_parked:
                         lane.wake_getter()
@@ -429,6 +438,18 @@ class Bus:
             return env
         elif spec.log is not None:
             self._retain(spec, env)
+        elif key is not None and (keyed := spec.keyed) is not None:
+            # Subscription._offer_spread for a key, inlined (A/B: docs/performance.md,
+            # "At scale"): the key's lane by CRC-32 (key_slot), then Lane.offer
+            lane = keyed[_crc32(key.encode()) % len(keyed)]
+            items = lane.items
+            if len(items) < lane.limit:
+                items.append(env)
+                if lane.getter_parked:
+                    lane.wake_getter()
+            elif (full := lane.offer(env)) is not None:
+                await full.put(env)
+            return env
         for offer in offers:
             lane = offer(env)
             if lane is not None:
@@ -483,16 +504,21 @@ class Bus:
             return envs
         spec.published += len(envs)
         lane = spec.lane
-        if lane is not None:
-            items = lane.items
-            room = max(0, lane.capacity - len(items))
-            if room:
-                items.extend(envs[:room] if room < len(envs) else envs)
-                if lane.getter_parked:
-                    lane.wake_getter()
-            for env in envs[room:]:  # no room left: the overflow policy, one at a time
-                if (full := lane.offer(env)) is not None:
-                    await full.put(env)
+        lanes = (lane,) if lane is not None else spec.lanes
+        if lanes is not None:
+            # Plain mailboxes: the envelopes that fit in every one go in with one extend
+            # each (the state publishing them in turn would leave), the rest one by one.
+            fit = max(0, min(lane.limit - len(lane.items) for lane in lanes))
+            if fit:
+                part = envs[:fit] if fit < len(envs) else envs
+                for lane in lanes:
+                    lane.items.extend(part)
+                    if lane.getter_parked:
+                        lane.wake_getter()
+            for env in envs[fit:]:  # a mailbox is full: the overflow policy, in turn
+                for lane in lanes:
+                    if (full := lane.offer(env)) is not None:
+                        await full.put(env)
             return envs
         if spec.log is not None:
             for env in envs:
@@ -542,7 +568,7 @@ class Bus:
             self._next_int(), topic, payload, key, headers, _time(), 1, self.name
         )
         lane = spec.lane
-        if lane is not None and len(lane.items) < lane.capacity:
+        if lane is not None and len(lane.items) < lane.limit:
             spec.published += 1
             lane.items.append(env)
             if lane.getter_parked:
@@ -566,17 +592,32 @@ class Bus:
         return inherit(headers)
 
     def _memoise(self, spec: _TopicSpec) -> tuple[Callable[[Envelope[Any]], Lane | None], ...]:
+        """Derive what publish needs from the topic's route, in one pass over it: the
+        targets' offers, whether one may refuse, and the mailboxes to append to inline
+        when every target is a plain one-lane subscriber (its offer is its lane's)."""
         targets = spec.targets = self._router.route(spec.name)
-        spec.careful = any(t.careful for t in targets)
-        offers = spec.offers = tuple(t.route_offer for t in targets)
-        plain = spec.log is None and all(
-            isinstance(t, Subscription) and t.route_offer == t.lanes[0].offer for t in targets
-        )
-        lanes = tuple(t.lanes[0] for t in targets if isinstance(t, Subscription))
-        plain = plain and not spec.careful
+        offers = []
+        lanes = []
+        careful = False
+        for target in targets:
+            offer = target.route_offer
+            offers.append(offer)
+            if target.careful:
+                careful = True
+            lane = getattr(offer, "__self__", None)
+            if type(lane) is Lane:
+                lanes.append(lane)
+        spec.careful = careful
+        memo = spec.offers = tuple(offers)
+        plain = spec.log is None and not careful and len(lanes) == len(targets)
         spec.lane = lanes[0] if plain and len(lanes) == 1 else None
-        spec.lanes = lanes if plain and len(lanes) > 1 else None
-        return offers
+        spec.lanes = tuple(lanes) if plain and len(lanes) > 1 else None
+        spec.keyed = None
+        if len(targets) == 1 and not careful and spec.log is None:
+            spread = offers[0]
+            if getattr(spread, "__func__", None) is Subscription._offer_spread:
+                spec.keyed = spread.__self__.lanes  # type: ignore[attr-defined]
+        return memo
 
     def _select(self, spec: _TopicSpec, env: Envelope[Any], *, nowait: bool) -> list[Lane]:
         """Every lane *env* goes to; raises before anyone got it if one would refuse."""
@@ -635,9 +676,11 @@ class Bus:
             env.delivery.routed()
 
     def _retain(self, spec: _TopicSpec, env: Envelope[Any]) -> None:
-        assert spec.log is not None
-        size = len(spec.codec.encode(env.payload)) if spec.log.policy.max_bytes else 0
-        spec.log.append(env, trio.current_time(), size)
+        log = spec.log
+        assert log is not None
+        policy = log.policy
+        size = len(spec.codec.encode(env.payload)) if policy.max_bytes else 0
+        log.append(env, trio.current_time() if policy.max_age is not None else 0.0, size)
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -743,21 +786,23 @@ class Bus:
                 lane = sub.select(env)
                 if lane is not None:
                     lane.items.append(env)  # replay may exceed capacity: retention bounds it
-        self._routes_changed()
         if group is None:
             for each in patterns:
-                self._router.add(each, sub)
+                self._reroute(self._router.add(each, sub))
         else:
             grp = self._groups.get(group)
             if grp is None:
                 grp = self._groups[group] = Group(group, pattern)
-                self._router.add(pattern, grp)
+                self._reroute(self._router.add(pattern, grp))
             elif grp.pattern != pattern:
                 raise ConfigurationError(
                     f"group {group!r} subscribes to {grp.pattern!r}; every member must use "
                     f"that pattern, not {pattern!r} (use another group name)"
                 )
+            careful = grp.careful
             grp.members.append(sub)
+            if grp.careful != careful:  # publish must now check (or no longer) first
+                self._reroute(self._router.routed_to(grp))
         self._subs[name] = sub
         self._nursery.start_soon(sub.run, name=f"actor:{name}")
         log.debug(
@@ -784,25 +829,35 @@ class Bus:
                 )
             return name
         base = getattr(handler, "__qualname__", None) or type(handler).__qualname__
-        derived, n = base, 2
-        while derived in self._subs:
-            derived, n = f"{base}#{n}", n + 1
+        if base not in self._subs:
+            return base
+        # the next suffix to try, remembered per base: no rescan of #2, #3... each time
+        n = self._next_suffix.get(base, 2)
+        while (derived := f"{base}#{n}") in self._subs:
+            n += 1
+        self._next_suffix[base] = n + 1
         return derived
 
     def _remove(self, sub: Subscription) -> None:
         if sub.group is not None:
             grp = self._groups[sub.group]
             if sub in grp.members:
+                careful = grp.careful
                 grp.members.remove(sub)
+                if grp.careful != careful:
+                    self._reroute(self._router.routed_to(grp))
         else:
-            self._router.remove(sub)
-        self._routes_changed()
+            self._reroute(self._router.remove(sub))
 
-    def _routes_changed(self) -> None:
-        for spec in self._topics.values():
-            spec.offers = None
-            spec.targets = ()
-            spec.lane = spec.lanes = None
+    def _reroute(self, topics: Iterable[str]) -> None:
+        """Derive again what publish uses from the routes of *topics* (they changed),
+        for each topic that had it: the change pays for the routes it changes, and no
+        publish to an unrelated topic, nor the first one to a changed topic, does."""
+        specs = self._topics
+        for name in topics:
+            spec = specs.get(name)
+            if spec is not None and spec.offers is not None:
+                self._memoise(spec)
 
     # -- bridges ----------------------------------------------------------------------
 
@@ -900,7 +955,7 @@ class Bus:
         if spec.log is not None:
             spec.log.deleted = True
             wake_readers(spec.log)
-        self._routes_changed()
+        self._router.forget(topic)
 
     def _retained_matching(self, pattern: str) -> list[Envelope[Any]]:
         matches = Pattern(pattern).matches
@@ -1066,13 +1121,25 @@ class Bus:
         """
         state = self._state
         await trio.lowlevel.checkpoint()
-        while not self._quiet():
-            state.idle_waiters += 1
-            try:
-                await state.idle.park()
-            finally:
-                state.idle_waiters -= 1
-            await trio.lowlevel.checkpoint()  # let woken publishers and workers move first
+        while True:
+            while not self._quiet():
+                state.idle_waiters += 1
+                try:
+                    await state.idle.park()
+                finally:
+                    state.idle_waiters -= 1
+                await trio.lowlevel.checkpoint()  # let woken publishers and workers move first
+            # Quiet now; but a task the last handlers started (a publish handed to a
+            # task of its own, the way out of a publish cycle, docs/design.md) may not
+            # have taken its first step yet: it runs in this scheduling batch or the
+            # next. Look again after both, and only if no worker went idle again
+            # meanwhile (one that did had work: such a cascade can be quiet at every
+            # other batch while messages still travel through unstarted tasks).
+            idled = state.idled
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+            if state.idled == idled and self._quiet():
+                return
 
     def _close(self) -> None:
         """Stop accepting publishes and intake from bridges; workers exit when empty."""
@@ -1108,10 +1175,13 @@ class Bus:
     def stats(self) -> BusStats:
         """A frozen snapshot of every topic's and actor's counters."""
         now_ = trio.current_time()
+        for spec in self._topics.values():
+            if spec.log is not None:
+                spec.log.trim(now_)  # then its length is what is retained (no copy)
         topics = {
             name: TopicStats(
                 published=spec.published,
-                retained=len(spec.log.items(now_)) if spec.log is not None else 0,
+                retained=len(spec.log) if spec.log is not None else 0,
                 retained_bytes=spec.log.bytes if spec.log is not None else 0,
             )
             for name, spec in self._topics.items()

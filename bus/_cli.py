@@ -4,7 +4,8 @@
 ``bus._cli_brokers``. ``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the
 local benchmark suite (``benchmarks.local``); ``bus bench bridges`` the broker suite
 (``benchmarks.bridges``, needs the brokers running), ``bus bench memory`` the overload
-one, ``bus bench all`` the three; ``--plot PATH`` draws each ratio against its target
+one, ``bus bench scale`` the bus at a small and a large size (``benchmarks.scale``),
+``bus bench all`` the four; ``--plot PATH`` draws each ratio against its target
 (``benchmarks.plot``). ``bus demo`` is provided by the example application ``bus.demo``
 (``add_arguments`` and ``run``), imported only when that subcommand is chosen.
 
@@ -120,10 +121,26 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     bridges.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
+    scale = suites.add_parser(
+        "scale", parents=[common],
+        help="the bus at a small and a large size: topics, patterns, keys, publishers...",
+        description="Measure each dimension of an application's size (10k topics and "
+        "1,000 patterns, routes after a subscription change, 1M keys, 64 subscribers, "
+        "10,000 blocked publishers, 10,000 requests, subscribe/close at 8,000 "
+        "subscriptions) as a ratio to the same bus at its small size, in one run.",
+    )
+    scale.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    scale.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
+    scale_size = scale.add_mutually_exclusive_group()
+    scale_size.add_argument(
+        "--quick", action="store_true", help="fewer messages and rounds (about a minute)"
+    )
+    scale_size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    scale.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     every = suites.add_parser(
         "all", parents=[common],
-        help="local, memory and bridges in one run (bridges need brokers)",
-        description="Run the local, memory and bridges suites one after the other; "
+        help="local, memory, scale and bridges in one run (bridges need brokers)",
+        description="Run the local, memory, scale and bridges suites one after the other; "
         "--json writes their reports in one file, --plot one chart of every ratio "
         "against its target.",
     )
@@ -264,6 +281,10 @@ def _bench(args: argparse.Namespace) -> int:
         return _bench_memory(args, memory)
     if args.suite == "bridges":
         return _bench_bridges(args)
+    if args.suite == "scale":
+        report = _bench_scale(args)
+        _plot(args, [report])
+        return _scale_exit(report)
     if args.suite == "all":
         return _bench_all(args, local, memory)
     report = _bench_local(args, local)
@@ -285,6 +306,26 @@ def _bench_local(args: argparse.Namespace, local: ModuleType) -> dict[str, Any]:
     return report
 
 
+def _bench_scale(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks import scale
+
+    size = scale.TINY if args.tiny else scale.QUICK if args.quick else scale.FULL
+    report: dict[str, Any] = scale.run(size, progress=not args.no_progress)
+    print(scale.table(report))
+    if getattr(args, "json", None) and args.suite == "scale":
+        _write_json(report, args.json)
+        print(f"report written to {args.json}")
+    return report
+
+
+def _scale_exit(report: dict[str, Any]) -> int:
+    """As with ``local``, a missed scale target is a result, not a failure of the run:
+    the table says NO; only a case that broke fails the command."""
+    for failure in report["failures"]:
+        _error(failure)
+    return EXIT_FAILED if report["failures"] else 0
+
+
 def _plot(args: argparse.Namespace, reports: list[dict[str, Any]]) -> None:
     if args.plot:
         from benchmarks.plot import write_plot
@@ -293,7 +334,7 @@ def _plot(args: argparse.Namespace, reports: list[dict[str, Any]]) -> None:
 
 
 def _bench_all(args: argparse.Namespace, local: ModuleType, memory: ModuleType) -> int:
-    """local, then memory, then bridges; one JSON file and one chart for the three."""
+    """local, memory, scale, then bridges; one JSON file and one chart for the four."""
     try:
         from benchmarks import bridges
     except ModuleNotFoundError as exc:
@@ -307,12 +348,14 @@ def _bench_all(args: argparse.Namespace, local: ModuleType, memory: ModuleType) 
     seconds = (2.0, 1.0) if args.tiny else (10.0, 3.0) if args.quick else (60.0, 10.0)
     reports.append(_run_memory(memory, *seconds, progress=not args.no_progress))
     print(memory.table(reports[-1]))
+    print("\n== scale")
+    reports.append(_bench_scale(args))
     print("\n== bridges")
     size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
     reports.append(bridges.run(size, progress=not args.no_progress))
     print(bridges.table(reports[-1]))
-    failures = [*reports[0]["failures"], *reports[2]["failures"]]
-    for failure in reports[2]["failures"]:
+    failures = [*reports[0]["failures"], *reports[2]["failures"], *reports[3]["failures"]]
+    for failure in [*reports[2]["failures"], *reports[3]["failures"]]:
         _error(failure)
     if not reports[1]["met"]:
         failures.append("memory: the resident size target was not met")

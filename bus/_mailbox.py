@@ -6,6 +6,16 @@ empty; only then does it park. A publisher awaits (:meth:`Lane.put`) only when t
 mailbox is full under the ``block`` policy: that wait *is* the backpressure.
 trio's memory channels make every send a schedule point, which caps a bus at ~70-90k
 messages/s on this machine (SPEC §6); this keeps schedule points off the common path.
+
+Blocked publishers queue in arrival order, each with its message. When the worker has
+made room (at the low-water mark, half the mailbox, so a saturated lane trades one
+wake-up per half mailbox rather than one per message; or when it is about to park),
+:meth:`Lane.admit` moves the first waiting messages into the room, one per free slot,
+and wakes exactly their publishers, whose ``put`` has then succeeded: no publisher is
+woken to find the mailbox full again, so the work per blocked message does not grow
+with the number waiting (one park, one wake-up), and none is overtaken. While publishers
+wait, ``limit`` (what every fast path compares the mailbox's length with) is 0, so a
+newcomer queues behind them too instead of taking the room the worker made for them.
 """
 
 from __future__ import annotations
@@ -26,20 +36,40 @@ if TYPE_CHECKING:
 __all__ = ["Lane"]
 
 
+class _Putter:
+    """A publisher blocked in :meth:`Lane.put`: its task (None once woken or cancelled)
+    and its message; ``refused`` when the lane closed before taking it."""
+
+    __slots__ = ("env", "lane", "refused", "task")
+
+    def __init__(self, lane: Lane, task: trio.lowlevel.Task, env: Envelope[Any]) -> None:
+        self.lane = lane
+        self.task: trio.lowlevel.Task | None = task
+        self.env = env
+        self.refused = False
+
+    def abort(self, _: Any) -> trio.lowlevel.Abort:
+        # cancelled while waiting: admit() skips it (its message was never taken)
+        self.task = None
+        self.lane.left_queue()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 class Lane:
     """One worker's bounded mailbox. A subscription with ``concurrency=N`` has N lanes."""
 
     __slots__ = (
         "_putters",
-        "_putters_waiting",
         "capacity",
         "closed",
         "getter_parked",
         "index",
         "items",
+        "limit",
         "low_water",
         "overflow",
         "owner",
+        "putters_waiting",
         "worker",
     )
 
@@ -48,6 +78,9 @@ class Lane:
         self.index = index
         self.items: deque[Envelope[Any]] = deque()
         self.capacity = capacity
+        # what the fast paths compare len(items) with: the capacity, or 0 while
+        # publishers wait in put() (a newcomer then queues behind them)
+        self.limit = capacity
         self.low_water = capacity // 2
         self.overflow = overflow
         self.closed = False
@@ -55,8 +88,9 @@ class Lane:
         # the worker while it is parked in wait() and not yet woken (one task at most:
         # parked directly, no ParkingLot); publishers test it after every append
         self.getter_parked: trio.lowlevel.Task | None = None
-        self._putters = trio.lowlevel.ParkingLot()
-        self._putters_waiting = 0
+        self._putters: deque[_Putter] = deque()  # in arrival order; cancelled ones skipped
+        self.putters_waiting = 0
+        """Publishers blocked in :meth:`put` (the worker calls :meth:`admit` when > 0)."""
 
     # -- publisher side -------------------------------------------------------------
 
@@ -64,7 +98,7 @@ class Lane:
         """Accept *env* without waiting and return None; or return this lane when it is
         full under ``block`` (the caller then awaits :meth:`put`)."""
         items = self.items
-        if len(items) < self.capacity:
+        if len(items) < self.limit:
             items.append(env)
             if self.getter_parked:
                 self.wake_getter()
@@ -85,7 +119,8 @@ class Lane:
 
     @property
     def full(self) -> bool:
-        return len(self.items) >= self.capacity
+        """No room for a new message now (also while blocked publishers wait for some)."""
+        return len(self.items) >= self.limit
 
     def full_error(self) -> MailboxFullError:
         return MailboxFullError(
@@ -115,50 +150,87 @@ class Lane:
         return None
 
     async def put(self, env: Envelope[Any]) -> None:
-        """Wait for room, then accept *env* (the ``block`` policy's slow path)."""
+        """Wait for room, then accept *env* (the ``block`` policy's slow path): queue
+        behind the publishers already waiting and park until :meth:`admit` has put
+        *env* in the mailbox."""
         if trio.lowlevel.current_task() is self.worker:
             raise MailboxFullError(
                 f"subscriber {self.owner.name!r} published to its own full mailbox from its "
                 f"handler, which would wait forever; raise its capacity or publish from "
                 f"another task"
             )
-        tracker = self.owner.bus_state
-        tracker.blocked_puts += 1
-        try:
-            while len(self.items) >= self.capacity:
-                if self.closed:
-                    raise BusClosedError(f"subscriber {self.owner.name!r} closed while full")
-                self._putters_waiting += 1
-                try:
-                    await self._putters.park()
-                except BaseException:
-                    # not woken (a wake-up is never followed by Cancelled at this point)
-                    self._putters_waiting -= 1
-                    raise
-            self.items.append(env)
+        items = self.items
+        if len(items) < self.limit:  # room was made since the offer, and nobody waits
+            items.append(env)
             if self.getter_parked:
                 self.wake_getter()
-        finally:
-            tracker.blocked_puts -= 1
+            return
+        if self.closed:
+            raise BusClosedError(f"subscriber {self.owner.name!r} closed while full")
+        putter = _Putter(self, trio.lowlevel.current_task(), env)
+        self._putters.append(putter)
+        self.putters_waiting += 1
+        self.limit = 0
+        self.owner.bus_state.blocked_puts += 1
+        # left_queue() counts it out: admitted, refused or cancelled
+        await trio.lowlevel.wait_task_rescheduled(putter.abort)
+        if putter.refused:
+            raise BusClosedError(f"subscriber {self.owner.name!r} closed while full")
+
+    def left_queue(self) -> None:
+        """One waiting publisher is gone (admitted, refused or cancelled). It stops
+        counting as blocked now, not when its task next runs: by then the worker may
+        have handled the admitted message and parked, the moment ``drain()`` looks."""
+        self.putters_waiting -= 1
+        if not self.putters_waiting:
+            self.limit = self.capacity
+        self.owner.bus_state.blocked_puts -= 1
 
     # -- worker side ------------------------------------------------------------------
 
-    def wake_putters(self) -> None:
-        """Let every blocked publisher retry. The worker calls this at the low-water mark
-        (half empty), so a saturated lane trades one wake-up per half mailbox, not one per
-        message."""
-        self._putters_waiting = 0
-        self._putters.unpark_all()
+    def admit(self) -> None:
+        """Move the first waiting publishers' messages into the room there is, one per
+        free slot, in arrival order, and wake those publishers (their ``put`` is done).
+        The worker calls this at the low-water mark and before it parks."""
+        items, putters, reschedule = self.items, self._putters, trio.lowlevel.reschedule
+        room = self.capacity - len(items)
+        while room > 0 and putters:
+            putter = putters.popleft()
+            task = putter.task
+            if task is None:
+                continue  # cancelled while waiting
+            putter.task = None
+            items.append(putter.env)
+            room -= 1
+            self.left_queue()
+            reschedule(task)
+
+    def _refuse_waiting(self) -> None:
+        """The lane closed: wake every waiting publisher with ``BusClosedError``."""
+        putters = self._putters
+        while putters:
+            putter = putters.popleft()
+            task = putter.task
+            if task is not None:
+                putter.task = None
+                putter.refused = True
+                self.left_queue()
+                trio.lowlevel.reschedule(task)
 
     async def wait(self) -> bool:
         """Park until a message arrives. False once the lane is closed and empty."""
         state = self.owner.bus_state
         while not self.items:
             if self.closed:
+                state.idled += 1
+                if state.idle_waiters:
+                    state.idle.unpark_all()  # drain() may be waiting for this worker
                 return False
-            if self._putters_waiting:
-                self.wake_putters()
+            if self.putters_waiting:
+                self.admit()
+                continue
             self.getter_parked = trio.lowlevel.current_task()
+            state.idled += 1
             if state.idle_waiters:
                 state.idle.unpark_all()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
@@ -173,5 +245,7 @@ class Lane:
         """Stop accepting; the worker exits once the mailbox is empty."""
         self.closed = True
         self.wake_getter()
-        self.wake_putters()
+        if self.putters_waiting:
+            self.admit()  # what fits is accepted, as it would have been a moment later
+            self._refuse_waiting()
         self.owner.flush_dropped()

@@ -212,11 +212,17 @@ class RetentionLog(Generic[T]):
     oldest items go (``begin`` is the oldest retained offset, ``end`` the next one).
     ``groups`` holds the consumer groups' positions in this log (``bus._replay``), and
     ``wake`` is called after each append (set while readers wait for new items).
+
+    Each item costs one slot of a deque; its time is kept (in a second deque) only when
+    the policy bounds age, its size (a third) only when it bounds bytes: a retained
+    message is its envelope and 8 bytes, not a tuple and a float besides.
     """
 
     def __init__(self, policy: Retention) -> None:
         self.policy = policy
-        self._items: deque[tuple[float, int, T]] = deque()
+        self._items: deque[T] = deque()
+        self._times: deque[float] | None = deque() if policy.max_age is not None else None
+        self._sizes: deque[int] | None = deque() if policy.max_bytes is not None else None
         self._bytes = 0
         self.begin = 0
         """The offset of the oldest retained item."""
@@ -230,29 +236,47 @@ class RetentionLog(Generic[T]):
         return self.begin + len(self._items)
 
     def append(self, item: T, now: float, size: int = 0) -> None:
-        self._items.append((now, size, item))
-        self._bytes += size
+        self._items.append(item)
+        if self._times is not None:
+            self._times.append(now)
+        if self._sizes is not None:
+            self._sizes.append(size)
+            self._bytes += size
         self.trim(now)
         if self.wake is not None:
             self.wake()
 
     def get(self, offset: int) -> T:
         """The item at *offset*, which must be retained (``begin <= offset < end``)."""
-        return self._items[offset - self.begin][2]
+        return self._items[offset - self.begin]
 
     def trim(self, now: float) -> None:
-        p, items = self.policy, self._items
-        while items and (
-            (p.max_count is not None and len(items) > p.max_count)
-            or (p.max_bytes is not None and self._bytes > p.max_bytes)
-            or (p.max_age is not None and items[0][0] < now - p.max_age)
-        ):
-            self._bytes -= items.popleft()[1]
-            self.begin += 1
+        p, items, times, sizes = self.policy, self._items, self._times, self._sizes
+        max_count = p.max_count
+        if max_count is not None:
+            while len(items) > max_count:
+                self._drop_oldest()
+        if sizes is not None:
+            assert p.max_bytes is not None
+            while items and self._bytes > p.max_bytes:
+                self._drop_oldest()
+        if times is not None:
+            assert p.max_age is not None
+            oldest = now - p.max_age
+            while items and times[0] < oldest:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self._items.popleft()
+        if self._times is not None:
+            self._times.popleft()
+        if self._sizes is not None:
+            self._bytes -= self._sizes.popleft()
+        self.begin += 1
 
     def items(self, now: float) -> list[T]:
         self.trim(now)
-        return [item for _, _, item in self._items]
+        return list(self._items)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -2,7 +2,8 @@
 
 Everything that decides *which subscriptions a topic reaches* lives here, as plain
 sans-IO code: no trio, no clock, no tasks. The bus asks :class:`RoutingTable` for the
-targets of a topic once and caches the answer until a subscription changes.
+targets of a topic once; the table keeps the answer, and a subscription change updates
+only the answers it can affect (the tries that make that cheap are in ``_route_index``).
 
 Syntax (the same as RabbitMQ topic exchanges, so bridges need no translation):
 
@@ -20,11 +21,14 @@ This module does not know about mailboxes, delivery or types.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 from ._errors import TopicError
+from ._route_index import PatternNode, PatternTrie, TopicTrie
 
 __all__ = [
     "PRIVATE_PREFIX",
@@ -92,18 +96,18 @@ def is_pattern(text: str) -> bool:
 class Pattern:
     """A validated subscription pattern that can test topic names."""
 
-    __slots__ = ("_private", "_segments", "text")
+    __slots__ = ("private", "segments", "text")
 
     def __init__(self, text: str) -> None:
         self.text = validate_pattern(text)
-        self._segments = tuple(text.split("."))
-        self._private = text.startswith(PRIVATE_PREFIX)  # may match private topics
+        self.segments = tuple(text.split("."))
+        self.private = text.startswith(PRIVATE_PREFIX)  # may match private topics
 
     def matches(self, topic: str) -> bool:
         """True if *topic* (a valid topic name) is selected by this pattern."""
-        if not self._private and topic.startswith(PRIVATE_PREFIX):
+        if not self.private and topic.startswith(PRIVATE_PREFIX):
             return False
-        segs = self._segments
+        segs = self.segments
         if "#" not in segs and "*" not in segs:
             return topic == self.text
         words = topic.split(".")
@@ -130,37 +134,123 @@ class Pattern:
 class RoutingTable(Generic[T]):
     """Maps topics to the targets whose patterns match them, in subscription order.
 
-    ``route(topic)`` is memoised per topic; any ``add``/``remove`` clears the memo, so
-    the hot path (publish) costs one dict lookup.
+    ``route(topic)`` is memoised per topic, so the hot path (publish) costs one dict
+    lookup. A change touches only the routes it can affect, and costs what they hold:
+
+    - ``add(pattern, target)`` appends *target* to the memoised routes of the topics
+      *pattern* matches (found by walking a trie of the memoised topics, so ``order.*``
+      visits ``order``'s branch only): a new target is the newest, so it goes last, and
+      a target already on a route stays where it is;
+    - ``remove(target)`` takes *target* out of the routes that hold it (the topics its
+      patterns match, found the same way: no reverse index to keep);
+    - ``forget(topic)`` drops one topic's memo (a deleted topic);
+    - a route not memoised yet is built from a trie of the patterns, so its cost grows
+      with the patterns that can match the topic, not with all of them, and the
+      matches are merged in subscription order (each node keeps its entries in order)
+      and deduplicated in one pass: linear in the matches.
+
+    ``add`` and ``remove`` return the topics whose route changed, for the bus to drop
+    what it derived from them. Targets must be hashable (a target on a route once).
     """
 
     def __init__(self) -> None:
-        self._entries: list[tuple[Pattern, T]] = []
-        self._cache: dict[str, tuple[T, ...]] = {}
+        self._patterns: PatternTrie[T] = PatternTrie()
+        self._seq = itertools.count()
+        self._entries: dict[T, list[tuple[PatternNode[T], int, Pattern]]] = {}
+        self._size = 0
+        self._routes: dict[str, tuple[T, ...]] = {}
+        self._memoised = TopicTrie()  # the topics in _routes
 
-    def add(self, pattern: str, target: T) -> None:
-        self._entries.append((Pattern(pattern), target))
-        self._cache.clear()
+    def add(self, pattern: str, target: T) -> list[str]:
+        """Route the topics *pattern* matches to *target* too; the topics whose
+        memoised route changed."""
+        parsed = Pattern(pattern)
+        node = self._patterns.node(parsed.segments)
+        seq = next(self._seq)
+        node.entries[seq] = target
+        mine = self._entries.get(target)
+        if mine is None:
+            mine = self._entries[target] = []
+        known = bool(mine)  # then it may be on a route already, through another pattern
+        mine.append((node, seq, parsed))
+        self._size += 1
+        changed = []
+        routes = self._routes
+        for topic in self._matching(parsed):
+            route = routes[topic]
+            if known and target in route:
+                continue
+            routes[topic] = (*route, target)
+            changed.append(topic)
+        return changed
 
-    def remove(self, target: T) -> None:
-        """Forget every entry for *target* (no error if it had none)."""
-        self._entries = [(p, t) for p, t in self._entries if t != target]
-        self._cache.clear()
+    def remove(self, target: T) -> list[str]:
+        """Forget every entry for *target* (no error if it had none); the topics whose
+        memoised route changed."""
+        entries = self._entries.pop(target, ())
+        for node, seq, _ in entries:
+            del node.entries[seq]
+            self._size -= 1
+            self._patterns.prune(node)
+        changed = self._routed_by(entries)
+        routes = self._routes
+        for topic in changed:
+            route = routes[topic]
+            at = route.index(target)
+            routes[topic] = route[:at] + route[at + 1 :]
+        return changed
+
+    def forget(self, topic: str) -> None:
+        """Drop *topic*'s memoised route (the topic was deleted)."""
+        if self._routes.pop(topic, None) is not None:
+            self._memoised.discard(topic)
+
+    def routed_to(self, target: T) -> list[str]:
+        """The memoised topics whose route holds *target*."""
+        return self._routed_by(self._entries.get(target, ()))
+
+    def _routed_by(self, entries: Iterable[tuple[Any, int, Pattern]]) -> list[str]:
+        """The memoised topics one of these entries' patterns matches (each once): the
+        routes their target is on. No reverse index: the topic trie finds them."""
+        found: dict[str, None] = {}
+        for _, _, parsed in entries:
+            found.update(dict.fromkeys(self._matching(parsed)))
+        return list(found)
+
+    def _matching(self, pattern: Pattern) -> Iterator[str]:
+        """The memoised topics *pattern* matches (private ones only for its kind)."""
+        for topic in self._memoised.matching(pattern.segments):
+            if pattern.private or not topic.startswith(PRIVATE_PREFIX):
+                yield topic
 
     def route(self, topic: str) -> tuple[T, ...]:
         try:
-            return self._cache[topic]
+            return self._routes[topic]
         except KeyError:
             pass
-        targets: list[T] = []
-        for pattern, target in self._entries:
-            if pattern.matches(topic) and target not in targets:
-                targets.append(target)
-        result = self._cache[topic] = tuple(targets)
+        result = self._routes[topic] = self._build(topic)
+        self._memoised.add(topic)
         return result
 
+    def _build(self, topic: str) -> tuple[T, ...]:
+        literal = 2 if topic.startswith(PRIVATE_PREFIX) else 0  # 'bus', 'reply'
+        nodes = self._patterns.match(topic.split("."), literal)
+        if not nodes:
+            return ()
+        if len(nodes) == 1:
+            return tuple(dict.fromkeys(nodes[0].entries.values()))
+        merged = heapq.merge(*(node.entries.items() for node in nodes))  # by seq
+        return tuple(dict.fromkeys(target for _, target in merged))
+
     def __iter__(self) -> Iterator[tuple[Pattern, T]]:
-        return iter(list(self._entries))
+        """Every (pattern, target) entry, in the order they were added."""
+        entries = [
+            (seq, pattern, target)
+            for target, mine in self._entries.items()
+            for _, seq, pattern in mine
+        ]
+        entries.sort(key=lambda entry: entry[0])
+        return iter([(pattern, target) for _, pattern, target in entries])
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._size

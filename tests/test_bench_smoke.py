@@ -138,3 +138,26 @@ def test_bridges_bench_rejects_an_unknown_runtime(capsys: pytest.CaptureFixture[
         main(["bench", "bridges", "--runtimes", "thread,greenlet"])
     assert exc.value.code == 2
     assert "unknown runtime greenlet" in capsys.readouterr().err
+
+
+def test_scale_bench_reports_every_dimension_as_a_ratio(tmp_path: Path) -> None:
+    from benchmarks import scale
+    from benchmarks.plot import goals
+
+    path = tmp_path / "scale.json"
+    assert main(["bench", "scale", "--tiny", "--no-progress", "--json", str(path)]) == 0
+    report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    assert report["suite"] == "scale" and report["versions"] == ["this"]
+    assert set(report["ratios"]) == set(scale.RATIOS)
+    values = report["results"]["this"]["values"]
+    for name, ratio in report["ratios"].items():
+        small, large = values[name]["small"], values[name]["large"]
+        assert small > 0 and large > 0, name
+        rounds = values[name]["rounds"]
+        assert ratio == round(sorted(b / a for a, b in rounds)[len(rounds) // 2], 3), name
+    assert report["measures"]["retained_bytes_per_message"] > 0
+    assert set(report["measures"]["after_change_vs_memoised"]) == set(
+        scale.cases.ROUTE_CHANGES
+    )
+    assert {g.name for g in goals([report])} == set(scale.TARGETS)
+    assert all(isinstance(report["met"][name], bool) for name in scale.TARGETS)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -370,26 +371,59 @@ async def test_keys_map_to_lanes_by_crc32_so_every_process_agrees() -> None:
     assert key_slot("order-1", 4) == zlib.crc32(b"order-1") % 4
 
 
-async def test_a_routed_key_reaches_its_crc32_lane_after_the_key_memo_is_emptied(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Routing remembers each key's lane; past its size the memo starts again, and every
-    key still lands where key_slot puts it."""
-    monkeypatch.setattr("bus._actor._KEY_MEMO", 3)
-    ran: dict[str, set[object]] = defaultdict(set)
+async def _lanes_used(keys: list[str], concurrency: int, confirm: bool) -> list[int]:
+    """The lane index each keyed message was handled on, published one way or the other."""
+    used: dict[int, int] = {}
+
+    def handler(env: Envelope[int]) -> None:
+        used[env.payload] = workers.index(trio.lowlevel.current_task())
+
     async with open_bus() as bus:
         bus.topic("t", int)
-        sub = bus.subscribe(
-            "t", lambda env: ran[env.key].add(trio.lowlevel.current_task()), concurrency=4
-        )
-        keys = [f"key-{i}" for i in range(20)]
-        for _ in range(3):
+        sub = bus.subscribe("t", handler, concurrency=concurrency)
+        await trio.testing.wait_all_tasks_blocked()
+        workers = [lane.worker for lane in sub.lanes]
+        for i, key in enumerate(keys):
+            await bus.publish("t", i, key=key, confirm=confirm)
+    return [used[i] for i in range(len(keys))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=30), st.integers(2, 5))
+def test_publish_puts_a_key_on_the_lane_the_general_path_and_key_slot_choose(
+    keys: list[str], concurrency: int
+) -> None:
+    """publish's inlined keyed path (one plain subscriber with several lanes) agrees with
+    the general one (confirm=True goes through select) and with key_slot."""
+    fast = trio.run(_lanes_used, keys, concurrency, False)
+    general = trio.run(_lanes_used, keys, concurrency, True)
+    assert fast == general == [key_slot(key, concurrency) for key in keys]
+
+
+async def test_per_key_order_and_crc32_lanes_hold_past_any_number_of_keys() -> None:
+    """10,000 keys (a key->lane memo of 4,096 used to be emptied when full): every key
+    keeps its order and runs on the lane key_slot gives it, through a small mailbox
+    that makes the publisher wait and the workers interleave."""
+    keys = [f"key-{i}" for i in range(10_000)]
+    seen: dict[str, list[int]] = defaultdict(list)
+    ran: dict[str, set[object]] = defaultdict(set)
+
+    async def handler(env: Envelope[int]) -> None:
+        seen[env.key or ""].append(env.payload)
+        ran[env.key or ""].add(trio.lowlevel.current_task())
+        if env.payload % 7 == 0:
+            await trio.lowlevel.checkpoint()
+
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        sub = bus.subscribe("t", handler, concurrency=4, capacity=8)
+        for rnd in range(3):
             for key in keys:
-                await bus.publish("t", 1, key=key)
+                await bus.publish("t", rnd, key=key)
         await bus.drain()
         workers = [lane.worker for lane in sub.lanes]
-    assert len(sub._key_lanes) <= 3
     for key in keys:
+        assert seen[key] == [0, 1, 2], key
         assert ran[key] == {workers[zlib.crc32(key.encode()) % 4]}, key
 
 

@@ -59,8 +59,11 @@ def test_the_keyed_bench_fails_when_keys_move_between_workers(
 ) -> None:
     """The keyed case's order check is real: break key affinity and the case fails."""
     rand = random.Random(1)
-    monkeypatch.setattr(bus._actor, "key_slot", lambda key, n, spread=1: rand.randrange(n))
-    monkeypatch.setattr(bus._actor, "_KEY_MEMO", 0)  # no memo of a key's (random) lane
+    def scattered(data: bytes) -> int:
+        return rand.randrange(1 << 32)
+
+    monkeypatch.setattr(bus._actor, "_crc32", scattered)
+    monkeypatch.setattr(bus._bus, "_crc32", scattered)  # publish's inlined key_slot
     with pytest.raises(_harness.CaseFailed, match=r"out of order|different workers"):
         _bus_cases.bus_keyed_4workers(20_000)
 

@@ -65,6 +65,7 @@ KNOWN: set[tuple[str, str]] = {
     ("bus._cli", "benchmarks.bridges"),
     ("bus._cli", "benchmarks.local"),
     ("bus._cli", "benchmarks.memory"),
+    ("bus._cli", "benchmarks.scale"),
     ("bus._cli", "benchmarks.plot"),
     ("bus._cli_brokers", "bridges"),
     ("bus._cli_brokers", "bridges._urls"),

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bus import BusClosedError, Envelope, PayloadTypeError, RequestTimeoutError, open_bus
 
@@ -213,3 +215,39 @@ async def test_topic_handle_publishes_nowait() -> None:
         bus.subscribe("t", lambda env: got.append(env.payload))
         numbers.publish_nowait(7)
     assert got == [7]
+
+
+async def _fan_out(
+    mailboxes: list[tuple[int, str]], count: int, batch: bool
+) -> tuple[dict[str, list[int]], dict[str, int]]:
+    got: dict[str, list[int]] = {f"s{i}": [] for i in range(len(mailboxes))}
+    async with open_bus() as bus:
+        bus.topic("t", int)
+        for i, (capacity, overflow) in enumerate(mailboxes):
+            bus.subscribe(
+                "t", lambda env, name=f"s{i}": got[name].append(env.payload), name=f"s{i}",
+                capacity=capacity, overflow=overflow,
+            )
+        if batch:
+            await bus.publish_batch("t", range(count))
+        else:
+            for n in range(count):
+                await bus.publish("t", n)
+    return got, {name: actor.dropped for name, actor in bus.stats().actors.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    st.sampled_from(["block", "drop_newest", "drop_oldest"]),
+    st.integers(0, 20),
+)
+def test_publish_batch_fanning_out_leaves_what_publishing_in_turn_does(
+    capacities: list[int], overflow: str, count: int
+) -> None:
+    """publish_batch to several plain mailboxes (one extend each for what fits in all,
+    then one envelope at a time) ends as publish of each payload in turn would."""
+    mailboxes = [(capacity, overflow) for capacity in capacities]
+    assert trio.run(_fan_out, mailboxes, count, True) == trio.run(
+        _fan_out, mailboxes, count, False
+    )
