@@ -4,12 +4,13 @@
 ingress is a task in it. :class:`Bus` is the front of the parts that do the work, each
 in its own module: the declared topics (``_topics``), the routing table and the general
 route (``_route``), the subscribers (``_subscribers``; an actor is ``_actor`` + its
-``_worker``), request/reply (``_request``), bridges (``_attach``), draining (``_drain``),
-and what they share (``_state``). The publish hot paths live here: publishing is
-synchronous until a mailbox is full: the envelope is built, checked against the topic's
-type, appended to each matching mailbox, and ``publish`` returns without a schedule
-point (the fast-path protocol in ``bus/_mailbox.py``). Under the ``block`` policy a full
-mailbox makes ``publish`` wait, which is how backpressure reaches the publisher.
+``_worker``), bridges (``_attach``), draining (``_drain``), and what they share
+(``_state``); request/reply (``_request``) is a base class of ``Bus``, for speed. The
+publish hot paths live here: publishing is synchronous until a mailbox is full: the
+envelope is built, checked against the topic's type, appended to each matching mailbox,
+and ``publish`` returns without a schedule point (the fast-path protocol in
+``bus/_mailbox.py``). Under the ``block`` policy a full mailbox makes ``publish`` wait,
+which is how backpressure reaches the publisher.
 
 Exception policy: an actor that gives up (``SupervisorGaveUp``) or any other error in a
 bus task cancels the bus and surfaces from ``open_bus``. trio groups such errors in an
@@ -37,12 +38,12 @@ from ._codec import Codec
 from ._done import Delivery
 from ._drain import drain
 from ._envelope import Envelope, IdGenerator, check_headers, describe
-from ._errors import BusClosedError, ConfigurationError, NotDeliveredError, PayloadTypeError
+from ._errors import BusClosedError, ConfigurationError, PayloadTypeError
 from ._log import get_logger
 from ._policy import DedupWindow, Overflow, Retention, RetryPolicy, Supervision
 from ._replay import LogReader, wake_readers
-from ._request import Requests
-from ._route import Router
+from ._request import RequestReply
+from ._route import Router, confirmed
 from ._routing import validate_topic
 from ._state import BusState
 from ._stats import BusStats
@@ -97,7 +98,7 @@ class Topic(Generic[T]):
         return f"Topic({self.name!r}, {getattr(self.type, '__qualname__', self.type)})"
 
 
-class Bus:
+class Bus(RequestReply):
     """An in-process event bus. Create it with ``async with open_bus() as bus``."""
 
     def __init__(
@@ -139,13 +140,10 @@ class Bus:
         # patterns never match it (_routing), and topics()/stats() leave it out.
         self.reply_topic = f"bus.reply.{self._new_id()}"
         self.topic(self.reply_topic, object)
-        self._requests = Requests(
-            state, self._topics, reply_topic=self.reply_topic, new_id=self._new_id,
-            new_int=self._next_int, publish=self.publish, publish_nowait=self.publish_nowait,
-        )
-        self._router.add(self.reply_topic, self._requests.replies)
+        self._init_requests()
+        self._router.add(self.reply_topic, self._replies)
         state.connect(
-            route=self._router.route, request_failed=self._requests.failed,
+            route=self._router.route, request_failed=self._request_failed,
             unsubscribe=self._subscribers.remove,
         )
 
@@ -258,7 +256,7 @@ class Bus:
             )
             await self._router.deliver(spec, env)
             if confirm:
-                await _confirmed(env)
+                await confirmed(env)
             return env
         # the steps of _deliver for targets that cannot refuse, inlined
         env = Envelope(self._next_int(), topic, payload, key, headers, _time(), 1, self.name)
@@ -398,7 +396,7 @@ class Bus:
             )
         await self._router.route(env)
         if confirm:
-            await _confirmed(env)
+            await confirmed(env)
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -515,47 +513,6 @@ class Bus:
         self._topics.delete(topic)
         self._router.table.forget(topic)
 
-    # -- request / reply --------------------------------------------------------------
-
-    @overload
-    async def request(
-        self, topic: str, payload: Any, *, timeout: float, reply_type: type[R],  # noqa: ASYNC109
-        key: str | None = None, headers: dict[str, str] | None = None,
-    ) -> Envelope[R]: ...
-    @overload
-    async def request(
-        self, topic: str, payload: Any, *, timeout: float, reply_type: None = None,  # noqa: ASYNC109
-        key: str | None = None, headers: dict[str, str] | None = None,
-    ) -> Envelope[Any]: ...
-
-    async def request(
-        self, topic: str, payload: Any, *, timeout: float, reply_type: Any = None,  # noqa: ASYNC109
-        key: str | None = None, headers: dict[str, str] | None = None,
-    ) -> Envelope[Any]:
-        """Publish a request and wait for the reply envelope.
-
-        *reply_type* declares the reply's payload type: a replier on this bus gets
-        :class:`PayloadTypeError` from ``bus.reply`` when it answers with anything else,
-        and a reply of another type arriving through a bridge raises it here. Raises
-        :class:`RequestFailedError` when a subscriber handling the request failed on its
-        last attempt (it was dead-lettered: no reply will come), and
-        :class:`RequestTimeoutError` when no answer arrives within *timeout* seconds
-        (trio's clock). The first answer wins.
-        """
-        return await self._requests.request(
-            topic, payload, timeout=timeout, reply_type=reply_type, key=key, headers=headers
-        )
-
-    async def reply(
-        self, request: Envelope[Any], payload: Any, *, headers: dict[str, str] | None = None
-    ) -> None:
-        """Answer *request* (an envelope published by :meth:`request`).
-
-        Raises :class:`PayloadTypeError` if the request declared a ``reply_type`` that
-        *payload* is not (checked here when the requester is on this bus).
-        """
-        await self._requests.reply(request, payload, headers)
-
     # -- lifetime ---------------------------------------------------------------------
 
     @property
@@ -576,7 +533,7 @@ class Bus:
         topics = self._topics.stats(trio.current_time())
         actors = {sub.name: sub.stats() for sub in self._subscribers}
         return BusStats(
-            topics=topics, actors=actors, pending_requests=len(self._requests.pending),
+            topics=topics, actors=actors, pending_requests=len(self._pending),
             dead_letters_undeliverable=self._state.dead_letters_undeliverable,
         )
 
@@ -593,7 +550,7 @@ class Bus:
 def _close(bus: Bus) -> None:
     """Stop accepting publishes and intake from bridges; workers exit when empty."""
     bus._state.closed = True
-    bus._requests.clock.close()
+    bus._clock.close()
     for spec in bus._topics.specs.values():
         if spec.log is not None:
             wake_readers(spec.log)  # following readers end
@@ -619,18 +576,6 @@ def _report_undelivered(bus: Bus, drain_timeout: float | None) -> None:
 async def _close_bridges(bus: Bus) -> None:
     for att in list(bus._attachments.values()):
         await att.aclose()
-
-
-async def _confirmed(env: Envelope[Any]) -> None:
-    delivery = env.delivery
-    assert delivery is not None
-    await delivery.wait()
-    if delivery.failures:
-        said = "; ".join(f"{f.subscriber}: {f.outcome} ({f.reason})" for f in delivery.failures)
-        raise NotDeliveredError(
-            f"message {env.id} on {env.topic!r} was not handled by every subscriber: {said}",
-            delivery=delivery,
-        )
 
 
 @asynccontextmanager

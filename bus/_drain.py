@@ -1,8 +1,8 @@
 """Draining: waiting until a bus has nothing left to do.
 
 A bus is *quiet* when no publisher waits for room and every mailbox is empty with its
-worker parked (no handler running or retrying). Workers report going idle through
-``BusState.went_idle``, which wakes :func:`drain`; a blocked publisher counts in
+worker parked (no handler running or retrying). A worker going idle counts itself in
+``BusState.idled`` and wakes :func:`drain` (``Lane.wait``); a blocked publisher counts in
 ``BusState.blocked_puts`` until it is admitted. ``open_bus`` drains before it closes,
 bounded by its ``drain_timeout``.
 """

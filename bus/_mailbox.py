@@ -263,13 +263,17 @@ class Lane:
         state = self.owner.bus_state
         while not self.items:
             if self.closed:
-                state.went_idle()
+                state.idled += 1  # BusState.went_idle, inlined: once per park (A/B)
+                if state.idle_waiters:
+                    state.idle.unpark_all()  # drain() may be waiting for this worker
                 return False
             if self.putters_waiting:
                 self.admit()
                 continue
             self.getter_parked = trio.lowlevel.current_task()
-            state.went_idle()
+            state.idled += 1  # BusState.went_idle, inlined
+            if state.idle_waiters:
+                state.idle.unpark_all()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
         return True
 

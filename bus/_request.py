@@ -7,8 +7,10 @@ headers of a subscriber that failed on the request for good (:meth:`Requests.fai
 called as the request is dead-lettered), or its deadline. Deadlines are kept by one
 system task per bus (:class:`_RequestClock`), not a cancel scope per request.
 
-This module publishes through the functions the bus gives it, and declares reply topics
-through the bus's :class:`~bus._topics.Topics`; it holds no ``Bus``.
+:class:`RequestReply` is a base class of ``Bus`` holding this job's methods and state,
+not a part the bus delegates to: a ``request``/``reply`` that only passed the call on
+cost 2% of a round trip (A/B: docs/performance.md, "One house"). It names what it needs
+of the bus it is part of (its state, topics, ids, ``publish``) at the top of the class.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
@@ -46,54 +48,71 @@ from ._log import get_logger
 from ._state import BusState
 from ._topics import Topics
 
-__all__ = ["Requests"]
+__all__ = ["RequestReply"]
 
 log = get_logger("bus")
 _time = time.time
+R = TypeVar("R")
 
 
-class Requests:
-    """The requests of one bus waiting for their answers (see the module docstring)."""
+class RequestReply:
+    """Request/reply, a part of :class:`~bus.Bus` (see the module docstring)."""
 
-    def __init__(
-        self,
-        state: BusState,
-        topics: Topics,
-        *,
-        reply_topic: str,
-        new_id: Callable[[], str],
-        new_int: Callable[[], Any],
-        publish: Callable[..., Awaitable[Envelope[Any]]],
-        publish_nowait: Callable[..., Envelope[Any]],
-    ) -> None:
-        self.state = state
-        self.topics = topics
-        self.reply_topic = reply_topic
-        self._new_id = new_id
-        self._new_int = new_int
-        self._publish = publish
-        self._publish_nowait = publish_nowait
-        self.pending: dict[str, _Pending] = {}
-        self.clock = _RequestClock()
-        self.replies = _ReplyTarget(self.pending)
+    # what it needs of the bus it is part of (set by Bus.__init__)
+    name: str
+    reply_topic: str
+    _state: BusState
+    _topics: Topics
+    _new_id: Callable[[], str]
+    _next_int: Callable[[], Any]
+
+    if TYPE_CHECKING:  # Bus's own, with these signatures
+        async def publish(
+            self, topic: str, payload: Any, *, key: str | None = None,
+            headers: dict[str, str] | None = None, confirm: bool = False,
+        ) -> Envelope[Any]: ...
+
+        def publish_nowait(
+            self, topic: str, payload: Any, *, key: str | None = None,
+            headers: dict[str, str] | None = None,
+        ) -> Envelope[Any]: ...
+
+    def _init_requests(self) -> None:
+        self._pending: dict[str, _Pending] = {}
+        self._clock = _RequestClock()
+        self._replies = _ReplyTarget(self._pending)
         """The routing table's target for :attr:`reply_topic` (replies via a bridge)."""
 
+    @overload
     async def request(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        timeout: float,  # noqa: ASYNC109 - request/reply's timeout is part of the contract
-        reply_type: Any,
-        key: str | None,
-        headers: dict[str, str] | None,
+        self, topic: str, payload: Any, *, timeout: float, reply_type: type[R],  # noqa: ASYNC109
+        key: str | None = None, headers: dict[str, str] | None = None,
+    ) -> Envelope[R]: ...
+    @overload
+    async def request(
+        self, topic: str, payload: Any, *, timeout: float, reply_type: None = None,  # noqa: ASYNC109
+        key: str | None = None, headers: dict[str, str] | None = None,
+    ) -> Envelope[Any]: ...
+
+    async def request(
+        self, topic: str, payload: Any, *, timeout: float, reply_type: Any = None,  # noqa: ASYNC109
+        key: str | None = None, headers: dict[str, str] | None = None,
     ) -> Envelope[Any]:
-        """``Bus.request`` (see its docstring)."""
+        """Publish a request and wait for the reply envelope.
+
+        *reply_type* declares the reply's payload type: a replier on this bus gets
+        :class:`PayloadTypeError` from ``bus.reply`` when it answers with anything else,
+        and a reply of another type arriving through a bridge raises it here. Raises
+        :class:`RequestFailedError` when a subscriber handling the request failed on its
+        last attempt (it was dead-lettered: no reply will come), and
+        :class:`RequestTimeoutError` when no answer arrives within *timeout* seconds
+        (trio's clock). The first answer wins.
+        """
         if not timeout > 0 or math.isinf(timeout):
             raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
-        if self.state.closed:
+        if self._state.closed:
             raise BusClosedError(
-                f"bus {self.state.name!r} is closed; request inside its async with"
+                f"bus {self.name!r} is closed; request inside its async with"
             )
         codec = None if reply_type is None else codec_for(reply_type)
         correlation = self._new_id()
@@ -101,20 +120,20 @@ class Requests:
         hdrs[H_REPLY_TO] = self.reply_topic
         hdrs[H_CORRELATION_ID] = correlation
         deadline = trio.current_time() + timeout
-        pending = self.pending[correlation] = _Pending(topic, codec, deadline)
+        pending = self._pending[correlation] = _Pending(topic, codec, deadline)
         try:
             # No cancel scope per request (entering and leaving one was a third of a
             # round trip): the bus's request clock wakes this task at its deadline.
-            self.clock.add(pending, timeout, len(self.pending))
+            self._clock.add(pending, timeout, len(self._pending))
             try:
-                self._publish_nowait(topic, payload, key=key, headers=hdrs)
+                self.publish_nowait(topic, payload, key=key, headers=hdrs)
             except trio.WouldBlock:  # a full mailbox: wait for room, within the timeout
                 with trio.move_on_at(deadline):
-                    await self._publish(topic, payload, key=key, headers=hdrs)
+                    await self.publish(topic, payload, key=key, headers=hdrs)
             await pending.wait()
         finally:
             pending.finished = True
-            del self.pending[correlation]
+            del self._pending[correlation]
         reply = pending.reply
         if reply is None:
             raise RequestTimeoutError(
@@ -128,9 +147,13 @@ class Requests:
         return reply
 
     async def reply(
-        self, request: Envelope[Any], payload: Any, headers: dict[str, str] | None
+        self, request: Envelope[Any], payload: Any, *, headers: dict[str, str] | None = None
     ) -> None:
-        """``Bus.reply`` (see its docstring)."""
+        """Answer *request* (an envelope published by :meth:`request`).
+
+        Raises :class:`PayloadTypeError` if the request declared a ``reply_type`` that
+        *payload* is not (checked here when the requester is on this bus).
+        """
         reply_to = request.headers.get(H_REPLY_TO)
         correlation = request.headers.get(H_CORRELATION_ID)
         if reply_to is None or correlation is None:
@@ -141,26 +164,24 @@ class Requests:
         hdrs = dict(headers or {})
         hdrs[H_CORRELATION_ID] = correlation
         if reply_to == self.reply_topic:
-            pending = self.pending.get(correlation)
+            pending = self._pending.get(correlation)
             if pending is not None and pending.codec is not None:
                 _check_reply(pending.codec, pending.topic, payload)
             if headers is not None:
                 check_headers(headers)
-            self.replies.route_offer(self._reply_envelope(reply_to, payload, request.key, hdrs))
+            self._replies.route_offer(self._reply_envelope(reply_to, payload, request.key, hdrs))
             return
         # the requester is another process's bus: the reply travels through a bridge
-        if reply_to not in self.topics.specs:
-            self.topics.declare(reply_to, object, None)
-        await self._publish(reply_to, payload, key=request.key, headers=hdrs)
+        if reply_to not in self._topics.specs:
+            self._topics.declare(reply_to, object, None)
+        await self.publish(reply_to, payload, key=request.key, headers=hdrs)
 
     def _reply_envelope(
         self, reply_to: str, payload: Any, key: str | None, headers: dict[str, str]
     ) -> Envelope[Any]:
-        return Envelope(
-            self._new_int(), reply_to, payload, key, headers, _time(), 1, self.state.name
-        )
+        return Envelope(self._next_int(), reply_to, payload, key, headers, _time(), 1, self.name)
 
-    async def failed(self, dead: Envelope[Any]) -> None:
+    async def _request_failed(self, dead: Envelope[Any]) -> None:
         """Tell the requester that *dead* (a request about to be dead-lettered, with the
         error headers) will get no reply."""
         reply_to = dead.headers[H_REPLY_TO]
@@ -173,11 +194,11 @@ class Requests:
         }
         hdrs[H_ORIGINAL_TOPIC] = dead.topic
         if reply_to == self.reply_topic:
-            self.replies.route_offer(self._reply_envelope(reply_to, None, dead.key, hdrs))
-        elif not self.state.closed:
-            if reply_to not in self.topics.specs:
-                self.topics.declare(reply_to, object, None)
-            await self._publish(reply_to, None, key=dead.key, headers=hdrs)
+            self._replies.route_offer(self._reply_envelope(reply_to, None, dead.key, hdrs))
+        elif not self._state.closed:
+            if reply_to not in self._topics.specs:
+                self._topics.declare(reply_to, object, None)
+            await self.publish(reply_to, None, key=dead.key, headers=hdrs)
 
 
 class _Pending:

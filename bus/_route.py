@@ -22,14 +22,14 @@ from typing import Any, Protocol
 import trio
 
 from ._envelope import Envelope
-from ._errors import BusClosedError
+from ._errors import BusClosedError, NotDeliveredError
 from ._mailbox import Lane
 from ._policy import Overflow
 from ._routing import RoutingTable
 from ._state import BusState
 from ._topics import Topics, TopicSpec
 
-__all__ = ["Router", "Target"]
+__all__ = ["Router", "Target", "confirmed"]
 
 
 class Target(Protocol):
@@ -205,3 +205,17 @@ class Router:
             for offer in offers:
                 if (full := offer(env)) is not None:
                     await full.put(env)
+
+
+async def confirmed(env: Envelope[Any]) -> None:
+    """Wait until tracked *env* is done; :class:`NotDeliveredError` if a subscriber
+    dead-lettered or dropped it (``publish(confirm=True)``, ``route(confirm=True)``)."""
+    delivery = env.delivery
+    assert delivery is not None
+    await delivery.wait()
+    if delivery.failures:
+        said = "; ".join(f"{f.subscriber}: {f.outcome} ({f.reason})" for f in delivery.failures)
+        raise NotDeliveredError(
+            f"message {env.id} on {env.topic!r} was not handled by every subscriber: {said}",
+            delivery=delivery,
+        )

@@ -93,12 +93,6 @@ class BusState:
             return self.tracing.publish(self.name, topic, headers, count)
         return inherit(headers)
 
-    def went_idle(self) -> None:
-        """A worker parked on an empty mailbox or stopped on a closed one."""
-        self.idled += 1
-        if self.idle_waiters:
-            self.idle.unpark_all()  # drain() may be waiting for this worker
-
     async def dead_letter(self, env: Envelope[Any]) -> str:
         """Publish *env* (its error headers set) on the dead-letter topic, as a message of
         the bus's own (``dead_letter_headers``). A tracked message stays undone until its

@@ -9,10 +9,12 @@ messages into the same subscribers; every subscriber's every lane must get the s
 messages in the same order, drop and refuse the same ones, and the topic must retain and
 count the same. (Keyless messages to a subscriber with several lanes are compared by
 subscriber, not lane: spreading them round-robin promises no lane, and a publish_nowait
-that says WouldBlock has already turned the wheel once.) The subscribers share one overflow policy per example: with ``block`` the
-publisher waits and the workers run, so everything arrives; with the others it never
-waits, so what is dropped is decided before any worker runs (mixing the two would make
-the outcome depend on the scheduler, not on the path).
+that says WouldBlock has already turned the wheel once.) The subscribers share one
+overflow policy per example: with ``block`` the publisher waits and the workers run, so
+everything arrives; with the others it never waits, so what is dropped is decided before
+any worker runs (mixing the two would make the outcome depend on the scheduler, not on
+the path).
+
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ async def test_answered_requests_behind_a_slow_one_are_not_kept(autojump_clock: 
             await trio.sleep(0.1)
             for i in range(1000):
                 assert (await bus.request("fast", i, timeout=100.0)).payload == i
-            queued = sum(len(q) for q in bus._requests.clock.queues.values())
+            queued = sum(len(q) for q in bus._clock.queues.values())
             assert queued <= 2 * 2 + 64 + 1
             nursery.cancel_scope.cancel()
         assert bus.stats().pending_requests == 0
