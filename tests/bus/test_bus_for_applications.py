@@ -105,6 +105,7 @@ async def test_subscriptions_of_a_topic_are_those_it_reaches() -> None:
         assert bus.subscriptions("orders") == [first, second]  # '#' matches zero segments
         assert bus.subscriptions("payments.x") == [other]
         assert bus.subscriptions("nothing") == []
+        assert bus.subscriptions(bus.reply_topic) == []  # the reply router is no subscription
         assert set(bus.subscriptions()) == {direct, first, second, other}
         direct.close()
         assert set(bus.subscriptions("orders.created")) == {first, second}
