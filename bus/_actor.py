@@ -136,7 +136,8 @@ class Subscription(Worker):
             lanes = self.lanes
             lane = lanes[_crc32(key.encode()) % len(lanes)]  # key_slot(key, n), inlined
         items = lane.items
-        if len(items) < lane.limit:  # fast path: bus/_mailbox.py
+        # fast path: bus/_mailbox.py, A/B: docs/performance.md "Fast paths"
+        if len(items) < lane.limit:
             items.append(env)
             if lane.getter_parked:
                 lane.wake_getter()

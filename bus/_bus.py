@@ -213,6 +213,8 @@ class Bus(RequestReply):
         :class:`UnknownTopicError` for an undeclared topic on a strict bus, and
         :class:`BusClosedError` after the bus closed. Not a schedule point unless it waits.
         """
+        # The publish prelude, copied in publish, publish_nowait and (per batch)
+        # publish_batch: one shared function cost 1->1 12 % (docs/performance.md "Fast paths")
         state = self._state
         if state.closed:
             raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
@@ -238,7 +240,9 @@ class Bus(RequestReply):
                 self._next_int(), topic, payload, key, headers, _time(), 1, self.name
             )
             spec.published += 1
-            items = lane.items  # Lane.offer, inlined (fast path: bus/_mailbox.py)
+            # Lane.offer, inlined
+            # fast path: bus/_mailbox.py, A/B: docs/performance.md "Fast paths"
+            items = lane.items
             if len(items) < lane.limit:
                 items.append(env)
                 if lane.getter_parked:
@@ -264,7 +268,8 @@ class Bus(RequestReply):
         if spec.lanes is not None:
             for lane in spec.lanes:  # the same, for each of several plain subscribers
                 items = lane.items
-                if len(items) < lane.limit:  # fast path: bus/_mailbox.py
+                # fast path: bus/_mailbox.py, A/B: docs/performance.md "Fast paths"
+                if len(items) < lane.limit:
                     items.append(env)
                     if lane.getter_parked:
                         lane.wake_getter()
@@ -275,7 +280,8 @@ class Bus(RequestReply):
             spec.retain(env)
         elif key is not None and (keyed := spec.keyed) is not None:
             # Subscription._offer_spread for a key, inlined: the key's lane by CRC-32
-            # (key_slot), then Lane.offer (fast path: bus/_mailbox.py)
+            # (key_slot), then Lane.offer
+            # fast path: bus/_mailbox.py, A/B: docs/performance.md "Fast paths"
             lane = keyed[_crc32(key.encode()) % len(keyed)]
             items = lane.items
             if len(items) < lane.limit:
@@ -305,6 +311,8 @@ class Bus(RequestReply):
         in one step. Returns the envelopes. Waits only where a ``block`` mailbox is full;
         with an ``overflow="error"`` subscriber each message is all-or-nothing by itself.
         """
+        # The publish prelude, copied in publish, publish_nowait and (per batch)
+        # publish_batch: one shared function cost 1->1 12 % (docs/performance.md "Fast paths")
         state = self._state
         if state.closed:
             raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
@@ -344,6 +352,8 @@ class Bus(RequestReply):
         and :class:`BusClosedError` are raised as ``publish`` raises them. Not a schedule
         point.
         """
+        # The publish prelude, copied in publish, publish_nowait and (per batch)
+        # publish_batch: one shared function cost 1->1 12 % (docs/performance.md "Fast paths")
         state = self._state
         if state.closed:
             raise BusClosedError(f"bus {self.name!r} is closed; publish inside its async with")
@@ -366,7 +376,8 @@ class Bus(RequestReply):
             self._next_int(), topic, payload, key, headers, _time(), 1, self.name
         )
         lane = spec.lane
-        if lane is not None and len(lane.items) < lane.limit:  # fast path: bus/_mailbox.py
+        # fast path: bus/_mailbox.py, A/B: docs/performance.md "Fast paths"
+        if lane is not None and len(lane.items) < lane.limit:
             spec.published += 1
             lane.items.append(env)
             if lane.getter_parked:

@@ -38,10 +38,10 @@ bus/_mailbox.py`` where it is and must keep these rules:
 The worker's side of the same protocol: having taken messages off its lane it calls
 :meth:`Lane.admit` when ``putters_waiting`` and the mailbox is at or below
 ``low_water``, and :meth:`Lane.wait` admits before it parks. The copies: ``Bus.publish``
-(one lane, several lanes, keyed lanes), ``Bus.publish_nowait``, ``publish_batch`` (one
-``extend`` per lane), ``Subscription._offer_spread`` and :meth:`Lane.put` (room made
-since the offer). ``tests/bus/test_fast_paths.py`` holds every one of them to the
-general route's result.
+(one lane, several lanes, keyed lanes), ``Bus.publish_nowait``, ``Router.deliver_batch``
+(``publish_batch``: one ``extend`` per lane), ``Subscription._offer_spread`` and
+:meth:`Lane.put` (room made since the offer). ``tests/bus/test_fast_paths.py`` holds
+every one of them to the general route's result.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class Lane:
                 f"another task"
             )
         items = self.items
-        if len(items) < self.limit:  # room made since the offer (fast path: bus/_mailbox.py)
+        if len(items) < self.limit:  # room made since the offer (fast path, above)
             items.append(env)
             if self.getter_parked:
                 self.wake_getter()

@@ -185,7 +185,8 @@ class Router:
         if lanes is not None:
             # Plain mailboxes: the envelopes that fit in every one go in with one extend
             # each (the state publishing them in turn would leave), the rest one by one.
-            # (fast path: bus/_mailbox.py; limit, not capacity, so no one jumps the queue)
+            # (limit, not capacity: no one jumps the queue)
+            # fast path: bus/_mailbox.py, A/B: docs/performance.md "Fast paths"
             fit = max(0, min(lane.limit - len(lane.items) for lane in lanes))
             if fit:
                 part = envs[:fit] if fit < len(envs) else envs
