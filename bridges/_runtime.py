@@ -22,11 +22,17 @@ measurement (SPEC §6, ``docs/bridges.md``)::
 
 Both kinds: cancelling the trio caller of ``run`` cancels the asyncio task and waits for
 it to finish (at most *cancel_timeout* seconds) before ``trio.Cancelled`` propagates, so
-a cancelled client call is over when ``run`` returns. An exception from ``async_fn``
-propagates with its own type; translating client errors to bus errors is the bridge's
-job. When the block exits, leftover asyncio tasks are cancelled, async generators and
-the default executor are shut down, the loop is closed and the thread joined: nothing of
-ours is left running.
+a cancelled client call is over when ``run`` returns. An error nobody awaits (a client's
+background task that failed, asyncio's "Task exception was never retrieved") is logged as
+``runtime.task_error`` and the loop goes on: trio-asyncio's own handler would re-raise it
+into the loop's nursery, ending the loop and every client task on it with their sockets
+open (a Kafka consumer's, after a broker restart). If the loop ends anyway, calls still
+waiting on it raise :exc:`~bus.BusClosedError` instead of waiting for ever.
+
+An exception from ``async_fn`` propagates with its own type; translating client errors
+to bus errors is the bridge's job. When the block exits, leftover asyncio tasks are
+cancelled, async generators and the default executor are shut down, the loop is closed
+and the thread joined: nothing of ours is left running.
 
 This module knows nothing about brokers.
 """
@@ -43,12 +49,31 @@ from typing import Any, Literal, TypeVar
 import trio
 
 from bus import BusClosedError, ConfigurationError, MissingDependencyError
+from bus._log import get_logger
 
 __all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
 
 T = TypeVar("T")
 RuntimeKind = Literal["thread", "trio-asyncio"]
 KINDS: tuple[RuntimeKind, ...] = ("thread", "trio-asyncio")
+
+log = get_logger("bus.bridges")
+
+
+ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]
+
+
+def _log_unhandled(kind: RuntimeKind) -> ExceptionHandler:
+    """The loop's exception handler: log what no task awaited, keep the loop running."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        log.warning(
+            "runtime.task_error", runtime=kind, message=context.get("message", ""),
+            error=None if exc is None else repr(exc),
+        )
+
+    return handler
 
 
 async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
@@ -86,8 +111,10 @@ class _ThreadRuntime(Runtime):
         self._cancel_timeout = cancel_timeout
         self._token = trio.lowlevel.current_trio_token()
         self._loop = asyncio.SelectorEventLoop()
+        self._loop.set_exception_handler(_log_unhandled(self.kind))
         self._closing = False
         self._exited = trio.Event()
+        self._waiting: set[trio.Event] = set()  # calls in flight (touched in trio only)
         self._thread = threading.Thread(
             target=self._main, name="trio-bus-asyncio", daemon=True
         )
@@ -101,7 +128,13 @@ class _ThreadRuntime(Runtime):
             loop.close()
             asyncio.set_event_loop(None)
             with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._exited.set)
+                self._token.run_sync_soon(self._ended)
+
+    def _ended(self) -> None:
+        self._closing = True
+        self._exited.set()
+        for done in self._waiting:  # their tasks will never finish now
+            done.set()
 
     def start(self) -> None:
         self._thread.start()
@@ -132,6 +165,7 @@ class _ThreadRuntime(Runtime):
             loop.call_soon_threadsafe(start)
         except RuntimeError as exc:  # the loop closed under us
             raise BusClosedError("the asyncio runtime is closed") from exc
+        self._waiting.add(done)
         try:
             await done.wait()
         except trio.Cancelled:
@@ -140,6 +174,10 @@ class _ThreadRuntime(Runtime):
             with trio.move_on_after(self._cancel_timeout, shield=True):
                 await done.wait()
             raise
+        finally:
+            self._waiting.discard(done)
+        if not box or not box[0].done():
+            raise BusClosedError("the asyncio runtime ended during the call")
         task = box[0]
         if task.cancelled() and self._closing:
             raise BusClosedError("the asyncio runtime closed during the call")
@@ -193,6 +231,7 @@ class _TrioAsyncioRuntime(Runtime):
         self._stop = trio.Event()
         self._exited = trio.Event()
         self._error: BaseException | None = None
+        self._waiting: set[trio.Event] = set()  # calls in flight
 
     async def start(self) -> None:
         # The loop lives in a nursery, which must be exited by the task that entered it;
@@ -208,16 +247,21 @@ class _TrioAsyncioRuntime(Runtime):
     async def _serve(self, trio_asyncio: Any) -> None:
         try:
             async with trio_asyncio.open_loop() as loop:
+                loop.set_exception_handler(_log_unhandled(self.kind))
                 self._loop = loop
                 self._ready.set()
                 await self._stop.wait()
                 self._closing = True
         except Exception as exc:  # a system task must not raise: keep it for start()
             self._error = exc
+            if self._ready.is_set():
+                log.error("runtime.ended", runtime=self.kind, error=repr(exc))
         finally:
             self._closing = True
             self._ready.set()
             self._exited.set()
+            for done in self._waiting:  # their tasks will never finish now
+                done.set()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -239,13 +283,19 @@ class _TrioAsyncioRuntime(Runtime):
             coro.close()
             raise
         task.add_done_callback(lambda _: done.set())
+        self._waiting.add(done)
         try:
             await done.wait()
         except trio.Cancelled:
-            task.cancel()
-            with trio.move_on_after(self._cancel_timeout, shield=True):
-                await done.wait()
+            if not self._exited.is_set():
+                task.cancel()
+                with trio.move_on_after(self._cancel_timeout, shield=True):
+                    await done.wait()
             raise
+        finally:
+            self._waiting.discard(done)
+        if not task.done():
+            raise BusClosedError("the asyncio runtime ended during the call")
         if task.cancelled() and self._closing:
             raise BusClosedError("the asyncio runtime closed during the call")
         return task.result()
