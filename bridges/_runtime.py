@@ -22,12 +22,15 @@ measurement (SPEC §6, ``docs/bridges.md``)::
 
 Both kinds: cancelling the trio caller of ``run`` cancels the asyncio task and waits for
 it to finish (at most *cancel_timeout* seconds) before ``trio.Cancelled`` propagates, so
-a cancelled client call is over when ``run`` returns. An error nobody awaits (a client's
-background task that failed, asyncio's "Task exception was never retrieved") is logged as
-``runtime.task_error`` and the loop goes on: trio-asyncio's own handler would re-raise it
-into the loop's nursery, ending the loop and every client task on it with their sockets
-open (a Kafka consumer's, after a broker restart). If the loop ends anyway, calls still
-waiting on it raise :exc:`~bus.BusClosedError` instead of waiting for ever.
+a cancelled client call is over when ``run`` returns. A call the client cancelled itself
+raises :exc:`~bus.BackendError`, never asyncio's ``CancelledError``.
+
+An error nobody awaits (a client's background task that failed, asyncio's "Task
+exception was never retrieved") is logged as ``runtime.task_error`` and the loop goes
+on: trio-asyncio's own handler would re-raise it into the loop's nursery, ending the
+loop and every client task on it with their sockets open (a Kafka consumer's, after a
+broker restart). If the loop ends anyway, calls still waiting on it raise
+:exc:`~bus.BusClosedError` instead of waiting for ever.
 
 An exception from ``async_fn`` propagates with its own type; translating client errors
 to bus errors is the bridge's job. When the block exits, leftover asyncio tasks are
@@ -48,7 +51,7 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from bus import BusClosedError, ConfigurationError, MissingDependencyError
+from bus import BackendError, BusClosedError, ConfigurationError, MissingDependencyError
 from bus._log import get_logger
 
 __all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
@@ -80,6 +83,19 @@ async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
     # The coroutine is created inside the asyncio task, not in trio: some clients look
     # up the running loop as soon as they are called.
     return await fn(*args)
+
+
+def _outcome(task: asyncio.Future[T], fn: Callable[..., Any], closing: bool) -> T:
+    """The result of a finished call. A task cancelled without trio asking (closing the
+    runtime, or the client cancelling its own work) raises a bus error, never asyncio's
+    ``CancelledError``: that is a BaseException, which no ``except Exception`` in trio
+    code would stop."""
+    if task.cancelled():
+        if closing:
+            raise BusClosedError("the asyncio runtime closed during the call")
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise BackendError(f"{name} was cancelled inside the asyncio client")
+    return task.result()
 
 
 class Runtime(abc.ABC):
@@ -178,10 +194,7 @@ class _ThreadRuntime(Runtime):
             self._waiting.discard(done)
         if not box or not box[0].done():
             raise BusClosedError("the asyncio runtime ended during the call")
-        task = box[0]
-        if task.cancelled() and self._closing:
-            raise BusClosedError("the asyncio runtime closed during the call")
-        return task.result()
+        return _outcome(box[0], fn, self._closing)
 
     def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
@@ -296,9 +309,7 @@ class _TrioAsyncioRuntime(Runtime):
             self._waiting.discard(done)
         if not task.done():
             raise BusClosedError("the asyncio runtime ended during the call")
-        if task.cancelled() and self._closing:
-            raise BusClosedError("the asyncio runtime closed during the call")
-        return task.result()
+        return _outcome(task, fn, self._closing)
 
     def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)  # asyncio callbacks already run in trio's thread

@@ -92,7 +92,8 @@ async def stop_producer(producer: Any, flush_within: float) -> bool:
 
 
 async def stop_consumer(consumer: Any, within: float) -> bool:
-    """Leave the group and close *consumer*; True if it stopped, False if it was forced.
+    """Leave the group and close *consumer*; True if it stopped within *within* seconds,
+    False if it had to be abandoned.
 
     ``stop()`` first lets the group coordinator finish what it is doing (a JoinGroup, a
     coordinator lookup) and then leaves the group; against a broker that just restarted
@@ -101,11 +102,18 @@ async def stop_consumer(consumer: Any, within: float) -> bool:
     are cancelled first, then its connections are closed. In that order, because
     aiokafka's client opens a new connection for the next request of any task still
     running, closed or not. What was not committed is redelivered to the group.
+
+    ``stop()`` can also end half-way: aiokafka 0.14's ``Fetcher.close`` awaits the fetch
+    tasks it has just cancelled, so with a fetch in flight (or in its retry back-off, the
+    broker being down) ``stop()`` raises ``CancelledError`` before it closes the client
+    (aio-libs/aiokafka#647). Its connections are closed here all the same; an error
+    ``stop()`` raised is raised again once everything is closed.
     """
     stopping = asyncio.ensure_future(consumer.stop())
     done, _ = await asyncio.wait({stopping}, timeout=within)
-    error = stopping.exception() if stopping in done else None
-    if stopping in done and error is None:
+    ended = stopping in done
+    error = None if not ended or stopping.cancelled() else stopping.exception()
+    if ended and error is None and not stopping.cancelled():
         return True
     coordinator = getattr(consumer, "_coordinator", None)
     fetcher = getattr(consumer, "_fetcher", None)
@@ -119,7 +127,7 @@ async def stop_consumer(consumer: Any, within: float) -> bool:
     await _abandon(consumer._client, tasks)
     if error is not None:  # stop() failed half-way: closed all the same, and say why
         raise error
-    return False
+    return ended
 
 
 async def _abandon(client: Any, tasks: Iterable[asyncio.Future[Any] | None]) -> None:

@@ -134,12 +134,15 @@ class _Consumer:
     """What stop_consumer touches of an aiokafka consumer; ``stop()`` first waits for the
     coordination task, as ``GroupCoordinator.close`` does, which may never end."""
 
-    def __init__(self, stop_hangs: bool, stop_fails: bool = False) -> None:
+    def __init__(
+        self, stop_hangs: bool, stop_fails: bool = False, stop_cancelled: bool = False
+    ) -> None:
         self._client = _ReconnectingClient()
         self._coordinator = _Coordinator(self._client)
         self._fetcher = _Fetcher(self._client)
         self.stop_hangs = stop_hangs
         self.stop_fails = stop_fails
+        self.stop_cancelled = stop_cancelled
         self.stopped = False
 
     def tasks(self) -> list[asyncio.Future[Any]]:
@@ -152,6 +155,10 @@ class _Consumer:
             await self._coordinator._coordination_task
         if self.stop_fails:
             raise RuntimeError("leaving the group failed")
+        if self.stop_cancelled:  # aiokafka 0.14's Fetcher.close, a fetch in flight
+            for task in self._fetcher._pending_tasks:
+                task.cancel()
+                await task  # raises CancelledError: stop() ends before the client closes
         for task in self.tasks():
             task.cancel()
         await self._client.close()
@@ -169,9 +176,11 @@ class _Stopped:
         self.conns_closed = all(c.closed for c in consumer._client._conns.values())
 
 
-def _stop_consumer(stop_hangs: bool, stop_fails: bool = False) -> _Stopped:
+def _stop_consumer(
+    stop_hangs: bool, stop_fails: bool = False, stop_cancelled: bool = False
+) -> _Stopped:
     async def main() -> _Stopped:
-        consumer = _Consumer(stop_hangs, stop_fails)
+        consumer = _Consumer(stop_hangs, stop_fails, stop_cancelled)
         start = time.monotonic()
         try:
             result: bool | BaseException = await _aio.stop_consumer(consumer, 0.2)
@@ -202,3 +211,11 @@ def test_a_stop_that_fails_closes_everything_and_says_why() -> None:
     done = _stop_consumer(stop_hangs=False, stop_fails=True)
     assert isinstance(done.result, RuntimeError)
     assert done.tasks_done and done.conns_closed
+
+
+def test_a_stop_that_ends_half_way_cancelled_still_closes_the_client() -> None:
+    """aio-libs/aiokafka#647: stop() raises CancelledError from Fetcher.close."""
+    done = _stop_consumer(stop_hangs=False, stop_cancelled=True)
+    assert done.result is True  # it ended within the bound; no CancelledError escapes
+    assert not done.stopped
+    assert done.tasks_done and done.client_closed and done.conns_closed

@@ -12,7 +12,7 @@ import trio
 from structlog.testing import capture_logs
 
 from bridges._runtime import KINDS, Runtime, open_runtime, start_runtime
-from bus import BusClosedError, ConfigurationError
+from bus import BackendError, BusClosedError, ConfigurationError
 
 pytestmark = pytest.mark.parametrize("kind", KINDS)
 
@@ -228,3 +228,21 @@ async def test_a_call_in_flight_when_the_loop_ends_raises(kind: str) -> None:
         await rt.aclose()
     assert len(outcome) == 1
     assert "ended during the call" in str(outcome[0])
+
+
+async def test_a_call_the_client_cancels_itself_is_a_backend_error(kind: str) -> None:
+    """aiokafka's consumer.stop() can end with asyncio's CancelledError (it awaits a task
+    it cancelled itself); in trio that BaseException would pass every ``except
+    Exception`` and end the bus."""
+
+    async def cancels_itself() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+
+    with trio.fail_after(10):
+        async with open_runtime(kind) as rt:  # type: ignore[arg-type]
+            with pytest.raises(BackendError, match="cancels_itself"):
+                await rt.run(cancels_itself)
+            assert await rt.run(asyncio.sleep, 0, "ok") == "ok"
