@@ -250,15 +250,19 @@ class TrackedConsumer:
         if self.client is None:
             return
         try:
-            with trio.move_on_after(CLOSE_COMMIT_SECONDS) as scope:
-                await self.commit()
-            if scope.cancelled_caught:
-                log.warning("kafka.final_commit_abandoned", bridge=self.name,
-                            seconds=CLOSE_COMMIT_SECONDS)
+            await self._final_commit()
         finally:
             client, self.client = self.client, None
             with trio.CancelScope(shield=True):
                 await self._stop(client)
+
+    async def _final_commit(self) -> None:
+        """Commit what is done before the client stops, for at most CLOSE_COMMIT_SECONDS."""
+        with trio.move_on_after(CLOSE_COMMIT_SECONDS) as scope:
+            await self.commit()
+        if scope.cancelled_caught:
+            log.warning("kafka.final_commit_abandoned", bridge=self.name,
+                        seconds=CLOSE_COMMIT_SECONDS)
 
     # -- what a client provides -------------------------------------------------------
 
