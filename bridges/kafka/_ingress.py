@@ -17,9 +17,9 @@ A commit is never cut off mid-request by ingress stopping: aiokafka runs the req
 a shielded task of its own, and a cancelled commit leaves that task behind with nobody to
 see it fail (after a broker restart it does fail: the group is still loading). So the
 commit in flight when ingress stops may finish, for at most ``FINISH_COMMIT_SECONDS``;
-the final commit has its own bound (``CLOSE_COMMIT_SECONDS``), and the client's stop
-runs whatever happened to the commits. Offsets of a commit that was cut off go out with
-the next one.
+the final commit has its own bound (``CLOSE_COMMIT_SECONDS``; the confluent client hands
+it to ``close()`` instead), and the client's stop runs whatever happened to the commits.
+Offsets of a commit that was cut off go out with the next one.
 
 Two tasks: a poller keeps the next batch fetched while a deliverer hands the current
 one to the bus, so the fetch crossing overlaps delivery. Backpressure: when a mailbox is
