@@ -172,8 +172,12 @@ class FakeMessage:
 class FakeConfluentConsumer:
     """What the bridge calls on a ``confluent_kafka.Consumer`` (in trio worker threads)."""
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, config: dict[str, Any]) -> None:
         self.log = log
+        self._on_commit = config["on_commit"]
+        self._reports: list[list[Any]] = []
+        """Commits sent, reported to on_commit by the next consume() or close(), as
+        librdkafka does."""
         self._on_assign: Any = None
         self._assigned = False
         self._paused = False
@@ -182,7 +186,13 @@ class FakeConfluentConsumer:
     def subscribe(self, topics: Any, on_assign: Any, on_revoke: Any) -> None:
         self._on_assign = on_assign
 
+    def _report(self) -> None:
+        reports, self._reports = self._reports, []
+        for offsets in reports:
+            self._on_commit(None, offsets)
+
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        self._report()
         if not self._assigned:  # librdkafka assigns from inside consume()
             self._assigned = True
             self._on_assign(self, [confluent_kafka.TopicPartition(*P0)])
@@ -202,12 +212,13 @@ class FakeConfluentConsumer:
     def resume(self, partitions: Any) -> None:
         self._paused = False
 
-    def commit(self, offsets: list[Any], asynchronous: bool) -> list[Any]:
-        assert not asynchronous
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        assert asynchronous  # a synchronous commit can hang for ever on a broker restart
         self.log.committed({(tp.topic, tp.partition): tp.offset for tp in offsets})
-        return offsets
+        self._reports.append(offsets)
 
     def close(self) -> None:
+        self._report()
         self._closed.set()
 
 
@@ -238,7 +249,9 @@ class FakeProducer:
 
 def confluent_bridge(monkeypatch: pytest.MonkeyPatch, log: Log) -> Bridge:
     monkeypatch.setattr(confluent_kafka, "Producer", FakeProducer)
-    monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: FakeConfluentConsumer(log))
+    monkeypatch.setattr(
+        confluent_kafka, "Consumer", lambda config: FakeConfluentConsumer(log, config)
+    )
     return ConfluentKafkaBridge(name="kafka", commit_interval=0.02, poll_interval=0.02)
 
 
