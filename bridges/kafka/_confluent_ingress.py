@@ -71,6 +71,9 @@ class ConfluentConsumer(TrackedConsumer):
                          commit_interval=commit_interval)
         self._waiting: dict[CommitKey, _Outcome] = {}
         self._closing = False
+        self._handed_over = False
+        """Set once ingress stops: no ``consume()`` call is left to report a commit, so a
+        commit sent counts as handed over to ``close()``, which waits for its report."""
         self._session_timeout = 45.0  # librdkafka's default, until start() reads the config
 
     def start(self, options: dict[str, Any], topics: list[str], pattern: str | None) -> None:
@@ -200,6 +203,8 @@ class ConfluentConsumer(TrackedConsumer):
         outcome = self._waiting[key] = _Outcome()
         try:
             await trio.to_thread.run_sync(self._commit_async, self.client, offsets)
+            if self._handed_over:
+                return
             with trio.fail_after(COMMIT_RESULT_SECONDS):  # TooSlowError: retried later
                 await outcome.arrived.wait()
         finally:
@@ -207,6 +212,17 @@ class ConfluentConsumer(TrackedConsumer):
                 del self._waiting[key]
         if outcome.error is not None:
             raise outcome.error
+
+    def _stopping(self) -> None:
+        """Ingress stops, and with it the ``consume()`` calls that bring librdkafka's
+        reports: a commit still waiting for its report would wait out the bound and go out
+        again with the final commit. It counts as handed over instead; ``close()`` waits
+        for its report and a failure is logged from ``on_commit``."""
+        super()._stopping()
+        self._handed_over = True
+        waiting, self._waiting = self._waiting, {}
+        for outcome in waiting.values():
+            outcome.arrived.set()
 
     async def _final_commit(self) -> None:
         """Hand the final commit to librdkafka without waiting: ``close()`` sends it and
