@@ -22,12 +22,21 @@ measurement (SPEC §6, ``docs/bridges.md``)::
 
 Both kinds: cancelling the trio caller of ``run`` cancels the asyncio task and waits for
 it to finish (at most *cancel_timeout* seconds) before ``trio.Cancelled`` propagates, so
-a cancelled client call is over when ``run`` returns. An exception from ``async_fn``
-propagates with its own type; translating client errors to bus errors is the bridge's
-job. When the block exits, leftover asyncio tasks are cancelled (and the tasks their
-cancellation starts, in rounds, within *cancel_timeout*), async generators and
-the default executor are shut down, the loop is closed and the thread joined: nothing of
-ours is left running.
+a cancelled client call is over when ``run`` returns. A call the client cancelled itself
+raises :exc:`~bus.BackendError`, never asyncio's ``CancelledError``.
+
+An error nobody awaits (a client's background task that failed, asyncio's "Task
+exception was never retrieved") is logged as ``runtime.task_error`` and the loop goes
+on: trio-asyncio's own handler would re-raise it into the loop's nursery, ending the
+loop and every client task on it with their sockets open (a Kafka consumer's, after a
+broker restart). If the loop ends anyway, calls still waiting on it raise
+:exc:`~bus.BusClosedError` instead of waiting for ever.
+
+An exception from ``async_fn`` propagates with its own type; translating client errors
+to bus errors is the bridge's job. When the block exits, leftover asyncio tasks are
+cancelled (and the tasks their cancellation starts, in rounds, within
+*cancel_timeout*), async generators and the default executor are shut down, the loop is
+closed and the thread joined: nothing of ours is left running.
 
 This module knows nothing about brokers.
 """
@@ -43,13 +52,32 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from bus import BusClosedError, ConfigurationError, MissingDependencyError
+from bus import BackendError, BusClosedError, ConfigurationError, MissingDependencyError
+from bus.abc import get_logger
 
 __all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
 
 T = TypeVar("T")
 RuntimeKind = Literal["thread", "trio-asyncio"]
 KINDS: tuple[RuntimeKind, ...] = ("thread", "trio-asyncio")
+
+log = get_logger("bus.bridges")
+
+
+ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]
+
+
+def _log_unhandled(kind: RuntimeKind) -> ExceptionHandler:
+    """The loop's exception handler: log what no task awaited, keep the loop running."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        log.warning(
+            "runtime.task_error", runtime=kind, message=context.get("message", ""),
+            error=None if exc is None else repr(exc),
+        )
+
+    return handler
 
 
 async def _finish_tasks(within: float) -> None:
@@ -81,6 +109,19 @@ async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
     return await fn(*args)
 
 
+def _outcome(task: asyncio.Future[T], fn: Callable[..., Any], closing: bool) -> T:
+    """The result of a finished call. A task cancelled without trio asking (closing the
+    runtime, or the client cancelling its own work) raises a bus error, never asyncio's
+    ``CancelledError``: that is a BaseException, which no ``except Exception`` in trio
+    code would stop."""
+    if task.cancelled():
+        if closing:
+            raise BusClosedError("the asyncio runtime closed during the call")
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise BackendError(f"{name} was cancelled inside the asyncio client")
+    return task.result()
+
+
 class Runtime(abc.ABC):
     """Where a bridge's asyncio client runs. Made by :func:`open_runtime`."""
 
@@ -110,8 +151,10 @@ class _ThreadRuntime(Runtime):
         self._cancel_timeout = cancel_timeout
         self._token = trio.lowlevel.current_trio_token()
         self._loop = asyncio.SelectorEventLoop()
+        self._loop.set_exception_handler(_log_unhandled(self.kind))
         self._closing = False
         self._exited = trio.Event()
+        self._waiting: set[trio.Event] = set()  # calls in flight (touched in trio only)
         self._thread = threading.Thread(
             target=self._main, name="trio-bus-asyncio", daemon=True
         )
@@ -125,7 +168,13 @@ class _ThreadRuntime(Runtime):
             loop.close()
             asyncio.set_event_loop(None)
             with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._exited.set)
+                self._token.run_sync_soon(self._ended)
+
+    def _ended(self) -> None:
+        self._closing = True
+        self._exited.set()
+        for done in self._waiting:  # their tasks will never finish now
+            done.set()
 
     def start(self) -> None:
         self._thread.start()
@@ -156,6 +205,7 @@ class _ThreadRuntime(Runtime):
             loop.call_soon_threadsafe(start)
         except RuntimeError as exc:  # the loop closed under us
             raise BusClosedError("the asyncio runtime is closed") from exc
+        self._waiting.add(done)
         try:
             await done.wait()
         except trio.Cancelled:
@@ -164,10 +214,11 @@ class _ThreadRuntime(Runtime):
             with trio.move_on_after(self._cancel_timeout, shield=True):
                 await done.wait()
             raise
-        task = box[0]
-        if task.cancelled() and self._closing:
-            raise BusClosedError("the asyncio runtime closed during the call")
-        return task.result()
+        finally:
+            self._waiting.discard(done)
+        if not box or not box[0].done():
+            raise BusClosedError("the asyncio runtime ended during the call")
+        return _outcome(box[0], fn, self._closing)
 
     def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
@@ -212,6 +263,7 @@ class _TrioAsyncioRuntime(Runtime):
         self._stop = trio.Event()
         self._exited = trio.Event()
         self._error: BaseException | None = None
+        self._waiting: set[trio.Event] = set()  # calls in flight
 
     async def start(self) -> None:
         # The loop lives in a nursery, which must be exited by the task that entered it;
@@ -227,6 +279,7 @@ class _TrioAsyncioRuntime(Runtime):
     async def _serve(self, trio_asyncio: Any) -> None:
         try:
             async with trio_asyncio.open_loop() as loop:
+                loop.set_exception_handler(_log_unhandled(self.kind))
                 self._loop = loop
                 self._ready.set()
                 await self._stop.wait()
@@ -237,10 +290,14 @@ class _TrioAsyncioRuntime(Runtime):
                 await done.wait()
         except Exception as exc:  # a system task must not raise: keep it for start()
             self._error = exc
+            if self._ready.is_set():
+                log.error("runtime.ended", runtime=self.kind, error=repr(exc))
         finally:
             self._closing = True
             self._ready.set()
             self._exited.set()
+            for done in self._waiting:  # their tasks will never finish now
+                done.set()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -262,16 +319,20 @@ class _TrioAsyncioRuntime(Runtime):
             coro.close()
             raise
         task.add_done_callback(lambda _: done.set())
+        self._waiting.add(done)
         try:
             await done.wait()
         except trio.Cancelled:
-            task.cancel()
-            with trio.move_on_after(self._cancel_timeout, shield=True):
-                await done.wait()
+            if not self._exited.is_set():
+                task.cancel()
+                with trio.move_on_after(self._cancel_timeout, shield=True):
+                    await done.wait()
             raise
-        if task.cancelled() and self._closing:
-            raise BusClosedError("the asyncio runtime closed during the call")
-        return task.result()
+        finally:
+            self._waiting.discard(done)
+        if not task.done():
+            raise BusClosedError("the asyncio runtime ended during the call")
+        return _outcome(task, fn, self._closing)
 
     def call_trio_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)  # asyncio callbacks already run in trio's thread

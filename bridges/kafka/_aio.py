@@ -30,6 +30,7 @@ __all__ = [
     "start_admin",
     "start_consumer",
     "start_producer",
+    "stop_consumer",
     "stop_producer",
 ]
 
@@ -85,20 +86,65 @@ async def stop_producer(producer: Any, flush_within: float) -> bool:
     if stopping in done:
         stopping.result()
         return True
-    stopping.cancel()
-    await asyncio.wait({stopping}, timeout=1.0)
     sender = getattr(producer, "_sender", None)
-    task = getattr(sender, "sender_task", None)
-    if task is not None and not task.done():
+    await _abandon(producer.client, [stopping, getattr(sender, "sender_task", None)])
+    return False
+
+
+async def stop_consumer(consumer: Any, within: float) -> bool:
+    """Leave the group and close *consumer*; True if it stopped within *within* seconds,
+    False if it had to be abandoned.
+
+    ``stop()`` first lets the group coordinator finish what it is doing (a JoinGroup, a
+    coordinator lookup) and then leaves the group; against a broker that just restarted
+    that can take longer than any bound we would wait. After *within* seconds the stop
+    is abandoned: the consumer's tasks (coordination, heartbeat, offset refresh, fetches)
+    are cancelled first, then its connections are closed. In that order, because
+    aiokafka's client opens a new connection for the next request of any task still
+    running, closed or not. What was not committed is redelivered to the group.
+
+    ``stop()`` can also end half-way: aiokafka 0.14's ``Fetcher.close`` awaits the fetch
+    tasks it has just cancelled, so with a fetch in flight (or in its retry back-off, the
+    broker being down) ``stop()`` raises ``CancelledError`` before it closes the client
+    (aio-libs/aiokafka#647). Its connections are closed here all the same; an error
+    ``stop()`` raised is raised again once everything is closed.
+    """
+    stopping = asyncio.ensure_future(consumer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=within)
+    ended = stopping in done
+    error = None if not ended or stopping.cancelled() else stopping.exception()
+    if ended and error is None and not stopping.cancelled():
+        return True
+    coordinator = getattr(consumer, "_coordinator", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    tasks = [
+        stopping,
+        *(getattr(coordinator, name, None)
+          for name in ("_coordination_task", "_heartbeat_task", "_commit_refresh_task")),
+        getattr(fetcher, "_fetch_task", None),
+        *getattr(fetcher, "_pending_tasks", ()),
+    ]
+    await _abandon(consumer._client, tasks)
+    if error is not None:  # stop() failed half-way: closed all the same, and say why
+        raise error
+    return ended
+
+
+async def _abandon(client: Any, tasks: Iterable[asyncio.Future[Any] | None]) -> None:
+    """Cancel *tasks* (each bounded), then close *client* and every connection it holds."""
+    live = [t for t in tasks if t is not None and not t.done()]
+    for task in live:
         task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-    closing = asyncio.ensure_future(producer.client.close())
+    if live:
+        await asyncio.wait(live, timeout=1.0)
+    closing = asyncio.ensure_future(client.close())
     await asyncio.wait({closing}, timeout=1.0)
     if not closing.done():  # still waiting for a transport: drop them now
         closing.cancel()
-        for conn in list(getattr(producer.client, "_conns", {}).values()):
-            conn.close()
-    return False
+        closed = [conn.close() for conn in list(getattr(client, "_conns", {}).values())]
+        waits = [f for f in closed if isinstance(f, asyncio.Future)]
+        if waits:  # the transports close their sockets on the next loop iterations
+            await asyncio.wait(waits, timeout=1.0)
 
 
 async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseException | None]:

@@ -13,6 +13,14 @@ callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commi
   reads them from the committed offset); late completions for them are ignored;
 - once more in :meth:`close`, after the bus drained, before the consumer leaves.
 
+A commit is never cut off mid-request by ingress stopping: aiokafka runs the request in
+a shielded task of its own, and a cancelled commit leaves that task behind with nobody to
+see it fail (after a broker restart it does fail: the group is still loading). So the
+commit in flight when ingress stops may finish, for at most ``FINISH_COMMIT_SECONDS``;
+the final commit has its own bound (``CLOSE_COMMIT_SECONDS``; the confluent client hands
+it to ``close()`` instead), and the client's stop runs whatever happened to the commits.
+Offsets of a commit that was cut off go out with the next one.
+
 Two tasks: a poller keeps the next batch fetched while a deliverer hands the current
 one to the bus, so the fetch crossing overlaps delivery. Backpressure: when a mailbox is
 full the deliverer waits in ``port.deliver``; the poller sees its batch not taken, pauses
@@ -49,6 +57,14 @@ PAUSE_AFTER = 0.1
 """Seconds a fetched batch may wait for the deliverer before the partitions pause."""
 PAUSED_POLL_MS = 50
 """``getmany`` timeout while paused: how soon consuming resumes once there is room."""
+FINISH_COMMIT_SECONDS = 2.0
+"""When ingress stops: how long the periodic commit already in flight may still take."""
+CLOSE_COMMIT_SECONDS = 2.0
+"""How long the final commit of :meth:`TrackedConsumer.close` may take; after it the
+client is stopped anyway (what was not committed is redelivered to the group)."""
+STOP_SECONDS = 3.0
+"""How long aiokafka's ``consumer.stop()`` (leaving the group) may take before its tasks
+are cancelled and its connections closed (``_aio.stop_consumer``)."""
 
 
 class TrackedConsumer:
@@ -74,6 +90,8 @@ class TrackedConsumer:
         self._max_records = max_records
         self._commit_interval = commit_interval
         self._commit_lock = trio.Lock()
+        self._committing: trio.CancelScope | None = None  # the periodic commit in flight
+        self._finish_by: float | None = None  # set once ingress stops
         self._ready: collections.deque[dict[Any, list[Any]]] = collections.deque()
         self._arrived = trio.lowlevel.ParkingLot()  # a batch was added to _ready
         self._taken = trio.lowlevel.ParkingLot()  # the deliverer took one from _ready
@@ -106,13 +124,16 @@ class TrackedConsumer:
                 return
             try:
                 await self._send_commit(offsets)
-            except Exception as exc:
-                log.warning(
-                    "kafka.commit_failed", bridge=self.name,
-                    topics=sorted({_topic(tp) for tp in offsets}), error=repr(exc),
-                )
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    log.warning(
+                        "kafka.commit_failed", bridge=self.name,
+                        topics=sorted({_topic(tp) for tp in offsets}), error=repr(exc),
+                    )
                 for tp, offset in offsets.items():  # newer offsets, if any, win later
                     self._retry.setdefault(tp, offset)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the offsets go out with the next commit
                 return
             self.commits += 1
             for tp, offset in offsets.items():
@@ -122,7 +143,18 @@ class TrackedConsumer:
     async def _committer(self) -> None:
         while True:
             await trio.sleep(self._commit_interval)
-            await self.commit()
+            # Not cancelled with ingress (see the module docstring): bounded from then on.
+            with trio.CancelScope(shield=True) as self._committing:
+                if self._finish_by is not None:
+                    self._committing.deadline = self._finish_by
+                await self.commit()
+            self._committing = None
+
+    def _stopping(self) -> None:
+        """Ingress stops: a commit in flight may finish, for a bound."""
+        self._finish_by = trio.current_time() + FINISH_COMMIT_SECONDS
+        if self._committing is not None:
+            self._committing.deadline = self._finish_by
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -134,12 +166,15 @@ class TrackedConsumer:
             nursery.start_soon(self._poller)
             task_status.started()
             ready, arrived, taken = self._ready, self._arrived, self._taken
-            while True:
-                while not ready:
-                    await arrived.park()
-                batch = ready.popleft()
-                taken.unpark_all()
-                await self._deliver_batch(port, batch)
+            try:
+                while True:
+                    while not ready:
+                        await arrived.park()
+                    batch = ready.popleft()
+                    taken.unpark_all()
+                    await self._deliver_batch(port, batch)
+            finally:
+                self._stopping()
 
     async def _poller(self) -> None:
         """Keep one batch ready ahead of the deliverer. While the deliverer is behind (the
@@ -210,14 +245,24 @@ class TrackedConsumer:
         return None
 
     async def close(self) -> None:
-        """Commit what is done, leave the group, stop the client."""
+        """Commit what is done (bounded), then leave the group and stop the client
+        (bounded by each client, and shielded: a client left running keeps its sockets)."""
         if self.client is None:
             return
         try:
-            await self.commit()
+            await self._final_commit()
         finally:
             client, self.client = self.client, None
-            await self._stop(client)
+            with trio.CancelScope(shield=True):
+                await self._stop(client)
+
+    async def _final_commit(self) -> None:
+        """Commit what is done before the client stops, for at most CLOSE_COMMIT_SECONDS."""
+        with trio.move_on_after(CLOSE_COMMIT_SECONDS) as scope:
+            await self.commit()
+        if scope.cancelled_caught:
+            log.warning("kafka.final_commit_abandoned", bridge=self.name,
+                        seconds=CLOSE_COMMIT_SECONDS)
 
     # -- what a client provides -------------------------------------------------------
 
@@ -236,6 +281,7 @@ class TrackedConsumer:
         raise NotImplementedError
 
     async def _stop(self, client: Any) -> None:
+        """Leave the group and close *client*, forcing it after a bound of its own."""
         raise NotImplementedError
 
     @staticmethod
@@ -297,7 +343,9 @@ class Consumer(TrackedConsumer):
         await self.rt.run(_aio.commit, self.client, offsets)
 
     async def _stop(self, client: Any) -> None:
-        await self.rt.run(client.stop)
+        stopped = await self.rt.run(_aio.stop_consumer, client, STOP_SECONDS)
+        if not stopped:
+            log.warning("kafka.consumer_stop_forced", bridge=self.name, seconds=STOP_SECONDS)
 
     @staticmethod
     def _fields(rec: Any) -> Fields:

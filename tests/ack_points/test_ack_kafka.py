@@ -172,8 +172,14 @@ class FakeMessage:
 class FakeConfluentConsumer:
     """What the bridge calls on a ``confluent_kafka.Consumer`` (in trio worker threads)."""
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, config: dict[str, Any]) -> None:
         self.log = log
+        self._on_commit = config["on_commit"]
+        self._reports: list[list[Any]] = []
+        """Commits sent, reported to on_commit by the next consume() or close(), as
+        librdkafka does."""
+        self.hold_reports = False
+        """consume() keeps the reports to itself (close() still sends them)."""
         self._on_assign: Any = None
         self._assigned = False
         self._paused = False
@@ -182,7 +188,14 @@ class FakeConfluentConsumer:
     def subscribe(self, topics: Any, on_assign: Any, on_revoke: Any) -> None:
         self._on_assign = on_assign
 
+    def _report(self) -> None:
+        reports, self._reports = self._reports, []
+        for offsets in reports:
+            self._on_commit(None, offsets)
+
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if not self.hold_reports:
+            self._report()
         if not self._assigned:  # librdkafka assigns from inside consume()
             self._assigned = True
             self._on_assign(self, [confluent_kafka.TopicPartition(*P0)])
@@ -202,12 +215,13 @@ class FakeConfluentConsumer:
     def resume(self, partitions: Any) -> None:
         self._paused = False
 
-    def commit(self, offsets: list[Any], asynchronous: bool) -> list[Any]:
-        assert not asynchronous
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        assert asynchronous  # a synchronous commit can hang for ever on a broker restart
         self.log.committed({(tp.topic, tp.partition): tp.offset for tp in offsets})
-        return offsets
+        self._reports.append(offsets)
 
     def close(self) -> None:
+        self._report()
         self._closed.set()
 
 
@@ -238,7 +252,9 @@ class FakeProducer:
 
 def confluent_bridge(monkeypatch: pytest.MonkeyPatch, log: Log) -> Bridge:
     monkeypatch.setattr(confluent_kafka, "Producer", FakeProducer)
-    monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: FakeConfluentConsumer(log))
+    monkeypatch.setattr(
+        confluent_kafka, "Consumer", lambda config: FakeConfluentConsumer(log, config)
+    )
     return ConfluentKafkaBridge(name="kafka", commit_interval=0.02, poll_interval=0.02)
 
 
@@ -318,3 +334,33 @@ async def test_a_done_reported_twice_or_for_an_unknown_record_sends_nothing(
         await settle_and_commit(bridge)
         assert len(log.commits) == commits  # no commit request at all
     assert log.commits == [{P0: 2}]
+
+
+async def test_a_commit_waiting_for_its_report_when_ingress_stops_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch, watch: Any
+) -> None:
+    # librdkafka reports a commit from the next consume() or from close(). A periodic
+    # commit still waiting for its report when ingress stops gets no consume() any more:
+    # it is handed over to close(), not waited out and sent again as the final commit.
+    log = Log(watch)
+    consumers: list[FakeConfluentConsumer] = []
+
+    def consumer(config: dict[str, Any]) -> FakeConfluentConsumer:
+        consumers.append(FakeConfluentConsumer(log, config))
+        consumers[-1].hold_reports = True
+        return consumers[-1]
+
+    monkeypatch.setattr(confluent_kafka, "Producer", FakeProducer)
+    monkeypatch.setattr(confluent_kafka, "Consumer", consumer)
+    bridge = ConfluentKafkaBridge(name="kafka", commit_interval=0.02, poll_interval=0.02)
+    log.feed("m0")
+    handled = trio.Event()
+    async with open_bus() as bus:
+        bus.topic(TOPIC, str)
+        bus.subscribe(TOPIC, lambda message: handled.set())
+        await bus.attach(bridge, import_=[TOPIC])
+        await handled.wait()
+        await log.watch.until(lambda: log.high() == 1, "offset 1 committed")
+        assert bridge._consumer._waiting  # its report is still to come
+    assert log.commits == [{P0: 1}]
+    assert consumers[0]._reports == []  # close() reported it

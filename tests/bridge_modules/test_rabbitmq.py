@@ -418,7 +418,10 @@ async def test_broker_restart_mid_stream_loses_nothing(raw: Raw) -> None:
             b.subscribe("order.*", handle)
             inbound = bridge(raw, "in")
             await b.attach(inbound, import_=["order.#"])
-            async with open_bus(name="a") as a, trio.open_nursery() as nursery:
+            # Drained for as long as it takes (the test's bound is fail_after above): the
+            # export retries with backoff up to 10 s and aio-pika reconnects every 5 s, so
+            # the default 10 s drain could give up on messages the broker takes back.
+            async with open_bus(name="a", drain_timeout=None) as a, trio.open_nursery() as nursery:
                 a.topic("order.created", Order)
                 await a.attach(bridge(raw, "out"), export=["order.*"], batch=16)
                 restarted = trio.Event()

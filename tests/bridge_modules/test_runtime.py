@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import threading
 
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from bridges._runtime import KINDS, Runtime, open_runtime, start_runtime
-from bus import BusClosedError, ConfigurationError
+from bus import BackendError, BusClosedError, ConfigurationError
 
 pytestmark = pytest.mark.parametrize("kind", KINDS)
 
@@ -161,6 +164,88 @@ async def test_started_in_one_task_closed_in_another(kind: str) -> None:
         with pytest.raises(BusClosedError):
             await rt.run(asyncio.sleep, 0)
         assert not _our_threads()
+
+
+async def test_an_error_nobody_awaits_is_logged_and_the_loop_goes_on(kind: str) -> None:
+    """aiokafka abandons a shielded request task when its commit is cancelled; if that
+    task fails later, asyncio reports it to the loop's exception handler. trio-asyncio's
+    default handler re-raises it into the loop's nursery, which ended the loop and left
+    every client task and socket on it behind."""
+
+    async def orphan() -> None:
+        async def fails() -> None:
+            raise Boom("nobody awaits me")
+
+        task = asyncio.ensure_future(fails())
+        await asyncio.sleep(0.01)  # it failed; dropping it reports "never retrieved"
+        assert task.done()
+        del task
+        gc.collect()
+
+    with capture_logs() as logs, trio.fail_after(10):
+        async with open_runtime(kind) as rt:  # type: ignore[arg-type]
+            await rt.run(orphan)
+            assert await rt.run(asyncio.sleep, 0.01, "alive") == "alive"
+    errors = [e for e in logs if e["event"] == "runtime.task_error"]
+    assert len(errors) == 1, logs
+    assert errors[0]["runtime"] == kind
+    assert "nobody awaits me" in errors[0]["error"]
+
+
+async def test_a_call_in_flight_when_the_loop_ends_raises(kind: str) -> None:
+    """A call whose asyncio task can never finish (its loop is gone) must not wait for
+    ever: a bridge's bounded close would spend its whole bound there, then leak."""
+    started = trio.Event()
+
+    async def stubborn(rt: Runtime) -> None:
+        rt.call_trio_sync(started.set)
+        while True:  # ignores every cancellation: still pending when the loop closes
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(60)
+
+    async def crash() -> None:  # what trio-asyncio's handler does with an unawaited error
+        asyncio.get_running_loop().default_exception_handler(
+            {"message": "a library reported this", "exception": Boom("the loop ends")}
+        )
+
+    outcome: list[BaseException] = []
+    with capture_logs(), trio.fail_after(20):
+        rt = await start_runtime(kind, cancel_timeout=0.2)  # type: ignore[arg-type]
+
+        async def call() -> None:
+            try:
+                await rt.run(stubborn, rt)
+            except BusClosedError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            await started.wait()
+            if kind == "trio-asyncio":
+                await rt.run(crash)  # the loop ends under the call
+            else:
+                nursery.start_soon(rt.aclose)  # gives up on the stubborn task, closes
+        await rt.aclose()
+    assert len(outcome) == 1
+    assert "ended during the call" in str(outcome[0])
+
+
+async def test_a_call_the_client_cancels_itself_is_a_backend_error(kind: str) -> None:
+    """aiokafka's consumer.stop() can end with asyncio's CancelledError (it awaits a task
+    it cancelled itself); in trio that BaseException would pass every ``except
+    Exception`` and end the bus."""
+
+    async def cancels_itself() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+
+    with trio.fail_after(10):
+        async with open_runtime(kind) as rt:  # type: ignore[arg-type]
+            with pytest.raises(BackendError, match="cancels_itself"):
+                await rt.run(cancels_itself)
+            assert await rt.run(asyncio.sleep, 0, "ok") == "ok"
 
 
 async def test_tasks_started_by_a_cancelled_task_are_finished_too(kind: str) -> None:

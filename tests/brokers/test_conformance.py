@@ -2,7 +2,7 @@
 
 Every case runs once per broker (the slow ones — kill -9, restart, backlog — included);
 client variants (Kafka's second runtime, its confluent-kafka client) run the fast cases
-only (confluent-kafka: and kill -9).
+only (confluent-kafka: and kill -9 and the broker restart).
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ async def test_kafka_one_runtime(brokers: Any, case: str, runtime: str) -> None:
 
 
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("case", [*FAST_CASES, "at_least_once_kill9"])
+@pytest.mark.parametrize("case", [*FAST_CASES, "at_least_once_kill9", "broker_restart"])
 async def test_kafka_confluent(brokers: Any, case: str) -> None:
-    """The confluent-kafka client: the fast cases, and kill -9 (what its done-tracked
-    commits are for); a broker restart runs once per broker, with the aiokafka client."""
+    """The confluent-kafka client: the fast cases, kill -9 (what its done-tracked commits
+    are for) and a broker restart (its close must not leave librdkafka's sockets)."""
     brokers.require("kafka")
     await _run(kits.kafka_confluent_kit(lambda: brokers.restart("kafka")), case)
 
