@@ -14,8 +14,7 @@ from typing import Any
 
 import trio
 
-from bus._log import get_logger
-from bus._secrets import redact
+from bus.abc import get_logger, redact
 
 __all__ = ["close_step"]
 

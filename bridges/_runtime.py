@@ -53,7 +53,7 @@ from typing import Any, Literal, TypeVar
 import trio
 
 from bus import BackendError, BusClosedError, ConfigurationError, MissingDependencyError
-from bus._log import get_logger
+from bus.abc import get_logger
 
 __all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
 

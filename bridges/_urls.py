@@ -26,8 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bus import ConfigurationError
-from bus._secrets import mask_url
-from bus.abc import Bridge
+from bus.abc import Bridge, mask_url
 
 __all__ = [
     "FORMS", "KEEP_GROUP", "SCHEMES", "create_kept_topic", "delete_kept_topic", "from_url",
@@ -58,7 +57,7 @@ _brokers: dict[str, Any] = {}
 
 def memory_broker(name: str = "") -> Any:
     """The in-process broker behind ``memory://NAME`` (made on first use)."""
-    from bus._loopback import LoopbackBroker
+    from bus.testing import LoopbackBroker
 
     broker = _brokers.get(name)
     if broker is None:
@@ -107,7 +106,7 @@ def _no_path(url: str, path: str) -> None:
 
 
 def _memory(url: str, netloc: str, path: str, name: str | None, options: Any) -> Bridge:
-    from bus._loopback import LoopbackBridge
+    from bus.testing import LoopbackBridge
 
     _no_path(url, path)
     if "@" in netloc or ":" in netloc:

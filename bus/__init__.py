@@ -9,7 +9,7 @@ tests use :mod:`bus.testing`, and the seed's multi-backend API (``BaseEvent``,
 from ._actor import Actor as Actor
 from ._actor import Group as Group
 from ._actor import Subscription as Subscription
-from ._bridge import Attachment as Attachment
+from ._attach import Attachment as Attachment
 from ._bus import Bus as Bus
 from ._bus import Topic as Topic
 from ._bus import open_bus as open_bus
@@ -35,6 +35,7 @@ from ._policy import Overflow as Overflow
 from ._policy import Retention as Retention
 from ._policy import RetryPolicy as RetryPolicy
 from ._policy import Supervision as Supervision
+from ._replay import LogReader as LogReader
 from ._stats import ActorStats as ActorStats
 from ._stats import BusStats as BusStats
 from ._stats import TopicStats as TopicStats
@@ -55,6 +56,7 @@ __all__ = [
     "DedupWindow",
     "Envelope",
     "Group",
+    "LogReader",
     "MailboxFullError",
     "MissingDependencyError",
     "NotDeliveredError",

@@ -32,8 +32,9 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ._done import Delivery
+from ._errors import PayloadTypeError
 
-__all__ = ["Envelope", "IdGenerator", "dead_letter_headers"]
+__all__ = ["Envelope", "IdGenerator", "check_headers", "dead_letter_headers", "describe"]
 
 T = TypeVar("T")
 
@@ -188,3 +189,25 @@ def describe(value: Any) -> str:
     """Short type name for error messages."""
     t = type(value)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def check_headers(headers: Any) -> dict[str, str]:
+    """Headers travel to every broker as strings: refuse anything else, naming it.
+
+    Returns them without ``x-bus-origin`` (a copy, if they had it): only a bridge's port
+    sets that header, on import. A handler that passes an imported message's headers on
+    to its own publish makes a new message, which every bridge must export (a copied
+    origin would make the echo guard skip it)."""
+    if not isinstance(headers, dict):
+        raise PayloadTypeError(f"headers must be a dict[str, str] or None, got {describe(headers)}")
+    for name, value in headers.items():
+        if type(name) is not str:
+            raise PayloadTypeError(f"header names must be str, got {describe(name)}: {name!r}")
+        if type(value) is not str:
+            raise PayloadTypeError(
+                f"header {name!r} must have a str value, got {describe(value)}: {value!r}; "
+                f"headers are strings on every broker, convert it (str(), json) first"
+            )
+    if H_ORIGIN in headers:
+        return {name: value for name, value in headers.items() if name != H_ORIGIN}
+    return headers

@@ -20,7 +20,9 @@ they are translated at the boundary into :class:`BackendError` with ``raise ... 
     ├── RequestFailedError          the subscriber handling a request failed for good
     ├── SupervisorGaveUp            an actor crashed more often than its restart limit
     └── BackendError                a broker failed: the remote side's fault
-        └── BackendUnavailableError the broker cannot be reached
+        ├── BackendUnavailableError the broker cannot be reached
+        └── Rejected                the broker refused one record for good (returned
+                                    by Bridge.export in that record's slot, not raised)
 
 Each class also derives from the closest builtin (``ValueError``, ``TypeError``,
 ``TimeoutError``...) so generic ``except`` clauses keep working.
@@ -116,3 +118,11 @@ class BackendError(BusError):
 
 class BackendUnavailableError(BackendError, ConnectionError):
     """The broker cannot be reached (refused, reset, timed out)."""
+
+
+class Rejected(BackendError):
+    """The broker refused one record for good (too large, unroutable...).
+
+    Returned (not raised) by :meth:`~bus.abc.Bridge.export` in the slot of that record:
+    the bus dead-letters it with this message as the reason and goes on with the rest.
+    """

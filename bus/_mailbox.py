@@ -16,12 +16,38 @@ woken to find the mailbox full again, so the work per blocked message does not g
 with the number waiting (one park, one wake-up), and none is overtaken. While publishers
 wait, ``limit`` (what every fast path compares the mailbox's length with) is 0, so a
 newcomer queues behind them too instead of taking the room the worker made for them.
+
+Fast-path protocol
+------------------
+:meth:`Lane.offer` is the one way into a mailbox, but the publish hot paths append
+without calling it: a call per message cost measurably (each copy's A/B is in
+docs/performance.md, "Fast paths"). Every such copy is tagged ``fast path:
+bus/_mailbox.py`` where it is and must keep these rules:
+
+1. compare ``len(lane.items)`` with ``lane.limit``, never with ``lane.capacity``: the
+   limit is 0 while publishers wait in :meth:`Lane.put`, so a newcomer on a fast path
+   queues behind them (FIFO admission) instead of taking the room made for them;
+2. after appending, test ``lane.getter_parked`` and call :meth:`Lane.wake_getter` (which
+   clears it, so a burst of appends wakes the worker once);
+3. when the lane is full, fall back to ``lane.offer(env)`` (the overflow policy) and
+   ``await`` the lane's :meth:`Lane.put` when it returns the lane;
+4. only for targets that cannot refuse (``TopicSpec.careful`` false) and envelopes
+   without a :class:`~bus.abc.Delivery` to hold: anything else takes the general route,
+   ``Router.deliver`` (bus/_route.py).
+
+The worker's side of the same protocol: having taken messages off its lane it calls
+:meth:`Lane.admit` when ``putters_waiting`` and the mailbox is at or below
+``low_water``, and :meth:`Lane.wait` admits before it parks. The copies: ``Bus.publish``
+(one lane, several lanes, keyed lanes), ``Bus.publish_nowait``, ``Router.deliver_batch``
+(``publish_batch``: one ``extend`` per lane), ``Subscription._offer_spread`` and
+:meth:`Lane.put` (room made since the offer). ``tests/bus/test_fast_paths.py`` holds
+every one of them to the general route's result.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -31,9 +57,24 @@ from ._errors import BusClosedError, MailboxFullError
 from ._policy import Overflow
 
 if TYPE_CHECKING:
-    from ._actor import Subscription
+    from ._state import BusState
 
-__all__ = ["Lane"]
+__all__ = ["Lane", "LaneOwner"]
+
+
+class LaneOwner(Protocol):
+    """What a lane needs of the subscription that owns it."""
+
+    name: str
+    rejected: int
+    """Messages refused by ``overflow="error"`` (the lane counts them here)."""
+
+    @property
+    def bus_state(self) -> BusState: ...
+
+    def note_dropped(self, policy: Overflow, env: Envelope[Any]) -> None: ...
+
+    def flush_dropped(self) -> None: ...
 
 
 class _Putter:
@@ -73,7 +114,7 @@ class Lane:
         "worker",
     )
 
-    def __init__(self, owner: Subscription, index: int, capacity: int, overflow: Overflow) -> None:
+    def __init__(self, owner: LaneOwner, index: int, capacity: int, overflow: Overflow) -> None:
         self.owner = owner
         self.index = index
         self.items: deque[Envelope[Any]] = deque()
@@ -160,7 +201,7 @@ class Lane:
                 f"another task"
             )
         items = self.items
-        if len(items) < self.limit:  # room was made since the offer, and nobody waits
+        if len(items) < self.limit:  # room made since the offer (fast path, above)
             items.append(env)
             if self.getter_parked:
                 self.wake_getter()
@@ -222,7 +263,7 @@ class Lane:
         state = self.owner.bus_state
         while not self.items:
             if self.closed:
-                state.idled += 1
+                state.idled += 1  # BusState.went_idle, inlined: once per park (A/B)
                 if state.idle_waiters:
                     state.idle.unpark_all()  # drain() may be waiting for this worker
                 return False
@@ -230,7 +271,7 @@ class Lane:
                 self.admit()
                 continue
             self.getter_parked = trio.lowlevel.current_task()
-            state.idled += 1
+            state.idled += 1  # BusState.went_idle, inlined
             if state.idle_waiters:
                 state.idle.unpark_all()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)

@@ -108,6 +108,9 @@ def make_tracing(tracing: Any) -> Tracing | None:
     global OpenTelemetry tracer provider) or a ``TracerProvider``."""
     if tracing is None or tracing is False:
         return None
-    from ._otel import OtelTracing  # imports OpenTelemetry: only when asked
+    # The core's one import circle, and a lazy one: _otel takes the header names from
+    # here, and is imported only when tracing is asked for (it imports OpenTelemetry, an
+    # optional extra), by which time this module is complete.
+    from ._otel import OtelTracing
 
     return OtelTracing(None if tracing is True else tracing)

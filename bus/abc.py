@@ -24,6 +24,19 @@ A broker module also offers the seed facade's backend (``bus.events``) by subcla
 :class:`BridgeAdapter`: one generic adapter over its bridge on a private bus, so the
 facade and ``bus.attach`` share one producer and one consumer per broker.
 
+Registering a broker (``bus/_plugins.py`` has the whole contract)::
+
+    BrokerPlugin                   one broker's registration: name, URL schemes and
+                                   forms, from_url, bridge class, Features, facade adapter
+    brokers() -> {name: plugin}    every plugin of entry-point group "trio_bus.brokers"
+
+What a broker module needs besides, so that it imports nothing private of the core:
+``get_logger`` (the bus's structlog-or-silent logger), ``redact``/``mask_url``/
+``mask_setting``/``file_secrets`` (secrets out of messages and logs), ``validate_topic``/
+``validate_pattern``/``is_pattern``/``Pattern`` (the topic syntax), ``RawCodec``/
+``codec_for`` (payload codecs), ``describe`` (a value's type for an error message),
+``EXPORT_RETRY`` (``attach``'s default export retry) and ``Rejected`` (an export result).
+
 A message delivered through a port is *done* when every subscriber that received it
 handled it or dead-lettered it (and every export of it was confirmed by its broker). The
 ``on_done`` callback given to ``deliver`` is then called once, in trio's thread, with the
@@ -34,11 +47,13 @@ process killed at any instant loses nothing: the broker redelivers what was not 
 
 from __future__ import annotations
 
+from ._attach import EXPORT_RETRY as EXPORT_RETRY
 from ._bridge import Bridge as Bridge
 from ._bridge import ExportResults as ExportResults
 from ._bridge import Features as Features
 from ._bridge import Port as Port
-from ._bridge import Rejected as Rejected
+from ._codec import RawCodec as RawCodec
+from ._codec import codec_for as codec_for
 from ._done import Delivery as Delivery
 from ._done import Failure as Failure
 from ._envelope import H_ATTEMPTS as H_ATTEMPTS
@@ -51,10 +66,26 @@ from ._envelope import H_IDEMPOTENCY_KEY as H_IDEMPOTENCY_KEY
 from ._envelope import H_ORIGIN as H_ORIGIN
 from ._envelope import H_ORIGINAL_TOPIC as H_ORIGINAL_TOPIC
 from ._envelope import H_REPLY_TO as H_REPLY_TO
+from ._envelope import describe as describe
+from ._errors import Rejected as Rejected
 from ._facade._bridge_adapter import BridgeAdapter as BridgeAdapter
+from ._log import get_logger as get_logger
 from ._offsets import OffsetTracker as OffsetTracker
+from ._plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+from ._plugins import BrokerPlugin as BrokerPlugin
+from ._plugins import brokers as brokers
+from ._routing import Pattern as Pattern
+from ._routing import is_pattern as is_pattern
+from ._routing import validate_pattern as validate_pattern
+from ._routing import validate_topic as validate_topic
+from ._secrets import file_secrets as file_secrets
+from ._secrets import mask_setting as mask_setting
+from ._secrets import mask_url as mask_url
+from ._secrets import redact as redact
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "EXPORT_RETRY",
     "H_ATTEMPTS",
     "H_CORRELATION_ID",
     "H_DEAD_LETTER_ORIGIN",
@@ -67,11 +98,25 @@ __all__ = [
     "H_REPLY_TO",
     "Bridge",
     "BridgeAdapter",
+    "BrokerPlugin",
     "Delivery",
     "ExportResults",
     "Failure",
     "Features",
     "OffsetTracker",
+    "Pattern",
     "Port",
+    "RawCodec",
     "Rejected",
+    "brokers",
+    "codec_for",
+    "describe",
+    "file_secrets",
+    "get_logger",
+    "is_pattern",
+    "mask_setting",
+    "mask_url",
+    "redact",
+    "validate_pattern",
+    "validate_topic",
 ]

@@ -139,17 +139,17 @@ async def test_a_dead_letter_refused_in_turn_is_logged_not_looped() -> None:
             att = await bus.attach(sink, export=["t"])
             dead_att = await bus.attach(dead, export=[bus.dead_letter_topic])
             await bus.publish("t", 7, confirm=False)
-            await _until(lambda: bus._state.dead_letters_undeliverable)
+            await _until(lambda: bus.stats().dead_letters_undeliverable)
             await trio.testing.wait_all_tasks_blocked()  # a loop would go on from here
             assert len(bus.retained(bus.dead_letter_topic)) == 1
             assert att.export_rejected == 1 and dead_att.export_rejected == 1
-    assert bus._state.dead_letters_undeliverable == 1
+    assert bus.stats().dead_letters_undeliverable == 1
     assert [e["event"] for e in logs].count("dead_letter.undeliverable") == 1
 
 
 async def test_topics_declared_on_use_with_a_raw_codec() -> None:
     async with open_bus() as bus:
-        bus._declare_pattern("raw.#", RawCodec())
+        bus.declare_pattern("raw.#", RawCodec())
         await bus.publish("raw.a.b", b"\xff\x00 not json")
         with pytest.raises(PayloadTypeError, match="raw bytes"):
             await bus.publish("raw.a.b", "text")
@@ -173,7 +173,7 @@ async def _get(port: int, request: bytes) -> tuple[int, bytes]:
 async def test_metrics_and_health_endpoints() -> None:
     broker = LoopbackBroker(max_bytes=20)
     async with open_bus() as bus, trio.open_nursery() as nursery:
-        bus._declare_pattern("orders.*", RawCodec())
+        bus.declare_pattern("orders.*", RawCodec())
         out = LoopbackBridge(broker, "out")
         att = await bus.attach(out, export=["orders.*"])
         for n in range(5):

@@ -50,9 +50,7 @@ from bus import (
     Envelope,
     MissingDependencyError,
 )
-from bus._log import get_logger
-from bus._secrets import mask_url
-from bus.abc import Bridge, Features, Port, Rejected
+from bus.abc import Bridge, Features, Port, Rejected, get_logger, mask_url
 
 from .._runtime import Runtime, RuntimeKind, open_runtime
 from ._checkpointer import Checkpointer

@@ -17,7 +17,7 @@ the bridge and never contain the secret access key.
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError, BusError, ConfigurationError
-from bus._secrets import redact
+from bus.abc import redact
 
 __all__ = ["THROTTLED", "TRANSIENT_RECORD_CODES", "error_code", "is_client_error", "translate"]
 

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from bus import BackendError
-from bus._log import get_logger
-from bus.abc import Port
+from bus.abc import Port, get_logger
 
 from ._checkpoints import SHARD_END
 from ._errors import THROTTLED, error_code

@@ -67,9 +67,7 @@ from bus import (
     Envelope,
     MissingDependencyError,
 )
-from bus._log import get_logger
-from bus._routing import is_pattern
-from bus.abc import Bridge, Delivery, Features, Port, Rejected
+from bus.abc import Bridge, Delivery, Features, Port, Rejected, get_logger, is_pattern
 
 from ._client import Endpoint, NotSent, PubSubCalls
 from ._errors import is_client_error, is_invalid, is_not_found, translate

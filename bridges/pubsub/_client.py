@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus import ConfigurationError
-from bus._secrets import file_secrets, redact
+from bus.abc import file_secrets, redact
 
 __all__ = ["Endpoint", "NotSent", "PubSubCalls"]
 

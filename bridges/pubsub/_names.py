@@ -19,7 +19,7 @@ import hashlib
 import re
 
 from bus import ConfigurationError
-from bus._routing import validate_topic
+from bus.abc import validate_topic
 
 __all__ = ["subscription_id", "topic_from_id", "topic_id"]
 

@@ -10,7 +10,7 @@ the message names the bridge and never contains the broker URL's password.
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
-from bus._secrets import redact
+from bus.abc import redact
 
 __all__ = ["describe", "is_client_error", "translate"]
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from bus import Envelope
-from bus._secrets import mask_url
+from bus.abc import mask_url
 
 from .._cloudevents import CONTENT_TYPE, RABBITMQ, Incoming, from_headers, to_headers
 

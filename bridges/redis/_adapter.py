@@ -37,8 +37,7 @@ from bus import (
 )
 from bus._facade._adapter import EventAdapter, MessageCallback
 from bus._facade._message import EventMessage, encode_message
-from bus._log import get_logger
-from bus._secrets import mask_url
+from bus.abc import get_logger, mask_url
 
 from .. import _runtime
 from . import _client

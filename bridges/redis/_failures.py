@@ -26,14 +26,14 @@ from typing import Any
 import trio
 
 from bus import RetryPolicy
-from bus._envelope import (
+from bus.abc import (
     H_ATTEMPTS,
     H_ERROR,
     H_ERROR_TYPE,
     H_FAILED_SUBSCRIBER,
     H_ORIGINAL_TOPIC,
+    get_logger,
 )
-from bus._log import get_logger
 
 __all__ = ["TooManyDeliveries", "dead_letter_fields", "handle_with_retries"]
 

@@ -22,7 +22,7 @@ import msgspec
 
 from bus import BackendError, BackendUnavailableError
 from bus._facade._message import EventMessage
-from bus._secrets import mask_url, redact
+from bus.abc import mask_url, redact
 
 __all__ = [
     "decode_entry",

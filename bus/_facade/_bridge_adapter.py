@@ -51,7 +51,7 @@ _serial = itertools.count(1)
 
 
 def _declare(bus: Bus, topic: str) -> None:
-    if topic not in bus._topics:
+    if bus.declared(topic) is None:
         bus.topic(topic, dict)
 
 

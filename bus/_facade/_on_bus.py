@@ -24,8 +24,8 @@ from typing import Any, Self
 import msgspec
 import trio
 
-from .._actor import Group, Subscription
-from .._bus import Bus, _confirmed
+from .._actor import Subscription
+from .._bus import Bus
 from .._closing import ClosesOnExit
 from .._done import Delivery
 from .._envelope import H_ORIGIN, Envelope
@@ -58,12 +58,12 @@ _chains: dict[int, frozenset[Subscription]] = {}
 
 def declare(bus: Bus, topic: str, max_length: int | None = None) -> None:
     """Declare facade *topic* on *bus* (JSON objects, retained) if it is not yet."""
-    spec = bus._topics.get(topic)
-    if spec is not None and spec.log is not None:
+    declared = bus.declared(topic)
+    if declared is not None and declared.retention is not None:
         return
     retain = Retention(max_count=max_length or DEFAULT_MAX_LENGTH)
     try:
-        bus.topic(topic, spec.codec.type if spec is not None else dict, retain=retain)
+        bus.topic(topic, declared.type if declared is not None else dict, retain=retain)
     except ConfigurationError as exc:
         raise ConfigurationError(f"facade topic {topic!r}: {exc}") from None
 
@@ -73,7 +73,7 @@ def to_envelope(bus: Bus, message: EventMessage, *, track: bool) -> Envelope[Any
     encode_message(message)  # raises PayloadTypeError naming what is wrong
     data = _decode(msgspec.json.encode(message.data))
     return Envelope(
-        id=bus._new_id(),
+        id=bus.new_id(),
         topic=message.topic,
         payload=data,
         key=message.key,
@@ -102,13 +102,7 @@ def to_message(env: Envelope[Any]) -> EventMessage:
 
 
 def _would_wait_for_itself(bus: Bus, topic: str, chain: frozenset[Subscription]) -> bool:
-    if not chain:
-        return False
-    for target in bus._router.route(topic):
-        members = target.members if isinstance(target, Group) else (target,)
-        if any(member in chain for member in members):
-            return True
-    return False
+    return bool(chain) and any(sub in chain for sub in bus.subscriptions(topic))
 
 
 async def publish_and_wait(bus: Bus, message: EventMessage) -> None:
@@ -121,14 +115,13 @@ async def publish_and_wait(bus: Bus, message: EventMessage) -> None:
     wait = not _would_wait_for_itself(bus, message.topic, chain)
     env = to_envelope(bus, message, track=wait)
     if not wait:
-        await bus._route(env)
+        await bus.route(env)
         return
     assert env.delivery is not None
     key = id(env.delivery)
     _chains[key] = chain
     try:
-        await bus._route(env)
-        await _confirmed(env)
+        await bus.route(env, confirm=True)
     finally:
         _chains.pop(key, None)
 

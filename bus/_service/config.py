@@ -26,7 +26,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
-from .._bridge import EXPORT_RETRY, Bridge
+from .._attach import EXPORT_RETRY
+from .._bridge import Bridge
 from .._errors import BusError, ConfigurationError
 from .._policy import RetryPolicy
 from .._routing import validate_pattern, validate_topic

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from .._bridge import Attachment
+from .._attach import Attachment
 from .._bus import Bus
 from .._log import get_logger
 

@@ -32,7 +32,8 @@ from typing import Any
 
 import trio
 
-from .._bridge import Attachment, Bridge, ExportResults, Port
+from .._attach import Attachment
+from .._bridge import Bridge, ExportResults, Port
 from .._bus import Bus, open_bus
 from .._codec import RawCodec, codec_for
 from .._envelope import Envelope
@@ -188,7 +189,7 @@ class Service:
             self.bus = bus
             for route in config.routes:
                 codec = RawCodec() if route.payload == "raw" else codec_for(object)
-                bus._declare_pattern(route.pattern, codec)
+                bus.declare_pattern(route.pattern, codec)
             if config.metrics:
                 await self._start_http(bus, nursery)
             await self._attach_all(bus)

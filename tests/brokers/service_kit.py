@@ -249,7 +249,7 @@ group = "{self.group}"
             await self._kinesis().admin(put)
             return
         async with open_bus(name="writer") as bus:
-            bus._declare_pattern(f"{self.p}.#", RawCodec())
+            bus.declare_pattern(f"{self.p}.#", RawCodec())
             await bus.attach(self.bridge(kind, "writer"), export=[f"{self.p}.#"])
             for data, key in records:
                 await bus.publish(topic, data, key=key, confirm=True)
@@ -263,7 +263,7 @@ group = "{self.group}"
         got: list[Envelope[bytes]] = []
         options = {"queue": queue} if queue is not None else {}
         async with open_bus(name="reader") as bus:
-            bus._declare_pattern(topic, RawCodec())
+            bus.declare_pattern(topic, RawCodec())
             bus.subscribe(topic, got.append)
             await bus.attach(self.bridge(kind, "reader", group, **options), import_=[topic])
             with trio.move_on_after(within):

@@ -91,7 +91,7 @@ class Producer:
         s = self.setup
         try:
             async with open_bus(name="producer") as bus:
-                bus._declare_pattern(f"{s.p}.orders.*", RawCodec())
+                bus.declare_pattern(f"{s.p}.orders.*", RawCodec())
                 await bus.attach(s.bridge(self.source, "producer"), export=[f"{s.p}.orders.*"])
                 while not self.stop.is_set() and (limit is None or self.sent < limit):
                     for _ in range(per_tick):
@@ -139,8 +139,8 @@ async def _drain_queues(
     numbers: list[int] = []
     letters: list[Envelope[Any]] = []
     async with open_bus(name="checker") as bus:
-        bus._declare_pattern(f"{setup.p}.orders.*", RawCodec())
-        bus._declare_pattern(setup.dead_topic, RawCodec())
+        bus.declare_pattern(f"{setup.p}.orders.*", RawCodec())
+        bus.declare_pattern(setup.dead_topic, RawCodec())
         bus.subscribe(
             f"{setup.p}.orders.*",
             lambda env: numbers.append(msgspec.json.decode(env.payload)["n"]),
@@ -233,8 +233,8 @@ class Mirror:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         setup = self.setup
         async with open_bus(name="mirror") as bus:
-            bus._declare_pattern(f"{setup.p}.orders.*", RawCodec())
-            bus._declare_pattern(setup.dead_topic, RawCodec())
+            bus.declare_pattern(f"{setup.p}.orders.*", RawCodec())
+            bus.declare_pattern(setup.dead_topic, RawCodec())
             bus.subscribe(
                 f"{setup.p}.orders.*", lambda env: self.numbers.append(service_kit.numbered(env))
             )
@@ -332,7 +332,7 @@ async def _at_least(read: Any, target: int) -> bool:
 async def _publish_payments(setup: Any, start: int, count: int) -> None:
     """*count* payments into RabbitMQ (to the service's pre-bound queue), confirmed."""
     async with open_bus(name="payer") as bus:
-        bus._declare_pattern(f"{setup.p}.payments.#", RawCodec())
+        bus.declare_pattern(f"{setup.p}.payments.#", RawCodec())
         await bus.attach(setup.bridge("rabbitmq", "payer"), export=[f"{setup.p}.payments.#"])
         for m in range(start, start + count):
             await bus.publish(setup.payments, b'{"m": %d}' % m, key=f"c{m % 8}",
@@ -346,7 +346,7 @@ async def _read_payments(setup: Any, expected: int) -> list[int]:
 
     got: list[int] = []
     async with open_bus(name="verify") as bus:
-        bus._declare_pattern(f"{setup.p}.payments.#", RawCodec())
+        bus.declare_pattern(f"{setup.p}.payments.#", RawCodec())
         bus.subscribe(f"{setup.p}.payments.#",
                       lambda env: got.append(msgspec.json.decode(env.payload)["m"]))
         bridge = KafkaBridge(setup.kafka, name="verify", group_id=f"{setup.p}-verify")
@@ -532,7 +532,7 @@ async def test_rabbitmq_flags_redeliveries(brokers: Any, tmp_path: Path) -> None
     await setup.bind(pattern, queue)
     await _publish_payments(setup, 0, 20)
     async with open_bus(name="first", drain_timeout=0.2) as first:
-        first._declare_pattern(pattern, RawCodec())
+        first.declare_pattern(pattern, RawCodec())
 
         async def never_done(env: Envelope[bytes]) -> None:
             await trio.sleep_forever()
@@ -544,7 +544,7 @@ async def test_rabbitmq_flags_redeliveries(brokers: Any, tmp_path: Path) -> None
     assert held.port.redelivered == 0 and held.port.acked == 0
     got: list[bytes] = []
     async with open_bus(name="second") as second:
-        second._declare_pattern(pattern, RawCodec())
+        second.declare_pattern(pattern, RawCodec())
         second.subscribe(pattern, lambda env: got.append(env.payload))
         again = await second.attach(
             setup.bridge("rabbitmq", "second", queue=queue), import_=[pattern]

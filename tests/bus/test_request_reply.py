@@ -120,8 +120,8 @@ async def test_replies_and_failures_cross_to_another_bus() -> None:
         async with open_bus(name="a") as a, open_bus(name="b") as b:
             for bus in (a, b):
                 bus.topic("quote", Ask)
-            b.subscribe("bus.reply.#", a._route, name="back")  # b -> a
-            a.subscribe("quote", b._route, name="over")  # a -> b
+            b.subscribe("bus.reply.#", a.route, name="back")  # b -> a
+            a.subscribe("quote", b.route, name="over")  # a -> b
 
             async def answer(env: Envelope[Ask]) -> None:
                 if env.payload.sku == "boom":

@@ -295,7 +295,7 @@ async def test_tracing_takes_true_false_or_a_provider() -> None:
 def _run(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
 
 

@@ -86,7 +86,7 @@ async def test_a_message_refused_downstream_is_dead_lettered_to_its_source_broke
     rabbit, kafka = LoopbackBroker(), LoopbackBroker(max_bytes=100)
     rabbit.append(_record("payments.card", b"x" * 200, "big"))
     async with open_bus() as bus:
-        bus._declare_pattern("payments.#", RawCodec())
+        bus.declare_pattern("payments.#", RawCodec())
         out = await bus.attach(LoopbackBridge(kafka, "kafka"), export=["payments.#"])
         src = await bus.attach(
             LoopbackBridge(rabbit, "rabbitmq"), import_=["payments.#"], export=[DLQ]
@@ -111,7 +111,7 @@ async def test_a_dead_letter_refused_in_turn_keeps_its_message_unacknowledged() 
     rabbit.append(_record("payments.card", b"small", "small"))  # same key, same partition
     with capture_logs() as logs:
         async with open_bus() as bus:
-            bus._declare_pattern("payments.#", RawCodec())
+            bus.declare_pattern("payments.#", RawCodec())
             await bus.attach(LoopbackBridge(kafka, "kafka"), export=["payments.#", DLQ])
             src = await bus.attach(LoopbackBridge(rabbit, "rabbitmq"), import_=["payments.#"])
             await _until(lambda: src.port.kept_unacked == 1 and src.port.acked == 1)
@@ -126,7 +126,7 @@ async def test_a_dead_letter_refused_in_turn_keeps_its_message_unacknowledged() 
     # a new consumer of the same group gets both again; with room in Kafka, all is done
     roomy = LoopbackBroker()
     async with open_bus() as bus:
-        bus._declare_pattern("payments.#", RawCodec())
+        bus.declare_pattern("payments.#", RawCodec())
         await bus.attach(LoopbackBridge(roomy, "kafka"), export=["payments.#", DLQ])
         src = await bus.attach(LoopbackBridge(rabbit, "rabbitmq"), import_=["payments.#"])
         await _until(lambda: src.port.acked == 2)

@@ -166,3 +166,34 @@ async def test_read_needs_retention_and_sane_options() -> None:
             await anext(bus.read("t", offset=-1))
         with pytest.raises(ConfigurationError, match="group"):
             await anext(bus.read("t", group=""))
+
+
+async def test_replay_is_in_publish_order_across_topics() -> None:
+    """Retained messages of several topics are replayed merged in publish order (not
+    topic by topic, nor newest first), before any live message."""
+    got: list[tuple[str, int]] = []
+    async with open_bus() as bus:
+        # declared b before a, so a topic-by-topic replay would give b's first
+        bus.topic("acct.b", Event, retain=Retention(max_count=100))
+        bus.topic("acct.a", Event, retain=Retention(max_count=100))
+        sent = [("acct.a", 1), ("acct.b", 2), ("acct.a", 3), ("acct.b", 4), ("acct.a", 5)]
+        for topic, n in sent:
+            await bus.publish(topic, Event(n))
+        bus.subscribe("acct.*", lambda env: got.append((env.topic, env.payload.n)), replay=True)
+        await bus.publish("acct.b", Event(6))
+    assert got == [*sent, ("acct.b", 6)]
+
+
+async def test_retention_max_age_keeps_a_message_exactly_max_age_old(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The boundary: age == max_age is kept, any older is gone (times exact in binary)."""
+    async with open_bus() as bus:
+        bus.topic("t", int, retain=Retention(max_age=8.0))
+        await trio.sleep_until(16.0)
+        await bus.publish("t", 1)
+        await trio.sleep_until(24.0)  # exactly 8 s old
+        assert [e.payload for e in bus.retained("t")] == [1]
+        await trio.sleep_until(24.0 + 2**-10)
+        assert bus.retained("t") == []
+        assert bus.stats().topics["t"].retained == 0
