@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -380,7 +381,9 @@ async def test_wrong_password_is_a_backend_error_without_the_password() -> None:
     from bus import BackendError
 
     secret = "wrong-" + uuid.uuid4().hex[:6]
-    b = RabbitMQBridge(f"amqp://guest:{secret}@127.0.0.1:5672/", name="auth")
+    url = urllib.parse.urlsplit(URL)  # the harness's broker, whatever its port
+    wrong = url._replace(netloc=f"{url.username}:{secret}@{url.hostname}:{url.port}")
+    b = RabbitMQBridge(urllib.parse.urlunsplit(wrong), name="auth")
     with trio.fail_after(TIMEOUT):
         async with open_bus() as bus:
             with pytest.raises(BackendError) as info:

@@ -4,8 +4,8 @@
 ``doomed`` of *GROUP* and appends each handled ``n`` to *OUTFILE* with an unbuffered
 write once its callback finished, so what the file holds was handled even if the
 process is killed the next instant. The callback of message ``HANG_AT`` (optional fifth
-argument) never returns, so the child is sure to hold entries it read and did not
-acknowledge when the test kills it with SIGKILL mid-stream.
+argument) writes ``OUTFILE.hung`` and never returns, so once that file exists the child
+holds an entry it read and did not acknowledge, whenever the test kills it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ async def main(url: str, topic: str, group: str, out: str, hang_at: str = "-1") 
 
     async def handle(message: EventMessage) -> None:
         if message.data["n"] == int(hang_at):
+            await trio.Path(out + ".hung").write_text(f"{hang_at}\n")
             await trio.sleep_forever()
         await trio.sleep(0.002)
         os.write(fd, f"{message.data['n']}\n".encode())

@@ -249,20 +249,27 @@ async def test_killed_consumer_loses_nothing(
         for message in _messages(topic, total):
             await survivor.publish(message)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)])}
+        name = f"doomed-{unique}"  # the child's connections, in CLIENT LIST
+        child_url = f"{url}{'&' if '?' in url else '?'}client_name={name}"
         child = await trio.lowlevel.open_process(
-            [sys.executable, str(HERE / "redis_child.py"), url, topic, group, str(out), "120"],
+            [sys.executable, str(HERE / "redis_child.py"), child_url, topic, group, str(out),
+             "120"],
             env=env,
         )
         try:
-            # 0..119 handled, and 120 (with what was read after it) taken and never
-            # acknowledged: its callback never returns
-            await _until(lambda: out.exists() and out.read_text().count("\n") >= 120, 30)
+            # 0..119 handled, and 120 (with what was read with it) taken and never
+            # acknowledged: its callback never returns (it wrote OUTFILE.hung)
+            await _until(lambda: out.with_name(out.name + ".hung").exists(), 30)
+            assert await _connected(survivor, name)
             child.send_signal(signal.SIGKILL)
         finally:
             child.kill()
             with trio.move_on_after(10, shield=True):
                 await child.wait()
         assert child.returncode == -signal.SIGKILL
+        # What the child sent before it died (acknowledgements) reaches the server before
+        # its connections close: once they are gone, the pending count is final.
+        await _until_disconnected(survivor, name)
         by_child = {int(n) for n in out.read_text().split()}
         assert len(by_child) < total  # killed mid-stream
         pending = await survivor._call(_client.pending_count, topic, group)
@@ -283,6 +290,21 @@ async def test_killed_consumer_loses_nothing(
         assert await survivor._call(_client.pending_count, topic, group) == 0
         # at-least-once: only what the child had in hand may have been handled twice
         assert len(by_child & set(handled)) <= pending
+
+
+async def _connected(adapter: RedisStreamsAdapter, name: str) -> bool:
+    """Whether the server holds a connection named *name* (CLIENT SETNAME)."""
+
+    async def named(client: Any) -> bool:
+        return any(c.get("name") == name for c in await client.client_list())
+
+    return await adapter._call(named)
+
+
+async def _until_disconnected(adapter: RedisStreamsAdapter, name: str) -> None:
+    with trio.fail_after(20):
+        while await _connected(adapter, name):  # noqa: ASYNC110 - server state: poll it
+            await trio.sleep(0.02)
 
 
 async def _blocked_reads(client: Any) -> int:
