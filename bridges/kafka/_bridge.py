@@ -61,9 +61,14 @@ FEATURES = Features(
     max_message_bytes=1_048_576,
     restartable=True,
     notes="Order is per key (one key, one partition). Wildcard imports subscribe by "
-    "regex: topics created later are found at the next metadata refresh "
-    "(metadata_max_age_ms).",
+    "regex: topics created later are found at the next metadata refresh, every 5 s "
+    "(metadata_max_age_ms; topic.metadata.refresh.interval.ms for confluent-kafka).",
 )
+
+METADATA_REFRESH_MS = 5_000
+"""How often a consumer refreshes its metadata, so a wildcard import finds topics
+created after it started (the clients' defaults are 5 minutes; Kinesis lists its
+streams every 5 s, Pub/Sub its topics every 10 s). A consumer option overrides it."""
 
 
 class KafkaBridge(Bridge):
@@ -154,6 +159,9 @@ class KafkaBridge(Bridge):
         consumer: dict[str, Any] = {
             **common, "group_id": self.group_id, "enable_auto_commit": False,
             "auto_offset_reset": auto_offset_reset, "max_poll_records": max_poll_records,
+            # a wildcard import sees a topic created later at the next metadata refresh:
+            # 5 s, not aiokafka's 5 minutes (a small request per refresh)
+            "metadata_max_age_ms": METADATA_REFRESH_MS,
         }
         consumer.update(consumer_options or {})
         self._consumer_options = consumer

@@ -37,6 +37,7 @@ from .._close import close_step
 from ._bridge import (
     CLOSE_STEP_SECONDS,
     FEATURES,
+    METADATA_REFRESH_MS,
     check_options,
     encode_batch,
     export_results,
@@ -217,6 +218,8 @@ class ConfluentKafkaBridge(Bridge):
             # aiokafka's default (librdkafka's is 45 s): a member killed without leaving
             # gives its partitions away after 10 s, as with KafkaBridge
             "session.timeout.ms": 10_000,
+            # a wildcard import sees a topic created later within 5 s, not librdkafka's 5 min
+            "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
         }
         consumer.update(consumer_config or {})
         self._consumer_config = consumer

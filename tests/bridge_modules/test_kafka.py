@@ -256,6 +256,36 @@ async def test_foreign_record_without_cloudevents_imports(topic: str, client: ty
 
 
 @CLIENTS
+async def test_a_wildcard_import_finds_a_topic_created_after_it_started(
+    kafka: None, client: type
+) -> None:
+    # The clients refresh their metadata every 5 minutes by default: a topic created
+    # after the consumer subscribed was not imported for that long (issue 19, item 1).
+    prefix = f"kp{uuid.uuid4().hex[:10]}"
+    first, later = f"{prefix}.first", f"{prefix}.later"
+    await create_topics([first])
+    got: list[Envelope[Order]] = []
+    try:
+        with trio.fail_after(60):
+            async with open_bus() as b:
+                b.topic(first, Order)
+                b.topic(later, Order)
+                b.subscribe(f"{prefix}.*", got.append)
+                await b.attach(
+                    client(SERVER, group_id=f"g-{prefix}", auto_offset_reset="earliest"),
+                    import_=[f"{prefix}.*"],
+                )
+                await write_raw(first, b'{"n": 1}', None, [])
+                await until(lambda: len(got) == 1)  # the consumer is in its group
+                await create_topics([later])
+                await write_raw(later, b'{"n": 2}', None, [])
+                await until(lambda: len(got) == 2)
+    finally:
+        await delete_topics([first, later])
+    assert [(e.topic, e.payload.n) for e in got] == [(first, 1), (later, 2)]
+
+
+@CLIENTS
 async def test_too_large_record_is_dead_lettered_and_the_rest_go_through(
     topic: str, client: type
 ) -> None:

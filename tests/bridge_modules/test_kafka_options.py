@@ -69,3 +69,13 @@ def test_runtime_sets_both_directions() -> None:
     assert (default._egress_kind, default._ingress_kind) == ("thread", "trio-asyncio")
     both = KafkaBridge(runtime="thread")
     assert (both._egress_kind, both._ingress_kind) == ("thread", "thread")
+
+
+def test_consumers_refresh_their_metadata_every_5_s_unless_told_otherwise() -> None:
+    # so a wildcard import finds a topic created later within seconds, not 5 minutes
+    assert KafkaBridge()._consumer_options["metadata_max_age_ms"] == 5_000
+    assert KafkaBridge(consumer_options={"metadata_max_age_ms": 60_000}
+                       )._consumer_options["metadata_max_age_ms"] == 60_000
+    key = "topic.metadata.refresh.interval.ms"
+    assert ConfluentKafkaBridge()._consumer_config[key] == 5_000
+    assert ConfluentKafkaBridge(consumer_config={key: 1_000})._consumer_config[key] == 1_000
