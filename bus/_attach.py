@@ -53,6 +53,8 @@ class Attachment:
         self.bridge = bridge
         self.port = port
         self.export: Subscription | None = None
+        self.export_patterns: tuple[str, ...] = ()
+        """The patterns of the bus topics exported to the broker."""
         self.ingress_restarts = 0
         """Times ingress was restarted after it raised."""
         self.exported = 0
@@ -67,6 +69,15 @@ class Attachment:
         self._ingress_scope: trio.CancelScope | None = None
         self._ingress_ended = trio.Event()
         self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Attachment of {self.bridge.name!r} ({type(self.bridge).__name__}) "
+            f"export={list(self.export_patterns)} import={list(self.port.import_patterns)}"
+            f"{' detached' if self._closed else ''}: exported={self.exported} "
+            f"confirmed={self.confirmed} imported={self.port.imported} "
+            f"acked={self.port.acked}>"
+        )
 
     def _count_results(self, sent: int, results: ExportResults) -> None:
         if results is None:
@@ -243,6 +254,7 @@ async def attach(
                     tracing.end_export(spans, results)
                 return results
 
+            att.export_patterns = tuple(export)
             att.export = subscribe_export(
                 export, send, name=f"{name}:export", batch=batch, capacity=capacity,
                 retry=retry, skip_origin=name, concurrency=concurrency,

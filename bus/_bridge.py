@@ -179,6 +179,11 @@ class Port:
         they are not acknowledged and the broker delivers them again (after a restart,
         a lease or ack deadline)."""
 
+    def __repr__(self) -> str:
+        return (
+            f"<Port of {self.bridge.name!r} import={list(self.import_patterns)}: "
+            f"imported={self.imported} acked={self.acked}>"
+        )
     def count_redelivered(self) -> None:
         """Called by a bridge for a message its broker flags as a redelivery."""
         self.redelivered += 1

@@ -186,6 +186,14 @@ class Bus(RequestReply):
         spec = self._topics.specs.get(topic)
         return None if spec is None else Topic(self, topic, spec.codec.type)
 
+    def __repr__(self) -> str:
+        state = "closed" if self._state.closed else "open"
+        topics, bridges = len(self._topics.names()), len(self._attachments)
+        return (
+            f"<Bus {self.name!r} {state}: {topics} topic{'s' * (topics != 1)}, "
+            f"{bridges} bridge{'s' * (bridges != 1)} attached>"
+        )
+
     def topics(self) -> list[str]:
         """Names of the declared topics (not the private reply topics)."""
         return self._topics.names()
