@@ -438,6 +438,8 @@ class Worker:
                 )
                 await trio.sleep(delay)
                 local_attempt += 1
+                # what is tried again says so, as a single message's retry does
+                pending = [_replace(env, attempt=env.attempt + 1) for env in pending]
         except BaseException:
             # cancelled (or crashed) mid-batch: what is not settled goes back, nothing is lost
             items.extendleft(reversed(pending))
