@@ -34,7 +34,7 @@ from bus.abc import Port, get_logger
 
 from ._checkpoints import SHARD_END
 from ._errors import THROTTLED, error_code
-from ._wire import from_record
+from ._wire import decode
 
 if TYPE_CHECKING:
     from ._bridge import KinesisBridge
@@ -225,7 +225,7 @@ class IngressRun:
     ) -> None:
         b, port = self.bridge, self.port
         stream, shard = key
-        incoming, payload = from_record(
+        incoming, payload = decode(
             topic, data, fallback_id=f"{stream}/{shard}/{seq}", partition_key=pkey or None,
             arrival=arrival,
         )

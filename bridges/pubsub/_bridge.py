@@ -65,15 +65,15 @@ from bus import (
     BackendUnavailableError,
     ConfigurationError,
     Envelope,
-    MissingDependencyError,
 )
 from bus.abc import Bridge, Delivery, Features, Port, Rejected, get_logger, is_pattern
 
+from .._common import AckBatcher, call, not_open, require
 from ._client import Endpoint, NotSent, PubSubCalls
 from ._errors import is_client_error, is_invalid, is_not_found, translate
 from ._ingress import Leases
 from ._names import subscription_id, topic_from_id, topic_id
-from ._wire import MAX_MESSAGE_BYTES, from_pubsub, problem, to_pubsub
+from ._wire import MAX_MESSAGE_BYTES, decode, encode, problem
 
 __all__ = ["FEATURES", "PubSubBridge"]
 
@@ -151,7 +151,7 @@ class PubSubBridge(Bridge):
         timeout: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        _require_client()
+        require("google.cloud.pubsub_v1", "pubsub", "the Pub/Sub bridge", "google-cloud-pubsub")
         project = project or _env("GCP_PROJECT_ID", "PUBSUB_PROJECT_ID", "GOOGLE_CLOUD_PROJECT")
         if not project:
             raise ConfigurationError(
@@ -185,7 +185,7 @@ class PubSubBridge(Bridge):
         self._pulls_in_flight = 0
         self._leases = Leases()
         self._pulling: set[str] = set()
-        self._acks_wanted = trio.Event()
+        self._acks = AckBatcher(self._flush_acks)
         self._room = trio.Event()
         self._seen: OrderedDict[str, int] = OrderedDict()
         self.received = 0
@@ -247,16 +247,14 @@ class PubSubBridge(Bridge):
     async def _call(self, fn: Callable[..., T], *args: Any, check: bool = True) -> T:
         """Run the blocking client call *fn* in a worker thread (abandoned if cancelled:
         every call has a timeout); translate the client's exceptions."""
-        if check and not self._open:
-            raise ConfigurationError(
-                f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"
-            )
-        try:
-            return await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
-        except Exception as exc:
-            if is_client_error(exc):
-                raise translate(exc, self.name) from exc
-            raise
+        return await call(
+            _in_thread if self._open or not check else None, fn, *args,
+            is_client_error=is_client_error, translate=self._translate,
+            closed=partial(not_open, self.name),
+        )
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self.name)
 
     # -- egress -----------------------------------------------------------------------
 
@@ -271,7 +269,7 @@ class PubSubBridge(Bridge):
             except ConfigurationError as exc:
                 results[i] = Rejected(str(exc))
                 continue
-            out = to_pubsub(env, port.encode(env))
+            out = encode(env, port.encode(env))
             why = problem(out, self._max_bytes)
             if why is not None:
                 results[i] = Rejected(why)
@@ -327,7 +325,7 @@ class PubSubBridge(Bridge):
         self._pulling.clear()
         async with trio.open_nursery() as nursery:
             await self._discover(port, nursery)
-            nursery.start_soon(self._ack_loop)
+            nursery.start_soon(self._acks.run)
             nursery.start_soon(self._lease_loop)
             if self._relist is not None:
                 nursery.start_soon(self._relist_loop, port, nursery, self._relist)
@@ -453,7 +451,7 @@ class PubSubBridge(Bridge):
         message = rm.message
         attempt = self._attempt(message.message_id, rm.delivery_attempt)
         stamp = message.publish_time
-        incoming = from_pubsub(
+        incoming = decode(
             topic, message.attributes.items(), message.message_id, message.ordering_key,
             stamp.seconds + stamp.nanos / 1e9 if stamp.seconds else 0.0,
         )
@@ -485,13 +483,7 @@ class PubSubBridge(Bridge):
 
     def _on_done(self, sid: str, ack_id: str, delivery: Delivery) -> None:
         self._leases.done(sid, ack_id)
-        self._acks_wanted.set()
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._acks_wanted.wait()
-            self._acks_wanted = trio.Event()
-            await self._flush_acks()
+        self._acks.wanted()
 
     async def _flush_acks(self) -> None:
         """Acknowledge every done message (shielded: the ids are taken from the leases,
@@ -611,6 +603,10 @@ def _chunks(
     return chunks
 
 
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -619,10 +615,3 @@ def _env(*names: str) -> str | None:
     return None
 
 
-def _require_client() -> None:
-    try:
-        import google.cloud.pubsub_v1  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the Pub/Sub bridge needs google-cloud-pubsub: pip install 'trio-bus[pubsub]'"
-        ) from exc

@@ -39,16 +39,16 @@ from bus import (
     BackendUnavailableError,
     ConfigurationError,
     Envelope,
-    MissingDependencyError,
 )
 from bus.abc import Bridge, Delivery, Features, Port, Rejected
 
 from .._close import close_step
+from .._common import AckBatcher, call, not_open, require
 from .._runtime import Runtime, RuntimeKind, start_runtime
 from ._acks import AckTracker
 from ._client import AmqpClient
 from ._errors import describe, is_client_error, translate
-from ._wire import Outgoing, from_amqp, mask_url, to_amqp
+from ._wire import Outgoing, decode, encode, mask_url
 
 __all__ = ["FEATURES", "RabbitMQBridge"]
 
@@ -107,7 +107,7 @@ class RabbitMQBridge(Bridge):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         runtime: RuntimeKind = "thread",
     ) -> None:
-        _require_aio_pika()
+        require("aio_pika", "rabbitmq", "the RabbitMQ bridge", "aio-pika")
         if delivery_mode not in (1, 2):
             raise ConfigurationError(
                 f"delivery_mode must be 1 (transient) or 2 (persistent), not {delivery_mode!r}"
@@ -131,7 +131,7 @@ class RabbitMQBridge(Bridge):
         )
         self._rt: Runtime | None = None
         self._trackers: dict[Any, AckTracker] = {}
-        self._acks_wanted = trio.Event()
+        self._acks = AckBatcher(self._flush_acks)
         self._bound: set[str] = set()
         self._importing = False
 
@@ -182,16 +182,14 @@ class RabbitMQBridge(Bridge):
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run *fn* on the asyncio loop; translate the client's exceptions."""
-        if self._rt is None:
-            raise ConfigurationError(
-                f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"
-            )
-        try:
-            return await self._rt.run(fn, *args)
-        except Exception as exc:
-            if is_client_error(exc):
-                raise translate(exc, self.name, self._secret) from exc
-            raise
+        rt = self._rt
+        return await call(
+            None if rt is None else rt.run, fn, *args, is_client_error=is_client_error,
+            translate=self._translate, closed=partial(not_open, self.name),
+        )
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self.name, (self._secret,))
 
     # -- egress -----------------------------------------------------------------------
 
@@ -210,7 +208,7 @@ class RabbitMQBridge(Bridge):
                     f"({limit} bytes)"
                 )
                 continue
-            records.append(to_amqp(env, body))
+            records.append(encode(env, body))
             slots.append(i)
         if records:
             answers = await self._call(self._client.publish, records)
@@ -224,7 +222,7 @@ class RabbitMQBridge(Bridge):
         if isinstance(answer, ValueError):  # aiormq: routing key over 255 bytes...
             return Rejected(f"refused by the AMQP client: {answer}")
         if is_client_error(answer):  # transient: the bus retries this record
-            return translate(answer, self.name, self._secret)
+            return translate(answer, self.name, (self._secret,))
         return answer
 
     # -- ingress ----------------------------------------------------------------------
@@ -235,7 +233,7 @@ class RabbitMQBridge(Bridge):
         self._bound.update(port.import_patterns)
         self._importing = True
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._ack_loop)
+            nursery.start_soon(self._acks.run)
             task_status.started()
             while True:
                 for channel, message in await self._call(client.take, self._prefetch):
@@ -248,7 +246,7 @@ class RabbitMQBridge(Bridge):
         if tracker is None:
             tracker = self._trackers[channel] = AckTracker()
         tag: int = message.delivery_tag
-        incoming = from_amqp(
+        incoming = decode(
             message.routing_key or "", message.headers, message.message_id,
             message.timestamp, message.app_id,
         )
@@ -269,13 +267,7 @@ class RabbitMQBridge(Bridge):
 
     def _on_done(self, tracker: AckTracker, tag: int, delivery: Delivery) -> None:
         tracker.done(tag)
-        self._acks_wanted.set()
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._acks_wanted.wait()
-            self._acks_wanted = trio.Event()
-            await self._flush_acks()
+        self._acks.wanted()
 
     async def _flush_acks(self) -> None:
         """Acknowledge everything done so far, every channel in one crossing."""
@@ -375,10 +367,3 @@ def _password(url: str) -> str | None:
         return None
 
 
-def _require_aio_pika() -> None:
-    try:
-        import aio_pika  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the RabbitMQ bridge needs aio-pika: pip install 'trio-bus[rabbitmq]'"
-        ) from exc

@@ -385,9 +385,9 @@ async def test_a_full_bus_pauses_the_consumer_which_keeps_its_group(topic: str) 
 async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing(
     topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridges.kafka import _aio
+    from bridges.kafka import _client
 
-    real_poll = _aio.poll
+    real_poll = _client.poll
     failed = False
 
     async def flaky_poll(consumer: Any, timeout_ms: int, max_records: int) -> Any:
@@ -398,7 +398,7 @@ async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing
             raise RuntimeError("injected client failure")
         return batch
 
-    monkeypatch.setattr(_aio, "poll", flaky_poll)
+    monkeypatch.setattr(_client, "poll", flaky_poll)
     got: set[int] = set()
     bridge = KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}", max_poll_records=5)
     with trio.fail_after(60):
