@@ -316,19 +316,8 @@ class KinesisBridge(Bridge):
     # -- ingress ----------------------------------------------------------------------
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        await IngressRun(self, port).run(task_status)
+        await IngressRun(self, port, self._call, self._client).run(task_status)
 
-    async def _claim(self, stream: str, shards: list[str]) -> tuple[list[str], int]:
-        store = self.checkpoints.store
-        assert isinstance(store, LeaseStore)
-        return await trio.to_thread.run_sync(
-            store.claim, self.group, stream, self.owner, shards, self.lease_ttl
-        )
-
-    async def _release(self, stream: str, shards: list[str] | None) -> None:
-        store = self.checkpoints.store
-        assert isinstance(store, LeaseStore)
-        await trio.to_thread.run_sync(store.release, self.group, stream, self.owner, shards)
 
     # -- admin ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from bridges.rabbitmq._acks import AckTracker
+from bridges.rabbitmq._ingress import AckTracker
 from bridges.rabbitmq._wire import decode, encode, mask_url
 from bus import Envelope
 
