@@ -42,7 +42,7 @@ from .._common import call, missing
 from . import _client
 from ._errors import is_client_error, is_no_group, translate
 from ._failures import TooManyDeliveries, dead_letter_fields, handle_with_retries
-from ._reader import Reader, check_topic
+from ._ingress import Reader, check_topic
 from ._wire import decode, encode, entry_id
 
 __all__ = ["RedisStreamsAdapter"]
