@@ -4,7 +4,7 @@ Sans-IO: the envelope -> message -> envelope mapping of Kafka, RabbitMQ, Pub/Sub
 Kinesis keeps ``traceparent`` and ``tracestate``; the binary bindings also write them as
 the CloudEvents distributed tracing extension (what the SDK reports), Kinesis' structured
 events as extension attributes; a CloudEvents producer's extension alone is read back as
-the W3C headers. (The brokers themselves: tests/brokers/test_trace_brokers.py and each
+the W3C headers. (The brokers themselves: tests/bridges/test_trace_brokers.py and each
 bridge's round trip test.)
 """
 

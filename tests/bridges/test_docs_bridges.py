@@ -4,7 +4,7 @@ from pathlib import Path
 
 from bridges import _docs
 
-DOC = Path(__file__).parent.parent / "docs" / "bridges.md"
+DOC = Path(__file__).parents[2] / "docs" / "bridges.md"
 
 
 def test_characteristics_tables_match_the_features_records() -> None:
