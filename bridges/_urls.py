@@ -34,7 +34,7 @@ from bus.abc import Bridge, BrokerPlugin, brokers, mask_url
 
 __all__ = [
     "KEEP_GROUP", "BrokerURL", "bad", "create_kept_topic", "delete_kept_topic", "forms",
-    "from_url", "hostport", "kept_queue", "memory_broker", "parse", "plugin_for", "schemes",
+    "from_url", "hostport", "memory_broker", "parse", "plugin_for", "schemes",
 ]
 
 MEMORY_FORM = "memory://"
@@ -152,34 +152,31 @@ messages for ``bus tail --from-beginning``."""
 
 
 def kept_queue(topic: str, exchange: str = "trio-bus", group: str = KEEP_GROUP) -> str:
-    """RabbitMQ: the durable queue that keeps *topic*'s messages for *group*."""
-    return f"{exchange}.{group}.{topic}"
+    """RabbitMQ's kept queue of *topic* (``bridges.rabbitmq`` owns it). Only for
+    ``bus/_cli_brokers.py`` until stage B's command line, which reads each plugin's
+    ``tail_options``, replaces it (issue 16): remove it then."""
+    from .rabbitmq._bridge import kept_queue
 
-
-def _kind(bridge: Bridge) -> str:
-    return type(bridge).__module__.split(".")[1] if "." in type(bridge).__module__ else ""
+    return kept_queue(topic, exchange, group)
 
 
 async def create_kept_topic(bridge: Bridge, name: str, group: str = KEEP_GROUP) -> None:
     """Create topic *name* on *bridge*'s broker so that it keeps its messages for *group*
-    from now on, even while nobody reads: Kafka and Kinesis keep a log anyway (the topic or
-    stream is created); RabbitMQ gets a durable queue bound to it (:func:`kept_queue`);
-    Pub/Sub a subscription of *group*. *bridge* must be open."""
-    kind = _kind(bridge)
-    if kind == "rabbitmq":
-        exchange = getattr(bridge, "exchange", "trio-bus")
-        await bridge.create_topic(name, queue=kept_queue(name, exchange, group))
-    elif kind == "pubsub":
-        await bridge.create_topic(name, group=group)
+    from now on, even while nobody reads. *bridge* must be open. A broker that keeps a
+    log anyway (Kafka, Kinesis) creates the topic or stream; one that keeps messages per
+    reader has a ``create_kept_topic(name, group)`` method of its own (RabbitMQ: a
+    durable queue bound to the topic; Pub/Sub: *group*'s subscription)."""
+    keep = getattr(bridge, "create_kept_topic", None)
+    if keep is not None:
+        await keep(name, group)
     else:
         await bridge.create_topic(name)
 
 
 async def delete_kept_topic(bridge: Bridge, name: str, group: str = KEEP_GROUP) -> None:
     """Delete topic *name* and what :func:`create_kept_topic` made for it."""
-    if _kind(bridge) == "rabbitmq":
-        queue = kept_queue(name, getattr(bridge, "exchange", "trio-bus"), group)
-        await bridge.delete_topic(name, queue=queue)  # type: ignore[call-arg]
-        await bridge.delete_queue(queue)  # type: ignore[attr-defined]
+    unkeep = getattr(bridge, "delete_kept_topic", None)
+    if unkeep is not None:
+        await unkeep(name, group)
     else:
         await bridge.delete_topic(name)

@@ -341,6 +341,15 @@ class PubSubBridge(Bridge):
         if group:
             await self.create_subscription(name, self.group if group is True else str(group))
 
+    async def create_kept_topic(self, name: str, group: str) -> None:
+        """Keep topic *name*'s messages for *group* from now on, even while nobody reads:
+        the topic and *group*'s subscription (``bus topics create``)."""
+        await self.create_topic(name, group=group)
+
+    async def delete_kept_topic(self, name: str, group: str) -> None:
+        """Undo :meth:`create_kept_topic` (the topic with its subscriptions)."""
+        await self.delete_topic(name)
+
     async def delete_topic(self, name: str) -> None:
         """Delete the topic of *name* and the subscriptions this bridge's naming gave it
         (other subscriptions stay, detached, as Pub/Sub leaves them)."""

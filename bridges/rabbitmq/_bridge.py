@@ -290,6 +290,17 @@ class RabbitMQBridge(Bridge):
         delivered but not acknowledged are not counted as ready."""
         return await self._call(self._client.queue_counts, queue or self.queue)
 
+    async def create_kept_topic(self, name: str, group: str) -> None:
+        """Keep topic *name*'s messages for *group* from now on, even while nobody reads:
+        a durable queue (:func:`kept_queue`) bound to it (``bus topics create``)."""
+        await self.create_topic(name, queue=kept_queue(name, self.exchange, group))
+
+    async def delete_kept_topic(self, name: str, group: str) -> None:
+        """Undo :meth:`create_kept_topic`: unbind and delete the kept queue."""
+        queue = kept_queue(name, self.exchange, group)
+        await self.delete_topic(name, queue=queue)
+        await self.delete_queue(queue)
+
     async def delete_queue(self, queue: str | None = None) -> None:
         """Delete *queue* (default this bridge's) and its messages."""
         await self._call(self._client.delete_queue, queue or self.queue)
@@ -297,6 +308,11 @@ class RabbitMQBridge(Bridge):
     async def delete_exchange(self) -> None:
         """Delete this bridge's exchange and its bindings."""
         await self._call(self._client.delete_exchange)
+
+
+def kept_queue(topic: str, exchange: str, group: str) -> str:
+    """The durable queue that keeps *topic*'s messages for *group*."""
+    return f"{exchange}.{group}.{topic}"
 
 
 def _queue_option(options: dict[str, Any], default: str) -> str:

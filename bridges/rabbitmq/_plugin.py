@@ -12,9 +12,9 @@ from typing import Any
 
 from bus.abc import Bridge, BrokerPlugin
 
-from .._urls import bad, kept_queue, parse
+from .._urls import KEEP_GROUP, bad, parse
 from ._adapter import RabbitMQAdapter
-from ._bridge import FEATURES, RabbitMQBridge
+from ._bridge import FEATURES, RabbitMQBridge, kept_queue
 
 __all__ = ["PLUGIN", "from_url"]
 
@@ -42,7 +42,7 @@ def tail_options(topic: str, from_beginning: bool, fresh: str) -> tuple[dict[str
     """From the beginning: the kept queue (``bus topics create`` made it); else a private
     queue, removed afterwards."""
     if from_beginning:
-        return {"queue": kept_queue(topic)}, ""
+        return {"queue": kept_queue(topic, "trio-bus", KEEP_GROUP)}, ""
     return {"queue": f"trio-bus.{fresh}"}, f"trio-bus.{fresh}"
 
 

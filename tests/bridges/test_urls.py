@@ -122,3 +122,31 @@ def test_a_scheme_is_looked_up_in_the_registry(monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(bridge, LoopbackBridge) and made == [("fakes://thing", "f")]
     with pytest.raises(ConfigurationError, match=r"unknown scheme 'kafka'.*fake://thing"):
         from_url("kafka://127.0.0.1:9092")
+
+
+async def test_a_kept_topic_is_the_brokers_own_where_it_keeps_per_reader() -> None:
+    from bridges import create_kept_topic, delete_kept_topic
+
+    calls: list[tuple[str, ...]] = []
+
+    class Log:  # keeps a log anyway: the topic is created
+        async def create_topic(self, name: str) -> None:
+            calls.append(("create_topic", name))
+
+        async def delete_topic(self, name: str) -> None:
+            calls.append(("delete_topic", name))
+
+    class PerReader(Log):  # keeps messages per reader: its own way
+        async def create_kept_topic(self, name: str, group: str) -> None:
+            calls.append(("create_kept_topic", name, group))
+
+        async def delete_kept_topic(self, name: str, group: str) -> None:
+            calls.append(("delete_kept_topic", name, group))
+
+    for bridge in (Log(), PerReader()):
+        await create_kept_topic(bridge, "t")  # type: ignore[arg-type]
+        await delete_kept_topic(bridge, "t", "g")  # type: ignore[arg-type]
+    assert calls == [
+        ("create_topic", "t"), ("delete_topic", "t"),
+        ("create_kept_topic", "t", "bus-cli"), ("delete_kept_topic", "t", "g"),
+    ]
