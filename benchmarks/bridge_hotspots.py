@@ -11,7 +11,7 @@ egress
   ``send_per_record_all``   ``producer.send()`` per record instead, everything in flight
   ``send_per_record``       plain asyncio, ``producer.send()`` per record, one batch of
                             ``BATCH`` in flight at a time (what the bridge's asyncio side
-                            does: ``bridges/kafka/_aio.send_batch``)
+                            does: ``bridges/kafka/_client.send_batch``)
   ``bridge_egress``         the bridge: the bus, its export batches, the thread crossing
 ingress
   ``raw_ingress``           getmany + msgspec decode

@@ -2,7 +2,7 @@
 
 Four cases, rounds interleaved by the harness, each round on fresh streams of
 ``SHARDS`` shards (deleted afterwards), moving the same records: the structured
-CloudEvent the bridge writes (``bridges.kinesis._wire.to_record``) around the
+CloudEvent the bridge writes (``bridges.kinesis._wire.encode``) around the
 benchmarks' payload, partition key = the message's key:
 
 - ``kinesis_raw_egress``: aioboto3 on ``asyncio.run``, ``PutRecords`` of ``BATCH``
@@ -90,13 +90,13 @@ def _key(n: int) -> str:
 
 def _record(n: int) -> tuple[bytes, str]:
     """Record *n* as the bridge writes it: (structured CloudEvent, partition key)."""
-    from bridges.kinesis._wire import to_record
+    from bridges.kinesis._wire import encode
     from bus import Envelope
 
     obj = _make(n, time.time_ns())
     env = Envelope(id=f"{n:x}", topic=TOPIC, payload=obj, key=_key(n), time=time.time(),
                    source="bench")
-    return to_record(env, _encode(obj)), _key(n)
+    return encode(env, _encode(obj)), _key(n)
 
 
 def _asyncio_run(coro: Any) -> Any:

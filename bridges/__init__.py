@@ -1,10 +1,15 @@
-"""trio-bus bridges: one module per broker, each a :class:`bus.abc.Bridge`, and
+"""trio-bus bridges: one package per broker, each registered once (its ``PLUGIN``, an
+entry point of group ``trio_bus.brokers``, read with ``bus.abc.brokers()``), and
 ``bridges.redis``, the seed facade's Redis Streams adapter (an ``EventAdapter``).
 
-Importing this package loads no broker SDK; each broker module imports its client
-library when a bridge is opened. What is shared by the broker modules lives here too:
-the runtime that runs an asyncio client inside trio (:func:`open_runtime`), and broker
-URLs (:func:`from_url`: ``kafka://host:port`` and the others, see ``bridges._urls``).
+Importing this package, or loading the registry, imports no broker SDK; each broker
+package imports its client library when a bridge is made. What this package itself
+offers (re-exports only): :func:`from_url` (``kafka://host:port`` and the others: the
+registry's URL schemes, plus ``memory://``; see ``bridges._urls``), the topics a
+``bus topics create`` keeps (:func:`create_kept_topic`, :func:`delete_kept_topic`), and
+the runtime that runs an asyncio client inside trio (:func:`open_runtime`). What every
+broker package shares is in ``bridges._common``; ``docs/bridges.md`` says what a new
+broker must provide.
 """
 
 from ._runtime import KINDS as KINDS

@@ -52,7 +52,7 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from bus import BackendError, BusClosedError, ConfigurationError, MissingDependencyError
+from bus import BackendError, BusClosedError, ConfigurationError
 from bus.abc import get_logger
 
 __all__ = ["KINDS", "Runtime", "RuntimeKind", "open_runtime", "start_runtime"]
@@ -339,13 +339,9 @@ class _TrioAsyncioRuntime(Runtime):
 
 
 def _import_trio_asyncio() -> Any:
-    try:
-        import trio_asyncio
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            "the 'trio-asyncio' runtime needs trio-asyncio: pip install 'trio-bus[kafka]'"
-        ) from exc
-    return trio_asyncio
+    from ._common import require
+
+    return require("trio_asyncio", "kafka", "the 'trio-asyncio' runtime", "trio-asyncio")
 
 
 async def start_runtime(kind: RuntimeKind = "thread", *, cancel_timeout: float = 5.0) -> Runtime:

@@ -28,17 +28,15 @@ from typing import Any
 import trio
 
 from bus import ConfigurationError, Envelope
-from bus._log import get_logger
-from bus._secrets import redact
-from bus.abc import Bridge, ExportResults, Features, Port, Rejected
+from bus.abc import Bridge, ExportResults, Features, Port, get_logger, redact
 
 from .._close import close_step
-from .._cloudevents import to_kafka_headers
 from .._runtime import Runtime, RuntimeKind, start_runtime
-from . import _aio
-from ._errors import classify, is_unavailable, translate
+from . import _client
+from ._errors import export_results, is_unavailable, translate
 from ._ingress import Consumer
 from ._patterns import subscription
+from ._wire import encode_batch
 
 __all__ = ["FEATURES", "KafkaBridge"]
 
@@ -184,12 +182,12 @@ class KafkaBridge(Bridge):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
-        _aio.client()  # a missing aiokafka fails here, with the extra to install
-        _aio.check_codec(self._producer_options.get("compression_type"))
+        _client.client()  # a missing aiokafka fails here, with the extra to install
+        _client.check_codec(self._producer_options.get("compression_type"))
         self._egress_rt = await start_runtime(self._egress_kind)
         try:
             self._producer = await self._egress_rt.run(
-                _aio.start_producer, self._producer_options
+                _client.start_producer, self._producer_options
             )
         except BaseException as exc:
             await self._close_runtimes()
@@ -221,7 +219,7 @@ class KafkaBridge(Bridge):
                          secrets=self._secrets)
 
     async def _stop_producer(self, producer: Any, rt: Runtime) -> None:
-        flushed = await rt.run(_aio.stop_producer, producer, FLUSH_SECONDS)
+        flushed = await rt.run(_client.stop_producer, producer, FLUSH_SECONDS)
         if not flushed:
             log.warning("kafka.flush_abandoned", bridge=self.name, seconds=FLUSH_SECONDS)
 
@@ -242,7 +240,7 @@ class KafkaBridge(Bridge):
         rt = self._egress()
         records, unencodable = encode_batch(batch, port)
         try:
-            sent = await rt.run(_aio.send_batch, self._producer, records) if records else []
+            sent = await rt.run(_client.send_batch, self._producer, records) if records else []
         except Exception as exc:
             raise translate(exc, f"sending {len(batch)} records", self._secrets) from exc
         return export_results(batch, sent, unencodable)
@@ -280,7 +278,7 @@ class KafkaBridge(Bridge):
 
     async def _admin_client(self) -> Any:
         if self._admin is None:
-            self._admin = await self._egress().run(_aio.start_admin, self._common)
+            self._admin = await self._egress().run(_client.start_admin, self._common)
         return self._admin
 
     async def create_topic(
@@ -293,7 +291,7 @@ class KafkaBridge(Bridge):
         try:
             admin = await self._admin_client()
             await self._egress().run(
-                _aio.create_topic, admin, name, partitions, replication_factor, config or {},
+                _client.create_topic, admin, name, partitions, replication_factor, config or {},
                 self._topic_ready_timeout,
             )
         except Exception as exc:
@@ -302,7 +300,7 @@ class KafkaBridge(Bridge):
     async def delete_topic(self, name: str) -> None:
         try:
             admin = await self._admin_client()
-            await self._egress().run(_aio.delete_topic, admin, name)
+            await self._egress().run(_client.delete_topic, admin, name)
         except Exception as exc:
             raise translate(exc, f"deleting topic {name!r}", self._secrets) from exc
 
@@ -324,7 +322,7 @@ class KafkaBridge(Bridge):
             return None
         with trio.move_on_after(5):
             try:
-                return await consumer.rt.run(_aio.lag, consumer.client)
+                return await consumer.rt.run(_client.lag, consumer.client)
             except Exception:
                 return None
         return None
@@ -364,48 +362,3 @@ def join_servers(bootstrap_servers: str | Sequence[str]) -> str:
     if isinstance(bootstrap_servers, str):
         return bootstrap_servers
     return ",".join(bootstrap_servers)
-
-
-
-def encode_batch(
-    batch: Sequence[Envelope[Any]], port: Port
-) -> tuple[list[_aio.Record], dict[int, BaseException]]:
-    """The records to send, and the positions of envelopes that cannot be encoded
-    (a :class:`Rejected` each: they can never be sent)."""
-    records: list[_aio.Record] = []
-    unencodable: dict[int, BaseException] = {}
-    for i, env in enumerate(batch):
-        try:
-            value = port.encode(env)
-        except Exception as exc:  # this record can never be sent: dead-letter it
-            unencodable[i] = Rejected(f"cannot encode the payload for {env.topic!r}: {exc}")
-            continue
-        key = env.key.encode() if env.key is not None else None
-        ts = int(env.time * 1000) if env.time > 0 else None
-        records.append((env.topic, value, key, to_kafka_headers(env), ts))
-    return records, unencodable
-
-
-def export_results(
-    batch: Sequence[Envelope[Any]], sent: list[BaseException | None],
-    unencodable: dict[int, BaseException],
-) -> ExportResults:
-    """The export result from one outcome per sent record (aligned with the records of
-    :func:`encode_batch`): None when all went through; raises when nothing did and
-    nothing was refused for good."""
-    if unencodable:
-        it = iter(sent)
-        sent = [unencodable[i] if i in unencodable else next(it) for i in range(len(batch))]
-    if not any(sent):
-        return None
-    out = [
-        r if r is None or isinstance(r, Rejected) else classify(r, env.topic)
-        for r, env in zip(sent, batch, strict=True)
-    ]
-    if all(r is not None for r in sent) and not any(isinstance(o, Rejected) for o in out):
-        # Nothing went through and nothing was refused for good: fail the batch whole
-        # (the bus retries it with backoff) rather than record by record.
-        first = sent[0]
-        assert first is not None
-        raise translate(first, f"sending {len(batch)} records") from first
-    return out

@@ -28,24 +28,22 @@ from typing import Any
 
 import trio
 
-from bus import BackendUnavailableError, ConfigurationError, Envelope, MissingDependencyError
-from bus._log import get_logger
-from bus._secrets import redact
-from bus.abc import Bridge, ExportResults, Port
+from bus import BackendUnavailableError, ConfigurationError, Envelope
+from bus.abc import Bridge, ExportResults, Port, get_logger, redact
 
 from .._close import close_step
+from .._common import require
 from ._bridge import (
     CLOSE_STEP_SECONDS,
     FEATURES,
     METADATA_REFRESH_MS,
     check_options,
-    encode_batch,
-    export_results,
     join_servers,
 )
 from ._confluent_ingress import ConfluentConsumer
-from ._errors import is_unavailable, translate
+from ._errors import export_results, is_unavailable, translate
 from ._patterns import subscription
+from ._wire import encode_batch
 
 __all__ = ["ConfluentKafkaBridge"]
 
@@ -57,13 +55,7 @@ notices it should stop)."""
 
 
 def _client() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            "client='confluent' needs confluent-kafka: pip install 'trio-bus[kafka-fast]'"
-        ) from exc
-    return confluent_kafka
+    return require("confluent_kafka", "kafka-fast", "client='confluent'", "confluent-kafka")
 
 
 class _Batch:

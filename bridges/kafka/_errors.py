@@ -15,11 +15,13 @@ error type and text, never connection settings (credentials live there).
 
 from __future__ import annotations
 
-from bus import BackendError, BackendUnavailableError
-from bus._secrets import redact
-from bus.abc import Rejected
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["classify", "is_unavailable", "translate"]
+from bus import BackendError, BackendUnavailableError, Envelope
+from bus.abc import ExportResults, Rejected, redact
+
+__all__ = ["classify", "export_results", "is_unavailable", "translate"]
 
 # Never accepted as sent: the bus dead-letters the record.
 _PERMANENT = frozenset({
@@ -110,14 +112,40 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def translate(
-    exc: BaseException, doing: str, secrets: tuple[str | None, ...] = ()
+    exc: BaseException, context: str, secrets: tuple[str | None, ...] = ()
 ) -> BackendError:
-    """*exc* as a bus error (``raise translate(exc, ...) from exc``); *secrets* (the SASL
-    password) and URL passwords are masked in its message."""
+    """*exc* as a bus error (``raise translate(exc, ...) from exc``): *context* says what
+    was being done (``"sending 3 records"``); *secrets* (the SASL password) and URL
+    passwords are masked in its message."""
     exc = _unwrap(exc)
     if isinstance(exc, BackendError):
         return exc
     cls = BackendUnavailableError if is_unavailable(exc) else BackendError
-    err = cls(f"kafka: {doing} failed: {_describe(exc, secrets)}")
+    err = cls(f"kafka: {context} failed: {_describe(exc, secrets)}")
     err.__cause__ = exc
     return err
+
+
+def export_results(
+    batch: Sequence[Envelope[Any]], sent: list[BaseException | None],
+    unencodable: dict[int, BaseException],
+) -> ExportResults:
+    """The export result from one outcome per sent record (aligned with the records of
+    ``_wire.encode_batch``): None when all went through; raises when nothing did and
+    nothing was refused for good."""
+    if unencodable:
+        it = iter(sent)
+        sent = [unencodable[i] if i in unencodable else next(it) for i in range(len(batch))]
+    if not any(sent):
+        return None
+    out = [
+        r if r is None or isinstance(r, Rejected) else classify(r, env.topic)
+        for r, env in zip(sent, batch, strict=True)
+    ]
+    if all(r is not None for r in sent) and not any(isinstance(o, Rejected) for o in out):
+        # Nothing went through and nothing was refused for good: fail the batch whole
+        # (the bus retries it with backoff) rather than record by record.
+        first = sent[0]
+        assert first is not None
+        raise translate(first, f"sending {len(batch)} records") from first
+    return out

@@ -2,7 +2,7 @@
 
 One :class:`Consumer` per run of ``KafkaBridge.ingest``. Each ``getmany`` batch is one
 crossing into asyncio; each record goes to ``port.deliver_nowait`` (CloudEvents headers
-read by ``bridges._cloudevents``) with an ``on_done``
+read by ``_wire.decode``) with an ``on_done``
 callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commits:
 
 - periodically (``commit_interval``), from a task of its own, so consuming never waits
@@ -42,12 +42,12 @@ from typing import Any
 
 import trio
 
-from bus._log import get_logger
-from bus.abc import Delivery, OffsetTracker, Port
+from bus.abc import Delivery, OffsetTracker, Port, get_logger
 
-from .._cloudevents import KAFKA, Incoming, from_headers
+from .._cloudevents import Incoming
 from .._runtime import Runtime
-from . import _aio
+from . import _client
+from ._wire import decode
 
 __all__ = ["Consumer", "TrackedConsumer"]
 
@@ -64,7 +64,7 @@ CLOSE_COMMIT_SECONDS = 2.0
 client is stopped anyway (what was not committed is redelivered to the group)."""
 STOP_SECONDS = 3.0
 """How long aiokafka's ``consumer.stop()`` (leaving the group) may take before its tasks
-are cancelled and its connections closed (``_aio.stop_consumer``)."""
+are cancelled and its connections closed (``_client.stop_consumer``)."""
 
 
 class TrackedConsumer:
@@ -226,12 +226,7 @@ class TrackedConsumer:
     ) -> tuple[str, bytes, Incoming, Any] | None:
         """Deliver *rec* without waiting; if a mailbox is full, what to deliver instead."""
         topic, partition, offset, ts, headers, key, value = self._fields(rec)
-        inc = from_headers(
-            KAFKA, headers, topic=topic, fallback_id="", key=key,
-            time=ts / 1000 if ts is not None else 0.0,
-        )
-        if not inc.id:  # a foreign record: its place in the log is its identity
-            inc.id = f"{topic}-{partition}-{offset}"
+        inc = decode(topic, partition, offset, ts, headers, key)
         tracker.started(tp, offset)
         on_done = functools.partial(self._on_done, tracker, tp, offset)
         data = value if value is not None else b""  # a tombstone: dead-lettered
@@ -308,7 +303,7 @@ class Consumer(TrackedConsumer):
 
     async def start(self, options: dict[str, Any], topics: list[str], pattern: str | None) -> None:
         self.client = await self.rt.run(
-            _aio.start_consumer, options, topics, pattern, self._on_revoked, self._on_assigned
+            _client.start_consumer, options, topics, pattern, self._on_revoked, self._on_assigned
         )
 
     # -- rebalance (called on the asyncio side) ---------------------------------------
@@ -331,19 +326,19 @@ class Consumer(TrackedConsumer):
             pass
 
     async def _fetch(self) -> dict[Any, list[Any]]:
-        return await self.rt.run(_aio.poll, self.client, self._poll_ms, self._max_records)
+        return await self.rt.run(_client.poll, self.client, self._poll_ms, self._max_records)
 
     async def _fetch_paused(self) -> dict[Any, list[Any]]:
-        return await self.rt.run(_aio.poll_paused, self.client, PAUSED_POLL_MS)
+        return await self.rt.run(_client.poll_paused, self.client, PAUSED_POLL_MS)
 
     async def _resume(self) -> None:
-        await self.rt.run(_aio.resume_all, self.client)
+        await self.rt.run(_client.resume_all, self.client)
 
     async def _send_commit(self, offsets: dict[Any, int]) -> None:
-        await self.rt.run(_aio.commit, self.client, offsets)
+        await self.rt.run(_client.commit, self.client, offsets)
 
     async def _stop(self, client: Any) -> None:
-        stopped = await self.rt.run(_aio.stop_consumer, client, STOP_SECONDS)
+        stopped = await self.rt.run(_client.stop_consumer, client, STOP_SECONDS)
         if not stopped:
             log.warning("kafka.consumer_stop_forced", bridge=self.name, seconds=STOP_SECONDS)
 

@@ -39,6 +39,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import trio
@@ -48,17 +49,17 @@ from bus import (
     BackendUnavailableError,
     ConfigurationError,
     Envelope,
-    MissingDependencyError,
 )
 from bus.abc import Bridge, Features, Port, Rejected, get_logger, mask_url
 
+from .._common import call, not_open, require
 from .._runtime import Runtime, RuntimeKind, open_runtime
 from ._checkpointer import Checkpointer
 from ._checkpoints import CheckpointStore, LeaseStore, SQLiteCheckpointStore
 from ._client import KinesisClient, PutAnswer
 from ._errors import TRANSIENT_RECORD_CODES, error_code, is_client_error, translate
 from ._ingress import IngressRun
-from ._wire import MAX_RECORD_BYTES, chunks, partition_key, record_size, to_record
+from ._wire import MAX_RECORD_BYTES, chunks, encode, partition_key, record_size
 
 __all__ = ["FEATURES", "KinesisBridge"]
 
@@ -137,7 +138,7 @@ class KinesisBridge(Bridge):
         max_attempts: int = 3,
         runtime: RuntimeKind = "thread",
     ) -> None:
-        _require_aioboto3()
+        require("aioboto3", "kinesis", "the Kinesis bridge")
         if shard_count < 1:
             raise ConfigurationError(f"shard_count must be at least 1, not {shard_count!r}")
         if not 1 <= records_per_call <= 10_000:
@@ -235,19 +236,14 @@ class KinesisBridge(Bridge):
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run *fn* on the asyncio loop; translate the client's exceptions."""
-        # A task of a cancelled ingress may still be starting while the bridge closes
-        # (detach does not wait for it): it must see Cancelled, not a closed runtime.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._rt is None:
-            raise ConfigurationError(
-                f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"
-            )
-        try:
-            return await self._rt.run(fn, *args)
-        except Exception as exc:
-            if is_client_error(exc):
-                raise translate(exc, self.name, self._secret) from exc
-            raise
+        rt = self._rt
+        return await call(
+            None if rt is None else rt.run, fn, *args, is_client_error=is_client_error,
+            translate=self._translate, closed=partial(not_open, self.name),
+        )
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self.name, (self._secret,))
 
     def stream_of(self, topic: str) -> str:
         return self.stream_prefix + topic
@@ -266,7 +262,7 @@ class KinesisBridge(Bridge):
         results: list[BaseException | None] = [None] * len(batch)
         per_stream: dict[str, list[tuple[int, bytes, str]]] = {}
         for i, env in enumerate(batch):
-            data = to_record(env, port.encode(env))
+            data = encode(env, port.encode(env))
             key = partition_key(env)
             size = record_size(data, key)
             if size > MAX_RECORD_BYTES:
@@ -298,7 +294,7 @@ class KinesisBridge(Bridge):
             isinstance(r, Rejected) for r in results
         ):
             # nothing got through (the endpoint is down...): retry the batch as a whole
-            raise translate(failures[0], self.name, self._secret) from failures[0]
+            raise translate(failures[0], self.name, (self._secret,)) from failures[0]
         return None if all(r is None for r in results) else results
 
     def _result(self, stream: str, answer: PutAnswer) -> BaseException | None:
@@ -309,7 +305,7 @@ class KinesisBridge(Bridge):
             if code in TRANSIENT_RECORD_CODES:
                 return BackendUnavailableError(f"Kinesis bridge {self.name!r}: {code}: {message}")
             return Rejected(f"Kinesis refused the record: {code}: {message}")
-        err = translate(answer, self.name, self._secret)
+        err = translate(answer, self.name, (self._secret,))
         failed = error_code(answer)
         if failed == "ResourceNotFoundException":
             return Rejected(f"stream {stream!r} does not exist (create_streams=False): {err}")
@@ -320,19 +316,8 @@ class KinesisBridge(Bridge):
     # -- ingress ----------------------------------------------------------------------
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        await IngressRun(self, port).run(task_status)
+        await IngressRun(self, port, self._call, self._client).run(task_status)
 
-    async def _claim(self, stream: str, shards: list[str]) -> tuple[list[str], int]:
-        store = self.checkpoints.store
-        assert isinstance(store, LeaseStore)
-        return await trio.to_thread.run_sync(
-            store.claim, self.group, stream, self.owner, shards, self.lease_ttl
-        )
-
-    async def _release(self, stream: str, shards: list[str] | None) -> None:
-        store = self.checkpoints.store
-        assert isinstance(store, LeaseStore)
-        await trio.to_thread.run_sync(store.release, self.group, stream, self.owner, shards)
 
     # -- admin ------------------------------------------------------------------------
 
@@ -380,10 +365,3 @@ class KinesisBridge(Bridge):
         await self._call(self._client.put_raw, self.stream_of(topic), list(records))
 
 
-def _require_aioboto3() -> None:
-    try:
-        import aioboto3  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the Kinesis bridge needs aioboto3: pip install 'trio-bus[kinesis]'"
-        ) from exc

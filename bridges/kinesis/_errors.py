@@ -79,12 +79,16 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
-def translate(exc: BaseException, bridge: str, secret: str | None) -> BusError:
-    """The bus error for *exc*; the caller raises it ``from exc``."""
+def translate(
+    exc: BaseException, context: str, secrets: tuple[str | None, ...] = ()
+) -> BusError:
+    """The bus error for *exc* (the caller raises it ``from exc``): *context* is the
+    bridge's name; *secrets* (the secret access key) are masked in the message."""
     if isinstance(exc, BackendError):
         return exc
+    bridge = context
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    what = redact(what, secret)
+    what = redact(what, *secrets)
     code = _code(exc)
     if code is None and type(exc).__name__ in NO_CREDENTIALS:
         return ConfigurationError(

@@ -24,6 +24,7 @@ Other client errors propagate: the run fails and the bus restarts it with backof
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,9 @@ import trio
 from bus import BackendError
 from bus.abc import Port, get_logger
 
-from ._checkpoints import SHARD_END
+from ._checkpoints import SHARD_END, LeaseStore
 from ._errors import THROTTLED, error_code
-from ._wire import from_record
+from ._wire import decode
 
 if TYPE_CHECKING:
     from ._bridge import KinesisBridge
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["IngressRun"]
 
 log = get_logger("bus.bridges")
+
+Call = Callable[..., Awaitable[Any]]
 
 GONE = frozenset({"ResourceNotFoundException", "ResourceInUseException"})
 """A stream deleted (or not ready yet): stop reading it, discovery retries later."""
@@ -70,10 +73,14 @@ class _Stream:
 
 
 class IngressRun:
-    def __init__(self, bridge: KinesisBridge, port: Port) -> None:
+    """One run of ``KinesisBridge.ingest``: reads with *client* through *call* (the
+    bridge's client-call helper); takes its settings from the bridge's public ones."""
+
+    def __init__(self, bridge: KinesisBridge, port: Port, call: Call, client: Any) -> None:
         self.bridge = bridge
         self.port = port
-        self.client = bridge._client
+        self._call = call
+        self.client = client
         self._active: set[str] = set()
         # "LATEST" reads what arrives from now on: a shard found later (or an iterator
         # that expired before its first record) starts here, not at its own latest.
@@ -90,7 +97,7 @@ class IngressRun:
                 await self._discover(nursery)
 
     async def _discover(self, nursery: trio.Nursery) -> None:
-        for stream in await self.bridge._call(self.client.list_streams):
+        for stream in await self._call(self.client.list_streams):
             topic = self.bridge.topic_of(stream)
             if topic is None or stream in self._active or not self.port.wants(topic):
                 continue
@@ -115,7 +122,7 @@ class IngressRun:
         async with trio.open_nursery() as nursery:
             try:
                 while True:
-                    shards = await b._call(self.client.list_shards, stream)
+                    shards = await self._call(self.client.list_shards, stream)
                     if leasing:
                         state.refresh(await b.checkpoints.load(stream))
                     listed = {s["ShardId"] for s in shards}
@@ -142,13 +149,13 @@ class IngressRun:
                 if leasing:  # let the others take over at once, from what is saved
                     with trio.CancelScope(shield=True), trio.move_on_after(5):
                         await b.checkpoints.flush()
-                        await b._release(stream, None)
+                        await self._release(stream, None)
 
     async def _lease(self, state: _Stream, stream: str, ready: list[str]) -> list[str]:
         """Claim this member's share of the *ready* shards; stop reading those it lost
         and give up those over its share. Returns the shards to read."""
         b = self.bridge
-        held, limit = await b._claim(stream, ready)
+        held, limit = await self._claim(stream, ready)
         keep = [s for s in held if s in state.readers] + [s for s in held if s not in state.readers]
         keep, extra = keep[:limit], keep[limit:]
         for sid, scope in list(state.readers.items()):
@@ -158,7 +165,7 @@ class IngressRun:
         if extra:
             # another member joined: save what is done of these shards, then let go
             await b.checkpoints.flush()
-            await b._release(stream, extra)
+            await self._release(stream, extra)
             log.info("kinesis.shards_given_up", bridge=b.name, stream=stream, shards=extra)
         return keep
 
@@ -176,7 +183,7 @@ class IngressRun:
         last = state.checkpoints.get(shard)
         b.checkpoints.resumed(key, last)
         try:
-            iterator = await b._call(
+            iterator = await self._call(
                 client.iterator, stream, shard, last, b.initial_position, self.since
             )
         except BackendError as exc:
@@ -189,17 +196,17 @@ class IngressRun:
                 checkpoint=last, error=str(exc),
             )
             last = None
-            iterator = await b._call(client.iterator, stream, shard, None, "TRIM_HORIZON")
+            iterator = await self._call(client.iterator, stream, shard, None, "TRIM_HORIZON")
         throttled = 0
         while iterator is not None:
             try:
-                records, nxt, _behind = await b._call(
+                records, nxt, _behind = await self._call(
                     client.get_records, iterator, b.records_per_call
                 )
             except BackendError as exc:
                 code = error_code(exc)
                 if code == "ExpiredIteratorException":
-                    iterator = await b._call(
+                    iterator = await self._call(
                         client.iterator, stream, shard, last, b.initial_position, self.since
                     )
                     continue
@@ -225,7 +232,7 @@ class IngressRun:
     ) -> None:
         b, port = self.bridge, self.port
         stream, shard = key
-        incoming, payload = from_record(
+        incoming, payload = decode(
             topic, data, fallback_id=f"{stream}/{shard}/{seq}", partition_key=pkey or None,
             arrival=arrival,
         )
@@ -247,3 +254,17 @@ class IngressRun:
             # run reads it again from the last checkpoint.
             checkpoints.abandon(key, index)
             raise
+
+    async def _claim(self, stream: str, shards: list[str]) -> tuple[list[str], int]:
+        b = self.bridge
+        store = b.checkpoints.store
+        assert isinstance(store, LeaseStore)
+        return await trio.to_thread.run_sync(
+            store.claim, b.group, stream, b.owner, shards, b.lease_ttl
+        )
+
+    async def _release(self, stream: str, shards: list[str] | None) -> None:
+        b = self.bridge
+        store = b.checkpoints.store
+        assert isinstance(store, LeaseStore)
+        await trio.to_thread.run_sync(store.release, b.group, stream, b.owner, shards)

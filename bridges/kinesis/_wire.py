@@ -18,7 +18,7 @@ while ``x-bus-origin`` or ``Tenant-Id`` travel inside the ``busheaders`` string 
 extension value must be a primitive). Every bus codec writes JSON, so the payload bytes
 are spliced in as ``data`` without being parsed again.
 
-Reading (:func:`from_record`) accepts foreign records: a record that is not a JSON
+Reading (:func:`decode`) accepts foreign records: a record that is not a JSON
 object with ``specversion`` is a plain payload. Then the topic is the stream's, the key
 the record's partition key, the id ``stream/shard/sequence``, the time the record's
 arrival time. For our own records the topic is the stream's too (what the import pattern
@@ -53,10 +53,10 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "Incoming",
     "chunks",
-    "from_record",
+    "decode",
+    "encode",
     "partition_key",
     "record_size",
-    "to_record",
 ]
 
 MAX_RECORD_BYTES = 1024 * 1024
@@ -110,7 +110,7 @@ def partition_key(env: Envelope[Any]) -> str:
     return key
 
 
-def to_record(env: Envelope[Any], body: bytes) -> bytes:
+def encode(env: Envelope[Any], body: bytes) -> bytes:
     """The record data (a structured CloudEvent) for *env* whose encoded payload is *body*."""
     attrs: dict[str, Any] = {
         "specversion": "1.0",
@@ -178,7 +178,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def from_record(
+def decode(
     topic: str,
     data: bytes,
     *,

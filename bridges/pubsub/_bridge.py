@@ -53,7 +53,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -65,15 +64,15 @@ from bus import (
     BackendUnavailableError,
     ConfigurationError,
     Envelope,
-    MissingDependencyError,
 )
-from bus.abc import Bridge, Delivery, Features, Port, Rejected, get_logger, is_pattern
+from bus.abc import Bridge, Features, Port, Rejected, get_logger
 
+from .._common import call, not_open, require
 from ._client import Endpoint, NotSent, PubSubCalls
 from ._errors import is_client_error, is_invalid, is_not_found, translate
-from ._ingress import Leases
+from ._ingress import Ingress
 from ._names import subscription_id, topic_from_id, topic_id
-from ._wire import MAX_MESSAGE_BYTES, from_pubsub, problem, to_pubsub
+from ._wire import MAX_MESSAGE_BYTES, encode, problem
 
 __all__ = ["FEATURES", "PubSubBridge"]
 
@@ -83,12 +82,6 @@ log = get_logger("bus.bridges")
 REQUEST_MESSAGES = 1000
 REQUEST_BYTES = 9_000_000
 """Pub/Sub takes at most 1,000 messages and 10 MB in one Publish request."""
-ACK_GRACE = 0.01
-"""Seconds a pull waits for the acknowledgements of what is out (see ``_puller``)."""
-ACK_TIMEOUT = 10.0
-"""How long flushing acknowledgements may take, even while being cancelled."""
-SEEN_IDS = 65_536
-"""Recent message ids remembered to count redeliveries."""
 
 FEATURES = Features(
     ordered=True,
@@ -151,7 +144,7 @@ class PubSubBridge(Bridge):
         timeout: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        _require_client()
+        require("google.cloud.pubsub_v1", "pubsub", "the Pub/Sub bridge", "google-cloud-pubsub")
         project = project or _env("GCP_PROJECT_ID", "PUBSUB_PROJECT_ID", "GOOGLE_CLOUD_PROJECT")
         if not project:
             raise ConfigurationError(
@@ -174,28 +167,17 @@ class PubSubBridge(Bridge):
         self._create_topics = create_topics
         self._ordering = ordering
         self._ack_deadline = ack_deadline
-        self._relist = relist_interval
         self._max_bytes = max_message_bytes
         self._client = PubSubCalls(self._endpoint)
         self._open = False
-        self._max_outstanding = max_outstanding
-        self._max_lease = max_lease_duration
         self._pull_wait = pull_wait
-        self._pull_max = min(max(1, pull_max), 1000)
-        self._pulls_in_flight = 0
-        self._leases = Leases()
-        self._pulling: set[str] = set()
-        self._acks_wanted = trio.Event()
-        self._room = trio.Event()
-        self._seen: OrderedDict[str, int] = OrderedDict()
-        self.received = 0
-        """Messages received from Pub/Sub (redeliveries included)."""
-        self.redelivered = 0
-        """Messages received again (``delivery_attempt`` > 1, or an id seen recently)."""
-        self.acked = 0
-        """Messages acknowledged because the bus reported them done."""
-        self.extended = 0
-        """Ack deadline extensions sent for messages still in work."""
+        self._ingress = Ingress(
+            self._call, lambda: self._open, name=name, group=self.group,
+            topic_prefix=topic_prefix, create_topics=create_topics, ordering=ordering,
+            ack_deadline=ack_deadline, max_outstanding=max_outstanding,
+            max_lease_duration=max_lease_duration, relist_interval=relist_interval,
+            pull_wait=pull_wait, pull_max=min(max(1, pull_max), 1000),
+        )
 
     def __repr__(self) -> str:
         ep = self._endpoint
@@ -238,25 +220,23 @@ class PubSubBridge(Bridge):
         # a NoSuchMethodError in its log, a pull left waiting that still takes messages).
         # This wait bounds a close: about a second on the emulator (see pull_wait).
         with trio.move_on_after(self._pull_wait + 2):
-            while self._pulls_in_flight:  # noqa: ASYNC110 - counted by the pull tasks
+            while self._ingress.pulls_in_flight:  # noqa: ASYNC110 - counted by the pullers
                 await trio.sleep(0.01)
-        await self._flush_acks()
+        await self._ingress.flush()
         with contextlib.suppress(BackendError):
             await self._call(self._client.close, check=False)
 
     async def _call(self, fn: Callable[..., T], *args: Any, check: bool = True) -> T:
         """Run the blocking client call *fn* in a worker thread (abandoned if cancelled:
         every call has a timeout); translate the client's exceptions."""
-        if check and not self._open:
-            raise ConfigurationError(
-                f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"
-            )
-        try:
-            return await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
-        except Exception as exc:
-            if is_client_error(exc):
-                raise translate(exc, self.name) from exc
-            raise
+        return await call(
+            _in_thread if self._open or not check else None, fn, *args,
+            is_client_error=is_client_error, translate=self._translate,
+            closed=partial(not_open, self.name),
+        )
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self.name)
 
     # -- egress -----------------------------------------------------------------------
 
@@ -271,7 +251,7 @@ class PubSubBridge(Bridge):
             except ConfigurationError as exc:
                 results[i] = Rejected(str(exc))
                 continue
-            out = to_pubsub(env, port.encode(env))
+            out = encode(env, port.encode(env))
             why = problem(out, self._max_bytes)
             if why is not None:
                 results[i] = Rejected(why)
@@ -324,212 +304,27 @@ class PubSubBridge(Bridge):
     # -- ingress ----------------------------------------------------------------------
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
-        self._pulling.clear()
-        async with trio.open_nursery() as nursery:
-            await self._discover(port, nursery)
-            nursery.start_soon(self._ack_loop)
-            nursery.start_soon(self._lease_loop)
-            if self._relist is not None:
-                nursery.start_soon(self._relist_loop, port, nursery, self._relist)
-            task_status.started()
+        await self._ingress.run(self._client, port, task_status)
 
-    async def _discover(self, port: Port, nursery: trio.Nursery) -> None:
-        """Pull from every topic an import pattern matches (creating literal ones), each
-        through this group's subscription (created with message ordering if missing)."""
-        wanted: dict[str, str] = {}
-        for pattern in port.import_patterns:
-            if not is_pattern(pattern):
-                tid = topic_id(pattern, self.topic_prefix)
-                if self._create_topics:
-                    await self._call(self._client.create_topic, tid)
-                wanted[tid] = pattern
-        for tid in await self._call(self._client.list_topics):
-            topic = topic_from_id(tid, self.topic_prefix)
-            if topic is not None and port.wants(topic):
-                wanted[tid] = topic
-        for tid, topic in wanted.items():
-            sid = subscription_id(tid, self.group)
-            if sid in self._pulling:
-                continue
-            try:
-                await self._call(
-                    self._client.create_subscription, sid, tid, self._ack_deadline, self._ordering
-                )
-            except BackendError as exc:
-                if is_not_found(exc.__cause__ or exc):
-                    continue  # the topic went away since the listing
-                raise
-            self._pulling.add(sid)
-            nursery.start_soon(self._pull_loop, port, sid, topic)
-            log.debug("pubsub.subscribed", bridge=self.name, subscription=sid, topic=topic)
+    @property
+    def received(self) -> int:
+        """Messages received from Pub/Sub (redeliveries included)."""
+        return self._ingress.received
 
-    async def _relist_loop(self, port: Port, nursery: trio.Nursery, interval: float) -> None:
-        while True:
-            await trio.sleep(interval)
-            try:
-                await self._discover(port, nursery)
-            except BackendError as exc:
-                log.warning("pubsub.relist_failed", bridge=self.name, error=str(exc))
+    @property
+    def redelivered(self) -> int:
+        """Messages received again (``delivery_attempt`` > 1, or an id seen recently)."""
+        return self._ingress.redelivered
 
-    async def _pull_loop(self, port: Port, sid: str, topic: str) -> None:
-        """One puller and one deliverer per subscription, a batch apart: the next Pull
-        is on the wire while the bus takes the last one, and batches are delivered in
-        the order they were pulled (so in the service's order per key)."""
-        send, receive = trio.open_memory_channel[list[Any]](0)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._puller, sid, send)
-            await self._deliverer(port, topic, sid, receive)
+    @property
+    def acked(self) -> int:
+        """Messages acknowledged because the bus reported them done."""
+        return self._ingress.acked
 
-    async def _puller(self, sid: str, send: trio.MemorySendChannel[list[Any]]) -> None:
-        leases = self._leases
-        while True:
-            room = self._max_outstanding - leases.outstanding
-            if room <= 0:
-                # Bounded: no more pulls until the bus finished (and we acked) some.
-                await self._room.wait()
-                continue
-            if leases.outstanding:
-                # Give the last batch a moment to be done and acknowledged: on a
-                # subscription with ordering, the service holds back a key with messages
-                # out, and a pull that races the acks waits for nothing (~50 ms on the
-                # emulator; 2.5x the throughput without it).
-                with trio.move_on_after(ACK_GRACE):
-                    await self._room.wait()
-                room = self._max_outstanding - leases.outstanding
-            self._pulls_in_flight += 1
-            try:
-                # Not abandoned on cancel: the service holds a pull open only briefly,
-                # and what it returns must be handed back, not leased to nobody.
-                received = await trio.to_thread.run_sync(
-                    self._pull, sid, min(room, self._pull_max)
-                )
-                if not received:
-                    continue
-                now = trio.current_time()
-                for rm in received:
-                    leases.received(sid, rm.ack_id, now)
-                try:
-                    await send.send(received)
-                except trio.Cancelled:
-                    await self._hand_back(sid, [rm.ack_id for rm in received])
-                    raise
-            finally:
-                self._pulls_in_flight -= 1
-
-    async def _deliverer(
-        self, port: Port, topic: str, sid: str, receive: trio.MemoryReceiveChannel[list[Any]]
-    ) -> None:
-        async for received in receive:
-            for n, rm in enumerate(received):
-                try:
-                    await self._deliver(port, topic, sid, rm)
-                except trio.Cancelled:
-                    await self._hand_back(sid, [r.ack_id for r in received[n:]])
-                    raise
-
-    def _pull(self, sid: str, max_messages: int) -> list[Any]:
-        """The blocking pull, in a worker thread; client errors translated."""
-        try:
-            return self._client.pull(sid, max_messages, self._pull_wait)
-        except Exception as exc:
-            if not self._open:
-                return []  # closed under it (detach): ingress is being cancelled
-            if is_client_error(exc):
-                raise translate(exc, self.name) from exc
-            raise
-
-    async def _hand_back(self, sid: str, ack_ids: list[str]) -> None:
-        """Messages received but never given to the bus: let the service redeliver them
-        now (deadline 0) rather than when their lease runs out."""
-        self._leases.forget(sid, ack_ids)
-        if ack_ids:
-            with trio.move_on_after(ACK_TIMEOUT, shield=True), contextlib.suppress(BackendError):
-                await self._call(self._client.modify_ack_deadline, sid, ack_ids, 0, check=False)
-
-    async def _deliver(self, port: Port, topic: str, sid: str, rm: Any) -> None:
-        """Deliver one raw protobuf ``ReceivedMessage`` (not proto-plus: its attribute
-        access costs more than the rest of the delivery)."""
-        self.received += 1
-        message = rm.message
-        attempt = self._attempt(message.message_id, rm.delivery_attempt)
-        stamp = message.publish_time
-        incoming = from_pubsub(
-            topic, message.attributes.items(), message.message_id, message.ordering_key,
-            stamp.seconds + stamp.nanos / 1e9 if stamp.seconds else 0.0,
-        )
-        on_done = partial(self._on_done, sid, rm.ack_id)
-        kwargs: dict[str, Any] = {
-            "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
-            "time": incoming.time, "attempt": max(incoming.attempt, attempt),
-            "source": incoming.source, "on_done": on_done,
-        }
-        try:
-            port.deliver_nowait(incoming.topic, message.data, **kwargs)
-        except trio.WouldBlock:
-            # A mailbox is full: wait here; this subscription pulls nothing meanwhile,
-            # and max_outstanding bounds what all of them hold.
-            await port.deliver(incoming.topic, message.data, **kwargs)
-
-    def _attempt(self, message_id: str, delivery_attempt: int) -> int:
-        """1 for a first delivery; more (and counted) for a redelivery. Pub/Sub fills
-        ``delivery_attempt`` only on subscriptions with a dead-letter policy."""
-        seen = self._seen
-        previous = seen.pop(message_id, 0)
-        seen[message_id] = previous + 1
-        if len(seen) > SEEN_IDS:
-            seen.popitem(last=False)
-        attempt = delivery_attempt or previous + 1
-        if attempt > 1:
-            self.redelivered += 1
-        return attempt
-
-    def _on_done(self, sid: str, ack_id: str, delivery: Delivery) -> None:
-        self._leases.done(sid, ack_id)
-        self._acks_wanted.set()
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._acks_wanted.wait()
-            self._acks_wanted = trio.Event()
-            await self._flush_acks()
-
-    async def _flush_acks(self) -> None:
-        """Acknowledge every done message (shielded: the ids are taken from the leases,
-        so a cancelled call would only cause needless redeliveries)."""
-        done = self._leases.take_done()
-        if done:
-            with trio.move_on_after(ACK_TIMEOUT, shield=True):
-                for sid, ack_ids in done.items():
-                    try:
-                        await self._call(self._client.acknowledge, sid, ack_ids, check=False)
-                    except BackendError as exc:
-                        log.warning(
-                            "pubsub.ack_failed", bridge=self.name, subscription=sid,
-                            messages=len(ack_ids), error=str(exc),
-                        )
-                    else:
-                        self.acked += len(ack_ids)
-        self._room.set()
-        self._room = trio.Event()
-
-    async def _lease_loop(self) -> None:
-        """Extend the ack deadline of messages still in work, every half deadline."""
-        period = self._ack_deadline / 2
-        while True:
-            await trio.sleep(period)
-            extend = self._leases.to_extend(trio.current_time(), self._max_lease)
-            for sid, ack_ids in extend.items():
-                try:
-                    await self._call(
-                        self._client.modify_ack_deadline, sid, ack_ids, self._ack_deadline
-                    )
-                except BackendError as exc:
-                    log.warning(
-                        "pubsub.lease_failed", bridge=self.name, subscription=sid,
-                        messages=len(ack_ids), error=str(exc),
-                    )
-                else:
-                    self.extended += len(ack_ids)
+    @property
+    def extended(self) -> int:
+        """Ack deadline extensions sent for messages still in work."""
+        return self._ingress.extended
 
     # -- admin ------------------------------------------------------------------------
 
@@ -545,6 +340,15 @@ class PubSubBridge(Bridge):
         await self._call(self._client.create_topic, tid, labels)
         if group:
             await self.create_subscription(name, self.group if group is True else str(group))
+
+    async def create_kept_topic(self, name: str, group: str) -> None:
+        """Keep topic *name*'s messages for *group* from now on, even while nobody reads:
+        the topic and *group*'s subscription (``bus topics create``)."""
+        await self.create_topic(name, group=group)
+
+    async def delete_kept_topic(self, name: str, group: str) -> None:
+        """Undo :meth:`create_kept_topic` (the topic with its subscriptions)."""
+        await self.delete_topic(name)
 
     async def delete_topic(self, name: str) -> None:
         """Delete the topic of *name* and the subscriptions this bridge's naming gave it
@@ -611,6 +415,10 @@ def _chunks(
     return chunks
 
 
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -619,10 +427,3 @@ def _env(*names: str) -> str | None:
     return None
 
 
-def _require_client() -> None:
-    try:
-        import google.cloud.pubsub_v1  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the Pub/Sub bridge needs google-cloud-pubsub: pip install 'trio-bus[pubsub]'"
-        ) from exc

@@ -11,6 +11,7 @@ in messages), but the credentials file's contents are never put in one either.
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
+from bus.abc import redact
 
 __all__ = ["is_client_error", "is_invalid", "is_not_found", "translate"]
 
@@ -37,12 +38,17 @@ def is_invalid(exc: BaseException) -> bool:
     return _code(exc) in ("INVALID_ARGUMENT", "FAILED_PRECONDITION")
 
 
-def translate(exc: BaseException, bridge: str) -> BackendError:
-    """The bus error for *exc*; the caller raises it ``from exc``."""
+def translate(
+    exc: BaseException, context: str, secrets: tuple[str | None, ...] = ()
+) -> BackendError:
+    """The bus error for *exc* (the caller raises it ``from exc``): *context* is the
+    bridge's name; *secrets* and URL passwords are masked in the message."""
     if isinstance(exc, BackendError):
         return exc
+    bridge = context
     message = getattr(exc, "message", None) or str(exc)
     what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    what = redact(what, *secrets)
     code = _code(exc)
     unavailable = code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED") or isinstance(
         exc, OSError | TimeoutError

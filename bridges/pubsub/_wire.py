@@ -30,7 +30,7 @@ from bus import Envelope
 
 from .._cloudevents import CONTENT_TYPE, Binding, Incoming, from_headers, to_headers
 
-__all__ = ["MAX_MESSAGE_BYTES", "PUBSUB", "Outgoing", "from_pubsub", "problem", "to_pubsub"]
+__all__ = ["MAX_MESSAGE_BYTES", "PUBSUB", "Outgoing", "decode", "encode", "problem"]
 
 PUBSUB = Binding("pubsub", "ce-", "content-type", key_header=False)
 """CloudEvents Pub/Sub binding: ``ce-`` attributes, ``content-type``, key = ordering key."""
@@ -58,7 +58,7 @@ class Outgoing(NamedTuple):
         return n
 
 
-def to_pubsub(env: Envelope[Any], body: bytes) -> Outgoing:
+def encode(env: Envelope[Any], body: bytes) -> Outgoing:
     """The Pub/Sub message for *env* whose encoded payload is *body*."""
     attributes = dict(to_headers(PUBSUB, env, CONTENT_TYPE))
     return Outgoing(body, attributes, env.key or "")
@@ -98,7 +98,7 @@ def problem(out: Outgoing, max_bytes: int = MAX_MESSAGE_BYTES) -> str | None:
     return None
 
 
-def from_pubsub(
+def decode(
     topic: str,
     attributes: Iterable[tuple[str, str]],
     message_id: str,

@@ -14,7 +14,7 @@ Mapping (the whole of it):
   with the same ``group`` share it (competing consumers), different groups each get
   everything. ``prefetch`` bounds the unacknowledged messages, so memory; a delivery
   is acknowledged only when the bus reports it done; acks of a batch go in one crossing
-  (``multiple=True`` over the done prefix, see :mod:`._acks`);
+  (``multiple=True`` over the done prefix, see :mod:`._ingress`);
 - **reconnects**: aio-pika's robust connection; what was unacknowledged when the
   connection dropped is redelivered (at-least-once: the bus may see it twice);
 - **CloudEvents** binary mode with ``ce-`` headers (:mod:`._wire`).
@@ -39,16 +39,16 @@ from bus import (
     BackendUnavailableError,
     ConfigurationError,
     Envelope,
-    MissingDependencyError,
 )
-from bus.abc import Bridge, Delivery, Features, Port, Rejected
+from bus.abc import Bridge, Features, Port, Rejected
 
 from .._close import close_step
+from .._common import call, not_open, require
 from .._runtime import Runtime, RuntimeKind, start_runtime
-from ._acks import AckTracker
 from ._client import AmqpClient
 from ._errors import describe, is_client_error, translate
-from ._wire import Outgoing, from_amqp, mask_url, to_amqp
+from ._ingress import Ingress
+from ._wire import Outgoing, encode, mask_url
 
 __all__ = ["FEATURES", "RabbitMQBridge"]
 
@@ -59,8 +59,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 publish channel (PRECONDITION_FAILED) and fail every record in flight on it, so the
 bridge rejects it before sending."""
 
-ACK_TIMEOUT = 5.0
-"""How long sending a batch of acks may take, even while ingress is being cancelled."""
 CLOSE_STEP_TIMEOUT = 2.0
 """Bound of each step of closing (final acks and consumer cancel; connection close)."""
 
@@ -107,7 +105,7 @@ class RabbitMQBridge(Bridge):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         runtime: RuntimeKind = "thread",
     ) -> None:
-        _require_aio_pika()
+        require("aio_pika", "rabbitmq", "the RabbitMQ bridge", "aio-pika")
         if delivery_mode not in (1, 2):
             raise ConfigurationError(
                 f"delivery_mode must be 1 (transient) or 2 (persistent), not {delivery_mode!r}"
@@ -130,8 +128,7 @@ class RabbitMQBridge(Bridge):
             delivery_mode=delivery_mode, mandatory=mandatory, connect_timeout=connect_timeout,
         )
         self._rt: Runtime | None = None
-        self._trackers: dict[Any, AckTracker] = {}
-        self._acks_wanted = trio.Event()
+        self._ingress = Ingress(self._call, prefetch)
         self._bound: set[str] = set()
         self._importing = False
 
@@ -177,21 +174,19 @@ class RabbitMQBridge(Bridge):
                              step="closing the connection", within=CLOSE_STEP_TIMEOUT)
         finally:
             self._rt = None
-            self._trackers.clear()
+            self._ingress.trackers.clear()
             await rt.aclose()
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run *fn* on the asyncio loop; translate the client's exceptions."""
-        if self._rt is None:
-            raise ConfigurationError(
-                f"bridge {self.name!r} is not open: attach it to a bus (bus.attach) first"
-            )
-        try:
-            return await self._rt.run(fn, *args)
-        except Exception as exc:
-            if is_client_error(exc):
-                raise translate(exc, self.name, self._secret) from exc
-            raise
+        rt = self._rt
+        return await call(
+            None if rt is None else rt.run, fn, *args, is_client_error=is_client_error,
+            translate=self._translate, closed=partial(not_open, self.name),
+        )
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self.name, (self._secret,))
 
     # -- egress -----------------------------------------------------------------------
 
@@ -210,7 +205,7 @@ class RabbitMQBridge(Bridge):
                     f"({limit} bytes)"
                 )
                 continue
-            records.append(to_amqp(env, body))
+            records.append(encode(env, body))
             slots.append(i)
         if records:
             answers = await self._call(self._client.publish, records)
@@ -224,7 +219,7 @@ class RabbitMQBridge(Bridge):
         if isinstance(answer, ValueError):  # aiormq: routing key over 255 bytes...
             return Rejected(f"refused by the AMQP client: {answer}")
         if is_client_error(answer):  # transient: the bus retries this record
-            return translate(answer, self.name, self._secret)
+            return translate(answer, self.name, (self._secret,))
         return answer
 
     # -- ingress ----------------------------------------------------------------------
@@ -234,64 +229,7 @@ class RabbitMQBridge(Bridge):
         await self._call(client.start_consuming, self.queue, port.import_patterns, self._prefetch)
         self._bound.update(port.import_patterns)
         self._importing = True
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._ack_loop)
-            task_status.started()
-            while True:
-                for channel, message in await self._call(client.take, self._prefetch):
-                    if channel.is_closed:
-                        continue  # its channel is gone: the broker redelivers it
-                    await self._deliver(port, channel, message)
-
-    async def _deliver(self, port: Port, channel: Any, message: Any) -> None:
-        tracker = self._trackers.get(channel)
-        if tracker is None:
-            tracker = self._trackers[channel] = AckTracker()
-        tag: int = message.delivery_tag
-        incoming = from_amqp(
-            message.routing_key or "", message.headers, message.message_id,
-            message.timestamp, message.app_id,
-        )
-        tracker.delivered(tag)
-        if message.redelivered:
-            port.count_redelivered()
-        on_done = partial(self._on_done, tracker, tag)
-        kwargs: dict[str, Any] = {
-            "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
-            "time": incoming.time, "attempt": incoming.attempt, "source": incoming.source,
-        }
-        try:
-            port.deliver_nowait(incoming.topic, message.body, on_done=on_done, **kwargs)
-        except trio.WouldBlock:
-            # A mailbox is full: wait here. The broker stops pushing once `prefetch`
-            # deliveries are unacknowledged, so this is where memory stays bounded.
-            await port.deliver(incoming.topic, message.body, on_done=on_done, **kwargs)
-
-    def _on_done(self, tracker: AckTracker, tag: int, delivery: Delivery) -> None:
-        tracker.done(tag)
-        self._acks_wanted.set()
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._acks_wanted.wait()
-            self._acks_wanted = trio.Event()
-            await self._flush_acks()
-
-    async def _flush_acks(self) -> None:
-        """Acknowledge everything done so far, every channel in one crossing."""
-        frames: list[tuple[Any, list[tuple[int, bool]]]] = []
-        for channel, tracker in list(self._trackers.items()):
-            if channel.is_closed:
-                del self._trackers[channel]  # the broker requeued what it held
-                continue
-            acks = tracker.take() if tracker.pending else []
-            if acks:  # empty when the done tags were acknowledged already or unknown
-                frames.append((channel, acks))
-        if frames:
-            # Shielded: the frames are taken from the trackers, so a cancelled crossing
-            # would leave done messages unacknowledged (redelivered, a needless duplicate).
-            with trio.move_on_after(ACK_TIMEOUT, shield=True):
-                await self._call(self._client.ack, frames)
+        await self._ingress.run(client, port, task_status)
 
     # -- admin ------------------------------------------------------------------------
 
@@ -312,7 +250,7 @@ class RabbitMQBridge(Bridge):
             self._bound.discard(name)
 
     async def _stop_consuming(self) -> None:
-        await self._flush_acks()
+        await self._ingress.flush()
         await self._call(self._client.stop_consuming)
 
     async def list_topics(self) -> list[str]:
@@ -352,6 +290,17 @@ class RabbitMQBridge(Bridge):
         delivered but not acknowledged are not counted as ready."""
         return await self._call(self._client.queue_counts, queue or self.queue)
 
+    async def create_kept_topic(self, name: str, group: str) -> None:
+        """Keep topic *name*'s messages for *group* from now on, even while nobody reads:
+        a durable queue (:func:`kept_queue`) bound to it (``bus topics create``)."""
+        await self.create_topic(name, queue=kept_queue(name, self.exchange, group))
+
+    async def delete_kept_topic(self, name: str, group: str) -> None:
+        """Undo :meth:`create_kept_topic`: unbind and delete the kept queue."""
+        queue = kept_queue(name, self.exchange, group)
+        await self.delete_topic(name, queue=queue)
+        await self.delete_queue(queue)
+
     async def delete_queue(self, queue: str | None = None) -> None:
         """Delete *queue* (default this bridge's) and its messages."""
         await self._call(self._client.delete_queue, queue or self.queue)
@@ -359,6 +308,11 @@ class RabbitMQBridge(Bridge):
     async def delete_exchange(self) -> None:
         """Delete this bridge's exchange and its bindings."""
         await self._call(self._client.delete_exchange)
+
+
+def kept_queue(topic: str, exchange: str, group: str) -> str:
+    """The durable queue that keeps *topic*'s messages for *group*."""
+    return f"{exchange}.{group}.{topic}"
 
 
 def _queue_option(options: dict[str, Any], default: str) -> str:
@@ -375,10 +329,3 @@ def _password(url: str) -> str | None:
         return None
 
 
-def _require_aio_pika() -> None:
-    try:
-        import aio_pika  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the RabbitMQ bridge needs aio-pika: pip install 'trio-bus[rabbitmq]'"
-        ) from exc

@@ -23,19 +23,23 @@ def is_client_error(exc: BaseException) -> bool:
     return module.startswith(("aio_pika", "aiormq", "pamqp"))
 
 
-def describe(exc: BaseException, secret: str | None) -> str:
-    """``Type: message`` of *exc*, with *secret* (the URL's password) blotted out."""
+def describe(exc: BaseException, *secrets: str | None) -> str:
+    """``Type: message`` of *exc*, with *secrets* (the URL's password) blotted out."""
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return redact(what, secret)
+    return redact(what, *secrets)
 
 
-def translate(exc: BaseException, bridge: str, secret: str | None) -> BackendError:
-    """The bus error for *exc*; the caller raises it ``from exc``."""
+def translate(
+    exc: BaseException, context: str, secrets: tuple[str | None, ...] = ()
+) -> BackendError:
+    """The bus error for *exc* (the caller raises it ``from exc``): *context* is the
+    bridge's name; *secrets* (the URL's password) are masked in the message."""
     import aiormq.exceptions
 
     if isinstance(exc, BackendError):
         return exc
-    what = describe(exc, secret)
+    bridge = context
+    what = describe(exc, *secrets)
     auth = (aiormq.exceptions.AuthenticationError, aiormq.exceptions.ProbableAuthenticationError)
     if isinstance(exc, auth):
         return BackendError(f"RabbitMQ bridge {bridge!r}: login refused ({what})")

@@ -29,7 +29,7 @@ from bus.abc import mask_url
 
 from .._cloudevents import CONTENT_TYPE, RABBITMQ, Incoming, from_headers, to_headers
 
-__all__ = ["Incoming", "Outgoing", "from_amqp", "mask_url", "to_amqp"]
+__all__ = ["Incoming", "Outgoing", "decode", "encode", "mask_url"]
 
 
 class Outgoing(NamedTuple):
@@ -43,13 +43,13 @@ class Outgoing(NamedTuple):
     timestamp: float
 
 
-def to_amqp(env: Envelope[Any], body: bytes) -> Outgoing:
+def encode(env: Envelope[Any], body: bytes) -> Outgoing:
     """The AMQP message for *env* whose encoded payload is *body*."""
     headers = dict(to_headers(RABBITMQ, env))
     return Outgoing(env.topic, body, headers, CONTENT_TYPE, env.id, env.time)
 
 
-def from_amqp(
+def decode(
     routing_key: str,
     headers: Mapping[str, Any] | None,
     message_id: str | None,

@@ -31,19 +31,19 @@ from bus import (
     BackendError,
     BusClosedError,
     ConfigurationError,
-    MissingDependencyError,
     RetryPolicy,
     TopicError,
 )
-from bus._facade._adapter import EventAdapter, MessageCallback
-from bus._facade._message import EventMessage, encode_message
 from bus.abc import get_logger, mask_url
+from bus.events import EventAdapter, EventMessage, MessageCallback, encode_message
 
 from .. import _runtime
+from .._common import call, missing
 from . import _client
+from ._errors import is_client_error, is_no_group, translate
 from ._failures import TooManyDeliveries, dead_letter_fields, handle_with_retries
-from ._reader import Reader, check_topic
-from ._wire import decode_entry, encode_entry, entry_id, is_client_error, is_no_group, translate
+from ._ingress import Reader, check_topic
+from ._wire import decode, encode, entry_id
 
 __all__ = ["RedisStreamsAdapter"]
 
@@ -162,10 +162,7 @@ class RedisStreamsAdapter(EventAdapter):
             )
         check_topic(dead_letter_topic)
         if importlib.util.find_spec("redis") is None:
-            raise MissingDependencyError(
-                "RedisStreamsAdapter needs redis-py, which is not installed: "
-                "pip install 'trio-bus[redis]'"
-            )
+            raise missing("redis", "redis", "RedisStreamsAdapter", "redis-py")
         self._url = url
         self._password = _password(url)
         self.maxlen = maxlen
@@ -213,7 +210,7 @@ class RedisStreamsAdapter(EventAdapter):
             except BaseException as exc:
                 await rt.aclose()
                 if isinstance(exc, Exception) and is_client_error(exc):
-                    error = translate(exc, self._url, self._password)
+                    error = translate(exc, self._url, (self._password,))
                     log.warning("redis_streams.connect_failed", url=self.url, error=str(error))
                     raise error from exc
                 raise
@@ -237,12 +234,12 @@ class RedisStreamsAdapter(EventAdapter):
                         await rt.run(_client.destroy_group, self._client, sub.topic, sub.group)
                     except Exception as exc:
                         log.info("redis_streams.group_not_removed", group=sub.group,
-                                 error=str(translate(exc, self._url, self._password)))
+                                 error=str(translate(exc, self._url, (self._password,))))
             try:
                 await rt.run(_client.close, self._client)
             except Exception as exc:
                 log.info("redis_streams.close_failed",
-                         error=str(translate(exc, self._url, self._password)))
+                         error=str(translate(exc, self._url, (self._password,))))
         await rt.aclose()
         self._client = None
 
@@ -257,17 +254,15 @@ class RedisStreamsAdapter(EventAdapter):
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run a :mod:`._client` function on the loop; translate redis-py's errors."""
         # A subscription cancelled by disconnect() may come here between two calls (after
-        # its shielded XACK): it must see Cancelled, not the runtime already gone.
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # its shielded XACK): it sees Cancelled, not the runtime already gone (``call``).
         rt = self._rt
-        if rt is None:
-            raise BusClosedError("this RedisStreamsAdapter was disconnected")
-        try:
-            return await rt.run(fn, self._client, *args)
-        except Exception as exc:
-            if is_client_error(exc):
-                raise translate(exc, self._url, self._password) from exc
-            raise
+        return await call(
+            None if rt is None else rt.run, fn, self._client, *args,
+            is_client_error=is_client_error, translate=self._translate, closed=_disconnected,
+        )
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self._url, (self._password,))
 
     # -- publish ------------------------------------------------------------------------
 
@@ -277,7 +272,7 @@ class RedisStreamsAdapter(EventAdapter):
         await self._open()
         maxlen = self._maxlens.get(message.topic, self.maxlen)
         await self._call(
-            _client.add, message.topic, encode_entry(message), maxlen, self.approximate
+            _client.add, message.topic, encode(message), maxlen, self.approximate
         )
 
     # -- subscribe ----------------------------------------------------------------------
@@ -386,7 +381,7 @@ class RedisStreamsAdapter(EventAdapter):
                     )
                     await self._dead_letter(sub, raw_id, fields, reason, counts[n] - 1)
                     continue
-                message = decode_entry(sub.topic, raw_id, fields)
+                message = decode(sub.topic, raw_id, fields)
                 failed = await handle_with_retries(
                     partial(sub.callback, message), sub.retry, topic=sub.topic,
                     group=sub.group, entry=raw_id.decode(),
@@ -545,3 +540,7 @@ def _password(url: str) -> str | None:
         return parts.password or (query[0] if query else None)
     except ValueError:
         return None
+
+
+def _disconnected() -> BusClosedError:
+    return BusClosedError("this RedisStreamsAdapter was disconnected")

@@ -1,5 +1,5 @@
-"""How an :class:`EventMessage` looks as a Redis stream entry, and redis-py's errors as
-the bus's (sans-IO: imports no client library).
+"""How an :class:`EventMessage` looks as a Redis stream entry (sans-IO: imports no
+client library).
 
 An entry's fields: ``data`` (the message's data as JSON), ``key`` (only when the
 message has one), ``ts`` (the timestamp in milliseconds) and one ``h:<name>`` field per
@@ -7,11 +7,6 @@ header, so a header can never collide with the others. Entries written by other 
 are read too: a missing ``ts`` is the entry id's time, a ``data`` field that is not a
 JSON object gives empty data and an ``x-decode-error`` header saying why, so a typed
 consumer dead-letters it instead of stopping on it.
-
-Errors: a refused login is a :class:`~bus.BackendError`; the server unreachable, a
-dropped connection or a timeout a :class:`~bus.BackendUnavailableError`; anything else
-the server answers (``WRONGTYPE``, ``NOGROUP``...) a :class:`~bus.BackendError`. The
-messages name the server by its masked URL and never contain its password.
 """
 
 from __future__ import annotations
@@ -20,25 +15,16 @@ from typing import Any
 
 import msgspec
 
-from bus import BackendError, BackendUnavailableError
-from bus._facade._message import EventMessage
-from bus.abc import mask_url, redact
+from bus.events import EventMessage
 
-__all__ = [
-    "decode_entry",
-    "encode_entry",
-    "entry_id",
-    "is_client_error",
-    "is_no_group",
-    "translate",
-]
+__all__ = ["decode", "encode", "entry_id"]
 
 _HEADER = "h:"
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-def encode_entry(message: EventMessage) -> dict[str, bytes]:
+def encode(message: EventMessage) -> dict[str, bytes]:
     """The stream entry fields for *message* (checked by the caller: str key/headers).
 
     Raises:
@@ -52,7 +38,7 @@ def encode_entry(message: EventMessage) -> dict[str, bytes]:
     return fields
 
 
-def decode_entry(topic: str, raw_id: bytes | str, fields: dict[bytes, bytes]) -> EventMessage:
+def decode(topic: str, raw_id: bytes | str, fields: dict[bytes, bytes]) -> EventMessage:
     """The message an entry holds; never raises (see the module docstring)."""
     text = {_text(k): v for k, v in fields.items()}
     headers = {k[len(_HEADER):]: _text(v) for k, v in text.items() if k.startswith(_HEADER)}
@@ -78,30 +64,3 @@ def entry_id(raw: bytes | str) -> tuple[int, int]:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def is_client_error(exc: BaseException) -> bool:
-    """True for exceptions raised by redis-py or the network below it."""
-    return isinstance(exc, OSError | TimeoutError) or type(exc).__module__.startswith("redis")
-
-
-def is_no_group(exc: BaseException) -> bool:
-    """The stream or its consumer group is gone: deleted between two reads (NOGROUP) or
-    during a blocking one (UNBLOCKED)."""
-    return type(exc).__name__ == "ResponseError" and str(exc).startswith(
-        ("NOGROUP", "UNBLOCKED")
-    )
-
-
-def translate(exc: BaseException, url: str, password: str | None) -> BackendError:
-    """The bus error for *exc*; the caller raises it ``from exc``."""
-    if isinstance(exc, BackendError):
-        return exc
-    where = f"Redis at {mask_url(url)}"
-    what = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, password)
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"AuthenticationError", "AuthenticationWrongNumberOfArgsError"}:
-        return BackendError(f"{where}: login refused ({what}); check the URL's credentials")
-    if names & {"ConnectionError", "TimeoutError", "BusyLoadingError", "OSError"}:
-        return BackendUnavailableError(f"{where} is unreachable ({what})")
-    return BackendError(f"{where}: {what}")

@@ -1,16 +1,16 @@
 """`bus bridge CONFIG.toml` as a subprocess for the broker tests: each broker's table in
 the file and its test-side clients, the process's life, and what it serves.
 
-Shared by ``test_service.py`` (kill -9, SIGTERM) and ``test_service_dead_letters.py``;
-imported as ``kits`` is (their folder on ``sys.path``). Every name a run makes starts
-with its prefix ``p`` (``svc<hex>``), so runs on one set of brokers never meet, and
-:meth:`Setup.cleanup` deletes what kinesis-mock (50 shards in all) and the Pub/Sub
-emulator (memory) would otherwise keep.
+Shared by ``test_service.py`` (kill -9, SIGTERM) and ``test_service_dead_letters.py``,
+which import it as ``tests.brokers.service_kit`` (the repository is on pytest's path,
+pyproject's ``pythonpath``). Every name a run makes starts with its prefix ``p``
+(``svc<hex>``), so runs on one set of brokers never meet, and :meth:`Setup.cleanup`
+deletes what kinesis-mock (50 shards in all) and the Pub/Sub emulator (memory) would
+otherwise keep.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import socket
@@ -28,8 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bus import Envelope, open_bus
 from bus._codec import RawCodec
 from bus.abc import Bridge
-
-kits = importlib.import_module("kits")  # this folder is on sys.path (the docstring)
+from tests.conformance import kits
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PASSWORD_VAR = "TRIO_BUS_TEST_RABBITMQ_PASSWORD"

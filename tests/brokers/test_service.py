@@ -11,10 +11,8 @@ rule is in test_service_dead_letters.py; the process machinery in service_kit.py
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 import signal
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +25,8 @@ import trio
 from bus import Envelope, open_bus
 from bus._codec import RawCodec
 from bus.abc import H_ERROR
+from tests.brokers import service_kit
 
-sys.path.insert(0, str(Path(__file__).parent))
-service_kit = importlib.import_module("service_kit")
 Setup = service_kit.Setup
 _get, _stop = service_kit.get, service_kit.stop
 

@@ -11,19 +11,15 @@ Kinesis and Pub/Sub as the source and dead-letter destination at once.
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bus.abc import H_DEAD_LETTER_ORIGIN, H_ERROR, H_ORIGINAL_TOPIC
-
-sys.path.insert(0, str(Path(__file__).parent))
-service_kit = importlib.import_module("service_kit")
+from tests.brokers import service_kit
 
 pytestmark = pytest.mark.brokers
 

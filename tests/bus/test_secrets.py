@@ -152,7 +152,7 @@ def test_kafka_and_kinesis_errors_hide_their_secrets() -> None:
     assert PW not in str(err) and "***" in str(err)
     err = kafka_translate(OSError(f"cannot reach sasl://u:{PW}@h:9092"), "connecting")
     assert PW not in str(err)
-    err = kinesis_translate(RuntimeError(f"signature for {PW} refused"), "k", PW)
+    err = kinesis_translate(RuntimeError(f"signature for {PW} refused"), "k", (PW,))
     assert PW not in str(err) and "***" in str(err)
 
 

@@ -17,9 +17,9 @@ from bridges.kinesis._wire import (
     MAX_CALL_BYTES,
     MAX_CALL_RECORDS,
     chunks,
-    from_record,
+    decode,
+    encode,
     partition_key,
-    to_record,
 )
 from bus import BackendError, BackendUnavailableError, ConfigurationError, Envelope
 
@@ -37,7 +37,7 @@ def test_record_is_a_structured_cloudevent_the_sdk_reads() -> None:
     from cloudevents.core.formats.json import JSONFormat
 
     env = envelope(headers={"traceparent": "00-abc", "x-bus-origin": "other", "Tenant": "t"})
-    data = to_record(env, b'{"id":"o1","amount":42}')
+    data = encode(env, b'{"id":"o1","amount":42}')
     event = JSONFormat().read(None, data)
     attrs = event.get_attributes()
     assert attrs["specversion"] == "1.0" and attrs["id"] == "e1"
@@ -53,8 +53,8 @@ def test_record_is_a_structured_cloudevent_the_sdk_reads() -> None:
 
 def test_record_round_trip() -> None:
     env = envelope(key=None, headers={"n": "5", "x-y": "z", "id": "not-the-id"})
-    incoming, payload = from_record(
-        "order.created", to_record(env, b"[1, 2]"), fallback_id="s/sh/1",
+    incoming, payload = decode(
+        "order.created", encode(env, b"[1, 2]"), fallback_id="s/sh/1",
         partition_key="e1", arrival=5.0,
     )
     assert payload == b"[1, 2]"
@@ -68,7 +68,7 @@ def test_record_round_trip() -> None:
     "data", [b'{"id": "o1", "amount": 1}', b"\xff not json", b"[1]", b"7", b'{"data": 1}']
 )
 def test_foreign_records_are_the_payload(data: bytes) -> None:
-    incoming, payload = from_record(
+    incoming, payload = decode(
         "payment.done", data, fallback_id="stream/shard-1/42", partition_key="p7", arrival=3.5
     )
     assert payload == data
@@ -81,11 +81,11 @@ def test_foreign_records_are_the_payload(data: bytes) -> None:
 
 def test_data_base64_and_missing_data() -> None:
     event = {"specversion": "1.0", "id": "x", "source": "s", "type": "t", "data_base64": "AAE="}
-    _, payload = from_record("t", json.dumps(event).encode(), fallback_id="f",
+    _, payload = decode("t", json.dumps(event).encode(), fallback_id="f",
                              partition_key="k", arrival=0)
     assert payload == b"\x00\x01"
     del event["data_base64"]
-    _, payload = from_record("t", json.dumps(event).encode(), fallback_id="f",
+    _, payload = decode("t", json.dumps(event).encode(), fallback_id="f",
                              partition_key="k", arrival=0)
     assert payload == b"null"
 
@@ -93,16 +93,16 @@ def test_data_base64_and_missing_data() -> None:
 def test_a_cloudevent_without_partitionkey_keeps_the_records_partition_key() -> None:
     foreign = json.dumps({"specversion": "1.0", "id": "ev-1", "source": "billing",
                           "type": "invoice.paid", "data": {"n": 1}}).encode()
-    incoming, payload = from_record("invoice.paid", foreign, fallback_id="s/sh/1",
+    incoming, payload = decode("invoice.paid", foreign, fallback_id="s/sh/1",
                                     partition_key="cust-9", arrival=0)
     assert incoming.cloudevent and incoming.key == "cust-9" and payload == b'{"n": 1}'
     # our own keyless envelopes were written with their id (or its SHA-256) as partition
     # key: they come back without a key, as they left
     for env in (envelope(key=None), envelope(key=None, id="i" * 300)):
-        incoming, _ = from_record("order.created", to_record(env, b"1"), fallback_id="f",
+        incoming, _ = decode("order.created", encode(env, b"1"), fallback_id="f",
                                   partition_key=partition_key(env), arrival=0)
         assert incoming.key is None
-    incoming, _ = from_record("order.created", to_record(envelope(key="c1"), b"1"),
+    incoming, _ = decode("order.created", encode(envelope(key="c1"), b"1"),
                               fallback_id="f", partition_key="c1", arrival=0)
     assert incoming.key == "c1"
 
@@ -177,15 +177,15 @@ def _client_error(code: str, message: str) -> Exception:
 def test_errors_are_translated_without_the_secret() -> None:
     from botocore.exceptions import EndpointConnectionError
 
-    down = translate(EndpointConnectionError(endpoint_url="http://h:1"), "k", "s3cr3t")
+    down = translate(EndpointConnectionError(endpoint_url="http://h:1"), "k", ("s3cr3t",))
     assert isinstance(down, BackendUnavailableError) and "'k'" in str(down)
     denied = _client_error("UnrecognizedClientException", "bad key s3cr3t")
-    err = translate(denied, "k", "s3cr3t")
+    err = translate(denied, "k", ("s3cr3t",))
     assert type(err) is ConfigurationError and "s3cr3t" not in str(err) and "***" in str(err)
     assert "AWS refused the credentials" in str(err) and "AWS_ACCESS_KEY_ID" in str(err)
-    gone = translate(_client_error("ResourceNotFoundException", "no stream"), "k", None)
+    gone = translate(_client_error("ResourceNotFoundException", "no stream"), "k")
     assert type(gone) is BackendError
-    throttled = translate(_client_error("LimitExceededException", "slow down"), "k", None)
+    throttled = translate(_client_error("LimitExceededException", "slow down"), "k")
     assert isinstance(throttled, BackendUnavailableError)
     try:
         raise err from denied
@@ -198,7 +198,7 @@ def test_missing_credentials_say_what_to_set() -> None:
 
     for exc in (NoCredentialsError(), ProfileNotFound(profile="prod"),
                 PartialCredentialsError(provider="env", cred_var="aws_secret_access_key")):
-        err = translate(exc, "k", None)
+        err = translate(exc, "k")
         assert type(err) is ConfigurationError, exc
         assert str(err).startswith(f"Kinesis bridge 'k': no usable AWS credentials "
                                    f"({type(exc).__name__}: {exc}); set AWS_ACCESS_KEY_ID")
@@ -216,7 +216,7 @@ def test_bridge_repr_and_features(monkeypatch: pytest.MonkeyPatch) -> None:
     assert FEATURES.max_message_bytes == 1024 * 1024
     with pytest.raises(Exception, match="shard_count"):
         KinesisBridge(shard_count=0)
-    assert msgspec.json.decode(to_record(envelope(), b"1"))["data"] == 1
+    assert msgspec.json.decode(encode(envelope(), b"1"))["data"] == 1
 
 
 async def test_checkpointer_saves_done_positions_never_backwards() -> None:

@@ -398,7 +398,7 @@ def test_features_record() -> None:
     assert RabbitMQBridge(URL, group="g").queue == "trio-bus.g"
 
 
-HARNESS = Path(__file__).parents[1] / "brokers" / "harness.py"
+HARNESS = Path(__file__).parents[2] / "brokers" / "harness.py"
 
 
 @pytest.mark.timeout(120)  # the bound below, not conftest's 60 s default, is the test's

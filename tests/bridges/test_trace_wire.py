@@ -4,7 +4,7 @@ Sans-IO: the envelope -> message -> envelope mapping of Kafka, RabbitMQ, Pub/Sub
 Kinesis keeps ``traceparent`` and ``tracestate``; the binary bindings also write them as
 the CloudEvents distributed tracing extension (what the SDK reports), Kinesis' structured
 events as extension attributes; a CloudEvents producer's extension alone is read back as
-the W3C headers. (The brokers themselves: tests/brokers/test_trace_brokers.py and each
+the W3C headers. (The brokers themselves: tests/bridges/test_trace_brokers.py and each
 bridge's round trip test.)
 """
 
@@ -19,9 +19,9 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from bridges._cloudevents import KAFKA, Incoming, from_headers, to_kafka_headers
-from bridges.kinesis._wire import from_record, to_record
-from bridges.pubsub._wire import from_pubsub, to_pubsub
-from bridges.rabbitmq._wire import from_amqp, to_amqp
+from bridges.kinesis import _wire as kinesis_wire
+from bridges.pubsub import _wire as pubsub_wire
+from bridges.rabbitmq import _wire as rabbitmq_wire
 from bus import Envelope
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -45,8 +45,8 @@ def kafka() -> tuple[Incoming, dict[str, Any]]:
 
 
 def rabbitmq() -> tuple[Incoming, dict[str, Any]]:
-    out = to_amqp(ENV, BODY)
-    back = from_amqp(out.routing_key, out.headers, out.message_id, None)
+    out = rabbitmq_wire.encode(ENV, BODY)
+    back = rabbitmq_wire.decode(out.routing_key, out.headers, out.message_id, None)
     sdk = ce_rabbitmq.from_binary(
         ce_rabbitmq.RabbitMQMessage(out.headers, out.content_type, BODY), JSONFormat()
     )
@@ -54,16 +54,16 @@ def rabbitmq() -> tuple[Incoming, dict[str, Any]]:
 
 
 def pubsub() -> tuple[Incoming, dict[str, Any]]:
-    out = to_pubsub(ENV, BODY)
-    back = from_pubsub(ENV.topic, out.attributes.items(), "m1", out.ordering_key, None)
+    out = pubsub_wire.encode(ENV, BODY)
+    back = pubsub_wire.decode(ENV.topic, out.attributes.items(), "m1", out.ordering_key, None)
     # no Pub/Sub binding in the SDK: its attributes are ce-<name>, as RabbitMQ's headers
     attrs = {k[3:]: v for k, v in out.attributes.items() if k.startswith("ce-")}
     return back, attrs
 
 
 def kinesis() -> tuple[Incoming, dict[str, Any]]:
-    record = to_record(ENV, BODY)
-    back, _ = from_record(
+    record = kinesis_wire.encode(ENV, BODY)
+    back, _ = kinesis_wire.decode(
         ENV.topic, record, fallback_id="s/1", partition_key="c1", arrival=0.0
     )
     return back, JSONFormat().read(None, record).get_attributes()
@@ -88,7 +88,7 @@ def test_a_cloudevents_producers_tracing_extension_becomes_the_w3c_headers() -> 
         KAFKA, list(message.headers.items()), topic="order.created", fallback_id="x"
     )
     amqp = ce_rabbitmq.to_binary(event, JSONFormat())
-    amqp_in = from_amqp("order.created", amqp.headers, None, None)
+    amqp_in = rabbitmq_wire.decode("order.created", amqp.headers, None, None)
     assert kafka_in.headers == amqp_in.headers == TRACE
 
 

@@ -6,7 +6,7 @@ channel and keeps the broker's book of what is unacknowledged, as RabbitMQ does:
 of a tag that is not outstanding (acknowledged already, or never delivered) is the
 channel error "PRECONDITION_FAILED - unknown delivery tag", recorded here. What an ack
 flush would send at a given moment is read by flushing right then
-(``bridge._flush_acks()``); the bridge's own ack loop runs too.
+(``bridge._ingress.flush()``); the bridge's own ack loop runs too.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ async def settle_and_flush(bridge: RabbitMQBridge, amqp: FakeAmqp) -> None:
     everything done, and wait until every ack request made so far reached the fake (the
     bridge's ack loop may have one on its way)."""
     await trio.testing.wait_all_tasks_blocked()
-    await bridge._flush_acks()
+    await bridge._ingress.flush()
     await bridge._call(amqp.barrier)
 
 
@@ -177,9 +177,9 @@ async def test_a_done_reported_twice_or_for_an_unknown_tag_sends_nothing(
         await amqp.watch.until(lambda: len(amqp.acked) == 2, "tags 1 and 2 acknowledged")
         await trio.testing.wait_all_tasks_blocked()
         requests = amqp.requests
-        tracker = bridge._trackers[amqp.channel]
+        tracker = bridge._ingress.trackers[amqp.channel]
         for tag in (2, 1, 2, 9):  # twice, and one never delivered
-            bridge._on_done(tracker, tag, None)  # type: ignore[arg-type]
+            bridge._ingress.on_done(tracker, tag, None)
         await settle_and_flush(bridge, amqp)
         assert amqp.requests == requests  # no ack request at all
     assert amqp.acked == [1, 2] and amqp.errors == []

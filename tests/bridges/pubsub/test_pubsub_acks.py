@@ -3,7 +3,7 @@
 ``PubSubBridge`` calls its ``_client`` (a ``PubSubCalls``, blocking methods) in trio
 worker threads; the test sets a fake there serving one subscription and recording every
 ``Acknowledge`` and ``ModifyAckDeadline``. What an ack flush would send at a given moment
-is read by flushing right then (``bridge._flush_acks()``) and waiting until every ack id
+is read by flushing right then (``bridge._ingress.flush()``) and waiting until every ack id
 taken for acknowledging reached the fake (the bridge's ack loop may have a request on
 its way in another thread).
 """
@@ -102,9 +102,9 @@ async def settle_and_flush(bridge: PubSubBridge, client: FakePubSub) -> None:
     """Let every task run until blocked (done callbacks included), acknowledge what is
     done, and wait until each ack id taken out of the leases reached the fake."""
     await trio.testing.wait_all_tasks_blocked()
-    await bridge._flush_acks()
+    await bridge._ingress.flush()
     await client.watch.until(
-        lambda: len(client.acked) >= client.pulled - bridge._leases.outstanding,
+        lambda: len(client.acked) >= client.pulled - bridge._ingress.leases.outstanding,
         "the acks on their way reached the client",
     )
 
@@ -162,9 +162,9 @@ async def test_a_done_reported_twice_or_for_an_unknown_message_sends_nothing(
         await client.watch.until(lambda: len(client.acked) == 2, "m0 and m1 acknowledged")
         await trio.testing.wait_all_tasks_blocked()
         requests = client.requests
-        sid = next(iter(bridge._pulling))
+        sid = next(iter(bridge._ingress._pulling))
         for ack_id in ("ack-m1", "ack-m0", "ack-m1", "ack-m9"):  # twice, and unknown
-            bridge._on_done(sid, ack_id, None)  # type: ignore[arg-type]
+            bridge._ingress._on_done(sid, ack_id, None)  # type: ignore[arg-type]
         await settle_and_flush(bridge, client)
         assert client.requests == requests  # no Acknowledge request at all
     assert sorted(client.acked) == ["ack-m0", "ack-m1"]

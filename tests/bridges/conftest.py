@@ -1,8 +1,10 @@
-"""Fixtures of the ack-point tests: a handler that holds messages, a watch on fake clients.
+"""Fixtures of the bridges' ack-point tests: a handler that holds messages, a watch on fake
+clients.
 
-The tests in this folder run every bridge's ingress against a fake client (no broker) and
-check where it acknowledges: never before the bus is done with a message, never past a
-message still in hand, never twice. Two tools make that checkable without timing:
+The ack-point tests (``<broker>/test_<broker>_acks.py``, ``test_ack_trackers.py``) run
+every bridge's ingress against a fake client (no broker) and check where it
+acknowledges: never before the bus is done with a message, never past a message still
+in hand, never twice. Two tools make that checkable without timing:
 
 - ``held``: a subscriber's handler that keeps each message (named by its ``str``
   payload) in hand until the test releases it;

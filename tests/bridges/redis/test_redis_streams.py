@@ -4,7 +4,6 @@ pending entries a restarted consumer takes over (nothing lost)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -248,13 +247,11 @@ async def test_killed_consumer_loses_nothing(
     async with RedisStreamsAdapter(url, consumer="survivor", claim_idle=0.5) as survivor:
         for message in _messages(topic, total):
             await survivor.publish(message)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)])}
         name = f"doomed-{unique}"  # the child's connections, in CLIENT LIST
         child_url = f"{url}{'&' if '?' in url else '?'}client_name={name}"
         child = await trio.lowlevel.open_process(
             [sys.executable, str(HERE / "redis_child.py"), child_url, topic, group, str(out),
              "120"],
-            env=env,
         )
         try:
             # 0..119 handled, and 120 (with what was read with it) taken and never

@@ -16,8 +16,10 @@ from typing import Any
 
 from bus import MissingDependencyError
 
+from .._common import require
+from ._wire import Record
+
 __all__ = [
-    "Record",
     "check_codec",
     "client",
     "commit",
@@ -34,19 +36,11 @@ __all__ = [
     "stop_producer",
 ]
 
-Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], int | None]
-"""What egress sends per envelope: topic, value, key, headers, timestamp in ms."""
 
 
 def client() -> ModuleType:
     """The ``aiokafka`` module, or an error naming the extra to install."""
-    try:
-        import aiokafka
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            "the Kafka bridge needs aiokafka: pip install 'trio-bus[kafka]'"
-        ) from exc
-    return aiokafka  # type: ignore[no-any-return]
+    return require("aiokafka", "kafka", "the Kafka bridge")
 
 
 def check_codec(compression_type: str | None) -> None:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Self
 import trio
 
 from bus import TopicError
-from bus._facade._message import EventMessage
+from bus.events import EventMessage
 
 from . import _client
-from ._wire import decode_entry
+from ._wire import decode
 
 if TYPE_CHECKING:
     from ._adapter import RedisStreamsAdapter
@@ -91,7 +91,7 @@ class Reader:
             self._after = raw_id.decode()
         else:
             self._held = raw_id
-        return decode_entry(self.topic, raw_id, fields)
+        return decode(self.topic, raw_id, fields)
 
     async def aclose(self) -> None:
         """Stop; a message taken but not acknowledged stays pending for the group."""

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from bridges.kafka import _aio
+from bridges.kafka import _client
 
 
 class _Conn:
@@ -64,7 +64,7 @@ def _stop(flush_hangs: bool, close_hangs: bool = False) -> tuple[bool, _Producer
     async def main() -> tuple[bool, _Producer, float]:
         producer = _Producer(flush_hangs, close_hangs)
         start = time.monotonic()
-        flushed = await _aio.stop_producer(producer, 0.2)
+        flushed = await _client.stop_producer(producer, 0.2)
         producer.sender_done_after_stop = producer._sender.sender_task.done()
         return flushed, producer, time.monotonic() - start
 
@@ -183,7 +183,7 @@ def _stop_consumer(
         consumer = _Consumer(stop_hangs, stop_fails, stop_cancelled)
         start = time.monotonic()
         try:
-            result: bool | BaseException = await _aio.stop_consumer(consumer, 0.2)
+            result: bool | BaseException = await _client.stop_consumer(consumer, 0.2)
         except RuntimeError as exc:
             result = exc
         return _Stopped(consumer, result, time.monotonic() - start)

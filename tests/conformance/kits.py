@@ -2,7 +2,9 @@
 
 Each ``*_bridge(name, group)`` function makes a bridge from the environment that
 ``make brokers-env`` prints (falling back to the harness's defaults); the suite's kill -9
-case runs them in a child process by their ``module:function`` path.
+case runs them in a child process by their ``module:function`` path
+(``tests.conformance.kits:...``: the child has the repository on its path, as pytest has
+from pyproject's ``pythonpath``). The service tests use these functions too.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PUBSUB_EMULATOR_HOST = "127.0.0.1:8085"
 GCP_PROJECT_ID = "trio-bus-test"
 EXCHANGE = "trio-bus-conformance"
-HERE = Path(__file__).parent
-CHILD_ENV = {"PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)])}
+ROOT = Path(__file__).parents[2]
+CHILD_ENV = {"PYTHONPATH": str(ROOT)}
+"""The kill -9 child imports ``tests.conformance.kits`` from the repository."""
+MODULE = "tests.conformance.kits"
 
 
 def _env(name: str, default: str) -> str:
@@ -72,7 +76,7 @@ def rabbitmq_kit(restart: Callable[[], None]) -> BridgeKit:
         make=rabbitmq_bridge,
         write_raw=write_raw,
         restart_broker=restart_broker,
-        child="kits:rabbitmq_bridge",
+        child=f"{MODULE}:rabbitmq_bridge",
         env=CHILD_ENV,
         unreachable=lambda: RabbitMQBridge("amqp://guest:guest@127.0.0.1:1/", name="nowhere"),
         settle=0.2,
@@ -105,7 +109,7 @@ def kafka_confluent_kit(restart: Callable[[], None]) -> BridgeKit:
         kafka_kit(restart),
         name="kafka[confluent]",
         make=kafka_confluent_bridge,
-        child="kits:kafka_confluent_bridge",
+        child=f"{MODULE}:kafka_confluent_bridge",
         unreachable=lambda: ConfluentKafkaBridge("127.0.0.1:1", name="nowhere"),
         settle=3.0,  # a second member got its share only after ~1-3 s with librdkafka here
     )
@@ -158,7 +162,7 @@ def kafka_kit(restart: Callable[[], None], runtime: str | None = None) -> Bridge
         prepare=prepare,
         write_raw=write_raw,
         restart_broker=restart_broker,
-        child="kits:kafka_bridge",
+        child=f"{MODULE}:kafka_bridge",
         env=CHILD_ENV,
         unreachable=lambda: KafkaBridge("127.0.0.1:1", name="nowhere", runtime=runtime),  # type: ignore[arg-type]
         settle=1.0,
@@ -271,7 +275,7 @@ def kinesis_kit(restart: Callable[[], None]) -> KinesisKit:
         features=FEATURES,
         make=kinesis_bridge,
         restart_broker=restart_broker,
-        child="kits:kinesis_bridge",
+        child=f"{MODULE}:kinesis_bridge",
         env={**CHILD_ENV, "TMPDIR": str(KINESIS_CHECKPOINTS.parent)},
         unreachable=lambda: KinesisBridge(
             name="nowhere", endpoint_url="http://127.0.0.1:1", access_key_id="x",
@@ -333,7 +337,7 @@ def pubsub_kit() -> BridgeKit:
         make=pubsub_bridge,
         prepare=prepare,
         write_raw=write_raw,
-        child="kits:pubsub_bridge",
+        child=f"{MODULE}:pubsub_bridge",
         env=CHILD_ENV,
         unreachable=lambda: PubSubBridge(project, name="nowhere", emulator_host="127.0.0.1:1"),
         settle=0.5,

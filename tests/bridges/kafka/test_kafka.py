@@ -119,29 +119,10 @@ async def write_raw(topic: str, value: bytes, key: bytes | None, headers: list[A
     await in_asyncio(run)
 
 
-def _harness() -> Any:
-    """tests/brokers/harness.py, loaded by path (tests/ is not a package)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "trio_bus_brokers_harness"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "brokers" / "harness.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="session")
-def kafka() -> None:
+def kafka(brokers: Any) -> None:
     """Fail (not skip) with a clear message when Kafka is not answering."""
-    why = _harness().BROKERS["kafka"].probe()
-    if why is not None:
-        pytest.fail(f"kafka is not answering ({why}); start it with `make brokers-up`")
+    brokers.require("kafka")
 
 
 @pytest.fixture
@@ -415,9 +396,9 @@ async def test_a_full_bus_pauses_the_consumer_which_keeps_its_group(topic: str) 
 async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing(
     topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridges.kafka import _aio
+    from bridges.kafka import _client
 
-    real_poll = _aio.poll
+    real_poll = _client.poll
     failed = False
 
     async def flaky_poll(consumer: Any, timeout_ms: int, max_records: int) -> Any:
@@ -428,7 +409,7 @@ async def test_ingress_that_fails_restarts_with_a_new_consumer_and_loses_nothing
             raise RuntimeError("injected client failure")
         return batch
 
-    monkeypatch.setattr(_aio, "poll", flaky_poll)
+    monkeypatch.setattr(_client, "poll", flaky_poll)
     got: set[int] = set()
     bridge = KafkaBridge(SERVER, name="kin", group_id=f"g-{topic}", max_poll_records=5)
     with trio.fail_after(60):

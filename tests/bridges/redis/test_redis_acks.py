@@ -24,7 +24,7 @@ from bus.events import EventMessage
 pytest.importorskip("redis")
 
 from bridges.redis import RedisStreamsAdapter, _client
-from bridges.redis._wire import encode_entry
+from bridges.redis._wire import encode
 
 TOPIC = "orders"
 
@@ -48,7 +48,7 @@ class FakeRedis:
     def feed(self, *names: str) -> None:
         for name in names:
             entry_id = f"1-{len(self.entries)}".encode()
-            fields = encode_entry(EventMessage(topic=TOPIC, data={"name": name}))
+            fields = encode(EventMessage(topic=TOPIC, data={"name": name}))
             self.entries.append((entry_id, {k.encode(): v for k, v in fields.items()}))
 
     def id_of(self, n: int) -> bytes:

@@ -1,7 +1,7 @@
 """Kafka ingress commits only what the bus is done with: both clients, fake consumers.
 
-``KafkaBridge`` (aiokafka) gets its consumer and producer from ``_aio.start_consumer`` and
-``_aio.start_producer``; ``ConfluentKafkaBridge`` from ``confluent_kafka.Consumer`` and
+``KafkaBridge`` (aiokafka) gets its consumer and producer from ``_client.start_consumer`` and
+``_client.start_producer``; ``ConfluentKafkaBridge`` from ``confluent_kafka.Consumer`` and
 ``Producer``. The tests replace those factories with fakes serving one partition of
 records and recording every commit, then hold records in a subscriber's handler. What a
 commit would carry at a given moment is read by committing right then
@@ -29,7 +29,7 @@ pytest.importorskip("confluent_kafka")
 import confluent_kafka
 from aiokafka.structs import TopicPartition
 
-from bridges.kafka import ConfluentKafkaBridge, KafkaBridge, _aio
+from bridges.kafka import ConfluentKafkaBridge, KafkaBridge, _client
 
 TOPIC = "orders"
 P0 = (TOPIC, 0)
@@ -78,7 +78,7 @@ class AioRecord(NamedTuple):
 
 
 class FakeAioConsumer:
-    """What ``_aio`` calls on an ``AIOKafkaConsumer`` (on the bridge's asyncio loop)."""
+    """What ``_client`` calls on an ``AIOKafkaConsumer`` (on the bridge's asyncio loop)."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -130,8 +130,8 @@ def aiokafka_bridge(monkeypatch: pytest.MonkeyPatch, log: Log) -> Bridge:
         on_assigned([TopicPartition(*P0)])  # as aiokafka's rebalance listener does
         return FakeAioConsumer(log)
 
-    monkeypatch.setattr(_aio, "start_producer", start_producer)
-    monkeypatch.setattr(_aio, "start_consumer", start_consumer)
+    monkeypatch.setattr(_client, "start_producer", start_producer)
+    monkeypatch.setattr(_client, "start_consumer", start_consumer)
     return KafkaBridge(name="kafka", runtime="thread", commit_interval=0.02, poll_interval=0.02)
 
 

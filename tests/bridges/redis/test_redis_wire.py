@@ -8,7 +8,8 @@ import pytest
 import redis.exceptions
 
 from bridges.redis import RedisStreamsAdapter
-from bridges.redis._wire import decode_entry, encode_entry, entry_id, is_no_group, translate
+from bridges.redis._errors import is_no_group, translate
+from bridges.redis._wire import decode, encode, entry_id
 from bus import BackendError, BackendUnavailableError, ConfigurationError, TopicError
 from bus._facade._message import EventMessage
 
@@ -20,19 +21,19 @@ def _as_read(fields: dict[str, bytes]) -> dict[bytes, bytes]:
 def test_a_message_round_trips_through_entry_fields() -> None:
     sent = EventMessage(topic="t", data={"n": 1, "s": "é"}, key="k",
                         headers={"data": "not the data", "key": "not the key"}, timestamp=42)
-    fields = encode_entry(sent)
+    fields = encode(sent)
     assert set(fields) == {"data", "ts", "key", "h:data", "h:key"}  # headers cannot collide
-    assert decode_entry("t", b"1-0", _as_read(fields)) == sent
+    assert decode("t", b"1-0", _as_read(fields)) == sent
     keyless = EventMessage(topic="t", data={}, timestamp=7)
-    assert "key" not in encode_entry(keyless)
-    assert decode_entry("t", "1-0", _as_read(encode_entry(keyless))) == keyless
+    assert "key" not in encode(keyless)
+    assert decode("t", "1-0", _as_read(encode(keyless))) == keyless
 
 
 def test_foreign_entries_are_read_with_the_reason_they_do_not_fit() -> None:
-    got = decode_entry("t", b"1700000000000-3", {b"body": b"x", b"h:trace": b"abc"})
+    got = decode("t", b"1700000000000-3", {b"body": b"x", b"h:trace": b"abc"})
     assert got.data == {} and got.timestamp == 1700000000000
     assert got.headers == {"trace": "abc", "x-decode-error": "the stream entry has no 'data' field"}
-    got = decode_entry("t", b"5-0", {b"data": b"[1, 2]", b"ts": b"oops"})
+    got = decode("t", b"5-0", {b"data": b"[1, 2]", b"ts": b"oops"})
     assert got.data == {} and "not a JSON object" in got.headers["x-decode-error"]
     assert got.timestamp == 5
 
@@ -44,14 +45,14 @@ def test_entry_ids_compare_in_stream_order() -> None:
 
 def test_redis_errors_become_bus_errors_without_the_password() -> None:
     url = "redis://:pw-123456@127.0.0.1:6379/0"
-    down = translate(redis.exceptions.ConnectionError("reset by peer"), url, "pw-123456")
+    down = translate(redis.exceptions.ConnectionError("reset by peer"), url, ("pw-123456",))
     assert type(down) is BackendUnavailableError and "redis://:***@127.0.0.1:6379/0" in str(down)
-    login = translate(redis.exceptions.AuthenticationError("bad pw-123456"), url, "pw-123456")
+    login = translate(redis.exceptions.AuthenticationError("bad pw-123456"), url, ("pw-123456",))
     assert type(login) is BackendError and "login refused" in str(login)
     assert "pw-123456" not in str(login)
-    timeout = translate(redis.exceptions.TimeoutError("slow"), url, None)
+    timeout = translate(redis.exceptions.TimeoutError("slow"), url)
     assert type(timeout) is BackendUnavailableError
-    wrong = translate(redis.exceptions.ResponseError("WRONGTYPE Operation"), url, None)
+    wrong = translate(redis.exceptions.ResponseError("WRONGTYPE Operation"), url)
     assert type(wrong) is BackendError and "WRONGTYPE" in str(wrong)
     assert is_no_group(redis.exceptions.ResponseError("NOGROUP No such key"))
     assert is_no_group(redis.exceptions.ResponseError("UNBLOCKED the stream key no longer exists"))
@@ -101,7 +102,7 @@ def test_a_dead_letter_keeps_the_entry_and_adds_the_reason() -> None:
         b"h:x-bus-error": b"'x'", b"h:x-bus-error-type": b"builtins.KeyError",
         b"h:x-bus-original-topic": b"orders", b"h:x-bus-failed-subscriber": b"cb",
     }
-    assert decode_entry("dead", b"1-0", out).headers["x-bus-original-topic"] == "orders"
+    assert decode("dead", b"1-0", out).headers["x-bus-original-topic"] == "orders"
 
 
 async def test_retries_follow_the_policy_then_give_up(autojump_clock: Any) -> None:

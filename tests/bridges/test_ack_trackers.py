@@ -18,7 +18,7 @@ from hypothesis import given
 from bridges.kinesis import MemoryCheckpointStore
 from bridges.kinesis._checkpointer import Checkpointer
 from bridges.pubsub._ingress import Leases
-from bridges.rabbitmq._acks import AckTracker
+from bridges.rabbitmq._ingress import AckTracker
 from bus.abc import OffsetTracker
 
 # -- RabbitMQ: delivery tags -----------------------------------------------------------------
