@@ -7,11 +7,14 @@ and the broker backends are a private bus with the broker's bridge attached.
 
     from bus.events import BaseEvent, EventMessage, settings
 
-Re-exports only; the code lives in ``bus._facade``.
+Re-exports only; the code lives in ``bus._facade``. A broker's facade backend subclasses
+:class:`BridgeAdapter` (one generic adapter over its bridge on a private bus) and may use
+:func:`encode_message`/:func:`decode_message` (the wire form every backend checks).
 """
 
 from ._facade._adapter import EventAdapter as EventAdapter
 from ._facade._adapter import MessageCallback as MessageCallback
+from ._facade._bridge_adapter import BridgeAdapter as BridgeAdapter
 from ._facade._event import DEFAULT_DEAD_LETTER_TOPIC as DEFAULT_DEAD_LETTER_TOPIC
 from ._facade._event import BaseEvent as BaseEvent
 from ._facade._event import ModelCallback as ModelCallback
@@ -19,6 +22,8 @@ from ._facade._factory import EventFactory as EventFactory
 from ._facade._memory_adapter import InMemoryAdapter as InMemoryAdapter
 from ._facade._memory_adapter import shared_bus as shared_bus
 from ._facade._message import EventMessage as EventMessage
+from ._facade._message import decode_message as decode_message
+from ._facade._message import encode_message as encode_message
 from ._facade._on_bus import MessageReader as MessageReader
 from ._facade._settings import Settings as Settings
 from ._facade._settings import settings as settings
@@ -29,6 +34,7 @@ __all__ = [
     "DEFAULT_DEAD_LETTER_TOPIC",
     "AdapterWrapper",
     "BaseEvent",
+    "BridgeAdapter",
     "EventAdapter",
     "EventFactory",
     "EventMessage",
@@ -38,6 +44,8 @@ __all__ = [
     "MessageReader",
     "ModelCallback",
     "Settings",
+    "decode_message",
+    "encode_message",
     "settings",
     "shared_bus",
 ]

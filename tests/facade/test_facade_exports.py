@@ -14,6 +14,7 @@ FACADE_NAMES = {
     "DEFAULT_DEAD_LETTER_TOPIC",
     "AdapterWrapper",
     "BaseEvent",
+    "BridgeAdapter",
     "EventAdapter",
     "EventFactory",
     "EventMessage",
@@ -23,6 +24,8 @@ FACADE_NAMES = {
     "MessageReader",
     "ModelCallback",
     "Settings",
+    "decode_message",
+    "encode_message",
     "settings",
     "shared_bus",
 }
@@ -33,8 +36,9 @@ def test_facade_names_live_in_bus_events_only() -> None:
     for name in FACADE_NAMES:
         assert getattr(bus.events, name) is not None
     assert not FACADE_NAMES & set(bus.__all__)  # bus is what an application uses
-    assert not set(bus.abc.__all__) & FACADE_NAMES  # implementers' names stay apart
-    assert not set(bus.abc.__all__) & set(bus.events.__all__)
+    # implementers' names stay apart; BridgeAdapter is in both until the bridges import
+    # it from bus.events (issue 16)
+    assert not set(bus.abc.__all__) & set(bus.events.__all__) - {"BridgeAdapter"}
 
 
 class Note(msgspec.Struct):
