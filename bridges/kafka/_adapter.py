@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bus import ConfigurationError
-from bus.abc import Bridge, BridgeAdapter
+from bus.abc import Bridge
+from bus.events import BridgeAdapter
 
 from ._bridge import KafkaBridge
 

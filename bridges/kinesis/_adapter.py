@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from bus import ConfigurationError
-from bus.abc import Bridge, BridgeAdapter
+from bus.abc import Bridge
+from bus.events import BridgeAdapter
 
 from ._bridge import KinesisBridge
 

@@ -35,9 +35,8 @@ from bus import (
     RetryPolicy,
     TopicError,
 )
-from bus._facade._adapter import EventAdapter, MessageCallback
-from bus._facade._message import EventMessage, encode_message
 from bus.abc import get_logger, mask_url
+from bus.events import EventAdapter, EventMessage, MessageCallback, encode_message
 
 from .. import _runtime
 from . import _client

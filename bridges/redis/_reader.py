@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Self
 import trio
 
 from bus import TopicError
-from bus._facade._message import EventMessage
+from bus.events import EventMessage
 
 from . import _client
 from ._wire import decode_entry

@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from bus import BackendError, BackendUnavailableError
-from bus._facade._message import EventMessage
 from bus.abc import mask_url, redact
+from bus.events import EventMessage
 
 __all__ = [
     "decode_entry",

@@ -10,7 +10,7 @@ import redis.exceptions
 from bridges.redis import RedisStreamsAdapter
 from bridges.redis._wire import decode_entry, encode_entry, entry_id, is_no_group, translate
 from bus import BackendError, BackendUnavailableError, ConfigurationError, TopicError
-from bus._facade._message import EventMessage
+from bus.events import EventMessage
 
 
 def _as_read(fields: dict[str, bytes]) -> dict[bytes, bytes]:

@@ -16,7 +16,7 @@ import sys
 import trio
 
 from bridges.redis import RedisStreamsAdapter
-from bus._facade._message import EventMessage
+from bus.events import EventMessage
 
 
 async def main(url: str, topic: str, group: str, out: str, hang_at: str = "-1") -> None:

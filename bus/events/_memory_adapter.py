@@ -17,13 +17,17 @@ from typing import Any
 
 import trio
 
-from .._actor import Subscription
-from .._bus import Bus
-from .._envelope import Envelope
-from .._errors import BusClosedError, ConfigurationError
-from .._policy import RetryPolicy
-from .._replay import LogReader
-from .._routing import validate_topic
+from bus import (
+    Bus,
+    BusClosedError,
+    ConfigurationError,
+    Envelope,
+    LogReader,
+    RetryPolicy,
+    Subscription,
+)
+from bus.abc import validate_topic
+
 from ._adapter import EventAdapter, MessageCallback
 from ._message import EventMessage
 from ._on_bus import (
@@ -84,7 +88,7 @@ class InMemoryAdapter(EventAdapter):
     ``"default"``: one per trio run, opened on first use, seen by every adapter of the run).
 
     - ``publish(message)`` returns once every callback subscription of the topic handled
-      the message (see ``bus._facade._on_bus``); a failed callback makes it raise
+      the message (see ``bus.events._on_bus``); a failed callback makes it raise
       :class:`~bus.NotDeliveredError`.
     - ``subscribe(topic, callback, *, group=None, from_beginning=False, retry=None,
       name=None)``: a bus actor; ``group`` makes competing consumers, ``from_beginning``

@@ -24,14 +24,9 @@ from typing import Any, Self
 import msgspec
 import trio
 
-from .._actor import Subscription
-from .._bus import Bus
-from .._closing import ClosesOnExit
-from .._done import Delivery
-from .._envelope import H_ORIGIN, Envelope
-from .._errors import ConfigurationError
-from .._policy import Retention
-from .._replay import LogReader
+from bus import Bus, ConfigurationError, Envelope, LogReader, Retention, Subscription
+from bus.abc import H_ORIGIN, ClosesOnExit, Delivery
+
 from ._message import EventMessage, encode_message
 
 __all__ = [

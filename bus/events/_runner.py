@@ -15,9 +15,8 @@ from typing import Any
 
 import trio
 
-from .._bus import Bus, open_bus
-from .._errors import BusClosedError
-from .._log import get_logger
+from bus import Bus, BusClosedError, open_bus
+from bus.abc import get_logger
 
 __all__ = ["BusRunner"]
 

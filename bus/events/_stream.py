@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, Self, TypeVar
 
-from .._closing import ClosesOnExit
-from .._errors import DecodeError
+from bus import DecodeError
+from bus.abc import ClosesOnExit
+
 from ._message import EventMessage
 from ._model_codec import ModelCodec
 

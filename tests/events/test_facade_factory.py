@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from bus import ConfigurationError, MissingDependencyError
-from bus._facade import _factory
-from bus.events import EventAdapter, EventFactory, InMemoryAdapter
+from bus.events import EventAdapter, EventFactory, InMemoryAdapter, _factory
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKERS = {
@@ -51,7 +50,7 @@ def test_memory_is_built_in_brokers_come_from_entry_points(
 
 
 def test_entry_point_is_loaded_on_first_use_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_entry_points(monkeypatch, probe="bus._facade._memory_adapter:InMemoryAdapter")
+    fake_entry_points(monkeypatch, probe="bus.events._memory_adapter:InMemoryAdapter")
     assert "probe" not in EventFactory._adapters
     assert EventFactory.adapter_class("probe") is InMemoryAdapter
     assert EventFactory._adapters["probe"] is InMemoryAdapter
@@ -63,8 +62,8 @@ def test_entry_point_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_pa
     fake_entry_points(
         monkeypatch,
         needs_sdk="facade_fake_backend:Adapter",
-        not_adapter="bus._facade._message:EventMessage",
-        missing_attr="bus._facade._message:NoSuchThing",
+        not_adapter="bus.events._message:EventMessage",
+        missing_attr="bus.events._message:NoSuchThing",
     )
     with pytest.raises(MissingDependencyError, match=r"facade_no_such_sdk.*pip install"):
         EventFactory.create_adapter("needs_sdk")

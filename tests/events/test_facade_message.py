@@ -7,8 +7,7 @@ import time
 import pytest
 
 from bus import DecodeError, PayloadTypeError
-from bus._facade._message import decode_message, encode_message
-from bus.events import EventMessage
+from bus.events import EventMessage, decode_message, encode_message
 
 
 def test_defaults_and_timestamp() -> None:

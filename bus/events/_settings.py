@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, overload
 
-from .._secrets import mask_setting
+from bus.abc import mask_setting
 
 __all__ = ["BACKEND_SETTINGS", "Settings", "settings"]
 

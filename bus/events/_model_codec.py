@@ -7,8 +7,8 @@ event's model, a newer version of it, another model altogether (the seed's saga 
 model happens when the message is read, where a mismatch is reported. msgspec does the
 work for Structs, dataclasses, attrs classes, TypedDicts and dicts
 (``msgspec.to_builtins`` / ``msgspec.convert``); pydantic v2 models use their own
-``model_dump(mode="json")`` / ``model_validate``, recognised as the bus's codecs
-recognise them (``bus._codec``), so pydantic is never imported here.
+``model_dump(mode="json")`` / ``model_validate``, recognised by their attributes as the
+bus's own codecs recognise them, so pydantic is never imported here.
 """
 
 from __future__ import annotations
@@ -18,13 +18,18 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from .._codec import _is_pydantic_model
-from .._envelope import describe
-from .._errors import DecodeError, PayloadTypeError
+from bus import DecodeError, PayloadTypeError
+from bus.abc import describe
 
 __all__ = ["ModelCodec"]
 
 ModelT = TypeVar("ModelT")
+
+
+def _is_pydantic_model(tp: Any) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "__pydantic_fields__") and hasattr(
+        tp, "model_validate_json"
+    )
 
 
 def _type_name(tp: Any) -> str:

@@ -16,7 +16,8 @@ import importlib.metadata
 import inspect
 from typing import Any, ClassVar
 
-from .._errors import ConfigurationError, MissingDependencyError
+from bus import ConfigurationError, MissingDependencyError
+
 from ._adapter import EventAdapter
 from ._memory_adapter import InMemoryAdapter
 from ._settings import Settings, settings

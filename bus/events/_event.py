@@ -28,16 +28,17 @@ from typing import Any, Generic, Self, TypeVar, overload
 
 import trio
 
-from .._envelope import (
+from bus import BusClosedError, ConfigurationError, DecodeError, TopicError
+from bus.abc import (
     H_ATTEMPTS,
     H_ERROR,
     H_ERROR_TYPE,
     H_FAILED_SUBSCRIBER,
     H_ORIGINAL_TOPIC,
+    get_logger,
+    validate_topic,
 )
-from .._errors import BusClosedError, ConfigurationError, DecodeError, TopicError
-from .._log import get_logger
-from .._routing import validate_topic
+
 from ._adapter import EventAdapter
 from ._factory import EventFactory
 from ._message import EventMessage

@@ -12,8 +12,7 @@ from bridges.kinesis import KinesisAdapter, KinesisBridge
 from bridges.pubsub import PubSubAdapter, PubSubBridge
 from bridges.rabbitmq import RabbitMQAdapter, RabbitMQBridge
 from bus import ConfigurationError
-from bus.abc import BridgeAdapter
-from bus.events import EventFactory, Settings
+from bus.events import BridgeAdapter, EventFactory, Settings
 
 
 def test_kafka_seed_options_reach_the_producer() -> None:

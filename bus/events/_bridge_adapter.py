@@ -29,15 +29,9 @@ from typing import Any, Self
 
 import trio
 
-from .._actor import Subscription
-from .._bridge import Bridge
-from .._bus import Bus
-from .._closing import ClosesOnExit
-from .._envelope import Envelope
-from .._errors import BusClosedError, ConfigurationError
-from .._log import get_logger
-from .._policy import RetryPolicy
-from .._routing import validate_topic
+from bus import Bus, BusClosedError, ConfigurationError, Envelope, RetryPolicy, Subscription
+from bus.abc import Bridge, ClosesOnExit, get_logger, validate_topic
+
 from ._adapter import EventAdapter, MessageCallback
 from ._message import EventMessage
 from ._on_bus import done_handling, handling, publish_and_wait, to_message

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import DecodeError, PayloadTypeError
+from bus import DecodeError, PayloadTypeError
 
 __all__ = ["EventMessage", "decode_message", "encode_message", "now_ms"]
 
