@@ -1,5 +1,9 @@
 """The Characteristics tables of ``docs/bridges.md``, generated from each ``Features``.
 
+The tables are the loopback double's (``bus.testing``) and then every registered
+broker's (``bus.abc.brokers()``: each ``PLUGIN``'s title and features), so a broker that
+registers gets its table with nothing else to edit.
+
 ``python -m bridges._docs`` prints them, ``--write docs/bridges.md`` puts them between
 the ``characteristics`` markers; a test checks the docs hold exactly this text, so the
 tables cannot drift from the records.
@@ -8,20 +12,12 @@ tables cannot drift from the records.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
-from bus.abc import Features
+from bus.abc import Features, brokers
 
-__all__ = ["BACKENDS", "characteristics", "render"]
+__all__ = ["LOOPBACK_TITLE", "backends", "characteristics", "render", "update"]
 
-BACKENDS = {
-    "Loopback (in-process test double)": "bus.testing:LOOPBACK_FEATURES",
-    "Kafka": "bridges.kafka:FEATURES",
-    "RabbitMQ": "bridges.rabbitmq:FEATURES",
-    "Kinesis (against kinesis-mock)": "bridges.kinesis:FEATURES",
-    "Google Cloud Pub/Sub": "bridges.pubsub:FEATURES",
-}
-"""Title → ``module:NAME`` of the default :class:`Features` of each backend."""
+LOOPBACK_TITLE = "Loopback (in-process test double)"
 
 MEANING = {
     "ordered": "same key, same order",
@@ -34,6 +30,16 @@ MEANING = {
     "restartable": "broker restart covered by the conformance suite",
     "notes": "",
 }
+
+
+def backends() -> dict[str, Features]:
+    """Title → default :class:`Features` of each backend: the loopback double, then every
+    registered broker."""
+    from bus.testing import LOOPBACK_FEATURES
+
+    found = {LOOPBACK_TITLE: LOOPBACK_FEATURES}
+    found.update((plugin.title, plugin.features) for plugin in brokers().values())
+    return found
 
 
 def _value(value: object) -> str:
@@ -71,10 +77,7 @@ def update(markdown: str) -> str:
 
 
 def render() -> str:
-    tables = []
-    for title, path in BACKENDS.items():
-        module, _, name = path.partition(":")
-        tables.append(characteristics(title, getattr(importlib.import_module(module), name)))
+    tables = [characteristics(title, features) for title, features in backends().items()]
     return "\n\n".join(tables) + "\n"
 
 

@@ -1,18 +1,21 @@
 """Broker URLs (bridges.from_url): each form gives its bridge, configured from the URL;
-a bad one is one ConfigurationError naming the problem and the accepted forms."""
+a bad one is one ConfigurationError naming the problem and the accepted forms; every
+scheme but memory:// is found in the broker registry."""
 
 from __future__ import annotations
 
 import pytest
 
 import bridges
-from bridges._urls import FORMS, from_url, memory_broker
+from bridges import _urls
+from bridges._urls import forms, from_url, memory_broker
 from bridges.kafka import KafkaBridge
 from bridges.kinesis import KinesisBridge
 from bridges.pubsub import PubSubBridge
 from bridges.rabbitmq import RabbitMQBridge
 from bus import ConfigurationError
-from bus.testing import LoopbackBridge
+from bus.abc import Bridge, BrokerPlugin
+from bus.testing import LOOPBACK_FEATURES, LoopbackBridge, LoopbackBroker
 
 
 def test_memory_is_an_in_process_broker_shared_by_name() -> None:
@@ -78,7 +81,7 @@ def test_bad_urls_name_the_problem_and_the_forms(url: str, problem: str) -> None
         from_url(url)
     message = str(caught.value)
     assert problem in message
-    assert all(form in message for form in FORMS)
+    assert all(form in message for form in forms())
 
 
 def test_the_password_of_a_bad_url_is_masked() -> None:
@@ -91,3 +94,31 @@ def test_the_password_of_a_bad_url_is_masked() -> None:
     with pytest.raises(ConfigurationError) as caught:
         from_url("amqp://guest:hunter2@host:port/")  # unparseable: the scheme only
     assert "hunter2" not in str(caught.value) and "'amqp://***'" in str(caught.value)
+
+
+def test_the_forms_are_memory_and_every_registered_brokers() -> None:
+    assert forms() == (
+        "memory://",
+        "kafka://host:port[,host:port]",
+        "kinesis://region?endpoint=http://host:port",
+        "pubsub://project?emulator=host:port",
+        "amqp://user:password@host:port/vhost (or amqps://)",
+    )
+
+
+def test_a_scheme_is_looked_up_in_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple[str, str | None]] = []
+
+    def fake_from_url(url: str, *, name: str | None = None, **options: object) -> Bridge:
+        made.append((url, name))
+        return LoopbackBridge(LoopbackBroker(), name or "fake")
+
+    fake = BrokerPlugin(
+        name="fake", title="Fake", schemes=("fake", "fakes"), url_forms=("fake://thing",),
+        from_url=fake_from_url, bridge=LoopbackBridge, features=LOOPBACK_FEATURES,
+    )
+    monkeypatch.setattr(_urls, "brokers", lambda: {"fake": fake})
+    bridge = from_url("fakes://thing", name="f")
+    assert isinstance(bridge, LoopbackBridge) and made == [("fakes://thing", "f")]
+    with pytest.raises(ConfigurationError, match=r"unknown scheme 'kafka'.*fake://thing"):
+        from_url("kafka://127.0.0.1:9092")

@@ -8,5 +8,6 @@ from ._adapter import KafkaAdapter as KafkaAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import KafkaBridge as KafkaBridge
 from ._confluent import ConfluentKafkaBridge as ConfluentKafkaBridge
+from ._plugin import PLUGIN as PLUGIN
 
-__all__ = ["FEATURES", "ConfluentKafkaBridge", "KafkaAdapter", "KafkaBridge"]
+__all__ = ["FEATURES", "PLUGIN", "ConfluentKafkaBridge", "KafkaAdapter", "KafkaBridge"]

@@ -14,9 +14,11 @@ from ._checkpoints import CheckpointStore as CheckpointStore
 from ._checkpoints import LeaseStore as LeaseStore
 from ._checkpoints import MemoryCheckpointStore as MemoryCheckpointStore
 from ._checkpoints import SQLiteCheckpointStore as SQLiteCheckpointStore
+from ._plugin import PLUGIN as PLUGIN
 
 __all__ = [
     "FEATURES",
+    "PLUGIN",
     "CheckpointStore",
     "KinesisAdapter",
     "KinesisBridge",

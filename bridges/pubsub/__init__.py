@@ -9,5 +9,6 @@ bridge is made, not when this package is imported. The mapping is described in
 from ._adapter import PubSubAdapter as PubSubAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import PubSubBridge as PubSubBridge
+from ._plugin import PLUGIN as PLUGIN
 
-__all__ = ["FEATURES", "PubSubAdapter", "PubSubBridge"]
+__all__ = ["FEATURES", "PLUGIN", "PubSubAdapter", "PubSubBridge"]

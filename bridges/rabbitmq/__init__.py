@@ -8,5 +8,6 @@ made, not when this package is imported. The mapping is described in ``_bridge``
 from ._adapter import RabbitMQAdapter as RabbitMQAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import RabbitMQBridge as RabbitMQBridge
+from ._plugin import PLUGIN as PLUGIN
 
-__all__ = ["FEATURES", "RabbitMQAdapter", "RabbitMQBridge"]
+__all__ = ["FEATURES", "PLUGIN", "RabbitMQAdapter", "RabbitMQBridge"]

@@ -1,0 +1,66 @@
+"""RabbitMQ's registration (:data:`PLUGIN`, entry point ``rabbitmq`` of
+``trio_bus.brokers``): its URLs (aio-pika's own ``amqp://`` and ``amqps://``, plus
+``?exchange=``), bridge, facade backend and features. AMQP cannot list a broker's
+topics (no call lists exchanges or bindings), so :attr:`~bus.abc.BrokerPlugin.lists_topics`
+is off; a tail reads through a queue of its own, removed afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bus.abc import Bridge, BrokerPlugin
+
+from .._urls import bad, kept_queue, parse
+from ._adapter import RabbitMQAdapter
+from ._bridge import FEATURES, RabbitMQBridge
+
+__all__ = ["PLUGIN", "from_url"]
+
+
+def from_url(url: str, *, name: str | None = None, **options: Any) -> Bridge:
+    """``amqp[s]://user:password@host:port/vhost[?exchange=NAME]`` → :class:`RabbitMQBridge`
+    (the URL without its query is aio-pika's)."""
+    parts = parse(url, ("exchange",))
+    try:
+        host, port = parts.parts.hostname, parts.parts.port
+    except ValueError:
+        raise bad(url, "the port is not a number from 1 to 65535") from None
+    if not host:
+        raise bad(url, "no host")
+    del port  # checked; aio-pika reads it from the URL
+    if "exchange" in parts.query:
+        if not parts.query["exchange"]:
+            raise bad(url, "exchange= is empty")
+        options.setdefault("exchange", parts.query["exchange"])
+    plain = url.split("?", 1)[0]
+    return RabbitMQBridge(plain, name=name or "rabbitmq", **options)
+
+
+def tail_options(topic: str, from_beginning: bool, fresh: str) -> tuple[dict[str, Any], str]:
+    """From the beginning: the kept queue (``bus topics create`` made it); else a private
+    queue, removed afterwards."""
+    if from_beginning:
+        return {"queue": kept_queue(topic)}, ""
+    return {"queue": f"trio-bus.{fresh}"}, f"trio-bus.{fresh}"
+
+
+async def tail_cleanup(bridge: Any, private: str) -> None:
+    """Remove a tail's private queue."""
+    await bridge.delete_queue(private)
+
+
+PLUGIN = BrokerPlugin(
+    name="rabbitmq",
+    title="RabbitMQ",
+    schemes=("amqp", "amqps"),
+    url_forms=("amqp://user:password@host:port/vhost (or amqps://)",),
+    from_url=from_url,
+    bridge=RabbitMQBridge,
+    features=FEATURES,
+    extra="rabbitmq",
+    adapter=RabbitMQAdapter,
+    lists_topics=False,
+    tail_options=tail_options,
+    tail_cleanup=tail_cleanup,
+)

@@ -1,0 +1,48 @@
+"""Each broker package registers itself (its ``PLUGIN``, entry point ``trio_bus.brokers``):
+the plugin is the one the package exports, names the package's own bridge and facade
+adapter and the extra its client comes with, and gives ``bus tail`` its options."""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bus.abc import BridgeAdapter, brokers
+
+PYPROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+
+
+@pytest.mark.parametrize("name", ["kafka", "kinesis", "pubsub", "rabbitmq"])
+def test_a_broker_package_exports_its_registered_plugin(name: str) -> None:
+    package = importlib.import_module(f"bridges.{name}")
+    plugin = brokers()[name]
+    assert package.PLUGIN is plugin
+    assert PYPROJECT["project"]["entry-points"]["trio_bus.brokers"][name] == (
+        f"bridges.{name}:PLUGIN"
+    )
+    assert plugin.bridge_class().__module__.startswith(f"bridges.{name}.")
+    adapter = plugin.adapter_class()
+    assert isinstance(adapter, type) and issubclass(adapter, BridgeAdapter)
+    assert plugin.features is package.FEATURES
+    assert plugin.extra in PYPROJECT["project"]["optional-dependencies"]
+
+
+def test_tail_options_read_privately_or_from_the_kept_place() -> None:
+    found = brokers()
+    kafka, rabbitmq = found["kafka"].tail_options, found["rabbitmq"].tail_options
+    kinesis, pubsub = found["kinesis"].tail_options, found["pubsub"].tail_options
+    assert kafka and rabbitmq and kinesis and pubsub
+    assert kafka("t", True, "f") == ({"group_id": "f", "auto_offset_reset": "earliest"}, "")
+    assert kafka("t", False, "f")[0]["auto_offset_reset"] == "latest"
+    assert rabbitmq("t", True, "f") == ({"queue": "trio-bus.bus-cli.t"}, "")
+    assert rabbitmq("t", False, "f") == ({"queue": "trio-bus.f"}, "trio-bus.f")
+    options, private = kinesis("t", False, "f")
+    assert (options["group"], options["leases"], options["initial_position"], private) == (
+        "f", False, "LATEST", "")
+    assert pubsub("t", True, "f") == ({"group": "bus-cli", "create_topics": False}, "")
+    assert pubsub("t", False, "f") == ({"group": "f", "create_topics": False}, "f")
+    assert found["rabbitmq"].tail_cleanup and found["pubsub"].tail_cleanup
+    assert not found["rabbitmq"].lists_topics and found["kafka"].lists_topics
