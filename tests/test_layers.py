@@ -39,17 +39,6 @@ KNOWN: set[tuple[str, str]] = {
     ("bridges.kafka._errors", "bus._secrets"),
     ("bridges.kafka._ingress", "bus._log"),
     ("bridges.kafka._patterns", "bus._routing"),
-    ("bus._cli", "benchmarks"),
-    ("bus._cli", "benchmarks.bridges"),
-    ("bus._cli", "benchmarks.local"),
-    ("bus._cli", "benchmarks.memory"),
-    ("bus._cli", "benchmarks.scale"),
-    ("bus._cli", "benchmarks.plot"),
-    ("bus._cli_brokers", "bridges"),
-    ("bus._cli_brokers", "bridges._urls"),
-    ("bus._cli_brokers", "bridges.kinesis"),
-    ("bus.demo._command", "bridges"),
-    ("bus.demo.shop", "bridges"),
 }
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.abc import BridgeAdapter, brokers
+from bus.abc import brokers
+from bus.events import BridgeAdapter
 
 PYPROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
 

@@ -24,9 +24,8 @@ from typing import Any
 
 import trio
 
-from .._attach import Attachment
-from .._bus import Bus
-from .._log import get_logger
+from bus import Attachment, Bus
+from bus.abc import get_logger
 
 __all__ = ["BusCollector", "Probe", "metrics_text", "serve_http"]
 
@@ -46,7 +45,7 @@ def _client() -> Any:
         import prometheus_client
         import prometheus_client.core
     except ImportError as exc:
-        from .._errors import MissingDependencyError
+        from bus import MissingDependencyError
 
         raise MissingDependencyError(
             "the metrics endpoint needs prometheus-client: pip install 'trio-bus[service]' "

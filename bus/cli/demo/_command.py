@@ -1,8 +1,8 @@
 """``bus demo``: the shop of ``shop`` run on the memory bus, as a live trace.
 
-This module is the command line around :func:`bus.demo.shop.simulate`: its options,
+This module is the command line around :func:`bus.cli.demo.shop.simulate`: its options,
 the rendering of trace lines (coloured only when stdout is a terminal and ``NO_COLOR``
-is unset) and of the closing summary. ``bus._cli`` imports it only for ``bus demo``
+is unset) and of the closing summary. ``bus.cli`` imports it only for ``bus demo``
 and calls :func:`add_arguments` and :func:`run`; ``--bridge URL`` mirrors the shop's
 topics to a broker (``bridges.from_url``). It does not run actors itself.
 """
@@ -83,8 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print the summary only")
     parser.add_argument(
         "--bridge", metavar="URL", default=None,
-        help="mirror the shop's topics to the broker at URL (kafka://host:port, amqp://..., "
-        "kinesis://region?endpoint=..., pubsub://project?emulator=..., memory://)",
+        help="mirror the shop's topics to the broker at URL (memory:// or the URL of any "
+        "registered broker, as `bus tail --help` lists them)",
     )
 
 

@@ -14,10 +14,10 @@ import pytest
 import structlog
 import trio.testing
 
-from bus.demo.report import DeadLetter, Summary, TraceLine
-from bus.demo.shop import plan_orders, simulate
+from bus.cli.demo.report import DeadLetter, Summary, TraceLine
+from bus.cli.demo.shop import plan_orders, simulate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 Run = tuple[Summary, list[TraceLine]]
@@ -159,7 +159,7 @@ async def test_an_unconfigured_structlog_stays_unconfigured(
 def bus_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     return subprocess.run(
-        [sys.executable, "-m", "bus._cli", *args],
+        [sys.executable, "-m", "bus", *args],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False,
     )
 

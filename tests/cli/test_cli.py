@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LINES = '{"n": 1}\n\n[1, "two"]\n"three"\n{"n": 4, "nested": {"x": null}}\n'
 
 
@@ -201,7 +201,7 @@ def test_main_in_process_puts_the_logging_configuration_back(
 
     import structlog
 
-    from bus._cli import main
+    from bus.cli import main
 
     structlog.reset_defaults()
     handlers = list(logging.getLogger().handlers)

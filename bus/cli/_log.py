@@ -56,7 +56,7 @@ class _OnlyOurs(logging.Filter):
 
 def configure(level: str = "warning", stream: TextIO | None = None) -> Callable[[], None]:
     """Route structlog and stdlib logging to *stream* (stderr) at *level*; return what
-    puts the previous configuration back (for callers of ``bus._cli.main`` in a process
+    puts the previous configuration back (for callers of ``bus.cli.main`` in a process
     that goes on, such as tests)."""
     stream = stream or sys.stderr
     restore = _saved()

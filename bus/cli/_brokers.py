@@ -1,16 +1,19 @@
 """``bus tail``, ``bus publish`` and ``bus topics``: a broker's topics from a shell.
 
-Every command takes a broker URL (``bridges._urls``) and runs a local bus with that
-broker's bridge attached, so what it shows is what an application on the bus would see:
+Every command takes a broker URL (``bridges.from_url``: ``memory://`` or a scheme of a
+registered broker, ``bus.abc.brokers()``) and runs a local bus with that broker's bridge
+attached, so what it shows is what an application on the bus would see:
 
 - ``tail URL TOPIC``: imports TOPIC (a pattern is fine) and prints each message, decoded,
   as it arrives, with its key and headers (``--json``: one JSON object per line). It reads
   as a consumer group of its own, from what arrives from now on, or with
   ``--from-beginning`` from what the broker kept: Kafka's log and Kinesis' stream from
-  their start; RabbitMQ's and Pub/Sub's CLI queue (``bus-cli``), which
+  their start; RabbitMQ's and Pub/Sub's CLI queue (``bus-cli``, ``bridges._urls.KEEP_GROUP``), which
   ``bus topics URL create TOPIC`` makes and which keeps every message published since.
   ``--count N`` stops after N messages; only those N are acknowledged. A tail never
-  creates a topic: one the broker does not have is refused (Kafka, Kinesis, Pub/Sub).
+  creates a topic: one the broker does not have is refused (where the broker lists its
+  topics). How a broker tails (a private group, queue or subscription, and how it is
+  removed) is its plugin's ``tail_options`` and ``tail_cleanup``.
 - ``publish URL TOPIC``: one JSON value per line of stdin, each published with
   ``confirm=True``, so the command returns once the broker confirmed every one (or
   reports those it refused); prints the count.
@@ -41,19 +44,12 @@ from typing import Any, TextIO
 import msgspec
 import trio
 
-from ._bus import Bus, open_bus
-from ._cli_log import silence
-from ._envelope import Envelope
-from ._errors import BusError, ConfigurationError, NotDeliveredError
-from ._log import get_logger
-from ._routing import Pattern, is_pattern
-from ._secrets import mask_url
+from bus import Bus, BusError, ConfigurationError, Envelope, NotDeliveredError, open_bus
+from bus.abc import BrokerPlugin, Pattern, brokers, get_logger, is_pattern, mask_url
 
-__all__ = ["CLI_GROUP", "add_parsers", "run"]
+from ._log import silence
 
-CLI_GROUP = "bus-cli"
-"""The consumer group whose queue/subscription ``topics create`` makes (RabbitMQ,
-Pub/Sub) and ``tail --from-beginning`` reads (``bridges._urls.KEEP_GROUP``)."""
+__all__ = ["add_parsers", "run"]
 
 log = get_logger("bus.cli")
 
@@ -95,10 +91,7 @@ def _seconds(text: str) -> float:
 
 def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
     """Add ``tail``, ``publish`` and ``topics`` to the ``bus`` subcommands."""
-    url_help = (
-        "broker URL: memory://, kafka://host:port, amqp://user:password@host:port/vhost, "
-        "kinesis://region?endpoint=http://host:port, pubsub://project?emulator=host:port"
-    )
+    url_help = f"broker URL: {_forms()}"
     tail = commands.add_parser(
         "tail", parents=[parent], help="print a topic's messages as they arrive",
         description="Print the messages of TOPIC (or a */# pattern) as they arrive, "
@@ -184,42 +177,47 @@ def _single(group: BaseExceptionGroup[Any]) -> BaseException:
 # -- bridges for the commands ----------------------------------------------------------
 
 
+def _forms() -> str:
+    """The accepted URL forms, for ``--help``: ``memory://`` and every registered broker's
+    (a plugin that fails to load is reported when a command uses the registry)."""
+    try:
+        return ", ".join(("memory://", *(f for p in brokers().values() for f in p.url_forms)))
+    except BusError:
+        return "memory:// or a registered broker's URL"
+
+
 def _scheme(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
+def _plugin(url: str) -> BrokerPlugin | None:
+    """The registered broker of *url*'s scheme (None for ``memory://``; ``_bridge`` has
+    refused an unknown scheme before this is asked)."""
+    scheme = _scheme(url)
+    return next((p for p in brokers().values() if scheme in p.schemes), None)
+
+
 def _bridge(url: str, **options: Any) -> Any:
-    from bridges._urls import from_url
+    from bridges import from_url
 
     return from_url(url, name="bus-cli", **options)
 
 
 def _tail_options(url: str, topic: str, from_beginning: bool) -> tuple[dict[str, Any], str]:
-    """Constructor options for a tailing bridge, and the private queue/group to remove."""
-    scheme, fresh = _scheme(url), f"bus-tail-{uuid.uuid4().hex[:12]}"
-    if scheme == "kafka":
-        return {"group_id": fresh,
-                "auto_offset_reset": "earliest" if from_beginning else "latest"}, ""
-    if scheme in ("amqp", "amqps"):
-        if from_beginning:
-            from bridges._urls import kept_queue
-
-            return {"queue": kept_queue(topic)}, ""
-        return {"queue": f"trio-bus.{fresh}"}, f"trio-bus.{fresh}"
-    if scheme == "kinesis":
-        from bridges.kinesis import MemoryCheckpointStore
-
-        return {"group": fresh, "checkpoints": MemoryCheckpointStore(), "leases": False,
-                "initial_position": "TRIM_HORIZON" if from_beginning else "LATEST"}, ""
-    if scheme == "pubsub":  # a tail never creates a topic (the bridge would, by default)
-        group = CLI_GROUP if from_beginning else fresh
-        return {"group": group, "create_topics": False}, "" if from_beginning else fresh
+    """Constructor options for a tailing bridge, and the private queue/group to remove:
+    the broker's own (its plugin's ``tail_options``), else a group of the tail's own."""
+    plugin, fresh = _plugin(url), f"bus-tail-{uuid.uuid4().hex[:12]}"
+    if plugin is not None and plugin.tail_options is not None:
+        return plugin.tail_options(topic, from_beginning, fresh)
     return {"group": fresh}, ""
 
 
-_LISTED = ("kafka", "kinesis", "pubsub")
-"""Brokers whose topics exist as things of their own, listed by ``topics list``. AMQP has
-only routing keys: a tail binds its queue to one, whether anyone publishes there or not."""
+def _lists_topics(url: str) -> bool:
+    """Do the broker's topics exist as things of their own, listed by ``topics list``?
+    (AMQP has only routing keys: a tail binds its queue to one, whether anyone publishes
+    there or not.) ``memory://`` has no topics before a message arrives."""
+    plugin = _plugin(url)
+    return plugin is not None and plugin.lists_topics
 
 
 async def _check_tailed(url: str, topic: str, connect_within: float) -> None:
@@ -227,7 +225,7 @@ async def _check_tailed(url: str, topic: str, connect_within: float) -> None:
     pattern yet. Subscribing to a missing Kafka topic by name would create it (aiokafka
     asks for metadata with auto-creation on) and then wait in silence, as would a tail on
     a missing Kinesis stream or Pub/Sub topic."""
-    if _scheme(url) not in _LISTED:
+    if not _lists_topics(url):
         return
     bridge = _bridge(url)
     try:
@@ -255,21 +253,16 @@ async def _check_tailed(url: str, topic: str, connect_within: float) -> None:
 
 
 async def _cleanup(bridge: Any, url: str, topic: str, private: str) -> None:
-    """Remove the private queue (RabbitMQ) or subscription (Pub/Sub) a tail made."""
-    if not private:
+    """Remove the private queue or subscription a tail made (its plugin's
+    ``tail_cleanup``: RabbitMQ's queue, Pub/Sub's subscriptions)."""
+    plugin = _plugin(url)
+    if not private or plugin is None or plugin.tail_cleanup is None:
         return
-    scheme = _scheme(url)
     with trio.move_on_after(5) as scope:
         scope.shield = True
         try:
             await bridge.open()
-            if scheme in ("amqp", "amqps"):
-                await bridge.delete_queue(private)
-            elif scheme == "pubsub":  # one subscription per topic the pattern matched
-                for sid in await bridge.list_subscriptions():
-                    name, _, group = sid.rpartition("~")
-                    if group == private:
-                        await bridge.delete_subscription(name, private)
+            await plugin.tail_cleanup(bridge, private)
         except BusError:
             pass  # best effort: the broker went away meanwhile
         finally:
@@ -385,7 +378,7 @@ async def _feed_memory(
     printed: Callable[[], int], enough: trio.Event,
 ) -> None:
     """memory://: the JSON lines of stdin, appended to the in-process broker."""
-    from ._loopback import LoopbackRecord
+    from bus.testing import LoopbackRecord
 
     if any(c in topic for c in "*#"):
         raise UsageError("tail memory:// reads stdin into one topic: give a topic, not a pattern")
@@ -526,12 +519,14 @@ def _before(confirmed: int, refused: list[Any], first_refusal: str) -> str:
 async def _topics(args: argparse.Namespace) -> int:
     from bridges import create_kept_topic, delete_kept_topic
 
-    scheme = _scheme(args.url)
     bridge = _bridge(args.url)
-    if args.action == "list" and scheme in ("amqp", "amqps"):
+    plugin = _plugin(args.url)
+    listed = plugin is None or plugin.lists_topics
+    if args.action == "list" and not listed:
+        assert plugin is not None
         raise UsageError(
-            "RabbitMQ cannot list topics: AMQP 0-9-1 has no call that lists a broker's "
-            "exchanges or bindings (use `rabbitmqctl list_bindings` or the management API)"
+            f"{plugin.title} cannot list topics: its broker has no call that lists them "
+            f"(the {plugin.name} plugin says lists_topics=False; see docs/bridges.md)"
         )
     try:
         with trio.fail_after(args.timeout):
@@ -549,7 +544,7 @@ async def _topics(args: argparse.Namespace) -> int:
         else:
             for name in args.names:
                 await delete_kept_topic(bridge, name)
-                if scheme not in ("amqp", "amqps"):  # listed until the deletion is done
+                if listed:  # listed until the deletion is done
                     with trio.move_on_after(args.timeout):
                         await _until_unlisted(bridge, name)
                 print(f"deleted {name}")

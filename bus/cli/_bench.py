@@ -1,17 +1,13 @@
-"""The ``bus`` command line: argparse front door for the subcommands.
+"""``bus bench SUITE``: the benchmark suites' options and how each is run.
 
-``bus tail``, ``bus publish`` and ``bus topics`` (a broker URL each) are in
-``bus._cli_brokers``. ``bus bench local [--json PATH] [--quick] [--png PATH]`` runs the
-local benchmark suite (``benchmarks.local``); ``bus bench bridges`` the broker suite
-(``benchmarks.bridges``, needs the brokers running), ``bus bench memory`` the overload
-one, ``bus bench scale`` the bus at a small and a large size (``benchmarks.scale``),
-``bus bench all`` the four; ``--plot PATH`` draws each ratio against its target
-(``benchmarks.plot``). ``bus demo`` is provided by the example application ``bus.demo``
-(``add_arguments`` and ``run``), imported only when that subcommand is chosen.
-
-Before running a command, ``main`` configures logging (``bus._cli_log``: structlog, at
-``--log-level``). Every failure the user can cause ends with one line on stderr and a
-non-zero exit (2 usage, 1 failure), never a traceback.
+The suites live in the repository's ``benchmarks/`` folder, which is not part of the
+installed wheel: from a source checkout (``pip install -e '.[bench]'``) ``bus bench``
+imports them from the checkout; from an installed wheel it says that it needs one.
+``local`` measures the in-memory bus against its baselines (``benchmarks.local``),
+``bridges`` the broker bridges (``benchmarks.bridges``, needs the brokers running),
+``memory`` the resident size under overload, ``scale`` the bus at a small and a large
+size (``benchmarks.scale``), ``all`` the four; ``--plot PATH`` draws each ratio against
+its target (``benchmarks.plot``).
 """
 
 from __future__ import annotations
@@ -22,21 +18,15 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any
+
+__all__ = ["add_parser", "run"]
 
 PROG = "bus"
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line on stderr, not the usage block (subparsers inherit this)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
 
 _PLOT_HELP = (
     "draw every ratio of the run against its target as a PNG chart (needs matplotlib, "
@@ -44,46 +34,8 @@ _PLOT_HELP = (
 )
 
 
-def _log_options(default: str | None) -> _Parser:
-    """``--log-level``, accepted before and after the subcommand."""
-    from ._cli_log import LEVELS
-
-    options = _Parser(add_help=False)
-    options.add_argument(
-        "--log-level", choices=LEVELS, metavar="LEVEL",
-        default=default if default is not None else argparse.SUPPRESS,
-        help="log events at LEVEL and above on stderr: human-readable on a terminal, JSON "
-        f"lines otherwise; one of {', '.join(LEVELS)} (default warning)",
-    )
-    return options
-
-
-def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
-    """The full parser; the demo's own options are added only when ``demo`` is given."""
-    from . import _cli_brokers
-
-    parser = _Parser(
-        prog=PROG, description="trio-bus: a typed, actor-style event bus on trio.",
-        parents=[_log_options(None)],
-    )
-    common = _log_options(None)
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
-
-    demo_parser = commands.add_parser(
-        "demo", parents=[common], help="run the modular-monolith demo on the memory bus"
-    )
-    if demo is not None:
-        demo.add_arguments(demo_parser)
-
-    _cli_brokers.add_parsers(commands, common)
-
-    from . import _service  # `bus bridge CONFIG.toml` (docs/service.md)
-
-    _service.add_arguments(
-        commands.add_parser("bridge", parents=[common], help="mirror topics between brokers")
-    )
+def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``bus bench`` and its suites, on the subcommands action *commands*."""
     bench = commands.add_parser("bench", parents=[common], help="run a benchmark suite")
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
     local = suites.add_parser(
@@ -166,7 +118,6 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     )
     memory.add_argument("--json", metavar="PATH", help="write the report as JSON")
     memory.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
-    return parser
 
 
 def _runtimes(text: str) -> tuple[str, ...]:
@@ -189,80 +140,42 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _load_demo() -> ModuleType | None:
-    try:
-        return importlib.import_module("bus.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name == "bus.demo":
-            return None
-        raise
-
-
-def _command_of(args: list[str]) -> str | None:
-    """The subcommand named in *args* (skipping ``--log-level LEVEL`` before it)."""
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--log-level":
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
 
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    demo: ModuleType | None = None
-    if _command_of(args_list) == "demo":
-        demo = _load_demo()
-        if demo is None:
-            _error("the demo is not available in this build (module bus.demo is missing)")
-            return EXIT_USAGE
-    args = build_parser(demo).parse_args(args_list)
-    from ._cli_log import configure
+def _suite(name: str) -> ModuleType:
+    """``benchmarks.NAME`` from the source checkout this ``bus`` runs from.
 
-    # None when not given: a command with a level of its own (`bus bridge`'s config) sets it
-    restore_logging = configure(getattr(args, "log_level", None) or "warning")
-    try:
-        return _run(args, demo)
-    finally:
-        restore_logging()
+    Raises:
+        ModuleNotFoundError: no checkout (an installed wheel), or a library of the bench
+            extra is missing; :func:`run` turns it into one line.
+    """
+    if importlib.util.find_spec("benchmarks") is None:
+        # an editable install maps bus/ and bridges/ only: benchmarks/ sits beside them
+        root = Path(__file__).resolve().parents[2]
+        if (root / "benchmarks" / "__init__.py").is_file() and str(root) not in sys.path:
+            sys.path.append(str(root))
+    return importlib.import_module(f"benchmarks.{name}")
 
 
-def _run(args: argparse.Namespace, demo: ModuleType | None) -> int:
-    try:
-        if args.command == "demo":
-            assert demo is not None
-            return int(demo.run(args))
-        if args.command == "bench":
-            return _bench(args)
-        if args.command == "bridge":
-            return importlib.import_module("bus._service").run(args)  # type: ignore[no-any-return]
-        if args.command in ("tail", "publish", "topics"):
-            from . import _cli_brokers
-
-            return _cli_brokers.run(args, _error)
-    except KeyboardInterrupt:
-        if args.command != "tail":  # Ctrl-C is how a tail without --count ends
-            _error("interrupted")
-        return 130
-    _error(f"unknown command {args.command!r}")
-    return EXIT_USAGE
-
-
-def _bench(args: argparse.Namespace) -> int:
-    try:
-        from benchmarks import local, memory
-    except ModuleNotFoundError as exc:
-        _error(
-            f"the benchmark suite is not installed ({exc.name} missing): run from a "
-            "source checkout with `pip install -e '.[bench]'`"
+def _missing(exc: ModuleNotFoundError, extras: str = "bench") -> str:
+    if exc.name is not None and exc.name.split(".")[0] == "benchmarks":
+        return (
+            "bus bench needs a source checkout of trio-bus: the benchmark suite "
+            "(benchmarks/) is not part of the installed package; clone the repository, "
+            f"run `pip install -e '.[{extras}]'` in it and run `bus bench` from there"
         )
+    return f"the benchmarks need {exc.name}: pip install -e '.[{extras}]' in the checkout"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the suite *args* names and return the exit code; errors are one line."""
+    try:
+        local, memory = _suite("local"), _suite("memory")
+    except ModuleNotFoundError as exc:
+        _error(_missing(exc))
         return EXIT_USAGE
     for option in ("json", "png", "plot"):
         path = getattr(args, option, None)
@@ -307,8 +220,7 @@ def _bench_local(args: argparse.Namespace, local: ModuleType) -> dict[str, Any]:
 
 
 def _bench_scale(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks import scale
-
+    scale = _suite("scale")
     size = scale.TINY if args.tiny else scale.QUICK if args.quick else scale.FULL
     report: dict[str, Any] = scale.run(size, progress=not args.no_progress)
     print(scale.table(report))
@@ -328,19 +240,15 @@ def _scale_exit(report: dict[str, Any]) -> int:
 
 def _plot(args: argparse.Namespace, reports: list[dict[str, Any]]) -> None:
     if args.plot:
-        from benchmarks.plot import write_plot
-
-        print(write_plot(reports, args.plot))
+        print(_suite("plot").write_plot(reports, args.plot))
 
 
 def _bench_all(args: argparse.Namespace, local: ModuleType, memory: ModuleType) -> int:
     """local, memory, scale, then bridges; one JSON file and one chart for the four."""
     try:
-        from benchmarks import bridges
+        bridges = _suite("bridges")
     except ModuleNotFoundError as exc:
-        _error(
-            f"the bridge benchmarks need {exc.name}: `pip install -e '.[bench,kafka,rabbitmq]'`"
-        )
+        _error(_missing(exc, "bench,kafka,rabbitmq"))
         return EXIT_USAGE
     print("== local")
     reports = [_bench_local(args, local)]
@@ -368,11 +276,9 @@ def _bench_all(args: argparse.Namespace, local: ModuleType, memory: ModuleType) 
 
 def _bench_bridges(args: argparse.Namespace) -> int:
     try:
-        from benchmarks import bridges
+        bridges = _suite("bridges")
     except ModuleNotFoundError as exc:
-        _error(
-            f"the bridge benchmarks need {exc.name}: `pip install -e '.[bench,kafka,rabbitmq]'`"
-        )
+        _error(_missing(exc, "bench,kafka,rabbitmq"))
         return EXIT_USAGE
     size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
     report = bridges.run(size, progress=not args.no_progress, runtimes=args.runtimes)
@@ -417,6 +323,3 @@ def _write_json(report: dict[str, Any], path: str) -> None:
         json.dump(report, f, indent=2, ensure_ascii=False)
         f.write("\n")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

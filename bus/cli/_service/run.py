@@ -32,13 +32,9 @@ from typing import Any
 
 import trio
 
-from .._attach import Attachment
-from .._bridge import Bridge, ExportResults, Port
-from .._bus import Bus, open_bus
-from .._codec import RawCodec, codec_for
-from .._envelope import Envelope
-from .._errors import BusError, ConfigurationError
-from .._log import get_logger
+from bus import Attachment, Bus, BusError, ConfigurationError, Envelope, open_bus
+from bus.abc import Bridge, ExportResults, Port, RawCodec, codec_for, get_logger
+
 from . import metrics
 from .config import PUBSUB_DEAD_LETTER_GROUP, ConfigError, ServiceConfig, load
 
@@ -106,9 +102,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def _configure_logging(level: str) -> None:
     # The CLI configured logging before the command ran; `--log-level` given there wins
-    # over the config's [service] log_level (bus._cli_log keeps the clients' own lines
+    # over the config's [service] log_level (bus.cli._log keeps the clients' own lines
     # out below debug: the bridges translate what matters).
-    from .._cli_log import configure
+    from .._log import configure
 
     configure(level)
 

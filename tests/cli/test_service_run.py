@@ -17,10 +17,10 @@ from structlog.testing import capture_logs
 from bus import Envelope, NotDeliveredError, PayloadTypeError, UnknownTopicError, open_bus
 from bus._codec import RawCodec
 from bus._loopback import LoopbackBridge, LoopbackBroker, LoopbackRecord
-from bus._service import metrics
-from bus._service.config import BrokerConfig, DeadLetter, Route, ServiceConfig
-from bus._service.run import Service
 from bus.abc import Bridge, ExportResults, Port, Rejected
+from bus.cli._service import metrics
+from bus.cli._service.config import BrokerConfig, DeadLetter, Route, ServiceConfig
+from bus.cli._service.run import Service
 
 
 async def _until(predicate: Any, within: float = 5) -> None:

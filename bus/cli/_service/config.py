@@ -5,15 +5,20 @@ was expected (``docs/service.md`` describes the format). Secrets come from the
 environment only: a key whose name says it holds one (``password``, ``secret``,
 ``token``) or an AMQP URL with a password, written in the file, is refused; ``KEY_env =
 "VAR"`` reads option ``KEY`` from environment variable ``VAR`` (``password_env`` fills
-the password of a RabbitMQ URL). Secret values are never put in an error message, a repr
-or a log line. This module does no I/O except reading the file and the environment; the
-bridges are made (no connection yet) by :meth:`BrokerConfig.make`.
+the password of a broker's ``url``, as RabbitMQ's). Secret values are never put in an
+error message, a repr or a log line. This module does no I/O except reading the file and
+the environment; the bridges are made (no connection yet) by :meth:`BrokerConfig.make`.
+
+A broker's ``type`` is the name of a registered broker (``bus.abc.brokers()``): the
+bridge class of its plugin makes it, and the options a file may give are that class's
+constructor keywords, but the plugin's ``not_in_file``, with the plugin's ``file_types``
+where a keyword's annotation is wider than what a file can say. This module names no
+broker.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import math
 import os
@@ -26,14 +31,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
-from .._attach import EXPORT_RETRY
-from .._bridge import Bridge
-from .._errors import BusError, ConfigurationError
-from .._policy import RetryPolicy
-from .._routing import validate_pattern, validate_topic
+from bus import BusError, ConfigurationError, RetryPolicy
+from bus.abc import EXPORT_RETRY, Bridge, BrokerPlugin, brokers, validate_pattern, validate_topic
 
 __all__ = [
-    "BROKER_TYPES",
     "BrokerConfig",
     "ConfigError",
     "DeadLetter",
@@ -42,24 +43,6 @@ __all__ = [
     "load",
     "parse",
 ]
-
-BROKER_TYPES: dict[str, tuple[str, str]] = {
-    "kafka": ("bridges.kafka", "KafkaBridge"),
-    "rabbitmq": ("bridges.rabbitmq", "RabbitMQBridge"),
-    "kinesis": ("bridges.kinesis", "KinesisBridge"),
-    "pubsub": ("bridges.pubsub", "PubSubBridge"),
-}
-"""``type = "..."`` of a ``[brokers.NAME]`` table: the bridge class it makes."""
-
-# Constructor parameters a TOML file cannot express (objects), per type; and parameters
-# whose annotation is wider than what a file can give.
-_NOT_IN_FILE: dict[str, frozenset[str]] = {
-    "kafka": frozenset({"name", "ssl_context", "sasl_oauth_token_provider"}),
-    "rabbitmq": frozenset({"name"}),
-    "kinesis": frozenset({"name"}),
-    "pubsub": frozenset({"name"}),
-}
-_FILE_TYPES: dict[tuple[str, str], Any] = {("kinesis", "checkpoints"): str | None}
 
 _SECRET_WORDS = ("password", "secret", "token")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -107,7 +90,7 @@ class BrokerConfig:
 
     def make(self) -> Bridge:
         """The bridge (not connected yet); a constructor's own check is a ConfigError."""
-        cls: Any = _bridge_class(self.type)
+        cls: Any = brokers()[self.type].bridge_class()
         try:
             bridge: Bridge = cls(name=self.name, **self.options)
         except BusError as exc:
@@ -237,25 +220,27 @@ def parse(data: Mapping[str, Any], *, path: str, environ: Mapping[str, str]) -> 
 # -- brokers -------------------------------------------------------------------------
 
 
-def _bridge_class(kind: str) -> type[Bridge]:
-    module, cls = BROKER_TYPES[kind]
-    bridge: type[Bridge] = getattr(importlib.import_module(module), cls)
-    return bridge
-
-
-def _options_of(kind: str) -> dict[str, Any]:
-    """The constructor options a file may set for *kind*, with their types."""
-    init = _bridge_class(kind).__init__
+def _options_of(plugin: BrokerPlugin) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The constructor options a file may set for *plugin*'s bridge, with their types,
+    and their defaults (where they have one)."""
+    init = plugin.bridge_class().__init__
     hints = typing.get_type_hints(init)
     params = inspect.signature(init).parameters
-    skip = _NOT_IN_FILE[kind]
-    return {
-        p: _FILE_TYPES.get((kind, p), hints.get(p, Any))
-        for p in params
-        if p != "self" and p not in skip
+    names = [
+        p for p in params
+        if p != "self" and p not in plugin.not_in_file
         and params[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                inspect.Parameter.KEYWORD_ONLY)
-    }
+    ]
+    types = {p: plugin.file_types.get(p, hints.get(p, Any)) for p in names}
+    defaults = {p: params[p].default for p in names if params[p].default is not params[p].empty}
+    return types, defaults
+
+
+def _types() -> str:
+    """The registered broker types, for a message: ``"kafka", "kinesis" or "pubsub"``."""
+    names = [f'"{name}"' for name in brokers()]
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def _broker(name: str, table: Any, path: str, environ: Mapping[str, str]) -> BrokerConfig:
@@ -263,21 +248,25 @@ def _broker(name: str, table: Any, path: str, environ: Mapping[str, str]) -> Bro
     _check_name(name, path, where)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: brokers.{name} must be a table ({where}), not a value")
-    kind = table.get("type")
-    if kind not in BROKER_TYPES:
+    given = table.get("type")
+    plugin = brokers().get(given) if isinstance(given, str) else None
+    if plugin is None:
         raise ConfigError(
-            f"{path}: {where} type = {kind!r}: expected one of {sorted(BROKER_TYPES)}"
-            if kind is not None else f"{path}: {where} has no type: add type = \"kafka\", "
-            f"\"rabbitmq\", \"kinesis\" or \"pubsub\""
+            f"{path}: {where} type = {given!r}: expected one of {sorted(brokers())}"
+            if given is not None else f"{path}: {where} has no type: add type = {_types()}"
         )
+    kind = plugin.name
     try:
-        options_types = _options_of(kind)
+        options_types, defaults = _options_of(plugin)
     except ImportError as exc:
+        extra = plugin.extra or kind
         raise ConfigError(
-            f"{path}: {where} type = {kind!r} needs {exc.name}: pip install 'trio-bus[{kind}]'"
+            f"{path}: {where} type = {kind!r} needs {exc.name}: pip install 'trio-bus[{extra}]'"
         ) from None
+    except ConfigurationError as exc:  # the plugin's bridge class did not import
+        raise ConfigError(f"{path}: {where} type = {kind!r}: {exc}") from None
     envs = {f"{opt}_env" for opt in options_types}
-    if kind == "rabbitmq":
+    if "url" in options_types:  # password_env fills the password of the broker's URL
         envs.add("password_env")
     valid = {"type", "export", *options_types, *envs}
     options: dict[str, Any] = {}
@@ -319,10 +308,10 @@ def _broker(name: str, table: Any, path: str, environ: Mapping[str, str]) -> Bro
         options[option] = _convert(value, options_types[option], path, where, key,
                                    shown=f"the value of ${var}", strict=False)
     if "password_env" in table:
-        options["url"] = _with_password(
-            options.get("url", "amqp://guest@localhost:5672/"),
-            environ[table["password_env"]], path, where,
-        )
+        url = options.get("url", defaults.get("url"))
+        if not isinstance(url, str):
+            raise ConfigError(f"{path}: {where} password_env needs a url (or url_env)")
+        options["url"] = _with_password(url, environ[table["password_env"]], path, where)
     export = table.get("export", {})
     _only(export, _EXPORT_KEYS, path, f"{where}.export")
     for key in ("batch", "capacity", "concurrency"):
@@ -348,7 +337,7 @@ def _refuse_clear_secret(kind: str, key: str, value: Any, path: str, where: str)
     if isinstance(value, dict):
         for inner, inner_value in value.items():
             _refuse_clear_secret(kind, f"{key}.{inner}", inner_value, path, where)
-    if kind == "rabbitmq" and key == "url" and isinstance(value, str) and _has_password(value):
+    if key == "url" and isinstance(value, str) and _has_password(value):
         raise ConfigError(
             f"{path}: {where} url has a password written in the file; remove it and write "
             f"password_env = \"VARIABLE\" (or give the whole URL with url_env)"

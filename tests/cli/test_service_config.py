@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bus._service.config import ConfigError, load, parse
+from bus.cli._service.config import ConfigError, load, parse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "bridge.toml"
 
 GOOD = """
@@ -181,7 +181,7 @@ def test_parse_without_a_file() -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bus._cli", "bridge", *args],
+        [sys.executable, "-m", "bus", "bridge", *args],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
