@@ -6,9 +6,8 @@
     bus.events (the facade) the core through bus, bus.abc, bus.testing only
     bus.cli (the command)   the core the same way, and bus.events; the only part of bus/
                             that imports bridges (or benchmarks, from a checkout)
-    bridges                 the core through bus, bus.abc, bus.testing only, and the
-                            facade (its backends subclass bus.events.BridgeAdapter) through
-                            bus.events
+    bridges                 the core through bus, bus.abc, bus.testing only (and the
+                            facade through bus.events, for the facade's backends)
 
 Every ``import`` and ``from ... import`` anywhere in a file counts (inside functions too),
 and so does ``importlib.import_module("...")`` with a literal name. The check reads the
@@ -30,16 +29,7 @@ APPLICATIONS = ("bus.cli", "bus.events")
 
 # Violations not yet removed, as (importing module, imported module). Stages of issue 16
 # empty this list; it must be empty when the issue is done.
-KNOWN: set[tuple[str, str]] = {
-    ("bridges.kafka._bridge", "bus._log"),
-    ("bridges.kafka._bridge", "bus._secrets"),
-    ("bridges.kafka._confluent", "bus._log"),
-    ("bridges.kafka._confluent", "bus._secrets"),
-    ("bridges.kafka._confluent_ingress", "bus._log"),
-    ("bridges.kafka._errors", "bus._secrets"),
-    ("bridges.kafka._ingress", "bus._log"),
-    ("bridges.kafka._patterns", "bus._routing"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _within(name: str, package: str) -> bool:
@@ -112,8 +102,8 @@ def _allowed_core_use(importer: str, imported: str) -> bool:
     own = next((a for a in APPLICATIONS if _within(importer, a)), None)
     if own is not None and _within(imported, own):
         return True  # an application"s own modules
-    # the facade through bus.events: the CLI and the brokers' facade backends
-    return not _within(importer, "bus.events") and imported == "bus.events"
+    from_facade_user = importer.startswith("bus.cli") or _within(importer, "bridges")
+    return from_facade_user and imported == "bus.events"
 
 
 def violations(root: Path) -> set[tuple[str, str]]:
@@ -188,7 +178,8 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             {"bus/cli/_c.py": "from bus.abc import Bridge\nfrom ._d import x\n"
                               "from bus.events import BaseEvent\n",
              "bus/cli/_d.py": "", "bus/__main__.py": "from bus.cli import main\n",
-             "bridges/k.py": "from bus.testing import check_bridge\n"},
+             "bridges/k.py": "from bus.testing import check_bridge\n"
+                             "from bus.events import EventAdapter\n"},
             set(),
         ),
     ],

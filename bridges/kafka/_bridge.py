@@ -28,9 +28,7 @@ from typing import Any
 import trio
 
 from bus import ConfigurationError, Envelope
-from bus._log import get_logger
-from bus._secrets import redact
-from bus.abc import Bridge, ExportResults, Features, Port, Rejected
+from bus.abc import Bridge, ExportResults, Features, Port, Rejected, get_logger, redact
 
 from .._close import close_step
 from .._cloudevents import to_kafka_headers

@@ -29,9 +29,7 @@ from typing import Any
 import trio
 
 from bus import BackendUnavailableError, ConfigurationError, Envelope, MissingDependencyError
-from bus._log import get_logger
-from bus._secrets import redact
-from bus.abc import Bridge, ExportResults, Port
+from bus.abc import Bridge, ExportResults, Port, get_logger, redact
 
 from .._close import close_step
 from ._bridge import (

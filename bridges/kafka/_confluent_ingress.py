@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from bus._log import get_logger
+from bus.abc import get_logger
 
 from ._ingress import PAUSED_POLL_MS, Fields, TrackedConsumer
 from ._patterns import posix_regex

@@ -16,8 +16,7 @@ error type and text, never connection settings (credentials live there).
 from __future__ import annotations
 
 from bus import BackendError, BackendUnavailableError
-from bus._secrets import redact
-from bus.abc import Rejected
+from bus.abc import Rejected, redact
 
 __all__ = ["classify", "is_unavailable", "translate"]
 

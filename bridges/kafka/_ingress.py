@@ -42,8 +42,7 @@ from typing import Any
 
 import trio
 
-from bus._log import get_logger
-from bus.abc import Delivery, OffsetTracker, Port
+from bus.abc import Delivery, OffsetTracker, Port, get_logger
 
 from .._cloudevents import KAFKA, Incoming, from_headers
 from .._runtime import Runtime

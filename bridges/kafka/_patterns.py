@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bus._routing import is_pattern, validate_pattern
+from bus.abc import is_pattern, validate_pattern
 
 __all__ = ["pattern_regex", "posix_regex", "subscription"]
 
