@@ -87,6 +87,10 @@ class BrokerPlugin:
     adapter: type | str | None = None
     """The seed facade's backend (a ``bus.events.EventAdapter`` subclass, or
     ``"module:Class"``), or None if it offers none."""
+    facade_settings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """What the seed facade's settings give its adapter: ``{adapter keyword: attribute of
+    bus.events.Settings}`` (``{"bootstrap_servers": "kafka_server"}``: ``KAFKA_SERVER``
+    fills ``bootstrap_servers``); only settings that are set are passed."""
     not_in_file: frozenset[str] = frozenset({"name"})
     """Bridge constructor parameters a service file cannot give (objects, the name)."""
     file_types: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
