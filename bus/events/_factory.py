@@ -1,54 +1,44 @@
 """The seed's :class:`EventFactory`: backend names → adapter classes.
 
-``memory`` is built in (it is the bus). Every other backend is discovered through the
-``trio_bus.backends`` entry-point group, which packages fill in their metadata — this
-project's ``pyproject.toml`` declares ``kafka``, ``rabbitmq``, ``kinesis`` and ``pubsub``
-(``bridges.kafka:KafkaAdapter`` & co.), so ``bus`` names none of its plugins. An entry
-point is loaded on first use only: ``import bus.events`` imports no broker module, and a
-backend whose client library is missing says so, with the ``pip install`` line, when its
-adapter is created. ``EventFactory.register_adapter(name, cls)`` adds or replaces one at
-run time, as the seed does.
+``memory`` is built in (it is the bus). Every other backend is a registered broker
+(``bus.abc.brokers()``, entry-point group ``trio_bus.brokers``) whose plugin offers a
+facade adapter (:attr:`~bus.abc.BrokerPlugin.adapter`), so ``bus`` names none of its
+plugins; a plugin's :attr:`~bus.abc.BrokerPlugin.facade_settings` says which settings
+(``KAFKA_SERVER``...) fill its adapter's options. The registry is read on first use
+only: ``import bus.events`` imports no broker module, and a backend whose client library
+is missing says so, with the ``pip install`` line, when its adapter is created.
+``EventFactory.register_adapter(name, cls)`` adds or replaces one at run time, as the
+seed does.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
-from bus import ConfigurationError, MissingDependencyError
+from bus import ConfigurationError
+from bus.abc import ENTRY_POINT_GROUP, brokers
 
 from ._adapter import EventAdapter
 from ._memory_adapter import InMemoryAdapter
 from ._settings import Settings, settings
 
-__all__ = ["ENTRY_POINT_GROUP", "EventFactory"]
-
-ENTRY_POINT_GROUP = "trio_bus.backends"
-"""The entry-point group a package declares its facade backends in."""
+__all__ = ["EventFactory"]
 
 
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    return {ep.name.strip().lower(): ep for ep in found}
+def _offered() -> list[str]:
+    """The registered brokers that offer a facade adapter."""
+    return [name for name, plugin in brokers().items() if plugin.adapter is not None]
 
 
-def _load(name: str, entry: importlib.metadata.EntryPoint) -> type[EventAdapter]:
-    try:
-        cls = entry.load()
-    except ModuleNotFoundError as exc:
-        raise MissingDependencyError(
-            f"event backend {name!r} ({entry.value}) could not import {exc.name}: "
-            f"pip install {exc.name}, or the trio-bus extra that brings it"
-        ) from exc
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(
-            f"event backend {name!r}: entry point {entry.value!r} of group "
-            f"{ENTRY_POINT_GROUP!r} cannot be loaded: {exc}"
-        ) from exc
+def _load(name: str) -> type[EventAdapter]:
+    cls = brokers()[name].adapter_class()  # MissingDependencyError names the extra
     if not (isinstance(cls, type) and issubclass(cls, EventAdapter)):
         raise ConfigurationError(
-            f"event backend {name!r}: entry point {entry.value!r} is not an EventAdapter subclass"
+            f"event backend {name!r}: broker plugin {name!r} gives adapter "
+            f"{brokers()[name].adapter!r}, not an EventAdapter subclass"
         )
     return cls
 
@@ -57,12 +47,18 @@ class EventFactory:
     """Creates adapters by backend name. Register your own with :meth:`register_adapter`."""
 
     _adapters: ClassVar[dict[str, type[EventAdapter]]] = {"memory": InMemoryAdapter}
-    """Registered classes; entry-point backends join it when first used."""
+    """Registered classes; the brokers' adapters join it when first used."""
+    _settings: ClassVar[dict[str, Mapping[str, str]]] = {}
+    """``register_adapter(..., settings=)`` of the registered classes."""
 
     @classmethod
-    def register_adapter(cls, name: str, adapter: type[EventAdapter]) -> None:
+    def register_adapter(
+        cls, name: str, adapter: type[EventAdapter], *, settings: Mapping[str, str] | None = None
+    ) -> None:
         """Make ``adapter`` available as ``name``, replacing any earlier registration
-        (an entry point of that name included).
+        (a registered broker's adapter of that name included). *settings* maps the
+        adapter's keywords to attributes of :class:`Settings` that fill them
+        (``{"redis_url": "redis_url"}``: ``REDIS_URL`` fills ``redis_url``).
 
         Raises:
             ConfigurationError: ``name`` is empty or ``adapter`` is not an
@@ -74,16 +70,25 @@ class EventFactory:
             raise ConfigurationError(
                 f"register_adapter({name!r}, ...) needs an EventAdapter subclass, got {adapter!r}"
             )
-        cls._adapters[name.strip().lower()] = adapter
+        unknown = sorted(set((settings or {}).values()) - set(Settings.field_names()))
+        if unknown:
+            raise ConfigurationError(
+                f"register_adapter({name!r}, ..., settings=...): no setting named "
+                f"{', '.join(map(repr, unknown))}; settings are: "
+                f"{', '.join(Settings.field_names())}"
+            )
+        key = name.strip().lower()
+        cls._adapters[key] = adapter
+        cls._settings[key] = MappingProxyType(dict(settings or {}))
 
     @classmethod
     def available(cls) -> list[str]:
-        """Backend names, sorted: registered ones and the installed entry points."""
-        return sorted(set(cls._adapters) | set(_entry_points()))
+        """Backend names, sorted: registered ones and the registered brokers' adapters."""
+        return sorted(set(cls._adapters) | set(_offered()))
 
     @classmethod
     def adapter_class(cls, name: str) -> type[EventAdapter]:
-        """The adapter class of backend ``name``, loading its entry point if needed.
+        """The adapter class of backend ``name``, loading its broker's if needed.
 
         Raises:
             ConfigurationError: no backend of that name.
@@ -93,16 +98,15 @@ class EventFactory:
         adapter = cls._adapters.get(key)
         if adapter is not None:
             return adapter
-        entry = _entry_points().get(key) if isinstance(key, str) else None
-        if entry is None:
+        if not isinstance(key, str) or key not in _offered():
             raise ConfigurationError(
                 f"unknown event backend {name!r}; known: {', '.join(cls.available())}. "
                 "Register another with EventFactory.register_adapter(name, AdapterClass), "
-                f"or declare it in the {ENTRY_POINT_GROUP!r} entry-point group (the broker "
-                "backends are declared there by trio-bus's own package: reinstall it if "
-                "one is missing)"
+                f"or install a broker package that declares a bus.abc.BrokerPlugin with an "
+                f"adapter in the {ENTRY_POINT_GROUP!r} entry-point group (trio-bus's own "
+                "brokers are declared there: reinstall it if one is missing)"
             )
-        adapter = cls._adapters[key] = _load(key, entry)
+        adapter = cls._adapters[key] = _load(key)
         return adapter
 
     @classmethod

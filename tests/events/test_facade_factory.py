@@ -1,75 +1,97 @@
-"""EventFactory: the built-in memory backend, entry-point backends, registration, errors."""
+"""EventFactory: the built-in memory backend, the registered brokers' adapters (their
+``BrokerPlugin.adapter``), registration, settings, errors."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from bus import ConfigurationError, MissingDependencyError
+from bus.abc import Bridge, BrokerPlugin, brokers
 from bus.events import EventAdapter, EventFactory, InMemoryAdapter, _factory
+from bus.testing import LOOPBACK_FEATURES, LoopbackBridge, LoopbackBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKERS = {
-    "kafka": "bridges.kafka:KafkaAdapter",
-    "rabbitmq": "bridges.rabbitmq:RabbitMQAdapter",
-    "kinesis": "bridges.kinesis:KinesisAdapter",
-    "pubsub": "bridges.pubsub:PubSubAdapter",
-}
 
 
-def fake_entry_points(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    points = {
-        name: importlib.metadata.EntryPoint(name, value, _factory.ENTRY_POINT_GROUP)
-        for name, value in values.items()
-    }
-    monkeypatch.setattr(_factory, "_entry_points", lambda: points)
+def _from_url(url: str, *, name: str | None = None, **options: Any) -> Bridge:
+    return LoopbackBridge(LoopbackBroker(), name or "fake", **options)
+
+
+def plugin(name: str, adapter: type | str | None, **fields: Any) -> BrokerPlugin:
+    return BrokerPlugin(
+        name=name, title=name, schemes=(name.replace("_", "-"),), url_forms=(f"{name}://x",),
+        from_url=_from_url, bridge=LoopbackBridge, features=LOOPBACK_FEATURES,
+        adapter=adapter, **fields,
+    )
+
+
+class ProbeAdapter(InMemoryAdapter):
+    def __init__(self, bus: str = "probe", server: str | None = None) -> None:
+        super().__init__(bus)
+        self.server = server
+
+
+def fake_brokers(monkeypatch: pytest.MonkeyPatch, *found: BrokerPlugin) -> None:
+    """The registry as the test sets it (what bus.abc.brokers() would load)."""
+    registry = MappingProxyType({p.name: p for p in found})
+    monkeypatch.setattr(_factory, "brokers", lambda: registry)
     # what other tests loaded or registered is not this test's registry
     monkeypatch.setattr(EventFactory, "_adapters", {"memory": InMemoryAdapter})
+    monkeypatch.setattr(EventFactory, "_settings", {})
 
 
-def test_the_package_declares_the_broker_backends_as_entry_points() -> None:
+def test_the_package_registers_its_brokers_adapters() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["trio_bus.backends"] == BROKERS
+    assert "trio_bus.backends" not in project["project"]["entry-points"]  # the old group
+    offered = {name for name, p in brokers().items() if p.adapter is not None}
+    assert {"kafka", "rabbitmq", "kinesis", "pubsub"} <= offered
+    assert offered <= set(EventFactory.available())
 
 
-def test_memory_is_built_in_brokers_come_from_entry_points(
+def test_memory_is_built_in_brokers_come_from_the_registry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_entry_points(monkeypatch, **BROKERS)
-    assert EventFactory.available() == ["kafka", "kinesis", "memory", "pubsub", "rabbitmq"]
+    fake_brokers(monkeypatch, plugin("probe", ProbeAdapter), plugin("noadapter", None))
+    assert EventFactory.available() == ["memory", "probe"]  # a broker without an adapter: no
     assert isinstance(EventFactory.create_adapter("memory"), InMemoryAdapter)
     assert isinstance(EventFactory.create_adapter(" Memory "), InMemoryAdapter)
-    fake_entry_points(monkeypatch)
+    assert type(EventFactory.create_adapter("probe")) is ProbeAdapter
+    fake_brokers(monkeypatch)
     assert EventFactory.available() == ["memory"]
 
 
-def test_entry_point_is_loaded_on_first_use_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_entry_points(monkeypatch, probe="bus.events._memory_adapter:InMemoryAdapter")
+def test_a_brokers_adapter_is_loaded_on_first_use_and_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_brokers(monkeypatch, plugin("probe", "bus.events:InMemoryAdapter"))
     assert "probe" not in EventFactory._adapters
     assert EventFactory.adapter_class("probe") is InMemoryAdapter
     assert EventFactory._adapters["probe"] is InMemoryAdapter
 
 
-def test_entry_point_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_a_brokers_adapter_errors_name_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     (tmp_path / "facade_fake_backend.py").write_text("import facade_no_such_sdk\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    fake_entry_points(
+    fake_brokers(
         monkeypatch,
-        needs_sdk="facade_fake_backend:Adapter",
-        not_adapter="bus.events._message:EventMessage",
-        missing_attr="bus.events._message:NoSuchThing",
+        plugin("needs_sdk", "facade_fake_backend:Adapter", extra="needs"),
+        plugin("not_adapter", "bus.events:EventMessage"),
+        plugin("missing_attr", "bus.events:NoSuchThing"),
     )
     with pytest.raises(MissingDependencyError, match=r"facade_no_such_sdk.*pip install"):
         EventFactory.create_adapter("needs_sdk")
     with pytest.raises(ConfigurationError, match="not an EventAdapter subclass"):
         EventFactory.create_adapter("not_adapter")
-    with pytest.raises(ConfigurationError, match="cannot be loaded"):
+    with pytest.raises(ConfigurationError, match="does not exist"):
         EventFactory.create_adapter("missing_attr")
 
 
@@ -81,15 +103,15 @@ def test_memory_options() -> None:
 def test_unknown_backend_lists_known_names_and_how_to_register(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_entry_points(monkeypatch, **BROKERS)
+    fake_brokers(monkeypatch, plugin("probe", ProbeAdapter))
     with pytest.raises(ConfigurationError) as info:
         EventFactory.create_adapter("zeromq")
     message = str(info.value)
     assert "'zeromq'" in message
-    for name in ("memory", "kafka", "rabbitmq", "kinesis", "pubsub"):
+    for name in ("memory", "probe"):
         assert name in message
     assert "EventFactory.register_adapter" in message
-    assert "trio_bus.backends" in message
+    assert "trio_bus.brokers" in message
 
 
 def test_unknown_option_names_backend_and_accepted_options() -> None:
