@@ -7,6 +7,7 @@ same broker through another client, chosen in code, not by URL.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from bus.abc import Bridge, BrokerPlugin
@@ -49,6 +50,7 @@ PLUGIN = BrokerPlugin(
     features=FEATURES,
     extra="kafka",
     adapter=KafkaAdapter,
+    facade_settings=MappingProxyType({"bootstrap_servers": "kafka_server"}),
     not_in_file=frozenset({"name", "ssl_context", "sasl_oauth_token_provider"}),
     tail_options=tail_options,
 )

@@ -51,6 +51,12 @@ PLUGIN = BrokerPlugin(
     features=FEATURES,
     extra="kinesis",
     adapter=KinesisAdapter,
+    facade_settings=MappingProxyType({
+        "region_name": "aws_region",
+        "aws_access_key_id": "aws_access_key_id",
+        "aws_secret_access_key": "aws_secret_access_key",
+        "endpoint_url": "kinesis_endpoint_url",
+    }),
     file_types=MappingProxyType({"checkpoints": str | None}),
     tail_options=tail_options,
 )

@@ -6,6 +6,7 @@ afterwards), or through the kept one (``bus topics create``) from the beginning.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from bus.abc import Bridge, BrokerPlugin
@@ -57,6 +58,11 @@ PLUGIN = BrokerPlugin(
     features=FEATURES,
     extra="pubsub",
     adapter=PubSubAdapter,
+    facade_settings=MappingProxyType({
+        "project_id": "gcp_project_id",
+        "credentials_path": "gcp_credentials_path",
+        "emulator_host": "pubsub_emulator_host",
+    }),
     tail_options=tail_options,
     tail_cleanup=tail_cleanup,
 )

@@ -7,6 +7,7 @@ is off; a tail reads through a queue of its own, removed afterwards.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from bus.abc import Bridge, BrokerPlugin
@@ -60,6 +61,7 @@ PLUGIN = BrokerPlugin(
     features=FEATURES,
     extra="rabbitmq",
     adapter=RabbitMQAdapter,
+    facade_settings=MappingProxyType({"connection_url": "rabbitmq_url"}),
     lists_topics=False,
     tail_options=tail_options,
     tail_cleanup=tail_cleanup,

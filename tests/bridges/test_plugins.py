@@ -47,3 +47,11 @@ def test_tail_options_read_privately_or_from_the_kept_place() -> None:
     assert pubsub("t", False, "f") == ({"group": "f", "create_topics": False}, "f")
     assert found["rabbitmq"].tail_cleanup and found["pubsub"].tail_cleanup
     assert not found["rabbitmq"].lists_topics and found["kafka"].lists_topics
+
+
+def test_the_facade_settings_of_each_broker() -> None:
+    found = brokers()
+    assert dict(found["kafka"].facade_settings) == {"bootstrap_servers": "kafka_server"}
+    assert dict(found["rabbitmq"].facade_settings) == {"connection_url": "rabbitmq_url"}
+    assert found["kinesis"].facade_settings["endpoint_url"] == "kinesis_endpoint_url"
+    assert found["pubsub"].facade_settings["emulator_host"] == "pubsub_emulator_host"
