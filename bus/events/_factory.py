@@ -58,7 +58,8 @@ class EventFactory:
         """Make ``adapter`` available as ``name``, replacing any earlier registration
         (a registered broker's adapter of that name included). *settings* maps the
         adapter's keywords to attributes of :class:`Settings` that fill them
-        (``{"redis_url": "redis_url"}``: ``REDIS_URL`` fills ``redis_url``).
+        (``{"redis_url": "redis_url"}``: ``REDIS_URL`` fills ``redis_url``); without it,
+        a registered broker's name keeps its plugin's ``facade_settings``.
 
         Raises:
             ConfigurationError: ``name`` is empty or ``adapter`` is not an
@@ -79,7 +80,10 @@ class EventFactory:
             )
         key = name.strip().lower()
         cls._adapters[key] = adapter
-        cls._settings[key] = MappingProxyType(dict(settings or {}))
+        if settings is None:  # a broker's own name keeps its plugin's settings
+            cls._settings.pop(key, None)
+        else:
+            cls._settings[key] = MappingProxyType(dict(settings))
 
     @classmethod
     def available(cls) -> list[str]:
@@ -110,6 +114,19 @@ class EventFactory:
         return adapter
 
     @classmethod
+    def settings_of(cls, name: str) -> Mapping[str, str]:
+        """``{adapter keyword: Settings attribute}`` for backend ``name``: what
+        :meth:`register_adapter` was given, else its broker plugin's
+        ``facade_settings``, else nothing."""
+        key = name.strip().lower()
+        if key in cls._settings:
+            return cls._settings[key]
+        if key == "memory" or (key in cls._adapters and key not in brokers()):
+            return MappingProxyType({})  # no need to load the registry for these
+        plugin = brokers().get(key)
+        return plugin.facade_settings if plugin is not None else MappingProxyType({})
+
+    @classmethod
     def create_adapter(
         cls, name: str | None = None, *, settings: Settings | None = None, **kwargs: Any
     ) -> EventAdapter:
@@ -125,7 +142,7 @@ class EventFactory:
         config = _default_settings() if settings is None else settings
         backend = (name if name is not None else config.event_type) or "memory"
         adapter_cls = cls.adapter_class(backend)
-        merged = {**config.adapter_kwargs(backend.strip().lower()), **kwargs}
+        merged = {**config.values_for(cls.settings_of(backend)), **kwargs}
         _check_kwargs(backend, adapter_cls, merged)
         return adapter_cls(**merged)
 

@@ -17,7 +17,7 @@ from typing import Any, overload
 
 from bus.abc import mask_setting
 
-__all__ = ["BACKEND_SETTINGS", "Settings", "settings"]
+__all__ = ["Settings", "settings"]
 
 
 class _EnvVar:
@@ -104,12 +104,18 @@ class Settings:
         return {name: getattr(self, name) for name in self.field_names()}
 
     def adapter_kwargs(self, backend: str) -> dict[str, Any]:
-        """Constructor kwargs for the built-in ``backend`` taken from these settings.
+        """Constructor kwargs for ``backend``'s adapter taken from these settings: the
+        ones its broker plugin (``facade_settings``) or its ``register_adapter(...,
+        settings=)`` names. Only values that are set are returned, so an adapter's own
+        defaults apply to the rest; ``memory`` and adapters registered without settings
+        get ``{}``."""
+        # the factory knows the backends and imports this module: imported here, late
+        from ._factory import EventFactory
 
-        Only values that are set are returned, so an adapter's own defaults apply to
-        the rest. Backends without a mapping (``memory``, user adapters) get ``{}``.
-        """
-        mapping = BACKEND_SETTINGS.get(backend, {})
+        return self.values_for(EventFactory.settings_of(backend))
+
+    def values_for(self, mapping: Mapping[str, str]) -> dict[str, Any]:
+        """``{keyword: value}`` for each ``{keyword: setting}`` of *mapping* that is set."""
         kwargs: dict[str, Any] = {}
         for kwarg, setting in mapping.items():
             value = getattr(self, setting)
@@ -122,24 +128,6 @@ class Settings:
         shown = {k: mask_setting(k, v) for k, v in self.as_dict().items()}
         return f"Settings({shown})"
 
-
-BACKEND_SETTINGS: dict[str, dict[str, str]] = {
-    "kafka": {"bootstrap_servers": "kafka_server"},
-    "rabbitmq": {"connection_url": "rabbitmq_url"},
-    "kinesis": {
-        "region_name": "aws_region",
-        "aws_access_key_id": "aws_access_key_id",
-        "aws_secret_access_key": "aws_secret_access_key",
-        "endpoint_url": "kinesis_endpoint_url",
-    },
-    "pubsub": {
-        "project_id": "gcp_project_id",
-        "credentials_path": "gcp_credentials_path",
-        "emulator_host": "pubsub_emulator_host",
-    },
-    "redis-streams": {"redis_url": "redis_url"},
-}
-"""Backend name → {adapter constructor kwarg: setting name}."""
 
 settings = Settings()
 """The process-wide settings the seed modifies (``settings.event_type = "rabbitmq"``)."""

@@ -32,8 +32,11 @@ def clean_facade(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in _FACADE_ENV:
         monkeypatch.delenv(name, raising=False)
     registry = dict(EventFactory._adapters)
+    filled_by = dict(EventFactory._settings)
     yield
     for name in settings.field_names():
         delattr(settings, name)
     EventFactory._adapters.clear()
     EventFactory._adapters.update(registry)
+    EventFactory._settings.clear()
+    EventFactory._settings.update(filled_by)

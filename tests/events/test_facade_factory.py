@@ -14,7 +14,7 @@ import pytest
 
 from bus import ConfigurationError, MissingDependencyError
 from bus.abc import Bridge, BrokerPlugin, brokers
-from bus.events import EventAdapter, EventFactory, InMemoryAdapter, _factory
+from bus.events import EventAdapter, EventFactory, InMemoryAdapter, Settings, _factory
 from bus.testing import LOOPBACK_FEATURES, LoopbackBridge, LoopbackBroker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +74,41 @@ def test_a_brokers_adapter_is_loaded_on_first_use_and_kept(
     assert "probe" not in EventFactory._adapters
     assert EventFactory.adapter_class("probe") is InMemoryAdapter
     assert EventFactory._adapters["probe"] is InMemoryAdapter
+
+
+def test_a_brokers_settings_fill_its_adapter_and_arguments_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_brokers(monkeypatch, plugin(
+        "probe", ProbeAdapter, facade_settings=MappingProxyType({"server": "kafka_server"})
+    ))
+    config = Settings(environ={"KAFKA_SERVER": "h:1"})
+    assert config.adapter_kwargs("probe") == {"server": "h:1"}
+    made = EventFactory.create_adapter("probe", settings=config)
+    assert isinstance(made, ProbeAdapter) and made.server == "h:1"
+    made = EventFactory.create_adapter("probe", settings=config, server="h:2")
+    assert isinstance(made, ProbeAdapter) and made.server == "h:2"
+    assert Settings(environ={}).adapter_kwargs("probe") == {}  # unset: the adapter's default
+    assert config.adapter_kwargs("memory") == {}
+
+
+def test_register_adapter_takes_the_settings_that_fill_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_brokers(monkeypatch)
+    EventFactory.register_adapter("mine", ProbeAdapter, settings={"server": "redis_url"})
+    config = Settings(environ={"REDIS_URL": "redis://h"})
+    made = EventFactory.create_adapter("mine", settings=config)
+    assert isinstance(made, ProbeAdapter) and made.server == "redis://h"
+    EventFactory.register_adapter("mine", ProbeAdapter)  # again, without: nothing filled
+    assert config.adapter_kwargs("mine") == {}
+    fake_brokers(monkeypatch, plugin(
+        "probe", ProbeAdapter, facade_settings=MappingProxyType({"server": "kafka_server"})
+    ))
+    EventFactory.register_adapter("probe", InMemoryAdapter)  # a broker's name: its settings
+    assert Settings(environ={"KAFKA_SERVER": "h:1"}).adapter_kwargs("probe") == {"server": "h:1"}
+    with pytest.raises(ConfigurationError, match=r"no setting named 'nope'.*redis_url"):
+        EventFactory.register_adapter("mine", ProbeAdapter, settings={"server": "nope"})
 
 
 def test_a_brokers_adapter_errors_name_the_fix(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridges import redis as redis_streams
 from bus.events import EventFactory, InMemoryAdapter, Settings, settings
 
 
@@ -77,6 +78,8 @@ def test_adapter_kwargs_mapping() -> None:
         "credentials_path": "/sa.json",
         "emulator_host": "localhost:8085",
     }
+    assert config.adapter_kwargs("redis-streams") == {}  # not registered yet
+    redis_streams.register()  # its registration says which setting fills it
     assert config.adapter_kwargs("redis-streams") == {"redis_url": "redis://localhost"}
     assert config.adapter_kwargs("memory") == {}
     # Only values that are set: the adapter's own defaults cover the rest.
