@@ -91,6 +91,15 @@ class BrokerPlugin:
     """What the seed facade's settings give its adapter: ``{adapter keyword: attribute of
     bus.events.Settings}`` (``{"bootstrap_servers": "kafka_server"}``: ``KAFKA_SERVER``
     fills ``bootstrap_servers``); only settings that are set are passed."""
+    keep_key: str = ""
+    """The ``[service.dead_letter]`` key that names where this broker keeps the service's
+    dead letters (``"queue"`` for RabbitMQ, ``"group"`` for Pub/Sub), or ``""``."""
+    keep_options: Callable[[Any, str, str | None], Mapping[str, Any]] | None = None
+    """``keep_options(bridge, topic, place)``: the ``create_topic`` options that make the
+    broker keep what is published to *topic* while nobody reads it, at *place* (the
+    ``keep_key`` value of the service file) or the broker's default when None (RabbitMQ:
+    a queue bound to the topic; Pub/Sub: a subscription). None: the broker keeps a
+    topic's messages anyway (Kafka's log, a Kinesis stream)."""
     not_in_file: frozenset[str] = frozenset({"name"})
     """Bridge constructor parameters a service file cannot give (objects, the name)."""
     file_types: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
