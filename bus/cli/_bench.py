@@ -140,7 +140,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 

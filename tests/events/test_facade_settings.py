@@ -78,7 +78,8 @@ def test_adapter_kwargs_mapping() -> None:
         "credentials_path": "/sa.json",
         "emulator_host": "localhost:8085",
     }
-    assert config.adapter_kwargs("redis-streams") == {}  # not registered yet
+    EventFactory.register_adapter("redis-streams", redis_streams.RedisStreamsAdapter)
+    assert config.adapter_kwargs("redis-streams") == {}  # registered without settings
     redis_streams.register()  # its registration says which setting fills it
     assert config.adapter_kwargs("redis-streams") == {"redis_url": "redis://localhost"}
     assert config.adapter_kwargs("memory") == {}
