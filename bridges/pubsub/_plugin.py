@@ -48,6 +48,16 @@ async def tail_cleanup(bridge: Any, private: str) -> None:
             await bridge.delete_subscription(name, private)
 
 
+DEAD_LETTER_GROUP = "dead-letters"
+"""The subscription group that keeps the service's dead letters by default."""
+
+
+def keep_options(bridge: Any, topic: str, place: str | None) -> dict[str, Any]:
+    """The service's dead letters are kept in a subscription of group *place*
+    (``[service.dead_letter] group = ...``), by default ``dead-letters``."""
+    return {"group": place or DEAD_LETTER_GROUP}
+
+
 PLUGIN = BrokerPlugin(
     name="pubsub",
     title="Google Cloud Pub/Sub",
@@ -63,6 +73,8 @@ PLUGIN = BrokerPlugin(
         "credentials_path": "gcp_credentials_path",
         "emulator_host": "pubsub_emulator_host",
     }),
+    keep_key="group",
+    keep_options=keep_options,
     tail_options=tail_options,
     tail_cleanup=tail_cleanup,
 )

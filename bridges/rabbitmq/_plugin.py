@@ -51,6 +51,12 @@ async def tail_cleanup(bridge: Any, private: str) -> None:
     await bridge.delete_queue(private)
 
 
+def keep_options(bridge: Any, topic: str, place: str | None) -> dict[str, Any]:
+    """The service's dead letters are kept in a durable queue bound to *topic*: *place*
+    (``[service.dead_letter] queue = ...``), by default ``EXCHANGE.TOPIC``."""
+    return {"queue": place or f"{getattr(bridge, 'exchange', 'trio-bus')}.{topic}"}
+
+
 PLUGIN = BrokerPlugin(
     name="rabbitmq",
     title="RabbitMQ",
@@ -62,6 +68,8 @@ PLUGIN = BrokerPlugin(
     extra="rabbitmq",
     adapter=RabbitMQAdapter,
     facade_settings=MappingProxyType({"connection_url": "rabbitmq_url"}),
+    keep_key="queue",
+    keep_options=keep_options,
     lists_topics=False,
     tail_options=tail_options,
     tail_cleanup=tail_cleanup,

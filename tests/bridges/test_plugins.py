@@ -55,3 +55,19 @@ def test_the_facade_settings_of_each_broker() -> None:
     assert dict(found["rabbitmq"].facade_settings) == {"connection_url": "rabbitmq_url"}
     assert found["kinesis"].facade_settings["endpoint_url"] == "kinesis_endpoint_url"
     assert found["pubsub"].facade_settings["emulator_host"] == "pubsub_emulator_host"
+
+
+def test_where_the_service_keeps_its_dead_letters() -> None:
+    found = brokers()
+    rabbitmq, pubsub = found["rabbitmq"], found["pubsub"]
+    assert (rabbitmq.keep_key, pubsub.keep_key) == ("queue", "group")
+    assert rabbitmq.keep_options and pubsub.keep_options
+
+    class Bridge:
+        exchange = "shop"
+
+    assert rabbitmq.keep_options(Bridge(), "dead", None) == {"queue": "shop.dead"}
+    assert rabbitmq.keep_options(Bridge(), "dead", "mine") == {"queue": "mine"}
+    assert pubsub.keep_options(Bridge(), "dead", None) == {"group": "dead-letters"}
+    assert pubsub.keep_options(Bridge(), "dead", "ops") == {"group": "ops"}
+    assert found["kafka"].keep_options is None and found["kinesis"].keep_options is None
