@@ -13,7 +13,8 @@ import pytest
 
 from bus.abc import Bridge, BrokerPlugin
 from bus.cli import _brokers, main
-from bus.cli._service.config import ConfigError, parse
+from bus.cli._service.config import ConfigError, DeadLetter, parse
+from bus.cli._service.run import Service
 from bus.testing import LOOPBACK_FEATURES, LoopbackBridge, LoopbackBroker
 
 BROKER = LoopbackBroker()
@@ -33,6 +34,10 @@ class ProbeBridge(LoopbackBridge):
     ) -> None:
         super().__init__(BROKER, name)
         self.url, self.batch, self.where, self.handle = url, batch, where, handle
+        self.created: list[tuple[str, dict[str, Any]]] = []
+
+    async def create_topic(self, name: str, **options: Any) -> None:
+        self.created.append((name, options))
 
 
 def _from_url(url: str, *, name: str | None = None, **options: Any) -> Bridge:
@@ -54,6 +59,8 @@ PROBE = BrokerPlugin(
     lists_topics=False,
     tail_options=lambda topic, start, fresh: ({"batch": 1 if start else 2}, f"q-{fresh}"),
     tail_cleanup=_tail_cleanup,
+    keep_key="spot",
+    keep_options=lambda bridge, topic, place: {"spot": place or f"{bridge.name}.{topic}"},
 )
 
 
@@ -136,3 +143,38 @@ def test_the_url_help_lists_every_registered_brokers_forms(register_broker: Any)
     parser = argparse.ArgumentParser()
     _brokers.add_parsers(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
     assert "probe://host" in _brokers._forms() and "memory://" in _brokers._forms()
+
+
+def _with_dead_letters(tmp_path: Path, dead_letter: str) -> Any:
+    text = (f"[service]\ndead_letter = {{ {dead_letter} }}\n\n"
+            "[brokers.p]\ntype = \"probe\"\n\n[brokers.q]\ntype = \"probe\"\n\n"
+            "[[topics]]\nname = \"t\"\nimport_from = \"p\"\nexport_to = \"q\"\n")
+    return parse(tomllib.loads(text), path=str(tmp_path / "bridge.toml"), environ={})
+
+
+async def test_the_dead_letters_are_kept_where_their_broker_says(
+    register_broker: Any, tmp_path: Path
+) -> None:
+    register_broker(PROBE)
+    config = _with_dead_letters(tmp_path, 'broker = "q", topic = "d", spot = "here"')
+    assert config.dead_letter == DeadLetter("q", "d", "here")
+    bridges: dict[str, Bridge] = {"p": ProbeBridge("p"), "q": ProbeBridge("q")}
+    await Service(config, bridges)._create_dead_letter_destination()
+    assert bridges["q"].created == [("d", {"spot": "here"})]  # type: ignore[attr-defined]
+    config = _with_dead_letters(tmp_path, 'broker = "q", topic = "d"')
+    await Service(config, bridges)._create_dead_letter_destination()
+    assert bridges["q"].created[-1] == ("d", {"spot": "q.d"})  # type: ignore[attr-defined]
+
+
+def test_a_dead_letter_key_of_another_broker_is_refused(
+    register_broker: Any, tmp_path: Path
+) -> None:
+    register_broker(PROBE)
+    register_broker(BrokerPlugin(
+        name="other", title="Other", schemes=("other",), url_forms=("other://h",),
+        from_url=_from_url, bridge=ProbeBridge, features=LOOPBACK_FEATURES, keep_key="bin",
+    ))
+    with pytest.raises(ConfigError, match=r"bin is for a other broker only"):
+        _with_dead_letters(tmp_path, 'broker = "q", bin = "x"')
+    with pytest.raises(ConfigError, match=r"unknown key 'queue2'"):
+        _with_dead_letters(tmp_path, 'broker = "q", queue2 = "x"')

@@ -32,7 +32,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import msgspec
 
 from bus import BusError, ConfigurationError, RetryPolicy
-from bus.abc import EXPORT_RETRY, Bridge, BrokerPlugin, brokers, validate_pattern, validate_topic
+from bus.abc import EXPORT_RETRY, Bridge, BrokerPlugin, validate_pattern, validate_topic
+from bus.abc import brokers as registered
 
 __all__ = [
     "BrokerConfig",
@@ -64,11 +65,6 @@ _RETRY_KEYS = {"attempts": int, "base_delay": float, "factor": float, "max_delay
                "jitter": float}
 _ROUTE_KEYS = {"name": str, "pattern": str, "payload": str, "import_from": list,
                "export_to": list}
-_DEAD_LETTER_KEYS = {"broker": str, "topic": str, "queue": str, "group": str}
-PUBSUB_DEAD_LETTER_GROUP = "dead-letters"
-"""The group whose Pub/Sub subscription (``TOPIC~GROUP``) keeps the dead letters, unless
-``[service.dead_letter] group`` names another: Pub/Sub keeps a message only for the
-subscriptions its topic has when it is published."""
 
 
 class ConfigError(ConfigurationError):
@@ -90,7 +86,7 @@ class BrokerConfig:
 
     def make(self) -> Bridge:
         """The bridge (not connected yet); a constructor's own check is a ConfigError."""
-        cls: Any = brokers()[self.type].bridge_class()
+        cls: Any = registered()[self.type].bridge_class()
         try:
             bridge: Bridge = cls(name=self.name, **self.options)
         except BusError as exc:
@@ -117,10 +113,10 @@ class DeadLetter:
 
     broker: str
     topic: str
-    queue: str | None = None
-    """RabbitMQ: the durable queue bound to the topic (default ``EXCHANGE.TOPIC``)."""
-    group: str | None = None
-    """Pub/Sub: the group whose subscription keeps them (default ``dead-letters``)."""
+    place: str | None = None
+    """Where the broker keeps them while nobody reads the topic, as its plugin's
+    ``keep_key`` names it (RabbitMQ's ``queue``, Pub/Sub's ``group``); None: the
+    broker's default (its plugin's ``keep_options``)."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +235,7 @@ def _options_of(plugin: BrokerPlugin) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _types() -> str:
     """The registered broker types, for a message: ``"kafka", "kinesis" or "pubsub"``."""
-    names = [f'"{name}"' for name in brokers()]
+    names = [f'"{name}"' for name in registered()]
     return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
@@ -249,10 +245,10 @@ def _broker(name: str, table: Any, path: str, environ: Mapping[str, str]) -> Bro
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: brokers.{name} must be a table ({where}), not a value")
     given = table.get("type")
-    plugin = brokers().get(given) if isinstance(given, str) else None
+    plugin = registered().get(given) if isinstance(given, str) else None
     if plugin is None:
         raise ConfigError(
-            f"{path}: {where} type = {given!r}: expected one of {sorted(brokers())}"
+            f"{path}: {where} type = {given!r}: expected one of {sorted(registered())}"
             if given is not None else f"{path}: {where} has no type: add type = {_types()}"
         )
     kind = plugin.name
@@ -440,7 +436,8 @@ def _dead_letter(
     if table is None:
         return None
     where = "[service.dead_letter]"
-    _only(table, _DEAD_LETTER_KEYS, path, where)
+    places = {p.keep_key: name for name, p in registered().items() if p.keep_key}
+    _only(table, {"broker": str, "topic": str, **dict.fromkeys(places, str)}, path, where)
     broker = table.get("broker")
     if broker not in brokers:
         raise ConfigError(
@@ -452,11 +449,11 @@ def _dead_letter(
         validate_topic(topic)
     except BusError as exc:
         raise ConfigError(f"{path}: {where} topic: {exc}") from None
-    if "queue" in table and brokers[broker].type != "rabbitmq":
-        raise ConfigError(f"{path}: {where} queue is for a rabbitmq broker only")
-    if "group" in table and brokers[broker].type != "pubsub":
-        raise ConfigError(f"{path}: {where} group is for a pubsub broker only")
-    return DeadLetter(broker, topic, table.get("queue"), table.get("group"))
+    own = registered()[brokers[broker].type].keep_key
+    for key in sorted(places.keys() & table.keys() - {own}):
+        takers = sorted(n for n, p in registered().items() if p.keep_key == key)
+        raise ConfigError(f"{path}: {where} {key} is for a {' or '.join(takers)} broker only")
+    return DeadLetter(broker, topic, table.get(own) if own else None)
 
 
 # -- small checks ----------------------------------------------------------------------

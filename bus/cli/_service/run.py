@@ -33,10 +33,10 @@ from typing import Any
 import trio
 
 from bus import Attachment, Bus, BusError, ConfigurationError, Envelope, open_bus
-from bus.abc import Bridge, ExportResults, Port, RawCodec, codec_for, get_logger
+from bus.abc import Bridge, ExportResults, Port, RawCodec, brokers, codec_for, get_logger
 
 from . import metrics
-from .config import PUBSUB_DEAD_LETTER_GROUP, ConfigError, ServiceConfig, load
+from .config import ConfigError, ServiceConfig, load
 
 __all__ = ["add_arguments", "run"]
 
@@ -243,14 +243,10 @@ class Service:
         if dead is None:
             return
         bridge = self.bridges[dead.broker]
-        options: dict[str, Any] = {}
-        kind = self.config.brokers[dead.broker].type
+        plugin = brokers()[self.config.brokers[dead.broker].type]
         # where the broker would drop a message nobody subscribed to yet, give it a place
-        if kind == "rabbitmq":
-            exchange = getattr(bridge, "exchange", "trio-bus")
-            options["queue"] = dead.queue or f"{exchange}.{dead.topic}"
-        elif kind == "pubsub":
-            options["group"] = dead.group or PUBSUB_DEAD_LETTER_GROUP
+        keep = plugin.keep_options
+        options = dict(keep(bridge, dead.topic, dead.place)) if keep is not None else {}
         await bridge.create_topic(dead.topic, **options)
 
     async def _start_http(self, bus: Bus, nursery: trio.Nursery) -> None:
