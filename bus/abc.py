@@ -20,9 +20,11 @@ Applications use :mod:`bus`; a module that connects a broker uses this one, the 
       deliver_nowait(...)          the same, or raises trio.WouldBlock and delivers
                                    nothing: the bridge's signal to pause its consumer
 
-A broker module also offers the seed facade's backend (``bus.events``) by subclassing
-:class:`BridgeAdapter`: one generic adapter over its bridge on a private bus, so the
-facade and ``bus.attach`` share one producer and one consumer per broker.
+A broker module may also offer the seed facade's backend by subclassing
+``bus.events.BridgeAdapter``: one generic adapter over its bridge on a private bus, so the
+facade and ``bus.attach`` share one producer and one consumer per broker. (It was
+``bus.abc.BridgeAdapter`` before the facade moved to ``bus/events/``; the core may not
+import the facade, so no alias is left here.)
 
 Registering a broker (``bus/_plugins.py`` has the whole contract)::
 
@@ -35,7 +37,8 @@ What a broker module needs besides, so that it imports nothing private of the co
 ``mask_setting``/``file_secrets`` (secrets out of messages and logs), ``validate_topic``/
 ``validate_pattern``/``is_pattern``/``Pattern`` (the topic syntax), ``RawCodec``/
 ``codec_for`` (payload codecs), ``describe`` (a value's type for an error message),
-``EXPORT_RETRY`` (``attach``'s default export retry) and ``Rejected`` (an export result).
+``EXPORT_RETRY`` (``attach``'s default export retry), ``Rejected`` (an export result) and
+``ClosesOnExit`` (``async with`` for objects that end with ``aclose()``).
 
 A message delivered through a port is *done* when every subscriber that received it
 handled it or dead-lettered it (and every export of it was confirmed by its broker). The
@@ -52,6 +55,7 @@ from ._bridge import Bridge as Bridge
 from ._bridge import ExportResults as ExportResults
 from ._bridge import Features as Features
 from ._bridge import Port as Port
+from ._closing import ClosesOnExit as ClosesOnExit
 from ._codec import RawCodec as RawCodec
 from ._codec import codec_for as codec_for
 from ._done import Delivery as Delivery
@@ -68,7 +72,6 @@ from ._envelope import H_ORIGINAL_TOPIC as H_ORIGINAL_TOPIC
 from ._envelope import H_REPLY_TO as H_REPLY_TO
 from ._envelope import describe as describe
 from ._errors import Rejected as Rejected
-from ._facade._bridge_adapter import BridgeAdapter as BridgeAdapter
 from ._log import get_logger as get_logger
 from ._offsets import OffsetTracker as OffsetTracker
 from ._plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
@@ -97,8 +100,8 @@ __all__ = [
     "H_ORIGINAL_TOPIC",
     "H_REPLY_TO",
     "Bridge",
-    "BridgeAdapter",
     "BrokerPlugin",
+    "ClosesOnExit",
     "Delivery",
     "ExportResults",
     "Failure",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bus._cli import main
+from bus.cli import main
 
 pytestmark = pytest.mark.brokers
 

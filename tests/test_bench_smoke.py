@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bus._cli import main
+from bus.cli import main
 
 RATIO_KEYS = {
     "bus_1to1_vs_trio_drain",

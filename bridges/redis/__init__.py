@@ -24,7 +24,8 @@ __all__ = ["RedisStreamsAdapter", "register"]
 
 
 def register(name: str = "redis-streams") -> None:
-    """Register :class:`RedisStreamsAdapter` with ``EventFactory`` as *name*."""
+    """Register :class:`RedisStreamsAdapter` with ``EventFactory`` as *name*; the
+    facade's ``REDIS_URL`` setting fills its ``redis_url``."""
     from bus.events import EventFactory
 
-    EventFactory.register_adapter(name, RedisStreamsAdapter)
+    EventFactory.register_adapter(name, RedisStreamsAdapter, settings={"redis_url": "redis_url"})

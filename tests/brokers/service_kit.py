@@ -138,7 +138,7 @@ group = "{self.group}"
         log = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             return await trio.lowlevel.open_process(
-                [sys.executable, "-m", "bus._cli", "bridge", str(self.config)],
+                [sys.executable, "-m", "bus", "bridge", str(self.config)],
                 env=env, stdout=log, stderr=log,
             )
         finally:

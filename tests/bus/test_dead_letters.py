@@ -21,8 +21,6 @@ from structlog.testing import capture_logs
 
 from bus import Envelope, NotDeliveredError, RetryPolicy, open_bus
 from bus._codec import RawCodec
-from bus._facade._message import EventMessage
-from bus._facade._on_bus import publish_and_wait
 from bus._loopback import LoopbackBridge, LoopbackBroker, LoopbackRecord
 from bus.abc import (
     H_DEAD_LETTER_ORIGIN,
@@ -32,6 +30,8 @@ from bus.abc import (
     H_ORIGINAL_TOPIC,
     Delivery,
 )
+from bus.events import EventMessage
+from bus.events._on_bus import publish_and_wait
 
 DLQ = "bus.dead_letter"
 
@@ -257,7 +257,7 @@ async def test_every_publish_drops_a_callers_origin_header(via: str) -> None:
             bus.publish_nowait("t", {}, headers=headers)
         elif via == "publish_batch":
             await bus.publish_batch("t", [{}], headers=headers)
-        else:  # the seed facade's publish (bus/_facade/_on_bus.py)
+        else:  # the seed facade's publish (bus/events/_on_bus.py)
             await publish_and_wait(bus, EventMessage(topic="t", data={}, headers=headers))
         await bus.drain()
     assert seen == [{"keep": "1"}] and headers[H_ORIGIN] == "kafka"  # the caller's intact

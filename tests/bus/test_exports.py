@@ -41,7 +41,7 @@ def test_importing_bus_and_bridges_loads_no_broker_sdk() -> None:
 
 
 IMPLEMENTER_NAMES = {
-    "Bridge", "BridgeAdapter", "Delivery", "ExportResults", "Failure", "Features",
+    "Bridge", "ClosesOnExit", "Delivery", "ExportResults", "Failure", "Features",
     "OffsetTracker", "Port", "Rejected", "H_ORIGIN", "H_ERROR", "H_ERROR_TYPE", "H_ORIGINAL_TOPIC",
     "H_DEAD_LETTER_ORIGIN",
     # the registry, and what broker modules took from the core's privates before

@@ -15,7 +15,7 @@ import trio
 
 from bridges.redis import RedisStreamsAdapter, _client
 from bus import BackendError, ConfigurationError, RetryPolicy, TopicError
-from bus._facade._message import EventMessage
+from bus.events import EventMessage
 
 pytestmark = pytest.mark.brokers
 

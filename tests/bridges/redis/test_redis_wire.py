@@ -11,7 +11,7 @@ from bridges.redis import RedisStreamsAdapter
 from bridges.redis._errors import is_no_group, translate
 from bridges.redis._wire import decode, encode, entry_id
 from bus import BackendError, BackendUnavailableError, ConfigurationError, TopicError
-from bus._facade._message import EventMessage
+from bus.events import EventMessage
 
 
 def _as_read(fields: dict[str, bytes]) -> dict[bytes, bytes]:

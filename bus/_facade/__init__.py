@@ -1,1 +1,0 @@
-"""The seed facade's code; its public names are in :mod:`bus.events`."""

@@ -1,0 +1,344 @@
+"""``BridgeAdapter``: a facade backend that is a broker's bridge on a private bus.
+
+One generic adapter serves every broker, so there is one producer and one consumer
+implementation per broker — its :class:`~bus.abc.Bridge`:
+
+- ``publish`` is a publish with done-tracking on a private *egress* bus whose only
+  subscriber is the bridge's export (``attach(bridge, export=["#"])``): it returns once
+  the broker confirmed the message (the bridge's ``export`` returned for it), and raises
+  :class:`~bus.NotDeliveredError` if the broker refused it for good.
+- ``subscribe`` and ``consume`` each get their own private bus with a consumer bridge
+  attached (``import_=[topic]``): a callback is a bus actor there; ``consume`` is an actor
+  that hands each message to the iterator and finishes only when the caller asks for the
+  next one, so the bridge acknowledges (commits, checkpoints) a message only after it was
+  handled. Closing a consumer cancels its bus: what was not handled is not acknowledged,
+  and the broker delivers it again.
+- topic administration is the egress bridge's ``create_topic``/``delete_topic``/
+  ``list_topics``.
+
+A broker module subclasses it and says how to build its bridge from the seed's options
+(:meth:`BridgeAdapter.make_bridge`); the subclass's ``__init__`` maps and checks options.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import weakref
+from typing import Any, Self
+
+import trio
+
+from bus import Bus, BusClosedError, ConfigurationError, Envelope, RetryPolicy, Subscription
+from bus.abc import Bridge, ClosesOnExit, get_logger, validate_topic
+
+from ._adapter import EventAdapter, MessageCallback
+from ._message import EventMessage
+from ._on_bus import done_handling, handling, publish_and_wait, to_message
+from ._runner import BusRunner
+
+__all__ = ["BridgeAdapter", "Consumer"]
+
+_log = get_logger("bus.events")
+_CALLBACK_RETRY = RetryPolicy(attempts=1)
+_serial = itertools.count(1)
+
+
+def _declare(bus: Bus, topic: str) -> None:
+    if bus.declared(topic) is None:
+        bus.topic(topic, dict)
+
+
+class BridgeAdapter(EventAdapter):
+    """An :class:`EventAdapter` over a broker's :class:`~bus.abc.Bridge` (see module).
+
+    ``group`` is the consumer group of ``subscribe``/``consume`` calls that give none
+    (default ``"events"``): a stable name, so a second ``pull`` resumes where the first
+    one's acknowledgements left the group, as a broker consumer does.
+    ``connect_timeout`` bounds reaching the broker (``BackendUnavailableError``).
+    """
+
+    backend = "bridge"
+    """The backend's name in messages and bus names."""
+
+    def __init__(
+        self, *, group: str = "events", connect_timeout: float = 10.0, close_timeout: float = 10.0
+    ) -> None:
+        if not isinstance(group, str) or not group:
+            raise ConfigurationError(f"group must be a non-empty str, got {group!r}")
+        self.group = group
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self._egress: BusRunner | None = None
+        self._egress_bridge: Bridge | None = None
+        self._closed = False
+        self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
+        self._callbacks: list[BusRunner] = []
+        self._prepared: set[str] = set()
+
+    # -- what a broker module provides ----------------------------------------------
+
+    @abc.abstractmethod
+    def make_bridge(
+        self, *, name: str, group: str | None, topic: str | None, from_beginning: bool
+    ) -> Bridge:
+        """A new bridge: the producer (``group`` and ``topic`` None) or a consumer of
+        *topic* in *group*, starting at the oldest kept message or at new ones."""
+
+    async def prepare_topic(self, bridge: Bridge, topic: str) -> None:
+        """Before the first publish to *topic*: make the broker keep its messages for
+        the default group (a queue or subscription), where the broker needs that."""
+
+    def topic_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Map the seed's ``create_topic`` options to the bridge's; refuse unknown ones."""
+        return options
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._egress is not None and self._egress.running
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusClosedError(
+                f"this {type(self).__name__} was disconnected; call connect() to reopen it"
+            )
+
+    async def connect(self) -> None:
+        self._closed = False
+        await self._producer()
+
+    async def _producer(self) -> tuple[Bus, Bridge]:
+        self._check_open()
+        if self._egress is None or not self._egress.running:
+            bridge = self.make_bridge(name=self.backend, group=None, topic=None,
+                                      from_beginning=False)
+
+            async def setup(bus: Bus) -> None:
+                await bus.attach(
+                    bridge, export=["#"], connect_timeout=self.connect_timeout,
+                    close_timeout=self.close_timeout,
+                )
+
+            self._egress = BusRunner(setup, name=f"events.{self.backend}", strict=False)
+            self._egress_bridge = bridge
+            self._prepared.clear()
+            await self._egress.start()
+        assert self._egress_bridge is not None
+        return self._egress.bus, self._egress_bridge
+
+    async def disconnect(self) -> None:
+        """Stop the consumers (unhandled messages stay unacknowledged), then let the
+        producer's bus drain what it still has to send and close its bridge."""
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            for consumer in list(self._consumers):
+                await consumer.aclose()
+            callbacks, self._callbacks = self._callbacks, []
+            for runner in callbacks:
+                await runner.aclose()
+            if self._egress is not None:
+                egress, self._egress = self._egress, None
+                with trio.move_on_after(self.close_timeout + 5):
+                    await egress.aclose()
+
+    async def drain(self) -> None:
+        for runner in self._callbacks:
+            if runner.running:
+                await runner.bus.drain()
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def publish(self, message: EventMessage) -> None:
+        if not isinstance(message, EventMessage):
+            raise ConfigurationError(f"publish takes an EventMessage, got {message!r}")
+        topic = validate_topic(message.topic)
+        bus, bridge = await self._producer()
+        if topic not in self._prepared:
+            await self.prepare_topic(bridge, topic)
+            self._prepared.add(topic)
+        _declare(bus, topic)
+        await publish_and_wait(bus, message)
+
+    async def subscribe(self, topic: str, callback: MessageCallback, **kwargs: Any) -> None:
+        options = _options(
+            type(self).__name__, "subscribe", kwargs, group=None, from_beginning=False,
+            retry=None, nursery=None,
+        )
+        retry = options["retry"] or _CALLBACK_RETRY
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got {retry!r}")
+        if not callable(callback):
+            raise ConfigurationError(f"callback must be callable, got {callback!r}")
+        validate_topic(topic)
+        self._check_open()
+        group = _group(options["group"], self.group)
+        bridge = self.make_bridge(
+            name=f"{self.backend}-sub{next(_serial)}", group=group, topic=topic,
+            from_beginning=bool(options["from_beginning"]),
+        )
+        cell: list[Subscription] = []
+
+        async def deliver(env: Envelope[Any]) -> None:
+            token = handling(env, cell[0] if cell else None)
+            try:
+                await callback(to_message(env))
+            finally:
+                done_handling(token)
+
+        async def setup(bus: Bus) -> None:
+            _declare(bus, topic)
+            name = getattr(callback, "__qualname__", type(callback).__qualname__)
+            cell.append(bus.subscribe(topic, deliver, name=f"{topic}:{name}", retry=retry))
+            await bus.attach(
+                bridge, import_=[topic], connect_timeout=self.connect_timeout,
+                close_timeout=self.close_timeout,
+            )
+
+        runner = BusRunner(setup, name=f"events.{bridge.name}", strict=False)
+        await runner.start()
+        self._callbacks.append(runner)
+
+    def consume(self, topic: str, **kwargs: Any) -> Consumer:
+        options = _options(
+            type(self).__name__, "consume", kwargs, group=None, from_beginning=True
+        )
+        group = _group(options["group"], self.group)
+        consumer = Consumer(self, topic, group, bool(options["from_beginning"]))
+        self._consumers.add(consumer)
+        return consumer
+
+    # -- topics -----------------------------------------------------------------------
+
+    async def create_topic(self, topic: str, **kwargs: Any) -> None:
+        validate_topic(topic)
+        options = self.topic_options(dict(kwargs))
+        _, bridge = await self._producer()
+        await bridge.create_topic(topic, **options)
+        await self.prepare_topic(bridge, topic)
+        self._prepared.add(topic)
+
+    async def delete_topic(self, topic: str) -> None:
+        validate_topic(topic)
+        _, bridge = await self._producer()
+        await bridge.delete_topic(topic)
+        self._prepared.discard(topic)
+
+    async def list_topics(self) -> list[str]:
+        _, bridge = await self._producer()
+        return sorted(await bridge.list_topics())
+
+
+class Consumer(ClosesOnExit):
+    """What :meth:`BridgeAdapter.consume` returns: messages of one topic from the broker.
+
+    It follows the topic (a broker topic has no end) until you stop: ``break`` and
+    ``aclose()`` (or ``async with``), or the adapter's ``disconnect()``. A message is
+    acknowledged to the broker once you ask for the next one (or call ``commit()``); the
+    one in hand when the consumer closes is not, so the broker delivers it again.
+    """
+
+    def __init__(self, adapter: BridgeAdapter, topic: str, group: str, from_beginning: bool):
+        self._adapter = adapter
+        self.topic = topic
+        self._group = group
+        self._from_beginning = from_beginning
+        self._runner: BusRunner | None = None
+        self._receive: trio.MemoryReceiveChannel[tuple[Envelope[Any], trio.Event]] | None = None
+        self._pending: trio.Event | None = None
+        self._closed = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def _open(self) -> trio.MemoryReceiveChannel[tuple[Envelope[Any], trio.Event]]:
+        adapter, topic = self._adapter, validate_topic(self.topic)
+        adapter._check_open()
+        send, receive = trio.open_memory_channel[tuple[Envelope[Any], trio.Event]](0)
+        bridge = adapter.make_bridge(
+            name=f"{adapter.backend}-pull{next(_serial)}", group=self._group, topic=topic,
+            from_beginning=self._from_beginning,
+        )
+
+        async def hand_over(env: Envelope[Any]) -> None:
+            handled = trio.Event()
+            await send.send((env, handled))
+            await handled.wait()  # done (and acknowledged) only once handled
+
+        async def setup(bus: Bus) -> None:
+            _declare(bus, topic)
+            bus.subscribe(topic, hand_over, name=f"{topic}:pull", retry=_CALLBACK_RETRY)
+            await bus.attach(
+                bridge, import_=[topic], connect_timeout=adapter.connect_timeout,
+                close_timeout=adapter.close_timeout,
+            )
+
+        self._runner = BusRunner(
+            setup, name=f"events.{bridge.name}", strict=False, drain_timeout=0.0
+        )
+        await self._runner.start()
+        return receive
+
+    async def __anext__(self) -> EventMessage:
+        self.commit()
+        if self._closed:
+            raise StopAsyncIteration
+        if self._receive is None:
+            self._receive = await self._open()
+        try:
+            env, handled = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        self._pending = handled
+        return to_message(env)
+
+    def commit(self) -> None:
+        """Count the message last handed out as handled: the bridge may acknowledge it."""
+        if self._pending is not None:
+            self._pending.set()
+            self._pending = None
+
+    async def aclose(self) -> None:
+        """Stop consuming; a message in hand and not committed is not acknowledged."""
+        self._closed = True
+        self._pending = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(
+                self._adapter.close_timeout + 5
+            ):
+                await runner.aclose()
+        if self._receive is not None:
+            await self._receive.aclose()
+
+
+    def __del__(self) -> None:
+        # A consumer abandoned by `break` must not keep consuming (and holding a message
+        # back from its group) until the adapter disconnects: like a Kafka consumer
+        # leaving its group, it stops, and what it held is delivered again.
+        runner = self._runner
+        if runner is not None:
+            try:
+                runner.cancel()
+            except Exception:  # interpreter shutdown: trio may be half torn down
+                pass
+
+
+def _options(cls: str, method: str, given: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ConfigurationError(
+            f"{cls}.{method}: unknown option(s) {sorted(unknown)}; it takes "
+            f"{', '.join(k for k in defaults if k != 'nursery')}"
+        )
+    return {**defaults, **given}
+
+
+def _group(group: object, default: str) -> str:
+    if group is None:
+        return default
+    if isinstance(group, str) and group:
+        return group
+    raise ConfigurationError(f"group must be a non-empty str or None, got {group!r}")
+
