@@ -151,15 +151,6 @@ KEEP_GROUP = "bus-cli"
 messages for ``bus tail --from-beginning``."""
 
 
-def kept_queue(topic: str, exchange: str = "trio-bus", group: str = KEEP_GROUP) -> str:
-    """RabbitMQ's kept queue of *topic* (``bridges.rabbitmq`` owns it). Only for
-    ``bus/_cli_brokers.py`` until stage B's command line, which reads each plugin's
-    ``tail_options``, replaces it (issue 16): remove it then."""
-    from .rabbitmq._bridge import kept_queue
-
-    return kept_queue(topic, exchange, group)
-
-
 async def create_kept_topic(bridge: Bridge, name: str, group: str = KEEP_GROUP) -> None:
     """Create topic *name* on *bridge*'s broker so that it keeps its messages for *group*
     from now on, even while nobody reads. *bridge* must be open. A broker that keeps a

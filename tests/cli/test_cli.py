@@ -1,6 +1,6 @@
 """The ``bus`` command as a user runs it: a subprocess, on memory:// (no broker needed).
 
-Broker URLs are covered against the real servers in tests/brokers/test_cli_backends.py.
+Broker URLs are covered against the real servers in tests/cli/test_cli_backends.py.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bus.abc import H_DEAD_LETTER_ORIGIN, H_ERROR, H_ORIGINAL_TOPIC
-from tests.brokers import service_kit
+from tests.cli import service_kit
 
 pytestmark = pytest.mark.brokers
 

@@ -25,7 +25,7 @@ import trio
 from bus import Envelope, open_bus
 from bus._codec import RawCodec
 from bus.abc import H_ERROR
-from tests.brokers import service_kit
+from tests.cli import service_kit
 
 Setup = service_kit.Setup
 _get, _stop = service_kit.get, service_kit.stop

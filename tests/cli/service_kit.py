@@ -2,7 +2,7 @@
 the file and its test-side clients, the process's life, and what it serves.
 
 Shared by ``test_service.py`` (kill -9, SIGTERM) and ``test_service_dead_letters.py``,
-which import it as ``tests.brokers.service_kit`` (the repository is on pytest's path,
+which import it as ``tests.cli.service_kit`` (the repository is on pytest's path,
 pyproject's ``pythonpath``). Every name a run makes starts with its prefix ``p``
 (``svc<hex>``), so runs on one set of brokers never meet, and :meth:`Setup.cleanup`
 deletes what kinesis-mock (50 shards in all) and the Pub/Sub emulator (memory) would
