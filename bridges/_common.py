@@ -8,7 +8,9 @@
   its exceptions translated to bus errors at the boundary, so no client exception type
   reaches users (``raise translate(exc) from exc``);
 - :class:`AckBatcher`: the task that acknowledges what the bus reported done, one flush
-  per wake-up, so acks that come in while a flush is on the wire go out together.
+  per wake-up, so acks that come in while a flush is on the wire go out together;
+- :func:`quiet`: a client library's loggers print nothing unless the application
+  configured logging (``docs/design.md``, "Logging").
 
 Nothing here imports a client library or knows a broker.
 """
@@ -16,6 +18,7 @@ Nothing here imports a client library or knows a broker.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any, NoReturn, TypeVar
@@ -24,9 +27,20 @@ import trio
 
 from bus import ConfigurationError, MissingDependencyError
 
-__all__ = ["AckBatcher", "call", "missing", "not_open", "require"]
+__all__ = ["AckBatcher", "call", "missing", "not_open", "quiet", "require"]
 
 T = TypeVar("T")
+
+
+def quiet(*loggers: str) -> None:
+    """Give each of a client library's *loggers* a ``NullHandler``, as the logging HOWTO
+    asks of libraries: without it, Python's last-resort handler prints the client's
+    warnings to stderr of an application that configured no logging. An application
+    that configured logging still gets them (they propagate to its handlers)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
 
 
 def require(module: str, extra: str, who: str, package: str | None = None) -> ModuleType:

@@ -22,10 +22,15 @@ subscribes to a list of names or one regex, so import patterns are turned into o
 Clients are imported when a bridge opens, not when this package is imported.
 """
 
+from .._common import quiet
 from ._adapter import KafkaAdapter as KafkaAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import KafkaBridge as KafkaBridge
 from ._confluent import ConfluentKafkaBridge as ConfluentKafkaBridge
 from ._plugin import PLUGIN as PLUGIN
+
+# aiokafka's loggers and librdkafka's (routed to ``confluent_kafka``): silent unless
+# the application configured logging
+quiet("aiokafka", "kafka", "confluent_kafka")
 
 __all__ = ["FEATURES", "PLUGIN", "ConfluentKafkaBridge", "KafkaAdapter", "KafkaBridge"]

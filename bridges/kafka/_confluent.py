@@ -22,6 +22,7 @@ etc. in *config*), or run on the asyncio runtimes (there is no asyncio here).
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -193,6 +194,9 @@ class ConfluentKafkaBridge(Bridge):
             common["sasl.username"] = sasl_plain_username
         if sasl_plain_password is not None:
             common["sasl.password"] = sasl_plain_password
+        # librdkafka writes its log lines to stderr unless given a logger: to Python's,
+        # which prints nothing unless the application configured logging
+        common["logger"] = logging.getLogger("confluent_kafka")
         common.update(config or {})
         self._common = common  # holds secrets: never printed
         self._secrets = (sasl_plain_password,)  # masked in error messages

@@ -22,6 +22,7 @@ the shard leases that make consumer groups, :class:`LeaseStore`), ``_checkpointe
 (done callbacks in, positions saved) and ``_leases`` (who reads which shard, sans-IO).
 """
 
+from .._common import quiet
 from ._adapter import KinesisAdapter as KinesisAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import KinesisBridge as KinesisBridge
@@ -30,6 +31,9 @@ from ._checkpoints import LeaseStore as LeaseStore
 from ._checkpoints import MemoryCheckpointStore as MemoryCheckpointStore
 from ._checkpoints import SQLiteCheckpointStore as SQLiteCheckpointStore
 from ._plugin import PLUGIN as PLUGIN
+
+# the AWS SDK's loggers: silent unless the application configured logging
+quiet("aioboto3", "aiobotocore", "botocore", "boto3")
 
 __all__ = [
     "FEATURES",

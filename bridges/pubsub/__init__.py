@@ -21,9 +21,13 @@ runtime; ``_names`` maps bus topics to Pub/Sub's resource ids and subscription i
 (Pub/Sub has no wildcard subscriptions: one subscription per topic and group).
 """
 
+from .._common import quiet
 from ._adapter import PubSubAdapter as PubSubAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import PubSubBridge as PubSubBridge
 from ._plugin import PLUGIN as PLUGIN
+
+# the Pub/Sub client's loggers: silent unless the application configured logging
+quiet("google.cloud.pubsub_v1", "google.api_core", "google.auth")
 
 __all__ = ["FEATURES", "PLUGIN", "PubSubAdapter", "PubSubBridge"]

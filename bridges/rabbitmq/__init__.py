@@ -16,9 +16,13 @@ The file set every broker package has (``docs/bridges.md``)::
     _plugin    PLUGIN: amqp:// and amqps:// URLs, features, what the service and CLI need
 """
 
+from .._common import quiet
 from ._adapter import RabbitMQAdapter as RabbitMQAdapter
 from ._bridge import FEATURES as FEATURES
 from ._bridge import RabbitMQBridge as RabbitMQBridge
 from ._plugin import PLUGIN as PLUGIN
+
+# aio-pika's and aiormq's loggers: silent unless the application configured logging
+quiet("aio_pika", "aiormq", "pamqp")
 
 __all__ = ["FEATURES", "PLUGIN", "RabbitMQAdapter", "RabbitMQBridge"]

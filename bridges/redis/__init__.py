@@ -18,7 +18,11 @@ names a :class:`~bus.abc.Bridge`::
     _failures  retries and dead letters (the bus does that for the bridges)
 """
 
+from .._common import quiet
 from ._adapter import RedisStreamsAdapter as RedisStreamsAdapter
+
+# redis-py's logger: silent unless the application configured logging
+quiet("redis")
 
 __all__ = ["RedisStreamsAdapter", "register"]
 
