@@ -49,6 +49,15 @@ def _log_options(default: str | None) -> _Parser:
     return options
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trio-bus")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     """The full parser; the demo's own options are added only when ``demo`` is given."""
     from . import _brokers
@@ -56,6 +65,10 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="trio-bus: a typed, actor-style event bus on trio.",
         parents=[_log_options(None)],
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s (trio-bus) {_version()}",
+        help="print the installed trio-bus version and exit",
     )
     common = _log_options(None)
     commands = parser.add_subparsers(

@@ -33,6 +33,13 @@ _OPEN_BUS_OPTIONS = frozenset(inspect.signature(open_bus).parameters)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("trio"):
+        raise pytest.UsageError(
+            "bus.testing's fixtures (event_bus, bus_factory, recorder) are trio fixtures and "
+            "need the pytest-trio plugin, which is not installed or is disabled: "
+            "pip install 'trio-bus[testing]' (and set trio_mode = true, or mark the tests "
+            "@pytest.mark.trio)"
+        )
     config.addinivalue_line(
         "markers",
         "bus(**options): open_bus() keywords for the test's event_bus/bus fixture "

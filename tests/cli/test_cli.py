@@ -209,3 +209,12 @@ def test_main_in_process_puts_the_logging_configuration_back(
     assert capsys.readouterr().out == "created cli.x\n"
     assert not structlog.is_configured()  # the library is silent again
     assert logging.getLogger().handlers == handlers
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    done = bus("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, f"bus (trio-bus) {version('trio-bus')}\n", ""
+    )
