@@ -85,10 +85,15 @@ def _names(exc: BaseException) -> set[str]:
 
 def _describe(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     code = _code(exc)
+    name = type(exc).__name__
     if code is not None:
-        return redact(f"{type(exc).__name__}: {code}: {exc.args[0].str()}", *secrets)
+        return redact(f"{name}: {code}: {exc.args[0].str()}", *secrets)
     text = str(exc)
-    return redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, *secrets)
+    text = text.removeprefix(f"{name}: ")  # aiokafka's errors name themselves in str()
+    if text.startswith("Unable to bootstrap from"):
+        # aiokafka lists the addresses it tried as Python tuples; the context names them
+        return f"no broker answered ({name})"
+    return redact(f"{name}: {text}" if text else name, *secrets)
 
 
 def classify(exc: BaseException, topic: str) -> BaseException:

@@ -30,6 +30,19 @@ def test_connection_failures_are_unavailable_and_others_transient() -> None:
     assert isinstance(translate(ke.KafkaTimeoutError(), "sending"), BackendError)
 
 
+def test_a_failed_bootstrap_reads_as_one_sentence_without_tuples() -> None:
+    # what aiokafka raises when no bootstrap server answers
+    exc = ke.KafkaConnectionError(
+        "Unable to bootstrap from [('127.0.0.1', 9093, <AddressFamily.AF_INET: 2>)]"
+    )
+    err = translate(exc, "connecting to 127.0.0.1:9093")
+    assert str(err) == (
+        "kafka: connecting to 127.0.0.1:9093 failed: no broker answered (KafkaConnectionError)"
+    )
+    named = translate(ke.KafkaConnectionError("x"), "consuming")  # its str() names it
+    assert str(named) == "kafka: consuming failed: KafkaConnectionError: x"
+
+
 def test_single_failures_are_unwrapped_from_exception_groups() -> None:
     group = ExceptionGroup("nursery", [ExceptionGroup("inner", [ke.KafkaConnectionError("x")])])
     err = translate(group, "consuming")
