@@ -491,8 +491,10 @@ def _only(
     for key, value in table.items():
         expected = keys.get(key)
         if expected is None:
+            close = difflib.get_close_matches(key, sorted(keys), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
-                f"{path}: {where} unknown key {key!r}; expected one of: "
+                f"{path}: {where} unknown key {key!r}; {hint}expected one of: "
                 f"{', '.join(sorted(keys))}"
             )
         if key in lists_of_str:
