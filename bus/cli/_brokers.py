@@ -469,22 +469,59 @@ async def _publish(args: argparse.Namespace) -> int:
                 confirmed += 1
                 progress.show(confirmed)
 
+    sent, stopped_by = 0, 0
+
+    async def on_signal(signals: Any, reading: trio.CancelScope,
+                        everything: trio.CancelScope) -> None:
+        # SIGINT or SIGTERM: read no more, wait for what was sent to be confirmed, and say
+        # how far it got; a second one: stop waiting.
+        nonlocal stopped_by
+        async for signum in signals:
+            if stopped_by:
+                everything.cancel()
+                return
+            stopped_by = signum
+            reading.cancel()
+
     silence("message.dead_lettered")  # refusals are reported below, with the first reason
-    async with open_bus(name="bus-cli", strict=False) as bus:
-        bus.topic(args.topic, object)
-        await bus.attach(bridge, export=[args.topic], connect_timeout=args.timeout)
-        async with trio.open_nursery() as nursery:
-            async with contextlib.aclosing(_lines(sys.stdin.fileno())) as lines:
-                async for number, raw in lines:
-                    try:
-                        payload = _decode_line(number, raw)
-                    except UsageError as problem:
-                        bad_line = problem  # the lines before it still go, confirmed
-                        break
-                    # returns once the message is taken (waiting while the window is full)
-                    await nursery.start(one, bus, payload, number)
+    with (
+        trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+        trio.CancelScope() as everything,
+    ):
+        async with open_bus(name="bus-cli", strict=False) as bus:
+            bus.topic(args.topic, object)
+            await bus.attach(bridge, export=[args.topic], connect_timeout=args.timeout)
+            async with trio.open_nursery() as watching:
+                reading = trio.CancelScope()
+                watching.start_soon(on_signal, signals, reading, everything)
+                async with trio.open_nursery() as nursery:
+                    with reading:
+                        async with contextlib.aclosing(_lines(sys.stdin.fileno())) as lines:
+                            async for number, raw in lines:
+                                try:
+                                    payload = _decode_line(number, raw)
+                                except UsageError as problem:
+                                    bad_line = problem  # the lines before it still go
+                                    break
+                                # returns once the message is taken (waiting while the
+                                # window is full)
+                                await nursery.start(one, bus, payload, number)
+                                sent += 1
+                watching.cancel_scope.cancel()
     progress.show(confirmed, final=True)
     print(f"{confirmed} published to {args.topic}")
+    if stopped_by:
+        unconfirmed = sent - confirmed - len(refused)
+        print(
+            f"bus: {signal.Signals(stopped_by).name}: stopped reading after {sent} "
+            f"message(s): {confirmed} published (confirmed)"
+            + (f", {len(refused)} refused" if refused else "")
+            + (f", {unconfirmed} not confirmed (they may still reach the broker)"
+               if unconfirmed else "")
+            + "; nothing after them was read",
+            file=sys.stderr, flush=True,
+        )
+        return 128 + stopped_by
     first_refusal = ""
     if refused:
         number, exc = min(refused, key=lambda r: r[0])

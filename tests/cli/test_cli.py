@@ -218,3 +218,45 @@ def test_version_prints_the_installed_version() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (
         0, f"bus (trio-bus) {version('trio-bus')}\n", ""
     )
+
+
+def test_sigterm_ends_a_publish_saying_how_far_it_got() -> None:
+    import pty
+    import re
+    import select
+    import signal
+
+    # stderr on a terminal, as a user's: the progress ("confirmed N") is shown there
+    terminal, stderr = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", "publish", "memory://", "cli.pub"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT, env=env,
+    )
+    os.close(stderr)
+    assert proc.stdin is not None
+    proc.stdin.write(b'{"n": 1}\n{"n": 2}\n{"n": 3}\n')  # stdin stays open: more may come
+    proc.stdin.flush()
+    shown = b""
+    while b"confirmed" not in shown:  # the first confirmation is shown at once
+        assert select.select([terminal], [], [], 30)[0], "no progress within 30 s"
+        shown += os.read(terminal, 4096)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    while select.select([terminal], [], [], 0)[0]:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    assert proc.returncode == 128 + signal.SIGTERM, shown
+    last = [line for line in shown.decode().replace("\r", "\n").splitlines() if line][-1]
+    said = re.fullmatch(
+        r"bus: SIGTERM: stopped reading after (\d) message\(s\): (\d) published "
+        r"\(confirmed\); nothing after them was read", last,
+    )
+    assert said is not None, shown
+    assert said[1] == said[2] and out.decode() == f"{said[1]} published to cli.pub\n"
