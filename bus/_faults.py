@@ -9,10 +9,12 @@ Every seeded decision is a pure function of the seed and *what* it is about (a r
 topic, partition and offset and how many times its group got it; the how-many-th write
 to a topic) — never of the time or of how tasks were scheduled. So the same seed over the
 same records gives the same faults, under ``MockClock`` or the real clock. What a drop or
-a rebalance delivers again is what was not committed, which depends on how far the
-handlers got, exactly as on a real broker; commits happen only when the consumer is
-idle (or at close), so with the records waiting before consuming starts, a run repeats
-exactly.
+a rebalance delivers again is what was not committed; the consumer commits as a
+poll-process-commit loop does (every :data:`COMMIT_EVERY` records it waits until what it
+delivered is done, then commits; and when it is idle), so what was committed at a fault
+depends only on the deliveries before it: with the records waiting before consuming
+starts, a run repeats exactly. (With ``slow_commit``, whether a commit landed before a
+fault depends on trio's clock too.)
 
 Not modelled: partial partitions of the network, a broker losing confirmed records,
 clock skew.
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._bridge import ExportResults, Port
+from ._done import Delivery
 from ._envelope import Envelope
 from ._errors import BackendError, BackendUnavailableError, ConfigurationError, Rejected
 
@@ -38,6 +41,8 @@ __all__ = ["Faults", "FaultyLink"]
 
 _TP = tuple[str, int]
 _TP_POS = tuple[_TP, int]
+COMMIT_EVERY = 32
+"""Records a faulty consumer delivers between two commits (it waits for them first)."""
 _PROBABILITIES = ("duplicate", "redeliver", "drop", "rebalance", "refuse", "reject")
 
 
@@ -45,8 +50,8 @@ _PROBABILITIES = ("duplicate", "redeliver", "drop", "rebalance", "refuse", "reje
 class Faults:
     """What a :class:`~bus.testing.LoopbackBroker` does wrong, and how often.
 
-    Probabilities are per record (or per write, for ``refuse``/``reject``/export
-    ``drop``); ``Faults()`` injects nothing by itself but enables the broker's commands
+    Probabilities are per delivered record (per written record for ``refuse`` and
+    ``reject``; ``drop`` also per export call); ``Faults()`` injects nothing by itself but enables the broker's commands
     (``drop_connections()``, ``rebalance(group)``, ``refuse_next(n)``).
     """
 
@@ -61,8 +66,8 @@ class Faults:
     """Partitions interleave in a seeded order; a partition (so a key) keeps its order."""
     drop: float = 0.0
     """The connection drops: after a delivered record (ingest fails; the bus restarts it
-    and what was not committed comes again), or at a write (export fails after the
-    records before it in the batch were written: the bus resends the batch)."""
+    and what was not committed comes again), or in an export call (it fails after the
+    records before a seeded point of the batch were written: the bus resends the batch)."""
     rebalance: float = 0.0
     """After a delivered record the group rebalances: every partition is taken from its
     member without a last commit and moves to the next member, which gets again what was
@@ -130,9 +135,14 @@ class FaultyLink:
         await trio.lowlevel.checkpoint()
         results: list[BaseException | None] = []
         refused: set[int] = set()  # partitions with a refused record earlier in the batch
-        for env in batch:
+        cut = -1  # the connection drops before this record of the batch
+        if batch:
+            where = (batch[0].topic, broker._writes.get(batch[0].topic, 0))
+            if faults.hits("drop", "export", *where):
+                cut = int(faults.chance("cut", *where) * len(batch))
+        for i, env in enumerate(batch):
             n = broker._writes[env.topic] = broker._writes.get(env.topic, 0) + 1
-            if faults.hits("drop", "export", env.topic, n):
+            if i == cut:
                 broker.injected["drop"] += 1
                 raise BackendUnavailableError(
                     f"the loopback broker dropped the connection (fault injected; "
@@ -179,6 +189,7 @@ class FaultyLink:
         generation = broker.groups[group].generation
         positions: dict[_TP, int] = {}
         rewinds: dict[_TP, tuple[int, int]] = {}  # partition: (rewind to, after offset)
+        since_commit = 0
         task_status.started()
         while True:
             broker._check()
@@ -190,6 +201,14 @@ class FaultyLink:
                 positions.clear()
                 rewinds.clear()
                 self._lose_session()
+                continue
+            if since_commit >= COMMIT_EVERY:
+                since_commit = 0
+                while tracker.in_flight() and self._same(generation):
+                    await broker.changed()  # a record done, or the session ended
+                if not self._same(generation):
+                    continue
+                self.commit(limits={tp: to for tp, (to, _) in rewinds.items()})
             owned = [tp for tp in broker.assignment(group, bridge._member) if port.wants(tp[0])]
             for tp in set(positions) - set(owned):  # a member joined or left
                 bridge._commit_one(tp)
@@ -205,6 +224,7 @@ class FaultyLink:
                     rewinds.clear()
                     continue
                 self.commit()
+                since_commit = 0
                 wait = 0.05
                 if self._pending:
                     wait = max(0.0, min(wait, self._pending[0][0] - trio.current_time()))
@@ -212,6 +232,7 @@ class FaultyLink:
                     await broker.changed()
                 continue
             tp, pos = tp_pos
+            since_commit += 1
             k = await self._deliver(port, tp, pos)
             positions[tp] = pos + 1
             where = (tp[0], tp[1], pos, k)
@@ -232,6 +253,13 @@ class FaultyLink:
                 )
             if faults.hits("rebalance", *where):
                 broker.rebalance(group)
+
+    def _same(self, generation: int) -> bool:
+        """True while this consumer's session lasts (no drop, no rebalance)."""
+        broker = self.broker
+        return self.epoch == broker.epoch and (
+            broker.groups[self.bridge.group].generation == generation
+        )
 
     def _next(self, owned: list[_TP], positions: dict[_TP, int]) -> _TP_POS | None:
         """The partition to read from next, and where: the first with records waiting,
@@ -260,11 +288,17 @@ class FaultyLink:
         if k > 1:
             port.count_redelivered()
         rec = broker.logs[tp[0]][tp[1]][pos]
-        bridge._tracker.started(tp, pos)
+        tracker = bridge._tracker
+        tracker.started(tp, pos)
+
+        def done(delivery: Delivery) -> None:
+            tracker.done(tp, pos)
+            broker._changed.unpark_all()  # a consumer waiting to commit rechecks
+
         await port.deliver(
             rec.topic, rec.data, id=rec.headers.get("ce-id", rec.id), key=rec.key,
             headers={h: v for h, v in rec.headers.items() if h != "ce-id"},
-            time=rec.time, on_done=bridge._on_done(tp, pos),
+            time=rec.time, on_done=done,
         )
         return k
 
@@ -278,15 +312,18 @@ class FaultyLink:
         self._pending.clear()
         self._queued.clear()
 
-    def commit(self, now: bool = False) -> None:
-        """Commit what is done and not yet committed; with ``slow_commit``, it takes
-        effect that much later unless *now*."""
+    def commit(self, now: bool = False, limits: dict[_TP, int] | None = None) -> None:
+        """Commit what is done and not yet committed (no further than *limits*: where a
+        partition will rewind to); with ``slow_commit``, it takes effect that much later
+        unless *now*."""
         bridge, broker = self.bridge, self.broker
         if not bridge._joined or broker.down:
             return
         offsets = {}
         for tp in bridge._tracker.partitions():
             offset = bridge._tracker.committable(tp)
+            if offset is not None and limits and tp in limits:
+                offset = min(offset, limits[tp])
             floor = max(broker.committed(bridge.group, *tp), self._queued.get(tp, 0))
             if offset is not None and offset > floor:
                 offsets[tp] = offset

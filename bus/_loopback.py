@@ -79,6 +79,7 @@ class LoopbackBroker:
         """Faults injected so far, by kind (``"duplicate"``, ``"drop"``...)."""
         self.epoch = 0  # bumped by drop_connections()
         self._changed = trio.lowlevel.ParkingLot()
+        self._commits = trio.lowlevel.ParkingLot()
         self._refusals: list[bool] = []  # refuse_next(): permanent or not, in order
         self._writes: dict[str, int] = {}  # per topic: writes asked for (faults' index)
         self._deliveries: dict[tuple[str, str, int, int], int] = {}  # per group and record
@@ -170,6 +171,16 @@ class LoopbackBroker:
     def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         self._check()
         self.groups[group].committed.update(offsets)
+        self._commits.unpark_all()
+
+    async def wait_committed(self, group: str, topic: str) -> None:
+        """Return once *group* has committed every record of *topic* written so far (so
+        the broker would deliver none of them again)."""
+        while self.groups.get(group) is None or any(
+            self.committed(group, topic, p) < len(part)
+            for p, part in enumerate(self.logs.get(topic, []))
+        ):
+            await self._commits.park()
 
     def committed(self, group: str, topic: str, partition: int) -> int:
         return self.groups[group].committed.get((topic, partition), 0)
