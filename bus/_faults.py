@@ -51,8 +51,9 @@ class Faults:
     """What a :class:`~bus.testing.LoopbackBroker` does wrong, and how often.
 
     Probabilities are per delivered record (per written record for ``refuse`` and
-    ``reject``; ``drop`` also per export call); ``Faults()`` injects nothing by itself but enables the broker's commands
-    (``drop_connections()``, ``rebalance(group)``, ``refuse_next(n)``).
+    ``reject``; ``drop`` also per export call). ``Faults()`` injects nothing by itself
+    but enables the broker's commands (``drop_connections()``, ``rebalance(group)``,
+    ``refuse_next(n)``).
     """
 
     seed: int = 0
