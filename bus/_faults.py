@@ -74,8 +74,9 @@ class Faults:
     member without a last commit and moves to the next member, which gets again what was
     not committed."""
     slow_commit: float = 0.0
-    """Seconds (trio's clock) before a commit takes effect; commits still in flight are
-    lost with a dropped connection or a rebalance."""
+    """Seconds (trio's clock) before a commit takes effect. The consumer waits for its
+    periodic commits (so it slows down) but not for those it makes when idle; commits
+    still in flight are lost with a dropped connection or a rebalance."""
     refuse: float = 0.0
     """A write fails for now (retried by the bus), with the later records of its
     partition in the same batch, so a key's order holds."""
@@ -210,6 +211,9 @@ class FaultyLink:
                 if not self._same(generation):
                     continue
                 self.commit(limits={tp: to for tp, (to, _) in rewinds.items()})
+                if self._pending:  # a slow commit: this loop waits for it (commitSync)
+                    await trio.sleep_until(self._pending[-1][0])
+                continue  # a drop or rebalance meanwhile loses it (checked first)
             owned = [tp for tp in broker.assignment(group, bridge._member) if port.wants(tp[0])]
             for tp in set(positions) - set(owned):  # a member joined or left
                 bridge._commit_one(tp)
