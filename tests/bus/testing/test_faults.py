@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -23,6 +24,12 @@ TOPIC = "order.created"
 
 class Order(msgspec.Struct, frozen=True):
     n: int
+
+
+async def within(event: Awaitable[None]) -> None:
+    """Wait for *event*; fail (instantly, on the autojump clock) if it never comes."""
+    with trio.fail_after(3600):
+        await event
 
 
 def prefill(broker: LoopbackBroker, count: int, keys: int = 8) -> None:
@@ -45,7 +52,7 @@ async def consume(
             concurrency=concurrency,
         )
         att = await bus.attach(LoopbackBridge(broker, "in", group=group), import_=[TOPIC])
-        await broker.wait_committed(group, TOPIC)
+        await within(broker.wait_committed(group, TOPIC))
     return handled, att
 
 
@@ -153,11 +160,11 @@ async def test_drop_connections_fails_export_and_ingest_and_loses_nothing(
         att_out = await a.attach(LoopbackBridge(broker, "out"), export=[TOPIC])
         for i in range(30):
             await a.publish(TOPIC, Order(i), key=f"k{i % 4}")
-        await some.wait()
+        await within(some.wait())
         broker.drop_connections()
         for i in range(30, 60):
             await a.publish(TOPIC, Order(i), key=f"k{i % 4}")
-        await everything.wait()
+        await within(everything.wait())
     assert att_in.ingress_restarts >= 1
     assert att_out.export_failed >= 1 and att_out.confirmed == 60
     assert firsts_in_order([(f"k{n % 4}", n) for n in got])
@@ -191,9 +198,9 @@ async def test_rebalance_moves_partitions_and_what_was_not_committed_comes_again
             bus.subscribe(TOPIC, handler)
         await m1.attach(LoopbackBridge(broker, "a", group="g"), import_=[TOPIC])
         att2 = await m2.attach(LoopbackBridge(broker, "b", group="g"), import_=[TOPIC])
-        await m1_busy.wait()
+        await within(m1_busy.wait())
         broker.rebalance("g")
-        await m2_all.wait()  # m1's partitions moved to m2, their records came again
+        await within(m2_all.wait())  # m1's partitions moved to m2, their records came again
         release.set()
     assert stuck and set(stuck) <= set(m2_got)
     assert att2.port.redelivered >= 1 and broker.injected["rebalance"] == 1
@@ -214,11 +221,11 @@ async def test_slow_commit_lands_later_and_is_lost_with_a_rebalance(autojump_clo
         bus.topic(TOPIC, Order)
         bus.subscribe(TOPIC, handle)
         await bus.attach(LoopbackBridge(broker, "in", group="g"), import_=[TOPIC])
-        await done.wait()
+        await within(done.wait())
         await trio.testing.wait_all_tasks_blocked()  # the consumer is idle, commit sent
         handled_at = trio.current_time()
         broker.rebalance("g")  # before the commit landed: it is lost, all comes again
-        await broker.wait_committed("g", TOPIC)
+        await within(broker.wait_committed("g", TOPIC))
         assert trio.current_time() - handled_at >= 5.0
     assert sorted(got) == sorted([*range(10), *range(10)])
 
@@ -298,7 +305,7 @@ async def test_nothing_is_lost_and_keys_keep_order(fault: str, autojump_clock: A
         await a.attach(LoopbackBridge(broker, "out"), export=[TOPIC])
         for i in range(count):
             await a.publish(TOPIC, Order(i), key=f"k{i % 6}")
-        await everything.wait()
+        await within(everything.wait())
     assert {n for _, n in handled} == set(range(count))
     assert firsts_in_order(handled)
     if fault not in ("reorder", "everything"):
