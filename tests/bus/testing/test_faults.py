@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from bus import ConfigurationError, Envelope, open_bus
 from bus._envelope import H_ERROR
