@@ -188,8 +188,13 @@ async def _register(kit: BridgeKit, topic: str, group: str) -> None:
 
 
 async def _publish(bus: Bus, topic: str, count: int, *, keys: int = 4) -> None:
+    """Publish *count* orders; returns once the broker confirmed the last (so all: one
+    export subscription sends batches in order), not bounded by the bus's drain timeout
+    when the broker is slow to confirm."""
     for i in range(count):
-        await bus.publish(topic, Order(i), key=f"k{i % keys}", headers={"n": str(i)})
+        await bus.publish(
+            topic, Order(i), key=f"k{i % keys}", headers={"n": str(i)}, confirm=(i == count - 1)
+        )
 
 
 def _n(kit: BridgeKit, count: int) -> int:
@@ -352,7 +357,7 @@ async def case_poison_goes_to_dead_letters(kit: BridgeKit, prefix: str) -> None:
             await a.attach(kit.make("out", f"{prefix}-out"), export=[topic])
             await a.publish(topic, Order(0), key="k")
             await a.publish(topic, Order(1, poison=True), key="k")
-            await a.publish(topic, Order(2), key="k")
+            await a.publish(topic, Order(2), key="k", confirm=True)
         await _until("the good messages", lambda: sorted(set(good)) == [0, 2], 60)
         await _until("the dead letter", lambda: bool(b.retained(b.dead_letter_topic)), 10)
     letters = b.retained(b.dead_letter_topic)
@@ -425,7 +430,9 @@ async def case_backpressure_bounds_memory(kit: BridgeKit, prefix: str) -> None:
         a.topic(topic, Order)
         await a.attach(kit.make("out", f"{prefix}-out"), export=[topic])
         for i in range(count):
-            await a.publish(topic, Order(i, note="x" * 200), key=f"k{i % 8}")
+            await a.publish(
+                topic, Order(i, note="x" * 200), key=f"k{i % 8}", confirm=(i == count - 1)
+            )
     handled: set[int] = set()
     depth = 0
     async with open_bus(name="importer") as b:
