@@ -35,4 +35,4 @@ exec(compile(_section_code(), str(DOC), "exec"))  # the docs' own code, as writt
 def test_the_section_defines_its_recipes() -> None:
     names = {n for n in globals() if n.startswith("test_")}
     assert {"test_each_order_is_charged_once", "test_nothing_is_lost",
-            "test_idempotent_under_many_seeds"} <= names
+            "test_idempotent_under_many_seeds", "test_a_dedup_window_drops_repeats"} <= names
