@@ -7,12 +7,16 @@ rejection of records over ``max_bytes``, group consumption with commits of done 
 only, redelivery of what was not committed to the next member of the group, pause under
 backpressure. It lets the bus's bridge machinery, and the conformance suite itself, be
 tested without a server; it is not a broker for production (nothing leaves the process).
+
+``LoopbackBroker(faults=Faults(...))`` makes it misbehave, by seed and on command
+(``bus/_faults.py``); without ``faults`` none of that code runs.
 """
 
 from __future__ import annotations
 
 import itertools
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +26,8 @@ import trio
 from ._bridge import Bridge, ExportResults, Features, Port, Rejected
 from ._done import Delivery
 from ._envelope import Envelope
-from ._errors import BackendUnavailableError
+from ._errors import BackendUnavailableError, ConfigurationError
+from ._faults import Faults, FaultyLink
 from ._offsets import OffsetTracker
 
 __all__ = ["LOOPBACK_FEATURES", "LoopbackBridge", "LoopbackBroker", "LoopbackRecord"]
@@ -49,19 +54,82 @@ class LoopbackRecord:
 class _Group:
     members: list[object] = field(default_factory=list)
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    generation: int = 0
 
 
 class LoopbackBroker:
     """An in-process, partitioned log with consumer groups. ``down = True`` makes every
-    call fail as an unreachable broker would."""
+    call fail as an unreachable broker would; *faults* makes it misbehave (:class:`Faults`).
+    """
 
-    def __init__(self, partitions: int = 4, max_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self, partitions: int = 4, max_bytes: int = 1 << 20, *, faults: Faults | None = None
+    ) -> None:
+        if faults is not None and not isinstance(faults, Faults):
+            raise ConfigurationError(
+                f"LoopbackBroker(faults={faults!r}): give a bus.testing.Faults(...) or None"
+            )
         self.partitions = partitions
         self.max_bytes = max_bytes
         self.logs: dict[str, list[list[LoopbackRecord]]] = {}
         self.groups: dict[str, _Group] = {}
         self.down = False
+        self.faults = faults
+        self.injected: Counter[str] = Counter()
+        """Faults injected so far, by kind (``"duplicate"``, ``"drop"``...)."""
+        self.epoch = 0  # bumped by drop_connections()
         self._changed = trio.lowlevel.ParkingLot()
+        self._commits = trio.lowlevel.ParkingLot()
+        self._refusals: list[bool] = []  # refuse_next(): permanent or not, in order
+        self._writes: dict[str, int] = {}  # per topic: writes asked for (faults' index)
+        self._deliveries: dict[tuple[str, str, int, int], int] = {}  # per group and record
+
+    # -- faults on command ---------------------------------------------------------
+
+    def _need_faults(self, command: str) -> None:
+        if self.faults is None:
+            raise ConfigurationError(
+                f"{command} injects a fault: make the broker with "
+                f"LoopbackBroker(faults=Faults(...)) (Faults() alone injects nothing)"
+            )
+
+    def drop_connections(self) -> None:
+        """Drop every bridge's connection: each one's next export and its ingest fail
+        as if the broker went away (the bus retries and restarts them with backoff)."""
+        self._need_faults("drop_connections()")
+        self.epoch += 1
+        self.injected["drop"] += 1
+        self._changed.unpark_all()
+
+    def rebalance(self, group: str) -> None:
+        """Rebalance *group*: every partition is taken from its member without a last
+        commit and moves to the next member, which gets again what was not committed."""
+        self._need_faults(f"rebalance({group!r})")
+        if group not in self.groups:
+            raise ConfigurationError(
+                f"rebalance({group!r}): no such consumer group on this broker; "
+                f"groups: {sorted(self.groups)}"
+            )
+        g = self.groups[group]
+        g.generation += 1
+        if g.members:
+            g.members.append(g.members.pop(0))
+        self.injected["rebalance"] += 1
+        self._changed.unpark_all()
+
+    def refuse_next(self, count: int = 1, *, permanent: bool = False) -> None:
+        """Refuse the next *count* records written: for now (the bus retries them) or,
+        with *permanent*, for good (the bus dead-letters them)."""
+        self._need_faults(f"refuse_next({count!r})")
+        if not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"refuse_next({count!r}): give a count of 1 or more")
+        self._refusals.extend([permanent] * count)
+
+    # -- the log -------------------------------------------------------------------
+
+    def partition_of(self, key: str) -> int:
+        """The partition a record with this key (or id, without a key) goes to."""
+        return zlib.crc32(key.encode()) % self.partitions
 
     def _check(self) -> None:
         if self.down:
@@ -73,8 +141,7 @@ class LoopbackBroker:
 
     def append(self, record: LoopbackRecord) -> None:
         self.create(record.topic)
-        slot = zlib.crc32((record.key or record.id).encode()) % self.partitions
-        self.logs[record.topic][slot].append(record)
+        self.logs[record.topic][self.partition_of(record.key or record.id)].append(record)
         self._changed.unpark_all()
 
     def records(self, topic: str) -> list[LoopbackRecord]:
@@ -104,6 +171,16 @@ class LoopbackBroker:
     def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         self._check()
         self.groups[group].committed.update(offsets)
+        self._commits.unpark_all()
+
+    async def wait_committed(self, group: str, topic: str) -> None:
+        """Return once *group* has committed every record of *topic* written so far (so
+        the broker would deliver none of them again)."""
+        while self.groups.get(group) is None or any(
+            self.committed(group, topic, p) < len(part)
+            for p, part in enumerate(self.logs.get(topic, []))
+        ):
+            await self._commits.park()
 
     def committed(self, group: str, topic: str, partition: int) -> int:
         return self.groups[group].committed.get((topic, partition), 0)
@@ -123,32 +200,42 @@ class LoopbackBridge(Bridge):
         self._tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()
         self._member = object()
         self._joined = False
+        faults = broker.faults
+        self._link = None if faults is None else FaultyLink(self, faults)
 
     async def open(self) -> None:
         self.broker._check()
+        if self._link is not None:
+            self._link.epoch = self.broker.epoch
 
     async def aclose(self) -> None:
-        self._commit()
+        if self._link is not None:
+            self._link.commit(now=True)
+        else:
+            self._commit()
         if self._joined:
             self.broker.leave(self.group, self._member)
             self._joined = False
 
     async def export(self, batch: Sequence[Envelope[Any]], port: Port) -> ExportResults:
+        if self._link is not None:
+            return await self._link.export(batch, port)
         self.broker._check()
         await trio.lowlevel.checkpoint()
-        results: list[BaseException | None] = []
-        for env in batch:
-            data = port.encode(env)
-            if len(data) > self.broker.max_bytes:
-                results.append(Rejected(f"record of {len(data)} bytes is over the broker's "
-                                        f"limit of {self.broker.max_bytes}"))
-                continue
-            headers = {**env.headers, "ce-id": env.id}
-            self.broker.append(LoopbackRecord(env.topic, data, env.id, env.key, headers, env.time))
-            results.append(None)
-        return results
+        return [self._write(env, port) for env in batch]
+
+    def _write(self, env: Envelope[Any], port: Port) -> Rejected | None:
+        data = port.encode(env)
+        if len(data) > self.broker.max_bytes:
+            return Rejected(f"record of {len(data)} bytes is over the broker's "
+                            f"limit of {self.broker.max_bytes}")
+        headers = {**env.headers, "ce-id": env.id}
+        self.broker.append(LoopbackRecord(env.topic, data, env.id, env.key, headers, env.time))
+        return None
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
+        if self._link is not None:
+            return await self._link.ingest(port, task_status)
         broker, group = self.broker, self.group
         broker._check()
         if not self._joined:

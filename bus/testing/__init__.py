@@ -25,11 +25,15 @@ make bridges to a running broker, and its :class:`~bus.abc.Features`); :func:`ru
 runs one (parametrize over :data:`CASES`); :func:`check_broker_to_broker` runs one bus
 between two brokers. :class:`LoopbackBroker` and :class:`LoopbackBridge` are a broker
 inside the process and its bridge: the contract's test double, which passes the suite.
+``LoopbackBroker(faults=Faults(seed=7, duplicate=0.05, ...))`` makes it misbehave, by
+seed and on command (``drop_connections()``, ``rebalance(group)``, ``refuse_next(n)``),
+on trio's clock: for testing that handlers are idempotent and that nothing is lost.
 
 Importing this module needs pytest only for the fixtures; without pytest installed the
 rest still imports.
 """
 
+from .._faults import Faults as Faults
 from .._loopback import LOOPBACK_FEATURES as LOOPBACK_FEATURES
 from .._loopback import LoopbackBridge as LoopbackBridge
 from .._loopback import LoopbackBroker as LoopbackBroker
@@ -46,6 +50,7 @@ __all__ = [
     "CASES",
     "LOOPBACK_FEATURES",
     "BridgeKit",
+    "Faults",
     "LoopbackBridge",
     "LoopbackBroker",
     "LoopbackRecord",

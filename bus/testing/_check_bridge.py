@@ -76,6 +76,10 @@ class BridgeKit:
     """Multiplies message counts (lower it for slow emulators)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the child process."""
+    duplicates: bool = False
+    """The broker delivers some messages more than once while every consumer lives (a
+    faulty broker, ``bus.testing.Faults``): cases count distinct messages, and the echo
+    guard, which counts exact deliveries, is skipped."""
 
 
 Case = Callable[[BridgeKit, str], Awaitable[None]]
@@ -101,6 +105,9 @@ def _skip_reason(kit: BridgeKit, case: str) -> str | None:
             (f.restartable and kit.restart_broker is not None, "the broker cannot be restarted"),
         ],
         "unreachable_at_start": [(kit.unreachable is not None, "kit.unreachable is None")],
+        "echo_guard": [
+            (not kit.duplicates, "kit.duplicates: an echo cannot be told from a duplicate"),
+        ],
     }
     for ok, reason in needs.get(case, []):
         if not ok:
@@ -181,8 +188,13 @@ async def _register(kit: BridgeKit, topic: str, group: str) -> None:
 
 
 async def _publish(bus: Bus, topic: str, count: int, *, keys: int = 4) -> None:
+    """Publish *count* orders; returns once the broker confirmed the last (so all: one
+    export subscription sends batches in order), not bounded by the bus's drain timeout
+    when the broker is slow to confirm."""
     for i in range(count):
-        await bus.publish(topic, Order(i), key=f"k{i % keys}", headers={"n": str(i)})
+        await bus.publish(
+            topic, Order(i), key=f"k{i % keys}", headers={"n": str(i)}, confirm=(i == count - 1)
+        )
 
 
 def _n(kit: BridgeKit, count: int) -> int:
@@ -236,9 +248,11 @@ async def case_per_key_order(kit: BridgeKit, prefix: str) -> None:
             a.topic(topic, Order)
             await a.attach(kit.make("out", f"{prefix}-out"), export=[topic])
             await _publish(a, topic, count, keys=6)
-        await _until(f"{count} messages", lambda: sum(map(len, seen.values())) >= count, 60)
+        await _until(f"{count} messages", lambda: len(set().union(*seen.values())) >= count, 60)
     for key, ns in seen.items():
-        assert ns == sorted(ns), f"key {key}: out of order {ns[:20]}..."
+        # a redelivery replays a key's messages in order; nothing handled first overtakes
+        firsts = list(dict.fromkeys(ns))
+        assert firsts == sorted(firsts), f"key {key}: out of order {ns[:20]}..."
 
 
 @_case
@@ -343,11 +357,13 @@ async def case_poison_goes_to_dead_letters(kit: BridgeKit, prefix: str) -> None:
             await a.attach(kit.make("out", f"{prefix}-out"), export=[topic])
             await a.publish(topic, Order(0), key="k")
             await a.publish(topic, Order(1, poison=True), key="k")
-            await a.publish(topic, Order(2), key="k")
+            await a.publish(topic, Order(2), key="k", confirm=True)
         await _until("the good messages", lambda: sorted(set(good)) == [0, 2], 60)
         await _until("the dead letter", lambda: bool(b.retained(b.dead_letter_topic)), 10)
-    [letter] = b.retained(b.dead_letter_topic)
-    assert letter.payload.n == 1 and letter.headers[H_ERROR] == "poison order 1"
+    letters = b.retained(b.dead_letter_topic)
+    assert len(letters) == 1 or kit.duplicates, f"{len(letters)} dead letters for one poison"
+    for letter in letters:
+        assert letter.payload.n == 1 and letter.headers[H_ERROR] == "poison order 1"
 
 
 @_case
@@ -364,9 +380,13 @@ async def case_malformed_input(kit: BridgeKit, prefix: str) -> None:
         await kit.write_raw(topic, b"\xff this is not json")
         await kit.write_raw(topic, b'{"n": "not a number"}')
         await kit.write_raw(topic, b'{"n": 7}')
-        await _until("the good message", lambda: good == [7], 60)
-        await _until("two dead letters", lambda: len(b.retained(b.dead_letter_topic)) >= 2, 10)
+        await _until("the good message", lambda: set(good) == {7}, 60)
+        await _until(
+            "two dead letters",
+            lambda: len({e.payload for e in b.retained(b.dead_letter_topic)}) >= 2, 10,
+        )
     letters = b.retained(b.dead_letter_topic)
+    assert kit.duplicates or good == [7], f"handled {good}"
     assert {e.payload for e in letters} == {b"\xff this is not json", b'{"n": "not a number"}'}
     assert all("Order" in e.headers[H_ERROR] for e in letters), [e.headers for e in letters]
 
@@ -410,7 +430,9 @@ async def case_backpressure_bounds_memory(kit: BridgeKit, prefix: str) -> None:
         a.topic(topic, Order)
         await a.attach(kit.make("out", f"{prefix}-out"), export=[topic])
         for i in range(count):
-            await a.publish(topic, Order(i, note="x" * 200), key=f"k{i % 8}")
+            await a.publish(
+                topic, Order(i, note="x" * 200), key=f"k{i % 8}", confirm=(i == count - 1)
+            )
     handled: set[int] = set()
     depth = 0
     async with open_bus(name="importer") as b:

@@ -8,7 +8,7 @@ def test_bus_testing_imports_without_pytest() -> None:
     code = (
         "import sys; sys.modules['pytest'] = None\n"
         "import bus.testing as t\n"
-        "assert t.check_bridge and t.LoopbackBridge and t.Recorder\n"
+        "assert t.check_bridge and t.LoopbackBridge and t.Recorder and t.Faults\n"
         "assert not hasattr(t, 'event_bus')\n"
         "print('ok')"
     )
