@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _without_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in a process started outside the checkout: ``benchmarks`` is not importable."""
+    """As in a process started outside the checkout: ``benchmarks`` is not importable,
+    ``bus`` and ``bridges`` are (installed). ``bridges`` is imported first: without the
+    checkout on the path, this process would find ``tests/bridges`` as a namespace
+    package of that name and keep it for every later test."""
+    import bridges  # noqa: F401
     for name in [n for n in sys.modules if n == "benchmarks" or n.startswith("benchmarks.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != ROOT])

@@ -175,7 +175,11 @@ class BusCollector:
             "bridge_in_flight", "imported messages not done yet (not acknowledged)", ["bridge"]
         )
         up = gauge("bridge_up", "1 if the broker answered the last health check", ["bridge"])
-        lag = gauge("bridge_lag", "messages waiting on the broker for this bridge", ["bridge"])
+        lag = gauge(
+            "bridge_lag",
+            "messages waiting on the broker for this bridge, as of the last probe (every "
+            "5 s, and at each /healthz)", ["bridge"],
+        )
         for att in atts:
             name = att.bridge.name
             dead.add_metric([name, "export"], att.export_rejected)
