@@ -4,11 +4,11 @@ A broker package declares one entry point in the ``trio_bus.brokers`` group, nam
 its broker and pointing at a :class:`BrokerPlugin` (``bus.abc.BrokerPlugin``)::
 
     [project.entry-points."trio_bus.brokers"]
-    kafka = "bridges.kafka:PLUGIN"
+    nats = "trio_bus_nats:PLUGIN"      # a package of one's own, for a broker named nats
 
 :func:`brokers` loads the group once per process and returns the plugins by name. The
-service (``[brokers.NAME] type = "kafka"``), the command line's URLs
-(``bridges.from_url``), the seed facade's backends (``EventFactory``) and the docs'
+service (``[brokers.NAME] type = "nats"``), the command line's URLs
+(``from_url`` of the bridges package), the seed facade's backends (``EventFactory``) and the docs'
 Characteristics tables all read it; nothing else in ``bus/`` names a broker. Adding a
 broker is one package and one entry point.
 
