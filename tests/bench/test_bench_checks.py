@@ -15,7 +15,7 @@ import bus._bus
 import bus._group
 from benchmarks import _bus_cases, _harness, _report, memory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_keyed_bench_fails_when_keys_move_between_workers(

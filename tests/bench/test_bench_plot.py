@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.plot import Goal, goals, write_plot
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def load(name: str) -> dict[str, Any]:
