@@ -52,7 +52,7 @@ PROBE_INTERVAL = 5.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Mirror topics between brokers through one local bus, as configured in a TOML "
-        "file (the format: docs/service.md in trio-bus's source repository). SIGTERM or "
+        "file (the format: `bus docs service`). SIGTERM or "
         "SIGINT drains and exits; a second one exits at once."
     )
     parser.add_argument("config", metavar="CONFIG.toml", help="the service's configuration")
