@@ -93,6 +93,38 @@ async def test_request_goes_through_publish_hooks_and_the_reply_does_not() -> No
     assert stamp.published == ["ask"] and stamp.handled == ["ask"]
 
 
+async def test_a_reply_to_another_bus_skips_the_repliers_publish_hooks() -> None:
+    """Two buses joined by forwarding subscriptions, as bridges join them: the replier's
+    bus publishes the reply on the requester's reply topic, without its publish hooks."""
+    stamp = Stamp()
+    async with open_bus(name="a") as a, open_bus(name="b", middleware=[stamp]) as b:
+        for bus in (a, b):
+            bus.topic("ask", int)
+        b.subscribe("bus.reply.#", a.route, name="back")  # b -> a
+        a.subscribe("ask", b.route, name="over")  # a -> b
+
+        async def answer(env: Envelope[int]) -> None:
+            await b.reply(env, env.payload + 1)
+
+        b.subscribe("ask", answer)
+        reply = await a.request("ask", 1, timeout=5)
+    assert reply.payload == 2 and "x-stamp" not in reply.headers
+    assert stamp.published == []  # b published only the reply
+    assert sorted(stamp.handled) == ["ask", a.reply_topic]  # handle hooks: every handler
+
+
+async def test_exports_carry_what_publish_hooks_passed_on_without_handle_hooks() -> None:
+    broker = LoopbackBroker()
+    stamp = Stamp()
+    async with open_bus(middleware=[stamp]) as bus:
+        bus.topic("n", int)
+        await bus.attach(LoopbackBridge(broker), export=["n"])
+        await bus.publish("n", 1, confirm=True)  # done: the broker has it
+    [record] = broker.records("n")
+    assert record.headers["x-stamp"] == "1" and record.data == b"1"
+    assert stamp.published == ["n"] and stamp.handled == []  # the export is not a handler
+
+
 async def test_publish_nowait_refuses_when_publish_hooks_are_installed() -> None:
     async with open_bus(middleware=[Stamp()]) as bus:
         bus.topic("n", int)
