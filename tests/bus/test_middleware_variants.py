@@ -265,3 +265,22 @@ async def test_without_middleware_nothing_is_composed() -> None:
         bus.topic("n", int)
         sub = bus.subscribe("n", handler)
         assert sub._fn is handler and not sub._is_async  # the sync fast path stays
+
+
+async def test_trace_context_flows_through_hooks_to_a_handlers_publish() -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    parent = f"00-{trace_id}-b7ad6b7169203331-01"
+    seen: list[str] = []
+    async with open_bus(middleware=[Stamp()]) as bus:
+        bus.topic("first", int)
+        bus.topic("second", int)
+
+        async def forward(env: Envelope[int]) -> None:
+            await bus.publish("second", env.payload)
+
+        bus.subscribe("first", forward)
+        bus.subscribe("second", lambda env: seen.append(env.headers["traceparent"]))
+        await bus.publish("first", 1, headers={"traceparent": parent})
+        await bus.drain()
+    [child] = seen
+    assert child.split("-")[1] == trace_id
