@@ -155,9 +155,6 @@ class PublishChain:
         self.hooks = [mw.publish for mw in self.owners]
         self.last = last
 
-    def __bool__(self) -> bool:
-        return bool(self.hooks)
-
     async def run(self, env: Envelope[Any]) -> Envelope[Any]:
         sent: list[Envelope[Any]] = []
         await self._step(0, sent, env)
@@ -170,13 +167,13 @@ class PublishChain:
         return sent[0]
 
     async def _step(self, i: int, sent: list[Envelope[Any]], env: Any) -> Envelope[Any]:
+        if not isinstance(env, Envelope):  # what hook i - 1 passed on (run's is one)
+            raise ConfigurationError(
+                f"publish middleware {_name(self.owners[i - 1])} passed "
+                f"{type(env).__qualname__} to call_next; pass an Envelope "
+                f"(msgspec.structs.replace(env, ...) makes a changed one)"
+            )
         if i == len(self.hooks):
-            if not isinstance(env, Envelope):
-                raise ConfigurationError(
-                    f"publish middleware {_name(self.owners[-1])} passed "
-                    f"{type(env).__qualname__} to call_next; pass an Envelope "
-                    f"(msgspec.structs.replace(env, ...) makes a changed one)"
-                )
             out: Envelope[Any] = await self.last(env)
             sent.append(out)
             return out

@@ -155,6 +155,18 @@ async def test_what_a_publish_hook_passes_on_is_checked_again(
     assert got == []
 
 
+async def test_a_publish_hook_passing_on_no_envelope_is_named() -> None:
+    class Payloads:
+        async def publish(self, env: Envelope[Any], call_next: Next) -> Envelope[Any]:
+            out: Envelope[Any] = await call_next(env.payload)  # the payload, not the envelope
+            return out
+
+    async with open_bus(middleware=[Normalise(), Payloads(), Normalise()]) as bus:
+        bus.topic("orders", Order)
+        with pytest.raises(ConfigurationError, match="Payloads passed Order to call_next"):
+            await bus.publish("orders", Order("tea", 1))
+
+
 class Deny:
     """Refuses every message without an ``authorization`` header."""
 
