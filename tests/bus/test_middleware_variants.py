@@ -14,6 +14,7 @@ from bus import (
     Actor,
     Bus,
     ConfigurationError,
+    DedupWindow,
     Envelope,
     Middleware,
     PayloadTypeError,
@@ -284,3 +285,40 @@ async def test_trace_context_flows_through_hooks_to_a_handlers_publish() -> None
         await bus.drain()
     [child] = seen
     assert child.split("-")[1] == trace_id
+
+
+async def test_a_publish_hook_may_move_a_message_to_another_declared_topic() -> None:
+    class Quarantine:
+        async def publish(self, env: Envelope[Any], call_next: Next) -> Envelope[Any]:
+            if env.payload < 0:
+                env = replace(env, topic="n.quarantine")
+            out: Envelope[Any] = await call_next(env)
+            return out
+
+    got: list[tuple[str, int]] = []
+    async with open_bus(middleware=[Quarantine()]) as bus:
+        bus.topic("n", int)
+        bus.topic("n.quarantine", int)
+        bus.subscribe("n.#", lambda env: got.append((env.topic, env.payload)))
+        sent = await bus.publish("n", -1)
+        await bus.publish("n", 1)
+        await bus.drain()
+        published = {t: s.published for t, s in bus.stats().topics.items() if t.startswith("n")}
+    assert sent.topic == "n.quarantine"
+    assert got == [("n.quarantine", -1), ("n", 1)]
+    assert published == {"n": 1, "n.quarantine": 1}
+
+
+async def test_dedup_runs_before_the_handle_hooks() -> None:
+    stamp = Stamp()
+    got: list[int] = []
+    async with open_bus() as bus:
+        bus.topic("n", int)
+        bus.subscribe(
+            "n", lambda env: got.append(env.payload), dedup=DedupWindow(),
+            middleware=[stamp],
+        )
+        for _ in range(2):
+            await bus.publish("n", 1, headers={"idempotency-key": "k"})
+        await bus.drain()
+    assert got == [1] and stamp.handled == ["n"]
