@@ -107,11 +107,11 @@ class Bus(RequestReply):
         overflow: Overflow | str = Overflow.BLOCK, retry: RetryPolicy | None = None,
         supervision: Supervision | None = None,
         dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC, seed: int | None = None,
-        tracing: Any = False, middleware: Sequence[Any] = (),
+        tracing: Any = False,
     ) -> None:
         self.name = name
-        self.middleware: tuple[Any, ...] = check_middleware(middleware, "open_bus")
-        """The bus-wide middleware (docs/middleware.md), outermost first."""
+        self.middleware: tuple[Any, ...] = ()
+        """The bus-wide middleware (``open_bus(middleware=...)``), outermost first."""
         self.tracing = make_tracing(tracing)
         """OpenTelemetry spans (``tracing=True`` or a ``TracerProvider``), else None."""
         self.seed = seed
@@ -308,6 +308,7 @@ class Bus(RequestReply):
                 await lane.put(env)
         return env
 
+    # replies to another bus's requests: never through publish hooks (bus/_request.py)
     _publish_plain = publish
 
     async def publish_batch(
@@ -399,7 +400,8 @@ class Bus(RequestReply):
         self._router.deliver_nowait(spec, env)  # raises before anyone got it
         return env
 
-    # request()'s first try, and replies' publish: bus/_request.py, bus/_middleware_bus.py
+    # request()'s first try (bus/_request.py); a bus with publish hooks makes it raise
+    # trio.WouldBlock, so that requests take the awaited way, through them
     _publish_request_nowait = publish_nowait
 
     def new_id(self) -> str:
@@ -642,16 +644,18 @@ async def open_bus(
     aside), outermost first: see docs/middleware.md. With none, nothing of it runs.
     """
     middleware = check_middleware(middleware, "open_bus")
-    cls = Bus
+    options: dict[str, Any] = dict(
+        name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
+        supervision=supervision, dead_letter_topic=dead_letter_topic, seed=seed,
+        tracing=tracing,
+    )
     if any(getattr(mw, "publish", None) is not None for mw in middleware):
         from ._middleware_bus import MiddlewareBus  # it subclasses Bus: imported late
 
-        cls = MiddlewareBus
-    bus = cls(
-        name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
-        supervision=supervision, dead_letter_topic=dead_letter_topic, seed=seed,
-        tracing=tracing, middleware=middleware,
-    )
+        bus: Bus = MiddlewareBus(middleware=middleware, **options)
+    else:
+        bus = Bus(**options)
+        bus.middleware = middleware  # handle hooks only: the plain bus
     try:
         async with trio.open_nursery() as nursery:
             bus._nursery = nursery

@@ -40,8 +40,9 @@ __all__ = ["MiddlewareBus"]
 class MiddlewareBus(Bus):
     """A :class:`Bus` whose publishes run through publish middleware (module docstring)."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, middleware: tuple[Any, ...], **options: Any) -> None:
         super().__init__(**options)
+        self.middleware = middleware
         self._chain = PublishChain(self.middleware, self._send)
 
     async def publish(
