@@ -9,15 +9,16 @@ A middleware is any object with one or more of these async methods (subclassing
 
 ``call_next(env)`` runs the rest of the chain with *env* (the same envelope, or a
 ``msgspec.structs.replace`` of it with another payload or more headers) and returns what
-the rest returned. Not calling it drops nothing silently: raise instead, and the error
-takes the normal failure path (the publisher gets it; a handler's retries and dead
-letter apply).
+the rest returned. To refuse a message, raise: the error takes the normal failure path
+(the publisher gets it; a handler's retries and dead letter apply). A publish hook that
+neither calls ``call_next`` nor raises makes ``publish`` raise, rather than lose the
+message; a handle hook that does not call it has handled the message itself (a filter).
 
 Order: ``open_bus(middleware=[a, b])`` then ``subscribe(..., middleware=[c])`` runs
 ``a`` outermost, then ``b``, then ``c``, then the handler; a publish runs ``a`` then
 ``b`` then delivery. Each chain is composed here once, when the bus opens (publish) or
-when a subscription is made (handle); with no middleware nothing here runs at all and
-the bus's code paths are the ones it has without this module (the publish side is the
+when a subscription is made (handle); with no middleware nothing here runs per message
+and the bus's code paths are the ones it has without this module (the publish side is the
 subclass in ``bus/_middleware_bus.py``, made only when some middleware has ``publish``).
 
 What this module does not do: it never decides delivery, retries or dead letters; the
