@@ -322,3 +322,10 @@ async def test_dedup_runs_before_the_handle_hooks() -> None:
             await bus.publish("n", 1, headers={"idempotency-key": "k"})
         await bus.drain()
     assert got == [1] and stamp.handled == ["n"]
+
+
+@pytest.mark.bus(middleware=[Stamp()])
+async def test_the_bus_marker_takes_middleware(event_bus: Bus) -> None:
+    event_bus.topic("n", int)
+    sent = await event_bus.publish("n", 1)
+    assert sent.headers["x-stamp"] == "1"
