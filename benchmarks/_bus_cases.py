@@ -48,8 +48,25 @@ def bus_1to1_traced(n: int) -> Sample:
 _TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
+class _NoOp:
+    """A middleware that only passes each message on: what one hook costs."""
+
+    async def publish(self, env: Any, call_next: Any) -> Any:
+        return await call_next(env)
+
+    async def handle(self, env: Any, call_next: Any) -> None:
+        await call_next(env)
+
+
+def bus_1to1_middleware(n: int) -> Sample:
+    """1->1 on a bus with one no-op middleware (publish and handle hooks, bus-wide): the
+    cost per message of having middleware at all. Needs a version with middleware."""
+    return _one_to_one(n, async_handler=False, middleware=[_NoOp()])
+
+
 def _one_to_one(
-    n: int, *, async_handler: bool, headers: dict[str, str] | None = None
+    n: int, *, async_handler: bool, headers: dict[str, str] | None = None,
+    middleware: list[Any] | None = None,
 ) -> Sample:
     from bus import open_bus
 
@@ -66,7 +83,8 @@ def _one_to_one(
         async def async_handler_(env: Envelope[Tick]) -> None:
             handler(env)
 
-        async with open_bus() as bus:
+        options: dict[str, Any] = {} if middleware is None else {"middleware": middleware}
+        async with open_bus(**options) as bus:
             bus.topic(TOPIC, Tick)
             bus.subscribe(
                 TOPIC, async_handler_ if async_handler else handler, name="h",

@@ -42,6 +42,7 @@ BUS_CASES: dict[str, tuple[Callable[[int], Sample], float]] = {
     "bus_1to1": (buscases.bus_1to1, 1.0),
     "bus_1to1_async": (buscases.bus_1to1_async, 1.0),
     "bus_1to1_batch": (buscases.bus_1to1_batch, 1.0),
+    "bus_1to1_middleware": (buscases.bus_1to1_middleware, 0.5),  # versions with middleware
     "bus_1to1_nowait": (buscases.bus_1to1_nowait, 1.0),
     "bus_1to1_traced": (buscases.bus_1to1_traced, 1.0),
     "bus_fanout_1to4": (buscases.bus_fanout_1to4, 0.5),

@@ -77,6 +77,13 @@ def throughput_cases(with_faststream: bool) -> list[Case]:
             buscases.bus_1to1_batch,
         ),
         Case(
+            "bus_1to1_middleware",
+            "bus publish → sync handler, one no-op middleware (publish + handle)",
+            "msg/s",
+            buscases.bus_1to1_middleware,
+            scale=0.5,
+        ),
+        Case(
             "bus_fanout_1to4",
             "bus 1 topic → 4 subscribers",
             "deliveries/s",

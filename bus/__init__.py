@@ -30,6 +30,7 @@ from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import SupervisorGaveUp as SupervisorGaveUp
 from ._errors import TopicError as TopicError
 from ._errors import UnknownTopicError as UnknownTopicError
+from ._middleware import Middleware as Middleware
 from ._policy import DedupWindow as DedupWindow
 from ._policy import Overflow as Overflow
 from ._policy import Retention as Retention
@@ -58,6 +59,7 @@ __all__ = [
     "Group",
     "LogReader",
     "MailboxFullError",
+    "Middleware",
     "MissingDependencyError",
     "NotDeliveredError",
     "Overflow",

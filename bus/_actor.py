@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -71,6 +71,7 @@ class Subscription(Worker):
         dedup: DedupWindow | None,
         batch: int | None,
         skip_origin: str | None,
+        middleware: Sequence[Any] = (),
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
@@ -81,7 +82,7 @@ class Subscription(Worker):
             log_context["bridge"] = skip_origin
         super().__init__(
             state, name=name, handler=handler, retry=retry, dedup=dedup, batch=batch,
-            log_context=log_context,
+            log_context=log_context, middleware=middleware,
         )
         self.pattern = pattern
         self.group = group

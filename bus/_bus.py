@@ -40,6 +40,7 @@ from ._drain import drain
 from ._envelope import Envelope, IdGenerator, check_headers, describe
 from ._errors import BusClosedError, ConfigurationError, PayloadTypeError
 from ._log import get_logger
+from ._middleware import check_middleware
 from ._policy import DedupWindow, Overflow, Retention, RetryPolicy, Supervision
 from ._replay import LogReader, wake_readers
 from ._request import RequestReply
@@ -109,6 +110,8 @@ class Bus(RequestReply):
         tracing: Any = False,
     ) -> None:
         self.name = name
+        self.middleware: tuple[Any, ...] = ()
+        """The bus-wide middleware (``open_bus(middleware=...)``), outermost first."""
         self.tracing = make_tracing(tracing)
         """OpenTelemetry spans (``tracing=True`` or a ``TracerProvider``), else None."""
         self.seed = seed
@@ -305,6 +308,9 @@ class Bus(RequestReply):
                 await lane.put(env)
         return env
 
+    # replies to another bus's requests: never through publish hooks (bus/_request.py)
+    _publish_plain = publish
+
     async def publish_batch(
         self, topic: str, payloads: Iterable[Any], *, key: str | None = None,
         headers: dict[str, str] | None = None,
@@ -394,6 +400,10 @@ class Bus(RequestReply):
         self._router.deliver_nowait(spec, env)  # raises before anyone got it
         return env
 
+    # request()'s first try (bus/_request.py); a bus with publish hooks makes it raise
+    # trio.WouldBlock, so that requests take the awaited way, through them
+    _publish_request_nowait = publish_nowait
+
     def new_id(self) -> str:
         """A new message id of this bus: unique, and in creation order with the ids of
         the messages it publishes (for an envelope made outside ``publish``)."""
@@ -424,7 +434,7 @@ class Bus(RequestReply):
         capacity: int | None = None, overflow: Overflow | str | None = None,
         retry: RetryPolicy | None = None, supervision: Supervision | None = None,
         group: str | None = None, dedup: DedupWindow | None = None, replay: bool = False,
-        batch: int | None = None,
+        batch: int | None = None, middleware: Sequence[Any] = (),
     ) -> Subscription:
         """Start an actor that receives every message whose topic matches *pattern*.
 
@@ -433,7 +443,8 @@ class Bus(RequestReply):
         ``overflow`` policy when full (``block``, ``drop_oldest``, ``drop_newest``,
         ``error``); ``retry`` policy before dead-lettering; ``supervision`` of crashes;
         ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
-        messages first; ``batch`` to receive lists of up to N envelopes.
+        messages first; ``batch`` to receive lists of up to N envelopes; ``middleware``
+        around the handler, inside the bus-wide ones (docs/middleware.md).
 
         *name* identifies the subscriber in ``stats().actors`` and dead-letter headers: an
         explicit name already in use raises :class:`ConfigurationError`; without one, the
@@ -448,6 +459,7 @@ class Bus(RequestReply):
             concurrency=concurrency, capacity=capacity, overflow=overflow, retry=retry,
             supervision=supervision, group=group, dedup=dedup, replay=replay, batch=batch,
             skip_origin=None,
+            middleware=self.middleware + check_middleware(middleware, "subscribe"),
         )
 
     # -- bridges ----------------------------------------------------------------------
@@ -610,6 +622,7 @@ async def open_bus(
     drain_timeout: float | None = 10.0,
     seed: int | None = None,
     tracing: Any = False,
+    middleware: Sequence[Any] = (),
 ) -> AsyncIterator[Bus]:
     """Open a bus whose actors live in a nursery owned by this ``async with`` block.
 
@@ -626,12 +639,23 @@ async def open_bus(
     handler's publishes inherit the handled message's. *tracing* adds OpenTelemetry spans
     for publish, handle, export and ingest: ``True`` with the global tracer provider, or
     a ``TracerProvider``; it needs the ``otel`` extra (see docs/design.md, "Tracing").
+
+    *middleware* wraps every publish and every subscription's handler (bridges' exports
+    aside), outermost first: see docs/middleware.md. With none, nothing of it runs.
     """
-    bus = Bus(
+    middleware = check_middleware(middleware, "open_bus")
+    options: dict[str, Any] = dict(
         name=name, strict=strict, capacity=capacity, overflow=overflow, retry=retry,
         supervision=supervision, dead_letter_topic=dead_letter_topic, seed=seed,
         tracing=tracing,
     )
+    if any(getattr(mw, "publish", None) is not None for mw in middleware):
+        from ._middleware_bus import MiddlewareBus  # it subclasses Bus: imported late
+
+        bus: Bus = MiddlewareBus(middleware=middleware, **options)
+    else:
+        bus = Bus(**options)
+        bus.middleware = middleware  # handle hooks only: the plain bus
     try:
         async with trio.open_nursery() as nursery:
             bus._nursery = nursery

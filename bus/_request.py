@@ -77,6 +77,12 @@ class RequestReply:
             headers: dict[str, str] | None = None,
         ) -> Envelope[Any]: ...
 
+        # publish_nowait and publish, except on a bus with publish middleware, where
+        # the first raises trio.WouldBlock (so a request takes the awaited way, through
+        # the hooks) and the second is Bus.publish still (replies skip the hooks)
+        _publish_request_nowait = publish_nowait
+        _publish_plain = publish
+
     def _init_requests(self) -> None:
         self._pending: dict[str, _Pending] = {}
         self._clock = _RequestClock()
@@ -126,7 +132,7 @@ class RequestReply:
             # round trip): the bus's request clock wakes this task at its deadline.
             self._clock.add(pending, timeout, len(self._pending))
             try:
-                self.publish_nowait(topic, payload, key=key, headers=hdrs)
+                self._publish_request_nowait(topic, payload, key=key, headers=hdrs)
             except trio.WouldBlock:  # a full mailbox: wait for room, within the timeout
                 with trio.move_on_at(deadline):
                     await self.publish(topic, payload, key=key, headers=hdrs)
@@ -174,7 +180,7 @@ class RequestReply:
         # the requester is another process's bus: the reply travels through a bridge
         if reply_to not in self._topics.specs:
             self._topics.declare(reply_to, object, None)
-        await self.publish(reply_to, payload, key=request.key, headers=hdrs)
+        await self._publish_plain(reply_to, payload, key=request.key, headers=hdrs)
 
     def _reply_envelope(
         self, reply_to: str, payload: Any, key: str | None, headers: dict[str, str]
@@ -198,7 +204,7 @@ class RequestReply:
         elif not self._state.closed:
             if reply_to not in self._topics.specs:
                 self._topics.declare(reply_to, object, None)
-            await self.publish(reply_to, None, key=dead.key, headers=hdrs)
+            await self._publish_plain(reply_to, None, key=dead.key, headers=hdrs)
 
 
 class _Pending:

@@ -71,6 +71,7 @@ class Subscribers:
         replay: bool,
         batch: int | None,
         skip_origin: str | None,
+        middleware: Sequence[Any] = (),
     ) -> Subscription:
         """Make a subscription (``Bus.subscribe``), route it, start it with *start_soon*."""
         for pattern in patterns:
@@ -90,6 +91,7 @@ class Subscribers:
             dedup=dedup,
             batch=batch,
             skip_origin=skip_origin,
+            middleware=middleware,
         )
         self.add(sub, patterns, replay=replay)
         start_soon(sub.run, name=f"actor:{sub.name}")
@@ -114,7 +116,8 @@ class Subscribers:
     ) -> Subscription:
         """A bridge's export: one batched subscriber for all its patterns (a message that
         matches two of them is exported once) that skips what the bridge imported;
-        *concurrency* lanes keep that many batches in flight, each key on one lane."""
+        *concurrency* lanes keep that many batches in flight, each key on one lane. No
+        handle middleware: exporting is the bus's own delivery, not an application's."""
         return self.subscribe(
             patterns, handler, start_soon=start_soon, name=name, concurrency=concurrency,
             capacity=capacity, overflow=None, retry=retry, supervision=None, group=None,

@@ -34,6 +34,7 @@ from ._envelope import (
 from ._errors import ConfigurationError, Rejected
 from ._log import get_logger
 from ._mailbox import Lane
+from ._middleware import wrap_handler
 from ._policy import DedupWindow, RetryPolicy
 from ._state import BusState
 from ._trace import CURRENT, TRACEPARENT, Handling
@@ -94,6 +95,7 @@ class Worker:
         dedup: DedupWindow | None,
         batch: int | None,
         log_context: dict[str, Any],
+        middleware: Sequence[Any] = (),
     ) -> None:
         if batch is not None and batch < 1:
             raise ConfigurationError(f"batch must be >= 1 or None, got {batch!r}")
@@ -105,6 +107,12 @@ class Worker:
         self.log_context = log_context
         """Who this is in log lines (a bridge's export subscriber names its bridge too)."""
         self._fn, self._is_async, self._actor = _as_callable(handler)
+        if middleware:  # the handle chain, composed once: the handler becomes async
+            chain = wrap_handler(
+                middleware, self._fn, self._is_async, batch=batch is not None, subscriber=name
+            )
+            if chain is not None:
+                self._fn, self._is_async = chain, True
         # live counters, copied into ActorStats by stats()
         self.delivered = self.failed = self.retried = self.dead_lettered = 0
         self.duplicates = 0

@@ -11,6 +11,7 @@ CORE_NAMES = {
     "Actor", "ActorStats", "Attachment", "BackendError", "BackendUnavailableError",
     "Bus", "BusClosedError", "BusError", "BusStats", "Codec", "ConfigurationError",
     "DecodeError", "DedupWindow", "Envelope", "Group", "LogReader", "MailboxFullError",
+    "Middleware",
     "MissingDependencyError", "NotDeliveredError", "Overflow", "PayloadTypeError",
     "RequestFailedError", "RequestTimeoutError",
     "Retention", "RetryPolicy", "Subscription", "Supervision", "SupervisorGaveUp", "Topic",
