@@ -51,8 +51,11 @@ def test_from_an_installed_wheel_docs_prints_the_installed_page(tmp_path: Path) 
                    check=True, cwd=tmp_path)
     [wheel] = (tmp_path / "dist").glob("trio_bus-*.whl")
     prefix = tmp_path / "prefix"
-    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(prefix), str(wheel)],
-                   check=True, cwd=tmp_path)
+    # --ignore-installed: else pip uninstalls the trio-bus this test runs from
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
+        check=True, cwd=tmp_path,
+    )
     [site] = prefix.glob("lib/python*/site-packages")
     shutil.rmtree(src)  # nothing of the source tree is left to be found
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -70,3 +73,5 @@ def test_from_an_installed_wheel_docs_prints_the_installed_page(tmp_path: Path) 
     )
     assert Path(path.stdout.strip()) == (prefix / "share/doc/trio-bus").resolve()
     assert (prefix / "share/doc/trio-bus/examples/bridge.toml").is_file()
+    # and the trio-bus of this environment is still installed
+    subprocess.run([sys.executable, "-c", "import bus"], cwd=tmp_path, check=True)
