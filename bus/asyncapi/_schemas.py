@@ -1,0 +1,160 @@
+"""Payload schemas, messages and the CloudEvents message traits of an AsyncAPI document.
+
+Payload schemas come from msgspec's JSON Schema (:func:`msgspec.json.schema_components`),
+every named type once under ``components/schemas`` and referenced from the messages. A
+topic of raw bytes (``RawCodec``) has no schema: its message says
+``application/octet-stream``. A type msgspec cannot describe (an opaque class, a
+pydantic model) gets an empty schema named after the type in ``x-trio-bus-type``; the
+document stays valid, it only says less.
+
+The CloudEvents mapping is a message trait per way of carrying it (binary mode headers
+with ``ce_`` or ``ce-`` names, structured mode as the JSON event format): the context
+attributes every envelope has (``id``, ``source``, ``type``, ``time``, ``specversion``,
+``deliveryattempt``) as header schemas. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from .._codec import Codec, RawCodec, codec_for
+
+__all__ = ["CLOUDEVENTS_ATTRIBUTES", "PayloadSchemas", "cloudevents_trait", "envelope_trait"]
+
+SCHEMA_REF = "#/components/schemas/{name}"
+
+CLOUDEVENTS_ATTRIBUTES: Mapping[str, Mapping[str, Any]] = {
+    "specversion": {"type": "string", "const": "1.0",
+                    "description": "CloudEvents specification version."},
+    "id": {"type": "string", "description": "The envelope id: unique, sortable."},
+    "source": {"type": "string", "description": "The bus (or bridge) that produced it."},
+    "type": {"type": "string", "description": "The bus topic."},
+    "time": {"type": "string", "format": "date-time",
+             "description": "When it was published (RFC 3339, UTC)."},
+    "deliveryattempt": {"type": "integer", "minimum": 1,
+                        "description": "The delivery attempt (1 on first delivery)."},
+}
+"""The CloudEvents context attributes a bus envelope carries (SPEC §1, envelope)."""
+
+
+def _payload_type(codec: Codec[Any] | None, tp: Any) -> tuple[Any, bool]:
+    """(type to describe, raw?) for a topic's codec or declared type."""
+    if isinstance(codec, RawCodec):
+        return bytes, True
+    if codec is not None:
+        return codec.type, False
+    return tp, False
+
+
+class PayloadSchemas:
+    """Collects the payload types of a document; :meth:`schema` answers for one of them
+    and :meth:`components` gives ``components/schemas`` once all were added."""
+
+    def __init__(self) -> None:
+        self._types: list[Any] = []
+        self._raw: set[int] = set()
+
+    def add(self, codec: Codec[Any] | None = None, tp: Any = object) -> int:
+        """Register the payload of one topic; returns a handle for :meth:`message`."""
+        payload, raw = _payload_type(codec, tp)
+        self._types.append(payload)
+        if raw:
+            self._raw.add(len(self._types) - 1)
+        return len(self._types) - 1
+
+    def resolve(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """(one schema per handle, the named components), msgspec's where it can."""
+        schemas: list[dict[str, Any]] = []
+        components: dict[str, Any] = {}
+        describable: list[int] = []
+        for i, tp in enumerate(self._types):
+            if i in self._raw:
+                schemas.append({"type": "string", "format": "binary",
+                                "description": "raw bytes, passed on as they are"})
+            elif tp is object or tp is Any:
+                schemas.append({"description": "any JSON value"})
+            elif _msgspec_can(tp):
+                schemas.append({})
+                describable.append(i)
+            else:
+                name = getattr(tp, "__qualname__", None) or repr(tp)
+                schemas.append({"x-trio-bus-type": name,
+                                "description": f"{name}: a type msgspec cannot describe"})
+        if describable:
+            found, components = msgspec.json.schema_components(
+                [self._types[i] for i in describable], ref_template=SCHEMA_REF
+            )
+            for i, schema in zip(describable, found, strict=True):
+                schemas[i] = dict(schema)
+        return schemas, {k: dict(v) for k, v in sorted(components.items())}
+
+    def is_raw(self, handle: int) -> bool:
+        return handle in self._raw
+
+
+def _msgspec_can(tp: Any) -> bool:
+    try:
+        msgspec.json.schema(tp)
+    except (TypeError, ValueError):
+        return False
+    # codec_for says whether the bus itself encodes it with msgspec (not pydantic)
+    return type(codec_for(tp)) is Codec
+
+
+def _header_schema(names: Iterable[str], prefix: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {f"{prefix}{n}": dict(CLOUDEVENTS_ATTRIBUTES[n]) for n in names},
+        "required": [f"{prefix}{n}" for n in ("specversion", "id", "source", "type")],
+    }
+
+
+def envelope_trait() -> dict[str, Any]:
+    """The in-process envelope: the attributes as the bus's own header view."""
+    return {
+        "name": "trio-bus-envelope",
+        "summary": "A bus envelope: id, topic, key, headers, timestamp, payload, attempt.",
+        "description": (
+            "The attributes map 1:1 onto CloudEvents (id, source, type = topic, time, "
+            "datacontenttype); the bridges carry them as the brokers' CloudEvents "
+            "bindings say."
+        ),
+        "headers": _header_schema(CLOUDEVENTS_ATTRIBUTES, ""),
+    }
+
+
+def cloudevents_trait(prefix: str, *, key_header: str | None = None) -> dict[str, Any]:
+    """CloudEvents binary content mode: each attribute a header named ``prefix + name``
+    (``ce_`` on Kafka, ``ce-`` on AMQP and Pub/Sub); *key_header* names the header that
+    carries the key when the broker has no key of its own."""
+    headers = _header_schema(CLOUDEVENTS_ATTRIBUTES, prefix)
+    if key_header is not None:
+        headers["properties"][key_header] = {
+            "type": "string", "description": "The envelope key (CloudEvents partitionkey)."
+        }
+    return {
+        "name": f"cloudevents-binary-{prefix.rstrip('_-') or 'plain'}{prefix[-1:] or ''}",
+        "summary": "CloudEvents 1.0, binary content mode",
+        "headers": headers,
+    }
+
+
+def structured_payload(data: dict[str, Any]) -> dict[str, Any]:
+    """CloudEvents structured mode (the JSON event format): the attributes beside the
+    payload, which is ``data``; ``partitionkey`` holds the key, ``busheaders`` the
+    headers that are not valid attribute names (a JSON object in a string)."""
+    properties: dict[str, Any] = {n: dict(s) for n, s in CLOUDEVENTS_ATTRIBUTES.items()}
+    properties["datacontenttype"] = {"type": "string", "const": "application/json"}
+    properties["partitionkey"] = {"type": "string", "description": "The envelope key."}
+    properties["busheaders"] = {
+        "type": "string", "description": "Other headers, as a JSON object in a string."
+    }
+    properties["data"] = data
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["specversion", "id", "source", "type", "data"],
+    }
