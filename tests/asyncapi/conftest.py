@@ -70,7 +70,7 @@ class Parser:
         (a diagnostic's severity: 0 error, 1 warning, 2 information, 3 hint)."""
         out = subprocess.run(
             ["node", str(HERE / "validate.mjs"), *map(str, paths)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120,
             check=False,
         )
         if out.returncode not in (0, 1):
