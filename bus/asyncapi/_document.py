@@ -373,7 +373,6 @@ def document(
     patterns = [s.pattern for s in bus.subscriptions() if s.skip_origin is None]
     patterns += [p for s in specs for p in (*s.export, *s.import_)]
     patterns += list(b.payloads)
-    patterns += [p for ps in (sends or {}).values() for p in ps]
     b.local_channels([validate_pattern(p) for p in dict.fromkeys(patterns)
                       if not p.startswith("bus.reply.")])
     b.messages_of()
