@@ -91,7 +91,7 @@ def _rabbitmq(bridge: Any) -> BrokerSide:
 
     return BrokerSide(
         protocol="amqps" if parts.scheme == "amqps" else "amqp", host=host,
-        pathname=vhost, title="RabbitMQ",
+        pathname=vhost if vhost.startswith("/") else "/" + vhost, title="RabbitMQ",
         channel_bindings=lambda topic: {"amqp": {
             "is": "routingKey",
             "exchange": {"name": exchange, "type": "topic", "durable": True,
