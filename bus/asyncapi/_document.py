@@ -29,10 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from .._bridge import Bridge
 from .._codec import Codec
+from .._envelope import H_CORRELATION_ID
 from .._errors import ConfigurationError
 from .._routing import Pattern, is_pattern, validate_pattern
 from ._broker import BrokerSide, Describe, side_of
-from ._schemas import PayloadSchemas, cloudevents_trait, envelope_trait, structured_payload
+from ._schemas import (
+    PayloadSchemas,
+    cloudevents_trait,
+    dead_letter_trait,
+    envelope_trait,
+    structured_payload,
+)
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -42,6 +49,7 @@ __all__ = ["ASYNCAPI_VERSION", "BridgeSpec", "document"]
 ASYNCAPI_VERSION = "3.0.0"
 LOCAL_SERVER = "bus"
 _ENVELOPE_TRAIT = "trio-bus-envelope"
+_DEAD_LETTER_TRAIT = "trio-bus-dead-letter"
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,9 @@ class _Builder:
         self.channels: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.servers: dict[str, dict[str, Any]] = {}
-        self.traits: dict[str, dict[str, Any]] = {_ENVELOPE_TRAIT: envelope_trait()}
+        self.traits: dict[str, dict[str, Any]] = {
+            _ENVELOPE_TRAIT: envelope_trait(), _DEAD_LETTER_TRAIT: dead_letter_trait(),
+        }
         self.messages: dict[str, dict[str, Any]] = {}
         self._handles: dict[str, int] = {}  # channel key -> payload handle
         self._names: dict[str, str] = {}  # channel key -> topic or pattern
@@ -170,9 +180,12 @@ class _Builder:
                 "traits": [_ref("components", "messageTraits", _ENVELOPE_TRAIT)],
                 "correlationId": {
                     "description": "Request/reply: the request's id, in the reply.",
-                    "location": "$message.header#/x-bus-correlation-id",
+                    "location": f"$message.header#/{H_CORRELATION_ID}",
                 },
             }
+            if name == self.bus.dead_letter_topic:
+                message["traits"].append(_ref("components", "messageTraits",
+                                              _DEAD_LETTER_TRAIT))
             codec_name = None if raw else getattr(self._codec(name), "type_name", None)
             if codec_name:
                 message["x-trio-bus-type"] = codec_name

@@ -21,8 +21,28 @@ from typing import Any
 import msgspec
 
 from .._codec import Codec, RawCodec, codec_for
+from .._envelope import (
+    H_ATTEMPTS,
+    H_CORRELATION_ID,
+    H_DEAD_LETTER_ORIGIN,
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_FAILED_SUBSCRIBER,
+    H_IDEMPOTENCY_KEY,
+    H_ORIGIN,
+    H_ORIGINAL_TOPIC,
+    H_REPLY_TO,
+)
+from .._trace import TRACEPARENT, TRACESTATE
 
-__all__ = ["CLOUDEVENTS_ATTRIBUTES", "PayloadSchemas", "cloudevents_trait", "envelope_trait"]
+__all__ = [
+    "CLOUDEVENTS_ATTRIBUTES",
+    "PayloadSchemas",
+    "cloudevents_trait",
+    "dead_letter_trait",
+    "envelope_trait",
+    "structured_payload",
+]
 
 SCHEMA_REF = "#/components/schemas/{name}"
 
@@ -112,17 +132,65 @@ def _header_schema(names: Iterable[str], prefix: str) -> dict[str, Any]:
     }
 
 
+def _strings(described: Mapping[str, str]) -> dict[str, Any]:
+    return {name: {"type": "string", "description": text} for name, text in described.items()}
+
+
+ENVELOPE_HEADERS: Mapping[str, str] = {
+    TRACEPARENT: "W3C trace context, carried across bridges.",
+    TRACESTATE: "W3C trace state, beside traceparent.",
+    H_CORRELATION_ID: "Request/reply: the id of the request this message answers.",
+    H_REPLY_TO: "Request/reply: the topic the reply goes to.",
+    H_IDEMPOTENCY_KEY: "Deduplication key (else the message id is the key).",
+    H_ORIGIN: "The bridge a message came in through (its export skips it: no echo).",
+}
+"""Headers the bus itself reads or writes on ordinary messages."""
+
+DEAD_LETTER_HEADERS: Mapping[str, str] = {
+    H_ERROR: "Why it was dead-lettered (the handler's error, the broker's refusal...).",
+    H_ERROR_TYPE: "The exception type.",
+    H_ORIGINAL_TOPIC: "The topic the message was published on.",
+    H_FAILED_SUBSCRIBER: "The subscriber whose handler failed.",
+    H_ATTEMPTS: "How many attempts were made.",
+    H_DEAD_LETTER_ORIGIN: "The bridge the message had come in through, if any.",
+}
+"""Headers of a dead letter (``docs/design.md``, dead letters)."""
+
+
 def envelope_trait() -> dict[str, Any]:
-    """The in-process envelope: the attributes as the bus's own header view."""
+    """An in-process envelope: the bus's headers, and its attributes (CloudEvents')."""
     return {
         "name": "trio-bus-envelope",
         "summary": "A bus envelope: id, topic, key, headers, timestamp, payload, attempt.",
         "description": (
-            "The attributes map 1:1 onto CloudEvents (id, source, type = topic, time, "
-            "datacontenttype); the bridges carry them as the brokers' CloudEvents "
-            "bindings say."
+            "The envelope's attributes map 1:1 onto CloudEvents context attributes "
+            "(x-trio-bus-cloudevents); the bridges carry them as each broker's CloudEvents "
+            "binding says. Headers are strings; these are the ones the bus reads."
         ),
-        "headers": _header_schema(CLOUDEVENTS_ATTRIBUTES, ""),
+        "headers": {
+            "type": "object",
+            "properties": _strings(ENVELOPE_HEADERS),
+            "additionalProperties": {"type": "string"},
+        },
+        "x-trio-bus-cloudevents": {
+            "id": "id", "topic": "type", "source": "source", "timestamp": "time",
+            "attempt": "deliveryattempt", "key": "partitionkey",
+            "contentType": "datacontenttype",
+        },
+    }
+
+
+def dead_letter_trait() -> dict[str, Any]:
+    """What a dead letter adds: the reason and where it came from, in headers."""
+    return {
+        "name": "trio-bus-dead-letter",
+        "summary": "A dead letter: the original message with the reason in headers.",
+        "headers": {
+            "type": "object",
+            "properties": _strings({**ENVELOPE_HEADERS, **DEAD_LETTER_HEADERS}),
+            "required": [H_ERROR, H_ORIGINAL_TOPIC],
+            "additionalProperties": {"type": "string"},
+        },
     }
 
 
@@ -136,7 +204,6 @@ def cloudevents_trait(prefix: str, *, key_header: str | None = None) -> dict[str
             "type": "string", "description": "The envelope key (CloudEvents partitionkey)."
         }
     return {
-        "name": f"cloudevents-binary-{prefix.rstrip('_-') or 'plain'}{prefix[-1:] or ''}",
         "summary": "CloudEvents 1.0, binary content mode",
         "headers": headers,
     }

@@ -61,11 +61,13 @@ async def test_a_typed_topic_is_a_channel_whose_payload_is_msgspecs_schema() -> 
         "$ref": "#/components/schemas/Line"
     }
     assert schemas["Line"]["properties"]["quantity"] == {"type": "integer"}
-    # every envelope carries the CloudEvents attributes: the envelope trait says which
+    # the envelope trait: the bus's headers, and its attributes as CloudEvents names them
     trait = deref(doc, message["traits"][0])
-    assert {"id", "source", "type", "time", "specversion"} <= set(
+    assert {"traceparent", "correlation-id", "x-bus-origin"} <= set(
         trait["headers"]["properties"]
     )
+    assert trait["x-trio-bus-cloudevents"]["topic"] == "type"
+    assert message["correlationId"]["location"] == "$message.header#/correlation-id"
 
 
 async def test_a_pattern_no_topic_matches_is_a_channel_with_address_parameters() -> None:
@@ -101,6 +103,9 @@ async def test_subscriptions_receive_on_every_channel_their_pattern_reaches() ->
     dead = deref(doc, op["x-trio-bus-dead-letter"]["channel"])
     assert dead["address"] == "bus.dead_letter"
     assert dead["x-trio-bus-dead-letter-topic"] is True
+    dead_message = deref(doc, dead["messages"]["bus.dead_letter"])
+    dead_headers = deref(doc, dead_message["traits"][1])["headers"]
+    assert {"x-bus-error", "x-bus-original-topic"} <= set(dead_headers["required"])
     assert deref(doc, op["messages"][0])["payload"] == {"$ref": "#/components/schemas/Line"}
 
 
