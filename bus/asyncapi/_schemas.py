@@ -108,11 +108,29 @@ class PayloadSchemas:
                 [self._types[i] for i in describable], ref_template=SCHEMA_REF
             )
             for i, schema in zip(describable, found, strict=True):
-                schemas[i] = dict(schema)
-        return schemas, {k: dict(v) for k, v in sorted(components.items())}
+                schemas[i] = _asyncapi_schema(schema)
+        return schemas, {k: _asyncapi_schema(v) for k, v in sorted(components.items())}
 
     def is_raw(self, handle: int) -> bool:
         return handle in self._raw
+
+
+def _asyncapi_schema(node: Any) -> Any:
+    """msgspec's JSON Schema as an AsyncAPI Schema Object. The one difference met:
+    msgspec writes OpenAPI's ``discriminator`` object for a tagged union, AsyncAPI's is
+    the property name alone; the tag values stay in ``x-trio-bus-discriminator-mapping``
+    (each member's schema also pins its tag with ``enum``)."""
+    if isinstance(node, list):
+        return [_asyncapi_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _asyncapi_schema(value) for key, value in node.items()}
+    discriminator = out.get("discriminator")
+    if isinstance(discriminator, dict) and "propertyName" in discriminator:
+        out["discriminator"] = discriminator["propertyName"]
+        if "mapping" in discriminator:
+            out["x-trio-bus-discriminator-mapping"] = discriminator["mapping"]
+    return out
 
 
 def _msgspec_can(tp: Any) -> bool:

@@ -183,3 +183,22 @@ async def test_a_bridge_nobody_describes_gets_a_generic_server() -> None:
     assert doc["servers"]["elsewhere"]["protocol"] == "elsewhere"
     assert doc["servers"]["elsewhere"]["host"] == "unknown"
     assert "a.b" in doc["channels"] and "elsewhere:a.b" in doc["channels"]
+
+
+class Left(msgspec.Struct, tag=True):
+    x: int
+
+
+class Right(msgspec.Struct, tag=True):
+    y: str
+
+
+async def test_a_tagged_union_names_its_discriminator_property_as_asyncapi_wants() -> None:
+    async with open_bus() as bus:
+        bus.topic("either", Left | Right)
+        doc = document(bus)
+    payload = deref(doc, doc["channels"]["either"]["messages"]["either"])["payload"]
+    assert payload["discriminator"] == "type"  # msgspec writes OpenAPI's object here
+    assert payload["x-trio-bus-discriminator-mapping"] == {
+        "Left": "#/components/schemas/Left", "Right": "#/components/schemas/Right"
+    }
