@@ -105,6 +105,7 @@ class _Builder:
         self.messages: dict[str, dict[str, Any]] = {}
         self._handles: dict[str, int] = {}  # channel key -> payload handle
         self._names: dict[str, str] = {}  # channel key -> topic or pattern
+        self._keys: dict[str, str] = {}  # and back
         self.topics = sorted(bus.topics())
 
     # -- local channels ---------------------------------------------------------------
@@ -113,7 +114,7 @@ class _Builder:
         for topic in self.topics:
             self._channel(topic, self.bus.codec(topic), None)
         for pattern in patterns:
-            if pattern in self._names.values():
+            if pattern in self._keys:
                 continue
             given = pattern in self.payloads
             if given or not any(Pattern(pattern).matches(t) for t in self.topics):
@@ -124,6 +125,7 @@ class _Builder:
         while key in self._names and self._names[key] != name:
             key += "_"
         self._names[key] = name
+        self._keys[name] = key
         if isinstance(tp, Codec):  # payloads= may give a codec (RawCodec: bytes as they are)
             codec, tp = tp, None
         self._handles[key] = self.schemas.add(codec, tp if tp is not None else object)
@@ -160,10 +162,10 @@ class _Builder:
 
     def reached(self, pattern: str) -> list[str]:
         """Channel keys a subscription or bridge pattern reaches."""
-        keys = [k for k, name in self._names.items() if name == pattern]
+        keys = [self._keys[pattern]] if pattern in self._keys else []
         if is_pattern(pattern):
             match = Pattern(pattern).matches
-            keys += [_key(t) for t in self.topics if match(t) and _key(t) not in keys]
+            keys += [self._keys[t] for t in self.topics if match(t)]
         return keys
 
     def messages_of(self) -> None:

@@ -202,3 +202,14 @@ async def test_a_tagged_union_names_its_discriminator_property_as_asyncapi_wants
     assert payload["x-trio-bus-discriminator-mapping"] == {
         "Left": "#/components/schemas/Left", "Right": "#/components/schemas/Right"
     }
+
+
+async def test_a_pattern_whose_key_a_topic_already_has_gets_its_own_channel() -> None:
+    async with open_bus() as bus:
+        bus.topic("c._any_", Line)  # the key the pattern c.* would get
+        bus.subscribe("c.*", nothing, name="watcher")
+        doc = document(bus, payloads={"c.*": RawCodec()})
+    assert doc["channels"]["c._any_"]["title"] == "c._any_"
+    assert doc["channels"]["c._any__"]["title"] == "c.*"
+    reached = {deref(doc, op["channel"])["title"] for op in doc["operations"].values()}
+    assert reached == {"c._any_", "c.*"}
