@@ -5,8 +5,9 @@ AsyncAPI terms through a :class:`BrokerSide` — the server (protocol, host, its
 the broker's name for a bus topic, the channel, operation and message bindings, and how
 the CloudEvents attributes and the key travel. Where that comes from is a *describe*
 function given to :func:`bus.asyncapi.document` (``bridges.asyncapi_side`` knows the
-four bundled brokers), else a bridge's own ``asyncapi_side()`` method, else a generic
-server named after the bridge with no bindings.
+four bundled brokers), else a bridge's own ``asyncapi_side()`` method, else (for the
+in-process loopback broker) protocol ``trio-bus-loopback``, else a generic server named
+after the bridge with no bindings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._bridge import Bridge
+from .._loopback import LoopbackBridge
 
 __all__ = ["BrokerSide", "Describe", "side_of"]
 
@@ -80,6 +82,9 @@ def side_of(bridge: Bridge, describe: Describe | None) -> BrokerSide:
         side = own()
         if isinstance(side, BrokerSide):
             return side
+    if isinstance(bridge, LoopbackBridge):  # memory:// and the tests' in-process broker
+        return BrokerSide(protocol="trio-bus-loopback", host="in-process",
+                          title="an in-process loopback broker (bus.testing)")
     return BrokerSide(
         protocol=bridge.name, host="unknown",
         title=f"{type(bridge).__name__} (no AsyncAPI description of its broker)",

@@ -3,8 +3,8 @@
 ``package.json`` beside this file pins the version; :func:`install` runs ``npm install``
 into this folder (``node_modules/``, ignored by git), with npm's cache in the harness's
 cache folder (``$TRIO_BUS_CACHE/npm-cache``, as kinesis-local's install uses), so a fresh
-clone installs from the cache in seconds and only the first install on a machine
-downloads (~55 MB, 169 packages, ~9 s measured here). ``validate.mjs`` runs the parser on
+clone installs from the cache (~5 s measured here) and only the first install on a
+machine downloads (169 packages, 55 MB, ~9 s). ``validate.mjs`` runs the parser on
 document files and prints its diagnostics as JSON lines.
 
 Tests using the ``asyncapi_parser`` fixture carry the ``external`` marker: they run a

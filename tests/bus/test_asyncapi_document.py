@@ -176,13 +176,23 @@ async def test_a_broker_without_headers_carries_the_structured_cloudevent() -> N
     assert {"specversion", "id", "type", "data"} <= set(payload["required"])
 
 
+class Elsewhere(Bridge):
+    name = "elsewhere"
+
+    async def export(self, batch: Any, port: Any) -> None:
+        return None
+
+
 async def test_a_bridge_nobody_describes_gets_a_generic_server() -> None:
     async with open_bus() as bus:
-        spec = BridgeSpec(LoopbackBridge(LoopbackBroker(), "elsewhere"), export=("a.b",))
-        doc = document(bus, bridges=[spec], payloads={"a.b": object})
+        specs = [BridgeSpec(Elsewhere(), export=("a.b",)),
+                 BridgeSpec(LoopbackBridge(LoopbackBroker(), "mem"), export=("a.b",))]
+        doc = document(bus, bridges=specs, payloads={"a.b": object})
     assert doc["servers"]["elsewhere"]["protocol"] == "elsewhere"
     assert doc["servers"]["elsewhere"]["host"] == "unknown"
     assert "a.b" in doc["channels"] and "elsewhere:a.b" in doc["channels"]
+    assert doc["servers"]["mem"]["protocol"] == "trio-bus-loopback"
+    assert doc["servers"]["mem"]["host"] == "in-process"
 
 
 class Left(msgspec.Struct, tag=True):
