@@ -135,11 +135,17 @@ async def _service(path: str, title: str | None, version: str) -> dict[str, Any]
                 for r in config.routes}
     dead_letter = config.dead_letter.topic if config.dead_letter else "bus.dead_letter"
     async with open_bus(name=config.name, dead_letter_topic=dead_letter) as bus:
-        return document(
+        doc = document(
             bus, title=title or config.name, version=version,
             description=f"The bus bridge service of {config.path}.",
             payloads=payloads, bridges=specs, describe=_describe(),
         )
+    if config.dead_letter is not None:  # where the service keeps its dead letters
+        destination = {"bridge": config.dead_letter.broker, "topic": config.dead_letter.topic}
+        if config.dead_letter.place is not None:
+            destination["keptIn"] = config.dead_letter.place
+        doc["x-trio-bus-dead-letter-destination"] = destination
+    return doc
 
 
 async def _function(ref: str, title: str | None, version: str) -> dict[str, Any]:

@@ -67,6 +67,9 @@ def test_a_service_file_to_a_file(
                            "description": doc["info"]["description"]}
     assert set(doc["servers"]) == {"bus", "kafka", "rabbitmq"}
     assert doc["x-trio-bus-dead-letter-topic"] == "mirror.dead_letter"
+    assert doc["x-trio-bus-dead-letter-destination"] == {
+        "bridge": "rabbitmq", "topic": "mirror.dead_letter", "keptIn": "mirror.dead_letter"
+    }
     # the routes' payloads: payments.# raw bytes, orders.* JSON
     messages = doc["components"]["messages"]
     assert messages["payments._all_"]["contentType"] == "application/octet-stream"
