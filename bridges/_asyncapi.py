@@ -82,9 +82,13 @@ def _rabbitmq(bridge: Any) -> BrokerSide:
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     exchange = str(bridge.exchange)
 
+    # persistent (2) unless the bridge was made with delivery_mode=1: its Features say
+    delivery_mode = 2 if bridge.features.persistent else 1
+    mandatory = bool(getattr(getattr(bridge, "_client", None), "_mandatory", True))
+
     def operation(action: str) -> Mapping[str, Any]:
         if action == "send":
-            binding: dict[str, Any] = {"deliveryMode": 2, "mandatory": True}
+            binding: dict[str, Any] = {"deliveryMode": delivery_mode, "mandatory": mandatory}
         else:
             binding = {"ack": True}
         return {"amqp": {**binding, "bindingVersion": AMQP_BINDING}}

@@ -280,7 +280,7 @@ class _Builder:
                         "title": (f"bridge {name} exports {self._names[key]}" if action ==
                                   "send" else f"bridge {name} imports {self._names[key]}"),
                         "messages": [_ref("channels", bkey, "messages", bkey)],
-                        "x-trio-bus-ordering": side.ordering or _ordering(1),
+                        "x-trio-bus-ordering": _bridge_ordering(side),
                         "x-trio-bus-dead-letter": {
                             "channel": self.dead_letter_channel(),
                             "after": ("the broker refused the record for good" if action
@@ -350,6 +350,14 @@ def _ordering(lanes: int) -> dict[str, Any]:
             "Messages of one key are handled in publish order (same key, same worker); "
             f"{lanes} worker{'s' * (lanes != 1)}."
         ),
+    }
+
+
+def _bridge_ordering(side: BrokerSide) -> dict[str, Any]:
+    return {
+        "by": "key",
+        "scope": "per key",
+        "description": side.ordering or "The broker's own order; the key is not carried.",
     }
 
 

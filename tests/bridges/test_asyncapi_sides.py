@@ -64,7 +64,8 @@ async def test_rabbitmq_exchange_vhost_and_no_password() -> None:
     assert amqp["is"] == "routingKey"
     assert amqp["exchange"] == {"name": "shop-x", "type": "topic", "durable": True,
                                 "autoDelete": False, "vhost": "orders"}
-    assert op(doc, "bridge broker exports order.placed")["bindings"]["amqp"]["deliveryMode"] == 2
+    send = op(doc, "bridge broker exports order.placed")["bindings"]["amqp"]
+    assert (send["deliveryMode"], send["mandatory"]) == (2, True)
     assert op(doc, "bridge broker imports payment.#")["bindings"]["amqp"]["ack"] is True
     trait = doc["components"]["messageTraits"]["cloudevents-binary-dash-keyed"]
     assert "ce-partitionkey" in trait["headers"]["properties"]
@@ -100,3 +101,9 @@ async def test_kinesis_streams_in_structured_mode() -> None:
 
 def test_a_bridge_of_another_package_is_not_described_here() -> None:
     assert asyncapi_side(LoopbackBridge(LoopbackBroker())) is None
+
+
+async def test_rabbitmq_transient_and_not_mandatory_as_the_bridge_was_made() -> None:
+    doc = await doc_for("amqp://guest@127.0.0.1:5672/", delivery_mode=1, mandatory=False)
+    send = op(doc, "bridge broker exports order.placed")["bindings"]["amqp"]
+    assert (send["deliveryMode"], send["mandatory"]) == (1, False)

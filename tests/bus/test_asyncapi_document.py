@@ -155,7 +155,9 @@ async def test_an_attached_bridge_is_a_server_with_send_and_receive_operations()
     assert message["payload"] == {"$ref": "#/components/schemas/Order"}
     trait = deref(doc, message["traits"][0])
     assert "ce_id" in trait["headers"]["properties"]
-    assert export["x-trio-bus-ordering"] == "by record key"
+    assert export["x-trio-bus-ordering"] == {
+        "by": "key", "scope": "per key", "description": "by record key"
+    }
     # the bridge's own export subscription is not a local receive
     assert not [t for t in ops if "receives" in t]
 
