@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._bridge import Bridge
 from .._codec import Codec
-from .._envelope import H_CORRELATION_ID
+from .._envelope import H_CORRELATION_ID, H_REPLY_TO
 from .._errors import ConfigurationError
 from .._routing import Pattern, is_pattern, validate_pattern
 from ._broker import BrokerSide, Describe, side_of
@@ -106,6 +106,7 @@ class _Builder:
         self._handles: dict[str, int] = {}  # channel key -> payload handle
         self._names: dict[str, str] = {}  # channel key -> topic or pattern
         self._keys: dict[str, str] = {}  # and back
+        self.replies: dict[str, str] = {}  # request topic -> its reply channel's key
         self.topics = sorted(bus.topics())
 
     # -- local channels ---------------------------------------------------------------
@@ -120,7 +121,7 @@ class _Builder:
             if given or not any(Pattern(pattern).matches(t) for t in self.topics):
                 self._channel(pattern, None, self.payloads.get(pattern, object))
 
-    def _channel(self, name: str, codec: Any, tp: Any) -> None:
+    def _channel(self, name: str, codec: Any, tp: Any, *, reply_to: str | None = None) -> str:
         key = _key(name)
         while key in self._names and self._names[key] != name:
             key += "_"
@@ -136,6 +137,14 @@ class _Builder:
             "servers": [_ref("servers", LOCAL_SERVER)],
             "messages": {key: _ref("components", "messages", key)},
         }
+        if reply_to is not None:  # the requester's reply topic: known only at run time
+            channel["address"] = None
+            channel["title"] = f"replies to {reply_to}"
+            channel["description"] = (
+                f"Replies to {reply_to} requests, on the requester's private reply topic "
+                f"named by the request's {H_REPLY_TO!r} header."
+            )
+            parameters = {}
         if parameters:
             channel["parameters"] = parameters
             channel["x-trio-bus-pattern"] = name
@@ -145,10 +154,40 @@ class _Builder:
                 "or that could not be decoded or delivered, with the reason in headers."
             )
             channel["x-trio-bus-dead-letter-topic"] = True
-        retained = self._retention(name)
+        retained = None if reply_to is not None else self._retention(name)
         if retained is not None:
             channel["x-trio-bus-retention"] = retained
         self.channels[key] = channel
+        return key
+
+    def reply_channels(self, requests: Mapping[str, Mapping[str, Any]]) -> None:
+        """A channel per request topic for its replies, typed by the reply type."""
+        for sender, topics in requests.items():
+            for topic, reply_type in topics.items():
+                if topic not in self._keys or is_pattern(topic):
+                    raise ConfigurationError(
+                        f"requests: {sender!r} sends requests on {topic!r}, which is not a "
+                        "declared topic; declare it with bus.topic()"
+                    )
+                if topic not in self.replies:
+                    # ':' is in no topic name: no declared topic can have this key
+                    self.replies[topic] = self._channel(
+                        f"{topic}:reply", None, reply_type, reply_to=topic
+                    )
+
+    def reply(self, key: str) -> dict[str, Any] | None:
+        """The ``reply`` of an operation on channel *key*, if it carries requests."""
+        reply_key = self.replies.get(self._names[key])
+        if reply_key is None:
+            return None
+        return {
+            "address": {
+                "location": f"$message.header#/{H_REPLY_TO}",
+                "description": "The requester's reply topic.",
+            },
+            "channel": _ref("channels", reply_key),
+            "messages": [_ref("channels", reply_key, "messages", reply_key)],
+        }
 
     def _retention(self, topic: str) -> dict[str, Any] | None:
         declared = self.bus.declared(topic) if not is_pattern(topic) else None
@@ -228,6 +267,9 @@ class _Builder:
                         "after": "the last attempt failed (handler error, poison message)",
                     },
                 }
+                reply = self.reply(key)
+                if reply is not None:
+                    op["reply"] = reply
                 self._add_op(f"{sub.name}.receive.{key}", op)
 
     def sends(self, sends: Mapping[str, Sequence[str]]) -> None:
@@ -246,6 +288,18 @@ class _Builder:
                         "title": f"{sender} publishes {self._names[key]}",
                         "messages": [_ref("channels", key, "messages", key)],
                     })
+
+    def requests(self, requests: Mapping[str, Mapping[str, Any]]) -> None:
+        for sender, topics in requests.items():
+            for topic in topics:
+                key = self._keys[topic]
+                self._add_op(f"{sender}.request.{key}", {
+                    "action": "send",
+                    "channel": _ref("channels", key),
+                    "title": f"{sender} requests {topic}",
+                    "messages": [_ref("channels", key, "messages", key)],
+                    "reply": self.reply(key),
+                })
 
     def _add_op(self, op_id: str, op: dict[str, Any]) -> None:
         op_id = _key(op_id)
@@ -377,16 +431,19 @@ def document(
     bus: Bus, *, title: str | None = None, version: str = "1.0.0",
     description: str | None = None, sends: Mapping[str, Sequence[str]] | None = None,
     payloads: Mapping[str, Any] | None = None, bridges: Sequence[BridgeSpec] | None = None,
-    describe: Describe | None = None,
+    describe: Describe | None = None, requests: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document of *bus* as a JSON-ready dict.
 
     *sends* names publishers: ``{"orders": ["order.confirmed"]}`` (a bus does not know
-    who publishes). *payloads* gives the payload type (or codec) of a wildcard pattern,
-    ``{"orders.*": object}``. *bridges* defaults to the bus's attachments; *describe*
-    says what each bridge's broker looks like (``bridges.asyncapi_side`` for the bundled
-    brokers; see :class:`BrokerSide`). Raises :class:`~bus.ConfigurationError` for a
-    *sends* entry that reaches no channel.
+    who publishes); *requests* those that ask with ``bus.request``, each request topic
+    with its reply type: ``{"orders": {"inventory.quote": Quote}}`` (AsyncAPI's
+    ``reply`` on the asking and the answering operations). *payloads* gives the payload
+    type (or codec) of a wildcard pattern, ``{"orders.*": object}``. *bridges* defaults
+    to the bus's attachments; *describe* says what each bridge's broker looks like
+    (``bridges.asyncapi_side`` for the bundled brokers; see :class:`BrokerSide`). Raises
+    :class:`~bus.ConfigurationError` for a *sends* entry that reaches no channel, or a
+    *requests* topic that is not declared.
     """
     specs = list(bridges) if bridges is not None else [
         BridgeSpec(a.bridge, tuple(a.export_patterns), tuple(a.port.import_patterns))
@@ -398,6 +455,7 @@ def document(
     patterns += list(b.payloads)
     b.local_channels([validate_pattern(p) for p in dict.fromkeys(patterns)
                       if not p.startswith("bus.reply.")])
+    b.reply_channels(requests or {})
     b.messages_of()
     b.servers[LOCAL_SERVER] = {
         "host": "in-process", "protocol": "trio-bus",
@@ -406,6 +464,7 @@ def document(
     }
     b.subscriptions()
     b.sends(sends or {})
+    b.requests(requests or {})
     for spec in specs:
         b.bridge(spec, side_of(spec.bridge, describe))
     info: dict[str, Any] = {"title": title or bus.name, "version": version}

@@ -104,7 +104,7 @@ def _describe() -> Any:
 
 async def _demo(url: str | None, title: str | None, version: str) -> dict[str, Any]:
     from .demo.report import DEAD_LETTER_TOPIC, Trace
-    from .demo.shop import RETRY, SHOP_SENDS, SHOP_TOPICS, open_shop
+    from .demo.shop import RETRY, SHOP_REQUESTS, SHOP_SENDS, SHOP_TOPICS, open_shop
 
     specs: list[BridgeSpec] = []
     if url is not None:
@@ -116,7 +116,7 @@ async def _demo(url: str | None, title: str | None, version: str) -> dict[str, A
         doc = document(
             bus, title=title or "trio-bus demo shop", version=version,
             description="Orders, inventory and payments as actors on one bus (bus demo).",
-            sends=SHOP_SENDS, bridges=specs, describe=_describe(),
+            sends=SHOP_SENDS, requests=SHOP_REQUESTS, bridges=specs, describe=_describe(),
         )
         for sub in bus.subscriptions():
             sub.close()

@@ -225,3 +225,31 @@ async def test_a_pattern_whose_key_a_topic_already_has_gets_its_own_channel() ->
     assert doc["channels"]["c._any__"]["title"] == "c.*"
     reached = {deref(doc, op["channel"])["title"] for op in doc["operations"].values()}
     assert reached == {"c._any_", "c.*"}
+
+
+class Ask(msgspec.Struct):
+    sku: str
+
+
+class Answer(msgspec.Struct):
+    price: int
+
+
+async def test_requests_carry_asyncapis_reply_on_both_sides() -> None:
+    async with open_bus() as bus:
+        bus.topic("price.ask", Ask)
+        bus.subscribe("price.ask", nothing, name="pricer")
+        doc = document(bus, requests={"shop": {"price.ask": Answer}})
+        with pytest.raises(ConfigurationError, match=r"'price\.tell'.*not a declared topic"):
+            document(bus, requests={"shop": {"price.tell": Answer}})
+    ops = by_title(doc)
+    asking, answering = ops["shop requests price.ask"], ops["pricer receives price.ask"]
+    assert asking["action"] == "send"
+    assert asking["reply"] == answering["reply"]
+    reply = asking["reply"]
+    assert reply["address"]["location"] == "$message.header#/reply-to"
+    channel = deref(doc, reply["channel"])
+    assert channel["address"] is None  # the requester's private reply topic
+    assert deref(doc, reply["messages"][0])["payload"] == {
+        "$ref": "#/components/schemas/Answer"
+    }

@@ -50,6 +50,12 @@ def test_the_demo_shop_on_stdout() -> None:
     assert "payments-1 receives stock.reserved" in titles
     assert "storefront publishes order.placed" in titles
     assert "payments publishes payment.declined" in titles
+    # orders asks inventory for a price (SHOP_REQUESTS): AsyncAPI's reply, typed Quote
+    (ask,) = [op for op in doc["operations"].values()
+              if op["title"] == "orders requests inventory.quote"]
+    reply_key = ask["reply"]["channel"]["$ref"].rsplit("/", 1)[1]
+    reply = doc["components"]["messages"][reply_key]
+    assert reply["payload"] == {"$ref": "#/components/schemas/Quote"}
     assert set(doc["servers"]) == {"bus"}
 
 

@@ -46,7 +46,9 @@ from .messages import (
 )
 from .report import DEAD_LETTER_TOPIC, ActorLine, BridgeLine, DeadLetter, Emit, Summary, Trace
 
-__all__ = ["SHOP_SENDS", "SHOP_TOPICS", "open_shop", "plan_orders", "simulate"]
+__all__ = [
+    "SHOP_REQUESTS", "SHOP_SENDS", "SHOP_TOPICS", "open_shop", "plan_orders", "simulate",
+]
 
 # The headers the bus puts on a dead letter (docs/design.md, "dead letters").
 H_ERROR = "x-bus-error"
@@ -61,13 +63,15 @@ SHOP_TOPICS = (
 
 SHOP_SENDS: dict[str, tuple[str, ...]] = {
     "storefront": ("order.placed",),
-    "orders": ("inventory.quote", "inventory.reserve", "inventory.release",
-               "order.confirmed", "order.cancelled"),
+    "orders": ("inventory.reserve", "inventory.release", "order.confirmed",
+               "order.cancelled"),
     "inventory": ("stock.reserved", "stock.released"),
     "payments": ("payment.captured", "payment.declined"),
 }
 """Who publishes what (a bus cannot know): the ``send`` operations of ``bus asyncapi
-demo``. ``inventory.quote`` is a request; the reply goes to the asker's reply topic."""
+demo``."""
+SHOP_REQUESTS: dict[str, dict[str, type]] = {"orders": {"inventory.quote": Quote}}
+"""Who asks what with ``bus.request``, and the reply's type (``bus asyncapi demo``)."""
 """Every topic the shop declares; ``--bridge`` mirrors these and the dead-letter topic."""
 
 CUSTOMERS = ("ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "dennis")
