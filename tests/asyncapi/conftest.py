@@ -50,13 +50,16 @@ def install(cache: Path) -> None:
                 f"{tool} is not on PATH: the AsyncAPI check needs Node.js and npm "
                 "(apt-get install nodejs npm)"
             )
-    out = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock",
-         "--prefer-offline", "--loglevel=error"],
-        cwd=HERE, env=dict(os.environ, npm_config_cache=str(cache / "npm-cache")),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-        check=False,
-    )
+    try:  # bounded below pytest-timeout's 300 s, so the failure says what was slow
+        out = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock",
+             "--prefer-offline", "--loglevel=error"],
+            cwd=HERE, env=dict(os.environ, npm_config_cache=str(cache / "npm-cache")),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"npm install {PACKAGE} took over 240 s in {HERE}") from None
     if out.returncode != 0 or installed_version() != pinned_version():
         raise RuntimeError(f"npm install {PACKAGE} failed in {HERE}:\n{out.stdout[-3000:]}")
 
