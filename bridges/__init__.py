@@ -7,11 +7,13 @@ package imports its client library when a bridge is made. What this package itse
 offers (re-exports only): :func:`from_url` (``kafka://host:port`` and the others: the
 registry's URL schemes, plus ``memory://``; see ``bridges._urls``), the topics a
 ``bus topics create`` keeps (:func:`create_kept_topic`, :func:`delete_kept_topic`), and
-the runtime that runs an asyncio client inside trio (:func:`open_runtime`). What every
+the runtime that runs an asyncio client inside trio (:func:`open_runtime`), and how
+each broker looks in an AsyncAPI document (:func:`asyncapi_side`, ``bus.asyncapi``). What every
 broker package shares is in ``bridges._common``; ``docs/bridges.md`` says what a new
 broker must provide.
 """
 
+from ._asyncapi import asyncapi_side as asyncapi_side
 from ._runtime import KINDS as KINDS
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeKind as RuntimeKind
@@ -25,6 +27,7 @@ __all__ = [
     "KINDS",
     "Runtime",
     "RuntimeKind",
+    "asyncapi_side",
     "create_kept_topic",
     "delete_kept_topic",
     "from_url",

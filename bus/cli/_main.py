@@ -93,6 +93,9 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     from . import _docs
 
     _docs.add_parser(commands, common)
+    from . import _asyncapi  # `bus asyncapi APP` (docs/asyncapi.md)
+
+    _asyncapi.add_parser(commands, common)
     return parser
 
 
@@ -160,6 +163,10 @@ def _run(args: argparse.Namespace, demo: ModuleType | None) -> int:
             from . import _brokers
 
             return _brokers.run(args, _error)
+        if args.command == "asyncapi":
+            from . import _asyncapi
+
+            return _asyncapi.run(args, _error)
     except KeyboardInterrupt:
         if args.command != "tail":  # Ctrl-C is how a tail without --count ends
             _error("interrupted")

@@ -46,7 +46,9 @@ from .messages import (
 )
 from .report import DEAD_LETTER_TOPIC, ActorLine, BridgeLine, DeadLetter, Emit, Summary, Trace
 
-__all__ = ["SHOP_TOPICS", "plan_orders", "simulate"]
+__all__ = [
+    "SHOP_REQUESTS", "SHOP_SENDS", "SHOP_TOPICS", "open_shop", "plan_orders", "simulate",
+]
 
 # The headers the bus puts on a dead letter (docs/design.md, "dead letters").
 H_ERROR = "x-bus-error"
@@ -58,6 +60,18 @@ SHOP_TOPICS = (
     "stock.reserved", "stock.released", "payment.captured", "payment.declined",
     "order.confirmed", "order.cancelled",
 )
+
+SHOP_SENDS: dict[str, tuple[str, ...]] = {
+    "storefront": ("order.placed",),
+    "orders": ("inventory.reserve", "inventory.release", "order.confirmed",
+               "order.cancelled"),
+    "inventory": ("stock.reserved", "stock.released"),
+    "payments": ("payment.captured", "payment.declined"),
+}
+"""Who publishes what (a bus cannot know): the ``send`` operations of ``bus asyncapi
+demo``."""
+SHOP_REQUESTS: dict[str, dict[str, type]] = {"orders": {"inventory.quote": Quote}}
+"""Who asks what with ``bus.request``, and the reply's type (``bus asyncapi demo``)."""
 """Every topic the shop declares; ``--bridge`` mirrors these and the dead-letter topic."""
 
 CUSTOMERS = ("ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "dennis")
@@ -269,6 +283,28 @@ def _bridge_line(bridge: Bridge, url: str, stats: Any, published: dict[str, int]
     )
 
 
+def open_shop(
+    bus: Bus, trace: Trace, seed: int, failure_rate: float, stock: dict[str, int]
+) -> tuple[Shop, Inventory, Orders]:
+    """Declare the shop's topics on *bus* and subscribe its actors (what ``bus asyncapi
+    demo`` describes without running the shop)."""
+    shop = Shop(bus, trace)
+    inventory = Inventory(shop, dict(stock))
+    order_desk = Orders(shop)
+    # Per-key ordering: with key = order id, each order's messages stay in order
+    # while up to four orders are worked on at once.
+    bus.subscribe("inventory.*", inventory, name="inventory", concurrency=4)
+    bus.subscribe("order.placed", order_desk, name="orders", concurrency=4)
+    bus.subscribe("payment.*", order_desk, name="orders.payments", concurrency=2)
+    bus.subscribe("stock.released", order_desk, name="orders.stock")
+    bus.subscribe(bus.dead_letter_topic, order_desk, name="orders.dead-letters")
+    for gateway in ("payments-1", "payments-2"):  # competing consumers
+        payments = Payments(shop, seed, failure_rate)
+        bus.subscribe("stock.reserved", payments, name=gateway, group="payments",
+                      concurrency=2)
+    return shop, inventory, order_desk
+
+
 async def simulate(
     orders: int, failure_rate: float, seed: int, emit: Emit,
     bridge: Bridge | None = None, bridge_url: str = "",
@@ -280,23 +316,11 @@ async def simulate(
     trace = Trace(emit)
     with trace.bus_logs():
         async with open_bus(name="shop", retry=RETRY, dead_letter_topic=DEAD_LETTER_TOPIC) as bus:
-            shop = Shop(bus, trace)
-            inventory = Inventory(shop, dict(stock_before))
-            order_desk = Orders(shop)
-            # Per-key ordering: with key = order id, each order's messages stay in order
-            # while up to four orders are worked on at once.
-            bus.subscribe("inventory.*", inventory, name="inventory", concurrency=4)
-            bus.subscribe("order.placed", order_desk, name="orders", concurrency=4)
-            bus.subscribe("payment.*", order_desk, name="orders.payments", concurrency=2)
-            bus.subscribe("stock.released", order_desk, name="orders.stock")
-            bus.subscribe(bus.dead_letter_topic, order_desk, name="orders.dead-letters")
+            shop, inventory, order_desk = open_shop(bus, trace, seed, failure_rate,
+                                                    stock_before)
             if bridge is not None:
                 await _mirror(bus, bridge)
                 trace.started = trio.current_time()
-            for gateway in ("payments-1", "payments-2"):  # competing consumers
-                payments = Payments(shop, seed, failure_rate)
-                bus.subscribe("stock.reserved", payments, name=gateway, group="payments",
-                              concurrency=2)
             for gap, order in zip(plan.gaps, plan.orders, strict=True):
                 await trio.sleep(gap)
                 await shop.publish(shop.placed, order, key=order.order_id)
