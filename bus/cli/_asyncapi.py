@@ -42,7 +42,7 @@ EXIT_FAILED = 1
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "asyncapi", parents=[common],
-        help="print the AsyncAPI 3.0 document of an application (docs/asyncapi.md)",
+        help="print the AsyncAPI 3.0 document of an application (bus docs asyncapi)",
     )
     parser.description = (
         "Print the AsyncAPI 3.0.0 document of APP: 'demo' (the demo shop), a bus bridge "
