@@ -35,6 +35,7 @@ from ._attach import EXPORT_RETRY, Attachment
 from ._attach import attach as _attach
 from ._bridge import Bridge
 from ._codec import Codec
+from ._delay import DELAYED, Delayed, due_time
 from ._done import Delivery
 from ._drain import drain
 from ._envelope import Envelope, IdGenerator, check_headers, describe
@@ -73,9 +74,12 @@ class Topic(Generic[T]):
         self._bus, self.name, self.type = bus, name, tp
 
     async def publish(
-        self, payload: T, *, key: str | None = None, headers: dict[str, str] | None = None
+        self, payload: T, *, key: str | None = None, headers: dict[str, str] | None = None,
+        delay: float | None = None, not_before: float | None = None,
     ) -> Envelope[T]:
-        return await self._bus.publish(self.name, payload, key=key, headers=headers)
+        return await self._bus.publish(
+            self.name, payload, key=key, headers=headers, delay=delay, not_before=not_before
+        )
 
     async def publish_batch(
         self, payloads: Iterable[T], *, key: str | None = None,
@@ -132,6 +136,7 @@ class Bus(RequestReply):
         ))
         self._attachments: dict[str, Attachment] = {}
         self._nursery: trio.Nursery | None = None
+        self._delayed: Delayed | None = None  # made on the first delayed publish
         self._new_id = IdGenerator()
         self._next_int = self._new_id.next_int
         self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
@@ -207,8 +212,15 @@ class Bus(RequestReply):
     async def publish(
         self, topic: str, payload: Any, *, key: str | None = None,
         headers: dict[str, str] | None = None, confirm: bool = False,
+        delay: float | None = None, not_before: float | None = None,
     ) -> Envelope[Any]:
         """Publish *payload* to *topic*; return once every matching mailbox accepted it.
+
+        With ``delay=`` (seconds, >= 0) or ``not_before=`` (a ``trio.current_time()``
+        value), the message is checked and its envelope made now, and it is routed once
+        trio's clock reaches that time (``bus/_delay.py``: held in memory, not waited for
+        by a drain, counted in ``bus.undelivered`` if the bus closes first); ``publish``
+        returns at once, or with ``confirm=True`` once it is done. ``delay=0`` is now.
 
         With ``confirm=True``, return only once the message is *done*: every subscriber
         that received it handled it, and every bridge exporting it got its broker's
@@ -239,6 +251,10 @@ class Bus(RequestReply):
             headers = check_headers(headers)
             if state.traced or TRACEPARENT in headers:
                 headers = state.publish_headers(topic, headers)
+        if (delay or not_before) is not None:  # the one test a publish without them pays
+            return await self._publish_later(
+                topic, payload, key, headers, confirm, delay, not_before
+            )
         # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
         # then, once routes are memoised, and never for a target that may refuse).
         # Positional fields (Envelope's order); the id as its integer (rendered on read).
@@ -303,6 +319,25 @@ class Bus(RequestReply):
             lane = offer(env)
             if lane is not None:
                 await lane.put(env)
+        return env
+
+    async def _publish_later(
+        self, topic: str, payload: Any, key: str | None, headers: dict[str, str],
+        confirm: bool, delay: float | None, not_before: float | None,
+    ) -> Envelope[Any]:
+        """``publish`` with ``delay=`` / ``not_before=`` (``bus/_delay.py``)."""
+        due = due_time(delay, not_before, trio.current_time())
+        env: Envelope[Any] = Envelope(
+            self._next_int(), topic, payload, key, headers, _time(), 1, self.name,
+            Delivery() if confirm else None,
+        )
+        delayed = self._delayed
+        if delayed is None:
+            assert self._nursery is not None  # not closed: the nursery is open
+            delayed = self._delayed = Delayed(self._router.route, self._nursery.start_soon)
+        delayed.add(due, env)
+        if confirm:
+            await confirmed(env)
         return env
 
     async def publish_batch(
@@ -570,6 +605,8 @@ def _close(bus: Bus) -> None:
     """Stop accepting publishes and intake from bridges; workers exit when empty."""
     bus._state.closed = True
     bus._clock.close()
+    if bus._delayed is not None:
+        bus._delayed.close()
     for spec in bus._topics.specs.values():
         if spec.log is not None:
             wake_readers(spec.log)  # following readers end
@@ -584,6 +621,8 @@ def _report_undelivered(bus: Bus, drain_timeout: float | None) -> None:
     """Record (and log) what is still queued once every worker has stopped. A handler
     cancelled mid-message put it back in its mailbox, so it is counted too."""
     left = bus._subscribers.queued()
+    if bus._delayed is not None and len(bus._delayed):
+        left[DELAYED] = len(bus._delayed)
     bus.undelivered = MappingProxyType(left)
     if left:
         log.error(
