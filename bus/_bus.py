@@ -49,6 +49,7 @@ from ._routing import validate_topic
 from ._state import BusState
 from ._stats import BusStats
 from ._subscribers import Defaults, Subscribers
+from ._tiers import Tiers, check_tiers
 from ._topics import Topics
 from ._trace import TRACEPARENT, make_tracing
 
@@ -459,7 +460,7 @@ class Bus(RequestReply):
         capacity: int | None = None, overflow: Overflow | str | None = None,
         retry: RetryPolicy | None = None, supervision: Supervision | None = None,
         group: str | None = None, dedup: DedupWindow | None = None, replay: bool = False,
-        batch: int | None = None,
+        batch: int | None = None, retry_tiers: Sequence[float] | None = None,
     ) -> Subscription:
         """Start an actor that receives every message whose topic matches *pattern*.
 
@@ -468,7 +469,10 @@ class Bus(RequestReply):
         ``overflow`` policy when full (``block``, ``drop_oldest``, ``drop_newest``,
         ``error``); ``retry`` policy before dead-lettering; ``supervision`` of crashes;
         ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
-        messages first; ``batch`` to receive lists of up to N envelopes.
+        messages first; ``batch`` to receive lists of up to N envelopes;
+        ``retry_tiers`` (delays in seconds, e.g. ``[5, 60, 600]``, for a declared topic
+        named exactly) to retry past the ``retry`` budget without holding the lane, on
+        tier topics ``<topic>.retry.5s``... (bus/_tiers.py; per-key order is the cost).
 
         *name* identifies the subscriber in ``stats().actors`` and dead-letter headers: an
         explicit name already in use raises :class:`ConfigurationError`; without one, the
@@ -478,12 +482,20 @@ class Bus(RequestReply):
         """
         if self._nursery is None or self._state.closed:
             raise BusClosedError("subscribe inside 'async with open_bus() as bus:'")
-        return self._subscribers.subscribe(
+        delays = None if retry_tiers is None else check_tiers(retry_tiers)
+        sub = self._subscribers.subscribe(
             (pattern,), handler, start_soon=self._nursery.start_soon, name=name,
             concurrency=concurrency, capacity=capacity, overflow=overflow, retry=retry,
             supervision=supervision, group=group, dedup=dedup, replay=replay, batch=batch,
             skip_origin=None,
         )
+        if delays is not None:
+            try:
+                sub.tiers = Tiers(self, sub, delays)
+            except BaseException:
+                sub.close()
+                raise
+        return sub
 
     # -- bridges ----------------------------------------------------------------------
 
