@@ -74,6 +74,7 @@ def _bridge(kind: str, name: str, group: str, exchange: str) -> Any:
 
 async def child(kind: str, mode: str, topic: str, group: str, out: str, retry: float) -> None:
     from bus import Envelope, RetryPolicy, open_bus
+    from bus.abc import H_ORIGIN
 
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -95,6 +96,12 @@ async def child(kind: str, mode: str, topic: str, group: str, out: str, retry: f
                 bus.subscribe(topic, handle, name="work", concurrency=LANES,
                               retry=RetryPolicy(attempts=1), retry_tiers=[retry])
                 imports, exports = [topic, f"{topic}.retry.*"], [f"{topic}.retry.*", dlq]
+
+                def arrived(env: Envelope[Order]) -> None:
+                    if H_ORIGIN in env.headers:  # back from the broker: in its tier's hands
+                        write("tier-in")
+
+                bus.subscribe(f"{topic}.retry.*", arrived, name="tier-audit")
             else:
                 bus.subscribe(topic, handle, name="work", concurrency=LANES, retry=RetryPolicy(
                     attempts=2, base_delay=retry, max_delay=retry, jitter=0))
@@ -193,11 +200,14 @@ def _stop(proc: trio.Process, sig: int) -> None:
 
 
 async def measure(kind: str, mode: str, messages: int, retry: float,
-                  until_poison: str | None = None, settle: float = 2.0) -> dict[str, Any]:
+                  until_poison: str | None = None, settle: float = 2.0,
+                  kill_after: str | None = None) -> dict[str, Any]:
     """Kill the consumer once with a *retry*-second retry of the poison in flight, *settle*
     seconds after it caught up (the scenario, not a synchronisation); count what the next
     consumer handles again. *until_poison* (e.g. ``"dead"``): also wait for that line of
-    the poison's path before stopping the second consumer (tests use short tiers)."""
+    the poison's path before stopping the second consumer, and *kill_after* (e.g.
+    ``"tier-in"``: the poison's copy came back to the first consumer's tier) before the
+    kill (tests use short tiers)."""
     run = Run(kind, mode, retry)
     lane_keys = keys()
     work = [(0, POISON_KEY)] + [(n, lane_keys[n % len(lane_keys)]) for n in range(1, messages)]
@@ -210,6 +220,8 @@ async def measure(kind: str, mode: str, messages: int, retry: float,
         try:
             await run.publish(work)
             await run.until("every other message", lambda lines: others <= set(lines))
+            if kill_after is not None:
+                await run.until(kill_after, lambda lines: kill_after in lines)
             # the scenario: killed a while after it caught up (4 Kafka commit intervals),
             # the poison's retry still in flight
             await trio.sleep(settle)

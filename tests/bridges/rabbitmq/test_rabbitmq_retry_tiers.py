@@ -127,11 +127,13 @@ async def test_a_poison_message_goes_through_the_rabbitmq_tiers_while_the_rest_a
 
 
 async def test_kill9_while_a_message_waits_in_its_tier_loses_nothing(brokers: Any) -> None:
-    """benchmarks/retry_kill9.py with a 3 s tier (see the Kafka test of the same name)."""
+    """benchmarks/retry_kill9.py with a 5 s tier (see the Kafka test of the same name)."""
     brokers.require("rabbitmq")
     from benchmarks.retry_kill9 import measure
 
     with trio.fail_after(240):
-        result = await measure("rabbitmq", "tiers", 60, 3.0, until_poison="dead", settle=0)
+        result = await measure(
+            "rabbitmq", "tiers", 60, 5.0, until_poison="dead", settle=0, kill_after="tier-in"
+        )
     assert result["lost"] == 0 and result["handled"] >= 59
     assert "p2" in result["poison"] and "dead" in result["poison"], result
