@@ -1,6 +1,7 @@
 """Duplicates a ``kill -9`` causes with a long retry in flight: in-place backoff vs tiers.
 
-A consuming child imports one topic (one Kafka partition, or one RabbitMQ queue) with a
+A consuming child imports one topic (one Kafka partition, one RabbitMQ queue, one Kinesis
+shard, one Pub/Sub subscription) with a
 subscriber of 4 lanes. The first message is poison (its handler always fails, alone on
 its lane: its key is chosen so); the others go to the other lanes. Mode ``blocking``
 retries it in place with a backoff of ``--retry`` seconds (today's default behaviour);
@@ -10,7 +11,7 @@ killed with SIGKILL; a second child starts, and every message it handles again i
 duplicate. Three markers (one per lane, published after the second child started) say
 when it has caught up. Nothing may be lost: every message is handled at least once.
 
-``python -m benchmarks.retry_kill9 [--brokers kafka,rabbitmq] [--messages 2000]
+``python -m benchmarks.retry_kill9 [--brokers kafka,rabbitmq,kinesis,pubsub] [--messages 2000]
 [--retry 600]`` prints one line per broker and mode, and ``--json PATH`` writes them.
 The child: ``python -m benchmarks.retry_kill9 child KIND MODE TOPIC GROUP OUT RETRY``.
 Talks to the harness's brokers (``make brokers-env``); names are random per run.
@@ -64,6 +65,26 @@ def _bridge(kind: str, name: str, group: str, exchange: str) -> Any:
         from bridges.kafka import KafkaBridge
 
         return KafkaBridge(KAFKA, name=name, group_id=group)
+    if kind == "kinesis":
+        from bridges.kinesis import KinesisBridge
+
+        # kinesis-mock answers at once: poll and take over a dead member's lease faster
+        # than the defaults (sized for AWS), as the conformance suite's kit does
+        return KinesisBridge(
+            name=name, group=group, region=os.environ.get("AWS_REGION", "us-east-1"),
+            access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            endpoint_url=os.environ.get("KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568"),
+            checkpoints=Path(tempfile.gettempdir()) / f"{group.removesuffix('-out')}.sqlite",
+            poll_interval=0.05, discover_interval=0.5, lease_ttl=1.5,
+        )
+    if kind == "pubsub":
+        from bridges.pubsub import PubSubBridge
+
+        return PubSubBridge(
+            os.environ.get("GCP_PROJECT_ID", "trio-bus-test"), name=name, group=group,
+            emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085"),
+        )
     from bridges.rabbitmq import RabbitMQBridge
 
     return RabbitMQBridge(RABBITMQ_URL, name=name, group=group, exchange=exchange)
@@ -143,6 +164,20 @@ async def _kafka_topics(names: list[str], create: bool) -> None:
     await trio.to_thread.run_sync(_asyncio, run())
 
 
+async def _admin_topics(kind: str, names: list[str], create: bool) -> None:
+    """Create (one shard) or delete *names* through a bridge of *kind*."""
+    from bus import open_bus
+
+    bridge = _bridge(kind, "admin", "admin", "")
+    async with open_bus(name="admin") as bus:
+        await bus.attach(bridge, export=["retry-kill9.admin"])  # attach needs a pattern
+        for name in names:
+            if create:
+                await bridge.create_topic(name)
+            else:
+                await bridge.delete_topic(name)
+
+
 async def _rabbitmq_delete(exchange: str, queue: str) -> None:
     import aio_pika
 
@@ -212,9 +247,11 @@ async def measure(kind: str, mode: str, messages: int, retry: float,
     lane_keys = keys()
     work = [(0, POISON_KEY)] + [(n, lane_keys[n % len(lane_keys)]) for n in range(1, messages)]
     others = {str(n) for n in range(1, messages)}
+    topics = [run.topic, f"{run.topic}.retry.{_label(retry)}", f"{run.topic}.dlq"]
     if kind == "kafka":
-        await _kafka_topics([run.topic, f"{run.topic}.retry.{_label(retry)}",
-                             f"{run.topic}.dlq"], create=True)
+        await _kafka_topics(topics, create=True)
+    elif kind in ("kinesis", "pubsub"):
+        await _admin_topics(kind, topics, create=True)
     try:
         first = await run.start()
         try:
@@ -247,8 +284,10 @@ async def measure(kind: str, mode: str, messages: int, retry: float,
         run.out.unlink(missing_ok=True)
         with trio.CancelScope(shield=True):
             if kind == "kafka":
-                await _kafka_topics([run.topic, f"{run.topic}.retry.{_label(retry)}",
-                                     f"{run.topic}.dlq"], create=False)
+                await _kafka_topics(topics, create=False)
+            elif kind in ("kinesis", "pubsub"):
+                await _admin_topics(kind, topics, create=False)
+                (Path(tempfile.gettempdir()) / f"{run.group}.sqlite").unlink(missing_ok=True)
             else:
                 exchange = run.topic.split(".")[0]
                 await _rabbitmq_delete(exchange, f"{exchange}.{run.group}")
@@ -287,7 +326,7 @@ if __name__ == "__main__":
         trio.run(child, k, m, t, g, o, float(r))
     else:
         p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-        p.add_argument("--brokers", default="kafka,rabbitmq")
+        p.add_argument("--brokers", default="kafka,rabbitmq,kinesis,pubsub")
         p.add_argument("--messages", type=int, default=2000)
         p.add_argument("--retry", type=float, default=600.0)
         p.add_argument("--json", default=None)
