@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
@@ -122,6 +122,21 @@ def _label(delay: float) -> str:
     return f"{round(delay * 1000)}ms"
 
 
+N = TypeVar("N", int, float)
+
+
+def _number(text: str | None, default: N) -> N:
+    """A header's number (of *default*'s type); *default* if absent or not a number (a
+    foreign message's header is not trusted to crash the worker)."""
+    if text is None:
+        return default
+    try:
+        value = type(default)(text)
+    except ValueError:
+        return default
+    return value if math.isfinite(value) else default
+
+
 def tier_topic(topic: str, delay: float) -> str:
     """The topic of *topic*'s retry tier of *delay* seconds: ``orders.retry.5s``."""
     return f"{topic}.retry.{_label(delay)}"
@@ -163,7 +178,7 @@ class Tiers:
         """*env* failed for good at its current step: on to the next tier, or after the
         last one to the dead-letter topic (``Worker._dead_letter``). *env*'s delivery is
         settled either way."""
-        tier = int(env.headers.get(H_RETRY_TIER, "0"))
+        tier = _number(env.headers.get(H_RETRY_TIER), 0)
         if tier >= len(self.delays):
             await worker._dead_letter(env, exc, env.attempt)
             return
@@ -201,14 +216,14 @@ class Tiers:
             return  # another subscriber's retry on the same topic
         if H_ORIGIN not in headers and self._exported(env.topic):
             return  # the broker carries it; it comes back through the bridge's import
-        wait = float(headers.get(H_RETRY_DUE, "0")) - time.time()
+        wait = _number(headers.get(H_RETRY_DUE), 0.0) - time.time()
         if wait > 0:
             await trio.sleep(wait)  # the head of a one-delay FIFO: the earliest due
         delivery = env.delivery
         back = _replace(
             env, topic=headers.get(H_ORIGINAL_TOPIC, self.worker.pattern),
             # (a broker may not carry the envelope's attempt: the header says it)
-            attempt=int(headers.get(H_RETRY_ATTEMPT, env.attempt)) + 1,
+            attempt=_number(headers.get(H_RETRY_ATTEMPT), env.attempt) + 1,
             # settled by the handler's outcome below; this consumer's hold on *env* is
             # released when this returns (its worker), once that one is
             delivery=None if delivery is None else delivery.follow(carry_failures=True),

@@ -257,3 +257,27 @@ async def test_the_source_stays_uncommitted_until_the_broker_took_its_copy(
             await kafka.wait_committed("trio-bus.kafka", "orders")
         assert len(kafka.records("orders.retry.600s")) == 1
         bus.subscriptions("orders")[0].close()  # leave the copy on the broker
+
+
+async def test_a_foreign_message_with_garbled_tier_headers_is_still_retried(
+    autojump_clock: Any,
+) -> None:
+    """Headers a broker brought in are not trusted: a tier copy whose numbers do not
+    parse is due now, at its own attempt, and goes on from the first tier."""
+    attempts: list[int] = []
+    async with open_bus() as bus:
+        bus.topic("orders", Order)
+
+        def heals(env: Envelope[Order]) -> None:
+            attempts.append(env.attempt)
+            if len(attempts) == 1:
+                raise ValueError("once")
+
+        bus.subscribe("orders", heals, name="shop", retry=ONCE, retry_tiers=[5])
+        garbled = {
+            H_RETRY_SUBSCRIBER: "shop", H_ORIGINAL_TOPIC: "orders", H_RETRY_TIER: "one",
+            H_RETRY_DUE: "soon", H_RETRY_ATTEMPT: "nan",
+        }
+        await bus.publish("orders.retry.5s", Order(1), headers=garbled, confirm=True)
+        await bus.publish("orders", Order(2), confirm=True)
+    assert attempts == [2, 3, 1]  # garbled: 2, then from tier 1: 3; then order 2
