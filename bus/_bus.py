@@ -35,6 +35,7 @@ from ._attach import EXPORT_RETRY, Attachment
 from ._attach import attach as _attach
 from ._bridge import Bridge
 from ._codec import Codec
+from ._delay import DELAYED, Delayed, due_time
 from ._done import Delivery
 from ._drain import drain
 from ._envelope import Envelope, IdGenerator, check_headers, describe
@@ -49,6 +50,7 @@ from ._routing import validate_topic
 from ._state import BusState
 from ._stats import BusStats
 from ._subscribers import Defaults, Subscribers
+from ._tiers import Tiers, check_tiers
 from ._topics import Topics
 from ._trace import TRACEPARENT, make_tracing
 
@@ -74,9 +76,12 @@ class Topic(Generic[T]):
         self._bus, self.name, self.type = bus, name, tp
 
     async def publish(
-        self, payload: T, *, key: str | None = None, headers: dict[str, str] | None = None
+        self, payload: T, *, key: str | None = None, headers: dict[str, str] | None = None,
+        delay: float | None = None, not_before: float | None = None,
     ) -> Envelope[T]:
-        return await self._bus.publish(self.name, payload, key=key, headers=headers)
+        return await self._bus.publish(
+            self.name, payload, key=key, headers=headers, delay=delay, not_before=not_before
+        )
 
     async def publish_batch(
         self, payloads: Iterable[T], *, key: str | None = None,
@@ -135,6 +140,7 @@ class Bus(RequestReply):
         ))
         self._attachments: dict[str, Attachment] = {}
         self._nursery: trio.Nursery | None = None
+        self._delayed: Delayed | None = None  # made on the first delayed publish
         self._new_id = IdGenerator()
         self._next_int = self._new_id.next_int
         self.topic(dead_letter_topic, object, retain=_DEAD_LETTER_RETENTION)
@@ -210,8 +216,15 @@ class Bus(RequestReply):
     async def publish(
         self, topic: str, payload: Any, *, key: str | None = None,
         headers: dict[str, str] | None = None, confirm: bool = False,
+        delay: float | None = None, not_before: float | None = None,
     ) -> Envelope[Any]:
         """Publish *payload* to *topic*; return once every matching mailbox accepted it.
+
+        With ``delay=`` (seconds, >= 0) or ``not_before=`` (a ``trio.current_time()``
+        value), the message is checked and its envelope made now, and it is routed once
+        trio's clock reaches that time (``bus/_delay.py``: held in memory, not waited for
+        by a drain, counted in ``bus.undelivered`` if the bus closes first); ``publish``
+        returns at once, or with ``confirm=True`` once it is done. ``delay=0`` is now.
 
         With ``confirm=True``, return only once the message is *done*: every subscriber
         that received it handled it, and every bridge exporting it got its broker's
@@ -242,6 +255,10 @@ class Bus(RequestReply):
             headers = check_headers(headers)
             if state.traced or TRACEPARENT in headers:
                 headers = state.publish_headers(topic, headers)
+        if (delay or not_before) is not None:  # the one test a publish without them pays
+            return await self._publish_later(
+                topic, payload, key, headers, confirm, delay, not_before
+            )
         # The hot path: the topic's one target is one plain mailbox (spec.lane is set only
         # then, once routes are memoised, and never for a target that may refuse).
         # Positional fields (Envelope's order); the id as its integer (rendered on read).
@@ -310,6 +327,29 @@ class Bus(RequestReply):
 
     # replies to another bus's requests: never through publish hooks (bus/_request.py)
     _publish_plain = publish
+
+    async def _publish_later(
+        self, topic: str, payload: Any, key: str | None, headers: dict[str, str],
+        confirm: bool, delay: float | None, not_before: float | None,
+    ) -> Envelope[Any]:
+        """``publish`` with ``delay=`` / ``not_before=`` (``bus/_delay.py``)."""
+        due = due_time(delay, not_before, trio.current_time())
+        env: Envelope[Any] = Envelope(
+            self._next_int(), topic, payload, key, headers, _time(), 1, self.name,
+            Delivery() if confirm else None,
+        )
+        self._hold(due, env)
+        if confirm:
+            await confirmed(env)
+        return env
+
+    def _hold(self, due: float, env: Envelope[Any]) -> None:
+        """Keep *env* until trio's clock reaches *due*, then route it (``bus/_delay.py``)."""
+        delayed = self._delayed
+        if delayed is None:
+            assert self._nursery is not None  # not closed: the nursery is open
+            delayed = self._delayed = Delayed(self._router.route, self._nursery.start_soon)
+        delayed.add(due, env)
 
     async def publish_batch(
         self, topic: str, payloads: Iterable[Any], *, key: str | None = None,
@@ -435,6 +475,7 @@ class Bus(RequestReply):
         retry: RetryPolicy | None = None, supervision: Supervision | None = None,
         group: str | None = None, dedup: DedupWindow | None = None, replay: bool = False,
         batch: int | None = None, middleware: Sequence[Any] = (),
+        retry_tiers: Sequence[float] | None = None,
     ) -> Subscription:
         """Start an actor that receives every message whose topic matches *pattern*.
 
@@ -444,7 +485,10 @@ class Bus(RequestReply):
         ``error``); ``retry`` policy before dead-lettering; ``supervision`` of crashes;
         ``group`` for competing consumers; ``dedup`` window; ``replay`` retained
         messages first; ``batch`` to receive lists of up to N envelopes; ``middleware``
-        around the handler, inside the bus-wide ones (docs/middleware.md).
+        around the handler, inside the bus-wide ones (docs/middleware.md);
+        ``retry_tiers`` (delays in seconds, e.g. ``[5, 60, 600]``, for a declared topic
+        named exactly) to retry past the ``retry`` budget without holding the lane, on
+        tier topics ``<topic>.retry.5s``... (bus/_tiers.py; per-key order is the cost).
 
         *name* identifies the subscriber in ``stats().actors`` and dead-letter headers: an
         explicit name already in use raises :class:`ConfigurationError`; without one, the
@@ -454,13 +498,21 @@ class Bus(RequestReply):
         """
         if self._nursery is None or self._state.closed:
             raise BusClosedError("subscribe inside 'async with open_bus() as bus:'")
-        return self._subscribers.subscribe(
+        delays = None if retry_tiers is None else check_tiers(retry_tiers)
+        sub = self._subscribers.subscribe(
             (pattern,), handler, start_soon=self._nursery.start_soon, name=name,
             concurrency=concurrency, capacity=capacity, overflow=overflow, retry=retry,
             supervision=supervision, group=group, dedup=dedup, replay=replay, batch=batch,
             skip_origin=None,
             middleware=self.middleware + check_middleware(middleware, "subscribe"),
         )
+        if delays is not None:
+            try:
+                sub.tiers = Tiers(self, sub, delays)
+            except BaseException:
+                sub.close()
+                raise
+        return sub
 
     # -- bridges ----------------------------------------------------------------------
 
@@ -582,6 +634,8 @@ def _close(bus: Bus) -> None:
     """Stop accepting publishes and intake from bridges; workers exit when empty."""
     bus._state.closed = True
     bus._clock.close()
+    if bus._delayed is not None:
+        bus._delayed.close()
     for spec in bus._topics.specs.values():
         if spec.log is not None:
             wake_readers(spec.log)  # following readers end
@@ -596,6 +650,8 @@ def _report_undelivered(bus: Bus, drain_timeout: float | None) -> None:
     """Record (and log) what is still queued once every worker has stopped. A handler
     cancelled mid-message put it back in its mailbox, so it is counted too."""
     left = bus._subscribers.queued()
+    if bus._delayed is not None and len(bus._delayed):
+        left[DELAYED] = len(bus._delayed)
     bus.undelivered = MappingProxyType(left)
     if left:
         log.error(

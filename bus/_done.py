@@ -102,18 +102,24 @@ class Delivery:
         """The publish handed the message to every target: release the publish's hold."""
         self._settle()
 
-    def follow(self) -> Delivery:
-        """A new tracking record for a message made from this one (its dead letter):
-        this message is not done before that one is, so a bridge acknowledges its broker
-        only once the dead letter reached where it goes (a broker that exports it). If
-        that one turns out undeliverable, so does this one."""
+    def follow(self, *, carry_failures: bool = False) -> Delivery:
+        """A new tracking record for a message made from this one (its dead letter, its
+        retry-tier copy): this message is not done before that one is, so a bridge
+        acknowledges its broker only once the new one reached where it goes (a broker
+        that exports it). If that one turns out undeliverable, so does this one; with
+        *carry_failures* (a retry copy, which carries this very message on) every failure
+        of the new one becomes this one's."""
         self._pending += 1
-        return Delivery(self._follower_done)
+        return Delivery(self._carry_done if carry_failures else self._follower_done)
 
     def _follower_done(self, follower: Delivery) -> None:
         for failure in follower.failures:
             if failure.outcome == UNDELIVERABLE:
                 self.failures.append(failure)
+        self._settle()
+
+    def _carry_done(self, follower: Delivery) -> None:
+        self.failures.extend(follower.failures)
         self._settle()
 
     def _settle(self) -> None:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, NoReturn
 
 import msgspec
 import trio
 
 from ._bus import Bus
+from ._delay import due_time
 from ._done import Delivery
 from ._envelope import Envelope, check_headers, describe
 from ._errors import BusClosedError, ConfigurationError, PayloadTypeError
@@ -48,8 +50,14 @@ class MiddlewareBus(Bus):
     async def publish(
         self, topic: str, payload: Any, *, key: str | None = None,
         headers: dict[str, str] | None = None, confirm: bool = False,
+        delay: float | None = None, not_before: float | None = None,
     ) -> Envelope[Any]:
-        return await self._chain.run(self._envelope(topic, payload, key, headers, confirm))
+        if (delay or not_before) is None:
+            return await self._chain.run(self._envelope(topic, payload, key, headers, confirm))
+        # delayed: the hooks run now, on the publisher's call; what they pass on is held
+        due = due_time(delay, not_before, trio.current_time())
+        env = self._envelope(topic, payload, key, headers, confirm)
+        return await PublishChain(self.middleware, partial(self._send_at, due)).run(env)
 
     async def publish_batch(
         self, topic: str, payloads: Iterable[Any], *, key: str | None = None,
@@ -108,9 +116,26 @@ class MiddlewareBus(Bus):
             Delivery() if confirm else None,
         )
 
+    async def _send_at(self, due: float, env: Envelope[Any]) -> Envelope[Any]:
+        """The end of a delayed publish's chain: check what the hooks passed on, hold it
+        until *due*, and with ``confirm=True`` wait until it is done."""
+        env = self._checked(env)
+        self._hold(due, env)
+        if env.delivery is not None:
+            await confirmed(env)
+        return env
+
     async def _send(self, env: Envelope[Any]) -> Envelope[Any]:
         """The end of the chain: check what the hooks passed on, deliver it, and with
         ``confirm=True`` wait until it is done."""
+        env = self._checked(env)
+        await self._router.deliver(self._topics.spec(env.topic), env)
+        if env.delivery is not None:
+            await confirmed(env)
+        return env
+
+    def _checked(self, env: Envelope[Any]) -> Envelope[Any]:
+        """What a hook passed on, checked as ``publish`` checks its arguments."""
         self._check_open()
         topic = env.topic
         spec = self._topics.spec(topic)
@@ -121,7 +146,4 @@ class MiddlewareBus(Bus):
         headers = check_headers(env.headers)  # a hook may have added some
         if headers is not env.headers:
             env = msgspec.structs.replace(env, headers=headers)
-        await self._router.deliver(spec, env)
-        if env.delivery is not None:
-            await confirmed(env)
         return env

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -38,6 +38,9 @@ from ._middleware import wrap_handler
 from ._policy import DedupWindow, RetryPolicy
 from ._state import BusState
 from ._trace import CURRENT, TRACEPARENT, Handling
+
+if TYPE_CHECKING:
+    from ._tiers import Tiers
 
 __all__ = ["Actor", "BatchHandler", "Handler", "Worker"]
 
@@ -119,6 +122,9 @@ class Worker:
         self.handler_samples = 0
         self.handler_sampled_total = self.handler_max = 0.0
         self._in_hand: Envelope[Any] | None = None  # what the last crash put back
+        self.tiers: Tiers | None = None
+        """Retry tiers (``subscribe(retry_tiers=)``, bus/_tiers.py): where a message goes
+        instead of the dead-letter topic once the in-place retries are spent."""
 
     async def _work(self, lane: Lane) -> None:
         """One lane's worker: drain the mailbox, awaiting only when it is empty.
@@ -361,6 +367,9 @@ class Worker:
             if self.retry.gives_up_after(local_attempt):
                 if tracing is not None:
                     tracing.failed(exc, final=True)
+                if self.tiers is not None:
+                    await self.tiers.escalate(self, env, exc, local_attempt)
+                    return
                 await self._dead_letter(env, exc, local_attempt)
                 return
             self.retried += 1
@@ -383,6 +392,20 @@ class Worker:
                 if env.delivery is not None:
                     env.delivery.release()
                 return
+
+    async def handle_from_tier(self, env: Envelope[Any]) -> None:
+        """One attempt at a message back from a retry tier (its tier consumer calls this);
+        if it fails, the message goes on to the next tier (bus/_tiers.py)."""
+        try:
+            await self._invoke(env)
+        except Exception as exc:
+            self.failed += 1
+            assert self.tiers is not None
+            await self.tiers.escalate(self, env, exc, env.attempt)
+        else:
+            self.delivered += 1
+            if env.delivery is not None:
+                env.delivery.release()
 
     async def _work_batch(self, lane: Lane, size: int) -> None:
         """Hand the handler up to *size* queued messages at once (bridges export this way).

@@ -85,6 +85,12 @@ from ._secrets import file_secrets as file_secrets
 from ._secrets import mask_setting as mask_setting
 from ._secrets import mask_url as mask_url
 from ._secrets import redact as redact
+from ._tiers import H_RETRY_ATTEMPT as H_RETRY_ATTEMPT
+from ._tiers import H_RETRY_DUE as H_RETRY_DUE
+from ._tiers import H_RETRY_ORIGIN as H_RETRY_ORIGIN
+from ._tiers import H_RETRY_SUBSCRIBER as H_RETRY_SUBSCRIBER
+from ._tiers import H_RETRY_TIER as H_RETRY_TIER
+from ._tiers import tier_topic as tier_topic
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -99,6 +105,11 @@ __all__ = [
     "H_ORIGIN",
     "H_ORIGINAL_TOPIC",
     "H_REPLY_TO",
+    "H_RETRY_ATTEMPT",
+    "H_RETRY_DUE",
+    "H_RETRY_ORIGIN",
+    "H_RETRY_SUBSCRIBER",
+    "H_RETRY_TIER",
     "Bridge",
     "BrokerPlugin",
     "ClosesOnExit",
@@ -120,6 +131,7 @@ __all__ = [
     "mask_setting",
     "mask_url",
     "redact",
+    "tier_topic",
     "validate_pattern",
     "validate_topic",
 ]
