@@ -16,7 +16,6 @@ import pytest
 import trio
 
 from bus import NotDeliveredError, RetryPolicy, open_bus
-
 from tests.cli.test_cli_backends import Cli, _env, _url
 
 pytestmark = [pytest.mark.brokers, pytest.mark.timeout(240)]
@@ -30,7 +29,8 @@ async def _make_dead_letters(
     dead letters are exported to the broker (RabbitMQ: into *keep_queue*, bound first)."""
     from bridges import from_url
 
-    async with open_bus(name="dl-maker", strict=False, retry=RetryPolicy(attempts=2, base_delay=0.01),
+    retry = RetryPolicy(attempts=2, base_delay=0.01)
+    async with open_bus(name="dl-maker", strict=False, retry=retry,
                         dead_letter_topic=dead_letter_topic) as bus:
         bridge = from_url(url, name="dl-maker")
         await bus.attach(bridge, export=[dead_letter_topic])
