@@ -64,8 +64,9 @@ def test_tail_reads_a_rabbitmq_queue_by_name_and_peeks_unless_told_to_consume(br
     plain = _url(brokers, "rabbitmq")
     by_queue = f"{plain}?queue={queue}"
 
-    rows = [json.loads(line) for line in
-            cli.ok("tail", by_queue, "--count", "3", "--json").splitlines()]
+    peek = cli.run("tail", by_queue, "--count", "3", "--json")
+    assert (peek.returncode, peek.stderr) == (0, "")  # read as messages, not as "skipped"
+    rows = [json.loads(line) for line in peek.stdout.splitlines()]
     assert [r["payload"] for r in rows] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert {r["topic"] for r in rows} == {"bus.dead_letter"}
     assert rows[0]["headers"]["x-bus-original-topic"] == "orders.created"
@@ -112,6 +113,9 @@ def test_list_count_and_replay_on_rabbitmq(brokers) -> None:
     replayed = cli.run("dead-letters", "replay", url, "--limit", "2")
     assert replayed.returncode == 0, replayed
     assert replayed.stdout.count("replayed ") == 2 and "2 replayed" in replayed.stderr
+    assert cli.ok("dead-letters", "count", url).startswith("2 ")
+    # a filter that matches none replays none and leaves every one in place
+    assert cli.ok("dead-letters", "replay", url, "--original-topic", "orders.other") == ""
     assert cli.ok("dead-letters", "count", url).startswith("2 ")
     kept = f"{_url(brokers, 'rabbitmq')}?queue={exchange}.bus-cli.orders.created"
     copies = [json.loads(line) for line in
@@ -175,14 +179,23 @@ def test_list_count_and_replay_on_kafka(kafka_topics) -> None:
     assert {c["headers"]["x-bus-replayed"] for c in copies} == {d["id"] for d in listed}
 
 
-def test_tail_reads_a_kafka_dead_letter_topic_like_any_topic(kafka_topics) -> None:
-    cli, url, dead, original = kafka_topics
-    _dead_letters(url, original, 2, dead_letter_topic=dead)
-    rows = [json.loads(line) for line in cli.ok(
-        "tail", url, dead, "--from-beginning", "--count", "2", "--json").splitlines()]
+@pytest.mark.parametrize("backend", ["kafka", "kinesis", "pubsub"])
+def test_tail_reads_a_dead_letter_topic_like_any_topic(brokers, backend: str) -> None:
+    brokers.require(backend)
+    cli, url = Cli(_env(brokers)), _url(brokers, backend)
+    dead = f"dl.{uuid.uuid4().hex[:10]}"
+    cli.ok("topics", url, "create", dead)  # Pub/Sub: with the bus-cli subscription
+    try:
+        _dead_letters(url, "orders.created", 2, dead_letter_topic=dead)
+        rows = [json.loads(line) for line in cli.ok(
+            "tail", url, dead, "--from-beginning", "--count", "2", "--json").splitlines()]
+    finally:
+        cli.run("topics", url, "delete", dead)
     assert sorted(r["payload"]["n"] for r in rows) == [0, 1]
-    assert {r["headers"]["x-bus-original-topic"] for r in rows} == {original}
+    assert {r["topic"] for r in rows} == {dead}
+    assert {r["headers"]["x-bus-original-topic"] for r in rows} == {"orders.created"}
     assert {r["headers"]["x-bus-error-type"] for r in rows} == {"builtins.ValueError"}
+    assert {r["headers"]["x-bus-attempts"] for r in rows} == {"2"}
 
 
 def test_kinesis_and_pubsub_are_refused_with_the_way_to_read_them(brokers) -> None:
