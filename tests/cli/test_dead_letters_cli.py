@@ -50,15 +50,35 @@ def _dead_letters(url: str, original: str, count: int, **options: Any) -> None:
     trio.run(functools.partial(_make_dead_letters, url, original, count, **options))
 
 
-def _rabbit(brokers: Any) -> tuple[Cli, str, str]:
-    """A CLI, an exchange of the test's own on the harness's RabbitMQ, and its URL."""
+async def _remove_exchange(url: str, exchange: str) -> None:
+    """Delete the test's exchange and the queues named after it."""
+    from bridges import from_url
+
+    bridge = from_url(url, name="dl-cleanup")
+    await bridge.open()
+    try:
+        for queue in (f"{exchange}.bus.dead_letter", f"{exchange}.bus-cli.orders.created"):
+            await bridge.delete_queue(queue)
+        await bridge.delete_exchange()
+    finally:
+        await bridge.aclose()
+
+
+@pytest.fixture
+def rabbit(brokers: Any) -> Any:
+    """A CLI, an exchange of the test's own on the harness's RabbitMQ, and its URL;
+    the exchange and its queues are deleted afterwards."""
     brokers.require("rabbitmq")
     exchange = f"dl-{uuid.uuid4().hex[:10]}"
-    return Cli(_env(brokers)), exchange, f"{_url(brokers, 'rabbitmq')}?exchange={exchange}"
+    url = f"{_url(brokers, 'rabbitmq')}?exchange={exchange}"
+    yield Cli(_env(brokers)), exchange, url
+    trio.run(_remove_exchange, url, exchange)
 
 
-def test_tail_reads_a_rabbitmq_queue_by_name_and_peeks_unless_told_to_consume(brokers) -> None:
-    cli, exchange, url = _rabbit(brokers)
+def test_tail_reads_a_rabbitmq_queue_by_name_and_peeks_unless_told_to_consume(
+    brokers, rabbit
+) -> None:
+    cli, exchange, url = rabbit
     queue = f"{exchange}.bus.dead_letter"
     _dead_letters(url, "orders.created", 3, keep_queue=queue)
     plain = _url(brokers, "rabbitmq")
@@ -88,8 +108,8 @@ def test_tail_reads_a_rabbitmq_queue_by_name_and_peeks_unless_told_to_consume(br
                    ).returncode == 2  # and it was not declared by the tail
 
 
-def test_list_count_and_replay_on_rabbitmq(brokers) -> None:
-    cli, exchange, url = _rabbit(brokers)
+def test_list_count_and_replay_on_rabbitmq(brokers, rabbit) -> None:
+    cli, exchange, url = rabbit
     queue = f"{exchange}.bus.dead_letter"
     _dead_letters(url, "orders.created", 4, keep_queue=queue)
     assert cli.ok("dead-letters", "count", url) == f"4 dead letter(s) ready in queue {queue}\n"
@@ -129,8 +149,8 @@ def test_list_count_and_replay_on_rabbitmq(brokers) -> None:
                        for h in copy["headers"])
 
 
-def test_a_replay_the_broker_refuses_leaves_the_dead_letter_in_place(brokers) -> None:
-    cli, exchange, url = _rabbit(brokers)
+def test_a_replay_the_broker_refuses_leaves_the_dead_letter_in_place(brokers, rabbit) -> None:
+    cli, exchange, url = rabbit
     queue = f"{exchange}.bus.dead_letter"
     _dead_letters(url, "orders.unbound", 2, keep_queue=queue)
     # nothing is bound to orders.unbound on this exchange: RabbitMQ returns the copy
