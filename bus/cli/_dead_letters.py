@@ -257,7 +257,13 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"no dead letters {meaning}", file=sys.stderr)
         return 0
     if kind == "rabbitmq":  # read exactly what is there: the broker sends no more
-        options["prefetch"] = min(backlog, AMQP_MAX_PREFETCH)
+        if backlog > AMQP_MAX_PREFETCH:
+            # what is read and not acknowledged is held, and the broker holds back the
+            # rest beyond the prefetch: one run reads at most that many
+            print(f"bus dead-letters: {backlog} in the queue; this run reads the first "
+                  f"{AMQP_MAX_PREFETCH} (AMQP's prefetch limit)", file=sys.stderr)
+            backlog = AMQP_MAX_PREFETCH
+        options["prefetch"] = backlog
     return await _read(args, kind, options, backlog, fresh)
 
 
