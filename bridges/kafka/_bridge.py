@@ -329,6 +329,17 @@ class KafkaBridge(Bridge):
             )
         return found
 
+    async def commit_done(self) -> bool:
+        """Commit now the offsets of what the bus is done with, while ingress runs, and
+        wait for Kafka's answer: True if nothing done is left uncommitted (for a tool that
+        ends right after, ``bus dead-letters replay``, rather than the final commit's
+        bound at close). False if the commit failed (it is retried with the next one)."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        await consumer.commit()
+        return not consumer.commit_failed
+
     async def lag(self) -> int | None:
         """Records not fetched yet: from the consumer's position (records fetched but not
         delivered are behind it) to the high watermarks the last fetches reported, over

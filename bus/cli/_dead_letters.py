@@ -267,6 +267,18 @@ async def _main(args: argparse.Namespace) -> int:
     return await _read(args, kind, options, backlog, fresh)
 
 
+async def _settle(bridge: Any, done: list[Any]) -> None:
+    """Wait until the replayed dead letters are done, then, on Kafka, commit them now
+    and wait for the answer (rather than the final commit's bound at close); RabbitMQ
+    acknowledges them when its bridge closes."""
+    for delivery in done:
+        await delivery.wait()
+    commit = getattr(bridge, "commit_done", None)
+    if commit is not None and not await commit():
+        print("bus dead-letters: Kafka refused the commit of the replayed dead letters: "
+              "a later replay replays them again (at-least-once)", file=sys.stderr)
+
+
 async def _read(args: argparse.Namespace, kind: str, options: dict[str, Any],
                 backlog: int, fresh: str) -> int:
     from bridges import from_url
@@ -277,6 +289,7 @@ async def _read(args: argparse.Namespace, kind: str, options: dict[str, Any],
     seen = shown = replayed = 0
     refused: list[str] = []
     egress: dict[str, Any] = {}
+    done: list[Any] = []  # the replayed dead letters' deliveries
     finished = trio.Event()
     stopped_by = 0
 
@@ -307,6 +320,8 @@ async def _read(args: argparse.Namespace, kind: str, options: dict[str, Any],
             finished.set()
             return
         replayed += 1
+        if env.delivery is not None:
+            done.append(env.delivery)
         print(f"replayed {dl.id} to {target}", flush=True)
 
     async def handle(out: Any, env: Envelope[Any]) -> None:
@@ -364,6 +379,8 @@ async def _read(args: argparse.Namespace, kind: str, options: dict[str, Any],
                     nursery.start_soon(on_signal, signals)
                     await finished.wait()
                     nursery.cancel_scope.cancel()
+                if done and not stopped_by:
+                    await _settle(bridge, done)
                 silence("bus.undelivered")  # held ones: they stay with the broker
                 scope.cancel()
     finally:
