@@ -22,6 +22,7 @@ from ._runtime import start_runtime as start_runtime
 from ._urls import create_kept_topic as create_kept_topic
 from ._urls import delete_kept_topic as delete_kept_topic
 from ._urls import from_url as from_url
+from ._urls import url_query as url_query
 
 __all__ = [
     "KINDS",
@@ -33,4 +34,5 @@ __all__ = [
     "from_url",
     "open_runtime",
     "start_runtime",
+    "url_query",
 ]

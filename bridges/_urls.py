@@ -34,7 +34,7 @@ from bus.abc import Bridge, BrokerPlugin, brokers, mask_url
 
 __all__ = [
     "KEEP_GROUP", "BrokerURL", "bad", "create_kept_topic", "delete_kept_topic", "forms",
-    "from_url", "hostport", "memory_broker", "parse", "plugin_for", "schemes",
+    "from_url", "hostport", "memory_broker", "parse", "plugin_for", "schemes", "url_query",
 ]
 
 MEMORY_FORM = "memory://"
@@ -110,6 +110,15 @@ def parse(url: str, query: Sequence[str] = ()) -> BrokerURL:
     if parts.fragment:
         raise bad(url, "a fragment (#...) means nothing here")
     return BrokerURL(url, scheme, parts, found)
+
+
+def url_query(url: str) -> dict[str, str]:
+    """The query parameters of *url* (``?queue=NAME`` of an ``amqp://`` URL...); empty if
+    it has none or does not parse (:func:`from_url` says what is wrong with it)."""
+    try:
+        return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    except ValueError:
+        return {}
 
 
 def hostport(url: str, text: str, default_port: int) -> str:

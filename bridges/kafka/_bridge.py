@@ -312,6 +312,34 @@ class KafkaBridge(Bridge):
             raise translate(exc, "listing topics", self._secrets) from exc
         return sorted(t for t in topics if not t.startswith("__"))
 
+    async def backlog(self, topic: str, group: str | None = None) -> tuple[int, int]:
+        """``(records topic keeps, records after group's committed offsets)``, summed over
+        its partitions: what a consumer of *group* (default this bridge's) has yet to read,
+        from the beginning where it committed nothing. The bridge must be open;
+        :class:`~bus.ConfigurationError` if the cluster has no topic *topic*."""
+        try:
+            found = await self._egress().run(
+                _client.backlog, self._common, topic, group or self.group_id
+            )
+        except Exception as exc:
+            raise translate(exc, f"reading the offsets of {topic!r}", self._secrets) from exc
+        if found is None:
+            raise ConfigurationError(
+                f"Kafka at {self.bootstrap_servers} has no topic {topic!r}: check its name"
+            )
+        return found
+
+    async def commit_done(self) -> bool:
+        """Commit now the offsets of what the bus is done with, while ingress runs, and
+        wait for Kafka's answer: True if nothing done is left uncommitted (for a tool that
+        ends right after, ``bus dead-letters replay``, rather than the final commit's
+        bound at close). False if the commit failed (it is retried with the next one)."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        await consumer.commit()
+        return not consumer.commit_failed
+
     async def lag(self) -> int | None:
         """Records not fetched yet: from the consumer's position (records fetched but not
         delivered are behind it) to the high watermarks the last fetches reported, over

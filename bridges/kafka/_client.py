@@ -299,3 +299,32 @@ async def create_topic(
 async def delete_topic(admin: Any, name: str) -> None:
     resp = await admin.delete_topics([name])
     _raise_for(resp.topic_error_codes, {"UnknownTopicOrPartitionError"})
+
+
+async def backlog(common: dict[str, Any], topic: str, group: str) -> tuple[int, int] | None:
+    """``(records kept, records after group's committed offsets)`` of *topic*, over its
+    partitions (from the beginning where *group* committed nothing); None if the cluster
+    has no such topic. A consumer that joins nothing: it only asks for offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**common, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # all topics' metadata: a request that creates nothing (asking for the one topic
+        # would auto-create it where the cluster allows that)
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        kept = pending = 0
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            start = begin[tp] if committed is None else max(committed, begin[tp])
+            kept += end[tp] - begin[tp]
+            pending += max(0, end[tp] - start)
+        return kept, pending
+    finally:
+        await consumer.stop()

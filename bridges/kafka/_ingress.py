@@ -116,6 +116,11 @@ class TrackedConsumer:
         moved.update(self.tracker.to_commit())
         return {tp: offset for tp, offset in moved.items() if tp in self.assigned}
 
+    @property
+    def commit_failed(self) -> bool:
+        """The last commit failed: its offsets wait for the next one."""
+        return bool(self._retry)
+
     async def commit(self) -> None:
         """Commit the done offsets that moved; a failure is logged and retried later."""
         async with self._commit_lock:

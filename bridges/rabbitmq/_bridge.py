@@ -87,6 +87,12 @@ class RabbitMQBridge(Bridge):
     records dead letters instead of silent drops (needs confirms to be reported).
     ``prefetch`` bounds unacknowledged deliveries; ``runtime`` picks how aio-pika runs
     (``"thread"``: an asyncio loop in a thread of ours; ``"trio-asyncio"``).
+
+    ``existing_queue=True`` reads ``queue`` as it is: it must exist (a passive declare,
+    :class:`~bus.ConfigurationError` naming it if not), and nothing is declared or bound,
+    so its arguments and bindings stay the operator's (import patterns only filter).
+    ``acknowledge=False`` never acknowledges a delivery: what the bridge read goes back
+    to the queue when it closes (a peek; at most ``prefetch`` messages are read).
     """
 
     def __init__(
@@ -97,6 +103,8 @@ class RabbitMQBridge(Bridge):
         exchange: str = "trio-bus",
         group: str | None = None,
         queue: str | None = None,
+        existing_queue: bool = False,
+        acknowledge: bool = True,
         publisher_confirms: bool = True,
         delivery_mode: int = 2,
         mandatory: bool = True,
@@ -115,6 +123,9 @@ class RabbitMQBridge(Bridge):
         self.name = name
         self.exchange = exchange
         self.queue = queue or f"{exchange}.{group or name}"
+        if existing_queue and not queue:
+            raise ConfigurationError("existing_queue=True needs the queue's name (queue=...)")
+        self._existing_queue = existing_queue
         self.features = dataclasses.replace(
             FEATURES, persistent=delivery_mode == 2, max_message_bytes=max_message_bytes
         )
@@ -128,7 +139,7 @@ class RabbitMQBridge(Bridge):
             delivery_mode=delivery_mode, mandatory=mandatory, connect_timeout=connect_timeout,
         )
         self._rt: Runtime | None = None
-        self._ingress = Ingress(self._call, prefetch)
+        self._ingress = Ingress(self._call, prefetch, acknowledge=acknowledge)
         self._bound: set[str] = set()
         self._importing = False
 
@@ -226,8 +237,14 @@ class RabbitMQBridge(Bridge):
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
         client = self._client
-        await self._call(client.start_consuming, self.queue, port.import_patterns, self._prefetch)
-        self._bound.update(port.import_patterns)
+        if self._existing_queue:
+            await self.queue_counts()  # ConfigurationError now if the queue does not exist
+            await self._call(client.start_consuming, self.queue, (), self._prefetch, True)
+        else:
+            await self._call(
+                client.start_consuming, self.queue, port.import_patterns, self._prefetch
+            )
+            self._bound.update(port.import_patterns)
         self._importing = True
         await self._ingress.run(client, port, task_status)
 
@@ -287,8 +304,18 @@ class RabbitMQBridge(Bridge):
 
     async def queue_counts(self, queue: str | None = None) -> tuple[int, int]:
         """``(ready messages, consumers)`` of *queue* (default this bridge's): messages
-        delivered but not acknowledged are not counted as ready."""
-        return await self._call(self._client.queue_counts, queue or self.queue)
+        delivered but not acknowledged are not counted as ready.
+        :class:`~bus.ConfigurationError` if *queue* does not exist."""
+        name = queue or self.queue
+        try:
+            return await self._call(self._client.queue_counts, name)
+        except BackendError as exc:
+            if "NOT_FOUND" not in str(exc):
+                raise
+            raise ConfigurationError(
+                f"RabbitMQ has no queue {name!r} on {mask_url(self._url)}: check its name "
+                f"(it is read as it is, never declared)"
+            ) from None
 
     async def create_kept_topic(self, name: str, group: str) -> None:
         """Keep topic *name*'s messages for *group* from now on, even while nobody reads:

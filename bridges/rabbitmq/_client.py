@@ -142,8 +142,11 @@ class AmqpClient:
 
     # -- ingress ----------------------------------------------------------------------
 
-    async def start_consuming(self, queue: str, patterns: Sequence[str], prefetch: int) -> None:
-        """Declare *queue* (durable), bind it to *patterns*, consume it (manual acks)."""
+    async def start_consuming(
+        self, queue: str, patterns: Sequence[str], prefetch: int, existing: bool = False
+    ) -> None:
+        """Declare *queue* (durable), bind it to *patterns*, consume it (manual acks).
+        *existing*: a passive declare of the queue as it is, nothing bound."""
         import aio_pika
 
         if self._consumer_tag is not None:
@@ -154,7 +157,10 @@ class AmqpClient:
         exchange = await channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        q = await channel.declare_queue(queue, durable=True)
+        if existing:
+            q = await channel.declare_queue(queue, passive=True)
+        else:
+            q = await channel.declare_queue(queue, durable=True)
         for pattern in patterns:
             await q.bind(exchange, routing_key=pattern)
         self._consume_channel, self._queue = channel, q

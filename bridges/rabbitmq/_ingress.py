@@ -49,8 +49,9 @@ Call = Callable[..., Awaitable[Any]]
 class Ingress:
     """The consuming side of one bridge: deliveries in, acks out."""
 
-    def __init__(self, call: Call, prefetch: int) -> None:
+    def __init__(self, call: Call, prefetch: int, *, acknowledge: bool = True) -> None:
         self._call = call
+        self._acknowledge = acknowledge
         self._prefetch = prefetch
         self._client: Any = None
         self.trackers: dict[Any, AckTracker] = {}
@@ -94,7 +95,10 @@ class Ingress:
             await port.deliver(incoming.topic, message.body, on_done=on_done, **kwargs)
 
     def on_done(self, tracker: AckTracker, tag: int, delivery: Delivery | None) -> None:
-        """The bus finished delivery *tag* of *tracker*'s channel: ack it soon."""
+        """The bus finished delivery *tag* of *tracker*'s channel: ack it soon (never
+        when the bridge peeks: its deliveries go back to the queue when it closes)."""
+        if not self._acknowledge:
+            return
         tracker.done(tag)
         self._acks.wanted()
 

@@ -1,6 +1,6 @@
 """RabbitMQ's registration (:data:`PLUGIN`, entry point ``rabbitmq`` of
 ``trio_bus.brokers``): its URLs (aio-pika's own ``amqp://`` and ``amqps://``, plus
-``?exchange=``), bridge, facade backend and features. AMQP cannot list a broker's
+``?exchange=`` and ``?queue=``), bridge, facade backend and features. AMQP cannot list a broker's
 topics (no call lists exchanges or bindings), so :attr:`~bus.abc.BrokerPlugin.lists_topics`
 is off; a tail reads through a queue of its own, removed afterwards.
 """
@@ -20,9 +20,10 @@ __all__ = ["PLUGIN", "from_url"]
 
 
 def from_url(url: str, *, name: str | None = None, **options: Any) -> Bridge:
-    """``amqp[s]://user:password@host:port/vhost[?exchange=NAME]`` → :class:`RabbitMQBridge`
-    (the URL without its query is aio-pika's)."""
-    parts = parse(url, ("exchange",))
+    """``amqp[s]://user:password@host:port/vhost[?exchange=NAME][&queue=NAME]`` →
+    :class:`RabbitMQBridge` (the URL without its query is aio-pika's). ``queue=`` reads
+    that existing queue as it is (``existing_queue=True``: never declared nor bound)."""
+    parts = parse(url, ("exchange", "queue"))
     try:
         host, port = parts.parts.hostname, parts.parts.port
     except ValueError:
@@ -34,6 +35,10 @@ def from_url(url: str, *, name: str | None = None, **options: Any) -> Bridge:
         if not parts.query["exchange"]:
             raise bad(url, "exchange= is empty")
         options.setdefault("exchange", parts.query["exchange"])
+    if "queue" in parts.query:
+        if not parts.query["queue"]:
+            raise bad(url, "queue= is empty")
+        options.update(queue=parts.query["queue"], existing_queue=True)
     plain = url.split("?", 1)[0]
     return RabbitMQBridge(plain, name=name or "rabbitmq", **options)
 

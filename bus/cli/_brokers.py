@@ -56,6 +56,13 @@ log = get_logger("bus.cli")
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 _PUBLISH_WINDOW = 512  # confirmations awaited at once; below the export mailbox's room
+PEEK_LIMIT = 1000
+"""What a tail of a RabbitMQ queue shows without ``--count`` or ``--consume``: a peek
+holds every message it showed unacknowledged (the broker sends no more than that)."""
+AMQP_MAX_PREFETCH = 65535  # basic.qos prefetch_count is a 16-bit field
+LOCAL_DEAD_LETTERS = "bus-cli.dead_letter"
+"""The dead-letter topic of the commands' own bus: never imported nor exported, so a
+broker's ``bus.dead_letter`` is read as any other topic."""
 
 
 class UsageError(Exception):
@@ -97,8 +104,10 @@ def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
         description="Print the messages of TOPIC (or a */# pattern) as they arrive, "
         "decoded, one per line with key and headers.",
     )
-    tail.add_argument("url", metavar="URL", help=url_help)
-    tail.add_argument("topic", metavar="TOPIC")
+    tail.add_argument("url", metavar="URL", help=url_help + "; amqp://...?queue=NAME reads "
+                      "that existing queue as it is, a peek unless --consume")
+    tail.add_argument("topic", metavar="TOPIC", nargs="?",
+                      help="topic or */# pattern (with ?queue=: a filter, default #)")
     tail.add_argument(
         "--from-beginning", action="store_true",
         help="start from what the broker kept (Kafka, Kinesis: the whole log; RabbitMQ, "
@@ -106,6 +115,12 @@ def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
     )
     tail.add_argument("--count", type=_count, metavar="N", help="stop after N messages")
     tail.add_argument("--json", action="store_true", help="one JSON object per message")
+    tail.add_argument(
+        "--consume", action="store_true",
+        help="with ?queue=NAME: acknowledge what is shown, taking it off the queue (without "
+        f"it a tail of a queue peeks: it shows at most --count, default {PEEK_LIMIT}, "
+        "and they all stay in the queue)",
+    )
     tail.add_argument("--timeout", type=_seconds, default=10.0, metavar="S",
                       help="give up connecting after S seconds (default 10)")
 
@@ -141,9 +156,20 @@ def run(args: argparse.Namespace, error: Callable[[str], None]) -> int:
             raise UsageError(f"topics {args.action} needs a NAME")
         if args.command == "topics" and args.action == "list" and args.names:
             raise UsageError(f"topics list takes no NAME (got {' '.join(args.names)})")
-        commands = {"tail": _tail, "publish": _publish, "topics": _topics}
+    except UsageError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    commands = {"tail": _tail, "publish": _publish, "topics": _topics}
+    return run_trio(commands[args.command], args, error)
+
+
+def run_trio(command: Callable[[argparse.Namespace], Any], args: argparse.Namespace,
+             error: Callable[[str], None]) -> int:
+    """``trio.run(command, args)``: its errors end as one line through *error*, exit 2
+    for the caller's mistakes, 1 for the broker's refusals and failures."""
+    try:
         try:
-            return trio.run(commands[args.command], args)
+            return int(trio.run(command, args))
         except BaseExceptionGroup as group:
             raise _single(group) from None
     except (UsageError, ConfigurationError) as exc:
@@ -309,9 +335,66 @@ class _Out:
             self.closed.set()
 
 
+def _named_queue(url: str) -> str | None:
+    """The queue an ``amqp://`` URL names (``?queue=NAME``), if it names one."""
+    from bridges import url_query
+
+    if _scheme(url) not in ("amqp", "amqps"):
+        return None
+    return url_query(url).get("queue")
+
+
+async def _check_queue(url: str, connect_within: float) -> None:
+    """Refuse a queue that does not exist (one clear line, nothing declared)."""
+    bridge = _bridge(url)
+    try:
+        with trio.fail_after(connect_within):
+            await bridge.open()
+    except trio.TooSlowError:
+        raise Failed(f"cannot reach {mask_url(url)} within {connect_within:g} s") from None
+    try:
+        await bridge.queue_counts()
+    finally:
+        with trio.CancelScope(shield=True):
+            await bridge.aclose()
+
+
+async def _queue_tail_options(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """A tail of a named queue: what it imports, and how it acknowledges (a peek holds
+    what it shows, so it reads at most --count: the broker's prefetch)."""
+    if args.consume and args.topic is not None:
+        raise UsageError("--consume with a TOPIC filter would take off the queue messages "
+                         "it does not show: drop the TOPIC, or peek without --consume")
+    if args.from_beginning:
+        raise UsageError("a queue is read from its head: --from-beginning means nothing here")
+    await _check_queue(args.url, args.timeout)
+    if args.consume:
+        return {"acknowledge": True}, ["#"]
+    if args.count is not None and args.count > AMQP_MAX_PREFETCH:
+        raise UsageError(f"a peek shows at most {AMQP_MAX_PREFETCH} messages (--count); "
+                         f"--consume reads any number")
+    return {"acknowledge": False, "prefetch": args.count or PEEK_LIMIT}, ["#"]
+
+
 async def _tail(args: argparse.Namespace) -> int:
-    await _check_tailed(args.url, args.topic, args.timeout)
-    options, private = _tail_options(args.url, args.topic, args.from_beginning)
+    queue = _named_queue(args.url)
+    peek_limit = None
+    if queue is not None:
+        options, imported = await _queue_tail_options(args)
+        private = ""
+        peek_limit = None if args.consume else args.count or PEEK_LIMIT
+        topic = args.topic or "#"
+    else:
+        if args.topic is None:
+            raise UsageError("tail needs a TOPIC (or an amqp:// URL naming a queue: "
+                             "?queue=NAME)")
+        if args.consume:
+            raise UsageError("--consume goes with an amqp:// URL naming a queue (?queue=NAME):"
+                             " a tail of a topic reads through a queue or group of its own")
+        topic = args.topic
+        await _check_tailed(args.url, topic, args.timeout)
+        options, private = _tail_options(args.url, topic, args.from_beginning)
+        imported = [topic]
     bridge = _bridge(args.url, **options)
     memory = _scheme(args.url) == "memory"
     out = _Out(sys.stdout)
@@ -326,7 +409,13 @@ async def _tail(args: argparse.Namespace) -> int:
             await trio.sleep_forever()  # past --count: never done, so never acknowledged
         out.line(_render(env, args.json))
         printed += 1
-        if (args.count is not None and printed >= args.count) or out.closed.is_set():
+        if peek_limit is not None and printed >= peek_limit:
+            if args.count is None:
+                print(f"bus tail: showed {printed} messages of queue {queue!r}, the most a "
+                      f"peek shows without --count; they all stay in the queue",
+                      file=sys.stderr, flush=True)
+            enough.set()
+        elif (args.count is not None and printed >= args.count) or out.closed.is_set():
             enough.set()
         elif everything_read.is_set() and printed >= appended[0]:
             enough.set()
@@ -351,17 +440,18 @@ async def _tail(args: argparse.Namespace) -> int:
             trio.CancelScope() as scope,
             trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
         ):
-            async with open_bus(name="bus-cli", strict=False, drain_timeout=5) as bus:
-                bus.subscribe(args.topic, show, name="tail")
+            async with open_bus(name="bus-cli", strict=False, drain_timeout=5,
+                                dead_letter_topic=LOCAL_DEAD_LETTERS) as bus:
+                bus.subscribe(topic, show, name="tail")
                 bus.subscribe(bus.dead_letter_topic, undecodable, name="tail.skipped")
-                await bus.attach(bridge, import_=[args.topic], connect_timeout=args.timeout)
-                log.info("tail.started", url=mask_url(args.url), topic=args.topic,
+                await bus.attach(bridge, import_=imported, connect_timeout=args.timeout)
+                log.info("tail.started", url=mask_url(args.url), topic=topic,
                          from_beginning=args.from_beginning, count=args.count)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(on_signal, signals)
                     if memory:
                         nursery.start_soon(
-                            _feed_memory, bridge, args.topic, appended, everything_read,
+                            _feed_memory, bridge, topic, appended, everything_read,
                             lambda: printed, enough,
                         )
                     await enough.wait()
@@ -369,7 +459,7 @@ async def _tail(args: argparse.Namespace) -> int:
                 silence("bus.undelivered")  # by design: they go back to the broker
                 scope.cancel()  # stop at once: what is queued is not done, not acknowledged
     finally:
-        await _cleanup(bridge, args.url, args.topic, private)
+        await _cleanup(bridge, args.url, topic, private)
     return 128 + stopped_by if stopped_by else 0
 
 

@@ -3,7 +3,8 @@
 ``bus tail``, ``bus publish`` and ``bus topics`` (a broker URL each) are in
 ``_brokers.py``; ``bus bridge CONFIG.toml`` is the service (``_service/``); ``bus bench``
 runs the benchmark suites of a source checkout (``_bench.py``); ``bus docs`` prints
-the installed documentation (``_docs.py``); ``bus demo`` is the
+the installed documentation (``_docs.py``); ``bus dead-letters`` lists, counts and
+replays dead letters (``_dead_letters.py``); ``bus demo`` is the
 example application ``bus.cli.demo`` (``add_arguments`` and ``run``), imported only when
 that subcommand is chosen.
 
@@ -96,6 +97,9 @@ def build_parser(demo: ModuleType | None = None) -> argparse.ArgumentParser:
     from . import _asyncapi  # `bus asyncapi APP` (docs/asyncapi.md)
 
     _asyncapi.add_parser(commands, common)
+    from . import _dead_letters  # `bus dead-letters list|count|replay URL [TOPIC]`
+
+    _dead_letters.add_parser(commands, common)
     return parser
 
 
@@ -159,6 +163,10 @@ def _run(args: argparse.Namespace, demo: ModuleType | None) -> int:
             from . import _docs
 
             return _docs.run(args, _error)
+        if args.command == "dead-letters":
+            from . import _dead_letters
+
+            return _dead_letters.run(args, _error)
         if args.command in ("tail", "publish", "topics"):
             from . import _brokers
 

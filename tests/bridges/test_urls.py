@@ -41,6 +41,15 @@ def test_amqp_url_is_the_clients_own_and_exchange_from_the_query() -> None:
     assert "s3cret" not in repr(bridge)
 
 
+def test_amqp_queue_in_the_query_reads_that_queue_as_it_is() -> None:
+    bridge = from_url("amqp://u:p@127.0.0.1:5672/?queue=orders.dead_letter")
+    assert isinstance(bridge, RabbitMQBridge)
+    assert bridge.queue == "orders.dead_letter"
+    assert bridge._existing_queue and bridge._url == "amqp://u:p@127.0.0.1:5672/"
+    with pytest.raises(ConfigurationError, match="queue= is empty"):
+        from_url("amqp://u:p@127.0.0.1:5672/?queue=")
+
+
 def test_kinesis_region_and_endpoint() -> None:
     bridge = from_url("kinesis://eu-west-1?endpoint=http://127.0.0.1:4568")
     assert isinstance(bridge, KinesisBridge)
@@ -86,9 +95,9 @@ def test_bad_urls_name_the_problem_and_the_forms(url: str, problem: str) -> None
 
 def test_the_password_of_a_bad_url_is_masked() -> None:
     with pytest.raises(ConfigurationError) as caught:
-        from_url("amqp://guest:hunter2@host:5672/?queue=q")
+        from_url("amqp://guest:hunter2@host:5672/?queues=q")
     assert "hunter2" not in str(caught.value)
-    assert "'amqp://guest:***@host:5672/?queue=q': unknown parameter(s) queue" in str(
+    assert "'amqp://guest:***@host:5672/?queues=q': unknown parameter(s) queues" in str(
         caught.value
     )
     with pytest.raises(ConfigurationError) as caught:

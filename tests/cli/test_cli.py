@@ -82,7 +82,10 @@ def test_a_line_that_is_not_json_is_a_usage_error() -> None:
         (["publish", "memory://", "orders.*"], "publish needs a topic, not a pattern"),
         (["topics", "memory://", "create"], "topics create needs a NAME"),
         (["tail", "memory://", "t", "--count", "0"], "--count: must be at least 1"),
-        (["tail", "memory://"], "the following arguments are required: TOPIC"),
+        (["tail", "memory://"], "tail needs a TOPIC (or an amqp:// URL naming a queue"),
+        (["tail", "memory://", "t", "--consume"], "--consume goes with an amqp:// URL naming"),
+        (["dead-letters", "count", "memory://"], "bus dead-letters reads Kafka and RabbitMQ"),
+        (["dead-letters", "list", "memory://", "--dry-run"], "--dry-run goes with replay"),
         (["--log-level", "loud", "topics", "memory://"], "invalid choice: 'loud'"),
     ],
 )
