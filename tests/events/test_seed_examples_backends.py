@@ -257,3 +257,39 @@ async def test_each_brokers_own_snippet_with_the_seeds_options(
         await user_events.push("user_activity", user, key=user.id)
         await _until(lambda: got == [user])
         await user_events.delete_topic("user_activity")
+
+
+@pytest.mark.timeout(90)
+async def test_break_leaves_the_message_in_hand_to_the_group(
+    backend: str, prefix: str, request: pytest.FixtureRequest
+) -> None:
+    """One rule on every backend (docs/facade.md, "Leaving a pull early"): a message
+    not handled is not acknowledged, so the one in hand at ``break`` comes again to a
+    later ``pull(callback=...)`` of the same group. ``events`` is the group the first
+    push prepares a queue/subscription for on RabbitMQ and Pub/Sub."""
+    brokers = request.getfixturevalue("brokers") if BACKENDS[backend] else None
+    user_events = UserEvent(event_type=backend, topic_prefix=prefix,
+                            **seed_options(backend, brokers))
+    ann = User(id="1", name="Ann", email="ann@example.com")
+    ben = User(id="2", name="Ben", email="ben@example.com")
+    cid = User(id="3", name="Cid", email="cid@example.com")
+    async with user_events:
+        await user_events.create_topic("signed_up")
+        for user in (ann, ben, cid):
+            await user_events.push("signed_up", user, key="k")  # one key: one order
+        seen = []
+        async for user in user_events.pull("signed_up", group="events"):
+            seen.append(user)
+            if user == ben:
+                break  # Ann handled (Ben was asked for), Ben in hand, not handled
+        assert seen == [ann, ben]
+
+        handled: list[str] = []
+
+        async def handle(user: User) -> None:
+            handled.append(user.name)
+
+        await user_events.pull("signed_up", callback=handle, group="events")
+        await _until(lambda: "Cid" in handled, 60)
+        assert handled[:2] == ["Ben", "Cid"]  # Ben first: nothing skipped, Ann not again
+        await user_events.delete_topic("signed_up")
