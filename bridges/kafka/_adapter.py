@@ -20,6 +20,7 @@ from bus.abc import Bridge
 from bus.events import BridgeAdapter
 
 from ._bridge import KafkaBridge
+from ._errors import translate
 
 __all__ = ["KafkaAdapter"]
 
@@ -39,9 +40,10 @@ class KafkaAdapter(BridgeAdapter):
         compression_type: str | None = None,
         group: str = "events",
         connect_timeout: float = 10.0,
+        end_idle: float = 2.0,
         **bridge_options: Any,
     ) -> None:
-        super().__init__(group=group, connect_timeout=connect_timeout)
+        super().__init__(group=group, connect_timeout=connect_timeout, end_idle=end_idle)
         self.bootstrap_servers = bootstrap_servers
         for reserved in ("name", "group_id", "auto_offset_reset"):
             if reserved in bridge_options:
@@ -73,7 +75,49 @@ class KafkaAdapter(BridgeAdapter):
         except TypeError as exc:
             raise ConfigurationError(f"KafkaAdapter: {exc}") from None
 
+    async def backlog(
+        self, bridge: Bridge, topic: str, group: str, from_beginning: bool
+    ) -> int | None:
+        """Records between the group's position and each partition's end offset now (a
+        partition the group never committed starts where ``from_beginning`` says)."""
+        assert isinstance(bridge, KafkaBridge)
+        try:
+            return await bridge._egress().run(
+                _count_backlog, bridge._common, topic, group, from_beginning
+            )
+        except Exception as exc:
+            raise translate(exc, f"reading the end offsets of {topic!r}", ()) from exc
+
     def topic_options(self, options: dict[str, Any]) -> dict[str, Any]:
         if "num_partitions" in options:  # the admin client's spelling
             options["partitions"] = options.pop("num_partitions")
         return options
+
+
+async def _count_backlog(
+    options: dict[str, Any], topic: str, group: str, from_beginning: bool
+) -> int:
+    """(On the bridge's asyncio loop.) A consumer of *group* that joins nothing: it
+    reads the group's committed offsets and the partitions' begin and end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = metadata.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        total = 0
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            start = committed if committed is not None else (
+                begins[tp] if from_beginning else ends[tp]
+            )
+            total += max(0, ends[tp] - max(start, begins[tp]))
+        return total
+    finally:
+        await consumer.stop()

@@ -36,9 +36,10 @@ class RabbitMQAdapter(BridgeAdapter):
         exchange: str = "trio-bus",
         group: str = "events",
         connect_timeout: float = 10.0,
+        end_idle: float = 2.0,
         **bridge_options: Any,
     ) -> None:
-        super().__init__(group=group, connect_timeout=connect_timeout)
+        super().__init__(group=group, connect_timeout=connect_timeout, end_idle=end_idle)
         self.connection_url = connection_url
         self.exchange = exchange
         for reserved in ("name", "group", "queue"):
@@ -65,6 +66,16 @@ class RabbitMQAdapter(BridgeAdapter):
             return RabbitMQBridge(self.connection_url, name=name, queue=queue, **self._options)
         except TypeError as exc:
             raise ConfigurationError(f"RabbitMQAdapter: {exc}") from None
+
+    async def backlog(
+        self, bridge: Bridge, topic: str, group: str, from_beginning: bool
+    ) -> int | None:
+        """The group queue's ready messages, declared first (a consumer would declare
+        it): AMQP hands them out in queue order, so a pull ends after that many."""
+        queue = self.queue(group, topic)
+        await bridge.create_topic(topic, queue=queue)
+        ready, _ = await bridge.queue_counts(queue)  # type: ignore[attr-defined]
+        return int(ready)
 
     async def prepare_topic(self, bridge: Bridge, topic: str) -> None:
         await bridge.create_topic(topic, queue=self.queue(self.group, topic))
