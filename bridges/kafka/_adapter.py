@@ -88,6 +88,15 @@ class KafkaAdapter(BridgeAdapter):
         except Exception as exc:
             raise translate(exc, f"reading the end offsets of {topic!r}", ()) from exc
 
+    async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
+        """Delete the topic, and make the producer stop asking for its metadata: its
+        next metadata request (the next push to another topic) would have the broker
+        create it again (``auto.create.topics.enable``, on by default)."""
+        assert isinstance(bridge, KafkaBridge)
+        await bridge.delete_topic(topic)
+        if bridge._producer is not None:
+            await bridge._egress().run(_forget_topic, bridge._producer, topic)
+
     def topic_options(self, options: dict[str, Any]) -> dict[str, Any]:
         if "num_partitions" in options:  # the admin client's spelling
             options["partitions"] = options.pop("num_partitions")
@@ -121,3 +130,10 @@ async def _count_backlog(
         return total
     finally:
         await consumer.stop()
+
+
+async def _forget_topic(producer: Any, topic: str) -> None:
+    """(On the bridge's asyncio loop.) Drop *topic* from the metadata the producer keeps
+    asking for."""
+    client = producer.client
+    await client.set_topics([t for t in client._topics if t != topic])

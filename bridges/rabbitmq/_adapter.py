@@ -77,6 +77,13 @@ class RabbitMQAdapter(BridgeAdapter):
         ready, _ = await bridge.queue_counts(queue)  # type: ignore[attr-defined]
         return int(ready)
 
+    async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
+        """An AMQP topic is a routing key: unbind and delete each group's queue
+        ``<exchange>.<group>.<topic>`` (AMQP cannot list queues: the groups are the
+        default one and those this adapter used)."""
+        for group in sorted(groups):
+            await bridge.delete_kept_topic(topic, group)  # type: ignore[attr-defined]
+
     async def prepare_topic(self, bridge: Bridge, topic: str) -> None:
         await bridge.create_topic(topic, queue=self.queue(self.group, topic))
 

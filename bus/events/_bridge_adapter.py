@@ -84,6 +84,9 @@ class BridgeAdapter(EventAdapter):
         self._closed = False
         self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
         self._callbacks: list[BusRunner] = []
+        self._callback_topics: dict[BusRunner, str] = {}
+        self._groups: dict[str, set[str]] = {}
+        """topic -> the groups this adapter's consumers used on it (delete_topic)."""
         self._prepared: set[str] = set()
 
     # -- what a broker module provides ----------------------------------------------
@@ -155,6 +158,7 @@ class BridgeAdapter(EventAdapter):
             for consumer in list(self._consumers):
                 await consumer.aclose()
             callbacks, self._callbacks = self._callbacks, []
+            self._callback_topics.clear()
             for runner in callbacks:
                 await runner.aclose()
             if self._egress is not None:
@@ -216,8 +220,10 @@ class BridgeAdapter(EventAdapter):
             )
 
         runner = BusRunner(setup, name=f"events.{bridge.name}", strict=False)
+        self._groups.setdefault(topic, set()).add(group)
         await runner.start()
         self._callbacks.append(runner)
+        self._callback_topics[runner] = topic
 
     def consume(self, topic: str, **kwargs: Any) -> Consumer:
         if "offset" in kwargs:
@@ -230,6 +236,7 @@ class BridgeAdapter(EventAdapter):
             follow=False,
         )
         group = _group(options["group"], self.group)
+        self._groups.setdefault(topic, set()).add(group)
         consumer = Consumer(
             self, topic, group, bool(options["from_beginning"]), follow=bool(options["follow"])
         )
@@ -247,10 +254,28 @@ class BridgeAdapter(EventAdapter):
         self._prepared.add(topic)
 
     async def delete_topic(self, topic: str) -> None:
+        """Stop this adapter's consumers of *topic* (a live Kafka consumer would have the
+        broker create the topic again; what they had not handled stays with the broker
+        until the deletion), then remove what the facade created for it
+        (:meth:`remove_topic`)."""
         validate_topic(topic)
         _, bridge = await self._producer()
-        await bridge.delete_topic(topic)
+        with trio.CancelScope(shield=True):
+            for consumer in [c for c in self._consumers if c.topic == topic]:
+                await consumer.aclose()
+            for runner in [r for r, t in self._callback_topics.items() if t == topic]:
+                del self._callback_topics[runner]
+                self._callbacks.remove(runner)
+                with trio.move_on_after(self.close_timeout + 5):
+                    await runner.aclose()
+        await self.remove_topic(bridge, topic, {self.group} | self._groups.pop(topic, set()))
         self._prepared.discard(topic)
+
+    async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
+        """Delete *topic* on the broker with what the facade made for it: the topic
+        (stream) and, where the broker has them, the queues or subscriptions of *groups*
+        (the default group and those this adapter's consumers used)."""
+        await bridge.delete_topic(topic)
 
     async def list_topics(self) -> list[str]:
         _, bridge = await self._producer()
