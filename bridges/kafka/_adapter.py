@@ -12,6 +12,7 @@ oldest record (``from_beginning=True``, ``consume``'s default) or at new ones
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,18 +76,29 @@ class KafkaAdapter(BridgeAdapter):
         except TypeError as exc:
             raise ConfigurationError(f"KafkaAdapter: {exc}") from None
 
-    async def backlog(
+    async def start_group(
         self, bridge: Bridge, topic: str, group: str, from_beginning: bool
     ) -> int | None:
-        """Records between the group's position and each partition's end offset now (a
-        partition the group never committed starts where ``from_beginning`` says)."""
+        """Commit the start of each partition the group never committed (its oldest
+        record with ``from_beginning``, else its end offset now), so a later member of
+        the group starts there too, not at its own "latest" (a message pushed after a
+        pull or subscribe returned would be skipped); return the records between the
+        group's position and each partition's end offset now."""
         assert isinstance(bridge, KafkaBridge)
         try:
-            return await bridge._egress().run(
-                _count_backlog, bridge._common, topic, group, from_beginning
+            waiting = await bridge._egress().run(
+                _start_group, bridge._common, topic, group, from_beginning
             )
+            if waiting is None:
+                # No such topic yet: create it (as the consumer would, by asking for it)
+                # so that the group's start can be fixed now, before anything is pushed.
+                await bridge.create_topic(topic)
+                waiting = await bridge._egress().run(
+                    _start_group, bridge._common, topic, group, from_beginning
+                )
         except Exception as exc:
-            raise translate(exc, f"reading the end offsets of {topic!r}", ()) from exc
+            raise translate(exc, f"reading the offsets of {topic!r}", ()) from exc
+        return waiting or 0
 
     async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
         """Delete the topic, and make the producer stop asking for its metadata: its
@@ -103,12 +115,16 @@ class KafkaAdapter(BridgeAdapter):
         return options
 
 
-async def _count_backlog(
+async def _start_group(
     options: dict[str, Any], topic: str, group: str, from_beginning: bool
-) -> int:
-    """(On the bridge's asyncio loop.) A consumer of *group* that joins nothing: it
-    reads the group's committed offsets and the partitions' begin and end offsets."""
+) -> int | None:
+    """(On the bridge's asyncio loop.) A consumer of *group* that joins nothing (manual
+    assignment): reads the group's committed offsets and the partitions' begin and end
+    offsets, commits the start of those never committed; None if *topic* does not
+    exist. That commit is refused while
+    the group has live members (they own its positions): then nothing is fixed here."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
 
     consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **options)
     await consumer.start()
@@ -117,16 +133,19 @@ async def _count_backlog(
         partitions = metadata.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
-            return 0
+            return None  # no such topic
         ends = await consumer.end_offsets(tps)
         begins = await consumer.beginning_offsets(tps)
-        total = 0
+        total, starts = 0, {}
         for tp in tps:
             committed = await consumer.committed(tp)
-            start = committed if committed is not None else (
-                begins[tp] if from_beginning else ends[tp]
-            )
-            total += max(0, ends[tp] - max(start, begins[tp]))
+            if committed is None:
+                committed = starts[tp] = begins[tp] if from_beginning else ends[tp]
+            total += max(0, ends[tp] - max(committed, begins[tp]))
+        if starts:
+            consumer.assign(list(starts))
+            with contextlib.suppress(KafkaError):
+                await consumer.commit(starts)
         return total
     finally:
         await consumer.stop()

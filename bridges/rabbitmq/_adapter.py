@@ -67,11 +67,11 @@ class RabbitMQAdapter(BridgeAdapter):
         except TypeError as exc:
             raise ConfigurationError(f"RabbitMQAdapter: {exc}") from None
 
-    async def backlog(
+    async def start_group(
         self, bridge: Bridge, topic: str, group: str, from_beginning: bool
     ) -> int | None:
-        """The group queue's ready messages, declared first (a consumer would declare
-        it): AMQP hands them out in queue order, so a pull ends after that many."""
+        """Declare the group's queue (the consumer would) and return its ready
+        messages: AMQP hands them out in queue order, so a pull ends after that many."""
         queue = self.queue(group, topic)
         await bridge.create_topic(topic, queue=queue)
         ready, _ = await bridge.queue_counts(queue)  # type: ignore[attr-defined]

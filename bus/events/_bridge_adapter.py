@@ -15,7 +15,7 @@ implementation per broker — its :class:`~bus.abc.Bridge`:
   and the broker delivers it again.
 - ``consume`` ends, by default, once it read what the group had waiting when it started
   (memory's meaning); ``follow=True`` follows. Where the broker says how many messages
-  wait (:meth:`BridgeAdapter.backlog`) it ends after that many; elsewhere once nothing
+  wait (:meth:`BridgeAdapter.start_group`) it ends after that many; elsewhere once nothing
   came for ``end_idle`` seconds after its consumer started.
 - topic administration is the egress bridge's ``create_topic``/``delete_topic``/
   ``list_topics``.
@@ -106,12 +106,14 @@ class BridgeAdapter(EventAdapter):
         """Map the seed's ``create_topic`` options to the bridge's; refuse unknown ones."""
         return options
 
-    async def backlog(
+    async def start_group(
         self, bridge: Bridge, topic: str, group: str, from_beginning: bool
     ) -> int | None:
-        """How many messages *group* has to read on *topic* now (a ``consume`` that ends
-        stops after that many), asked through the producer *bridge* before the consumer
-        starts; None if the broker cannot say (the ``consume`` then ends once nothing
+        """Before a consumer of *group* on *topic* starts (a pull or a callback), through
+        the producer *bridge*: fix the group's position where the broker would otherwise
+        leave it to each consumer (a group that committed nothing yet), and return how
+        many messages the group has waiting (a ``consume`` that ends stops after that
+        many); None if the broker cannot say (the ``consume`` then ends once nothing
         came for ``end_idle`` seconds)."""
         return None
 
@@ -221,6 +223,8 @@ class BridgeAdapter(EventAdapter):
 
         runner = BusRunner(setup, name=f"events.{bridge.name}", strict=False)
         self._groups.setdefault(topic, set()).add(group)
+        _, producer = await self._producer()
+        await self.start_group(producer, topic, group, bool(options["from_beginning"]))
         await runner.start()
         self._callbacks.append(runner)
         self._callback_topics[runner] = topic
@@ -315,11 +319,10 @@ class Consumer(ClosesOnExit):
     async def _open(self) -> trio.MemoryReceiveChannel[tuple[Envelope[Any], _InHand]]:
         adapter, topic = self._adapter, validate_topic(self.topic)
         adapter._check_open()
+        _, producer = await adapter._producer()
+        waiting = await adapter.start_group(producer, topic, self._group, self._from_beginning)
         if not self._follow:
-            _, producer = await adapter._producer()
-            self._remaining = await adapter.backlog(
-                producer, topic, self._group, self._from_beginning
-            )
+            self._remaining = waiting
         send, receive = trio.open_memory_channel[tuple[Envelope[Any], _InHand]](0)
         bridge = adapter.make_bridge(
             name=f"{adapter.backend}-pull{next(_serial)}", group=self._group, topic=topic,

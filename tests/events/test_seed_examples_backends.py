@@ -294,6 +294,41 @@ async def test_break_leaves_the_message_in_hand_to_the_group(
         await user_events.delete_topic("signed_up")
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    # Kinesis: a group that checkpointed nothing has no position for a later consumer
+    # to resume (docs/facade.md, "Leaving a pull early")
+    "backend", ["memory", *(pytest.param(b, marks=pytest.mark.brokers)
+                            for b in ("redis-streams", "kafka", "rabbitmq", "pubsub"))],
+    indirect=True,
+)
+async def test_break_on_a_groups_first_message_leaves_it_to_the_group(
+    backend: str, prefix: str, request: pytest.FixtureRequest
+) -> None:
+    """The same rule when the group handled nothing yet: its start is the group's, so a
+    later callback of the group (which alone would start at new messages) gets it."""
+    brokers = request.getfixturevalue("brokers") if BACKENDS[backend] else None
+    user_events = UserEvent(event_type=backend, topic_prefix=prefix,
+                            **seed_options(backend, brokers))
+    ann = User(id="1", name="Ann", email="ann@example.com")
+    async with user_events:
+        await user_events.create_topic("joined")
+        await user_events.push("joined", ann, key="k")
+        async for first in user_events.pull("joined", group="events"):
+            assert first == ann
+            break  # Ann in hand: the group handled nothing
+        handled: list[str] = []
+
+        async def handle(user: User) -> None:
+            handled.append(user.name)
+
+        await user_events.pull("joined", callback=handle, group="events")
+        await user_events.push("joined", User(id="2", name="Ben", email="b@x"), key="k")
+        await _until(lambda: "Ben" in handled, 60)
+        assert handled == ["Ann", "Ben"]
+        await user_events.delete_topic("joined")
+
+
 @pytest.mark.timeout(180)
 async def test_event_sourcing_rebuild_ends(
     backend: str, prefix: str, request: pytest.FixtureRequest
