@@ -12,6 +12,7 @@ oldest record (``from_beginning=True``, ``consume``'s default) or at new ones
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from bus.abc import Bridge
 from bus.events import BridgeAdapter
 
 from ._bridge import KafkaBridge
+from ._errors import translate
 
 __all__ = ["KafkaAdapter"]
 
@@ -39,9 +41,10 @@ class KafkaAdapter(BridgeAdapter):
         compression_type: str | None = None,
         group: str = "events",
         connect_timeout: float = 10.0,
+        end_idle: float = 2.0,
         **bridge_options: Any,
     ) -> None:
-        super().__init__(group=group, connect_timeout=connect_timeout)
+        super().__init__(group=group, connect_timeout=connect_timeout, end_idle=end_idle)
         self.bootstrap_servers = bootstrap_servers
         for reserved in ("name", "group_id", "auto_offset_reset"):
             if reserved in bridge_options:
@@ -73,7 +76,83 @@ class KafkaAdapter(BridgeAdapter):
         except TypeError as exc:
             raise ConfigurationError(f"KafkaAdapter: {exc}") from None
 
+    async def start_group(
+        self, bridge: Bridge, topic: str, group: str, from_beginning: bool
+    ) -> int | None:
+        """Commit the start of each partition the group never committed (its oldest
+        record with ``from_beginning``, else its end offset now), so a later member of
+        the group starts there too, not at its own "latest" (a message pushed after a
+        pull or subscribe returned would be skipped); return the records between the
+        group's position and each partition's end offset now."""
+        assert isinstance(bridge, KafkaBridge)
+        try:
+            waiting = await bridge._egress().run(
+                _start_group, bridge._common, topic, group, from_beginning
+            )
+            if waiting is None:
+                # No such topic yet: create it (as the consumer would, by asking for it)
+                # so that the group's start can be fixed now, before anything is pushed.
+                await bridge.create_topic(topic)
+                waiting = await bridge._egress().run(
+                    _start_group, bridge._common, topic, group, from_beginning
+                )
+        except Exception as exc:
+            raise translate(exc, f"reading the offsets of {topic!r}", ()) from exc
+        return waiting or 0
+
+    async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
+        """Delete the topic, and make the producer stop asking for its metadata: its
+        next metadata request (the next push to another topic) would have the broker
+        create it again (``auto.create.topics.enable``, on by default)."""
+        assert isinstance(bridge, KafkaBridge)
+        await bridge.delete_topic(topic)
+        if bridge._producer is not None:
+            await bridge._egress().run(_forget_topic, bridge._producer, topic)
+
     def topic_options(self, options: dict[str, Any]) -> dict[str, Any]:
         if "num_partitions" in options:  # the admin client's spelling
             options["partitions"] = options.pop("num_partitions")
         return options
+
+
+async def _start_group(
+    options: dict[str, Any], topic: str, group: str, from_beginning: bool
+) -> int | None:
+    """(On the bridge's asyncio loop.) A consumer of *group* that joins nothing (manual
+    assignment): reads the group's committed offsets and the partitions' begin and end
+    offsets, commits the start of those never committed; None if *topic* does not
+    exist. That commit is refused while
+    the group has live members (they own its positions): then nothing is fixed here."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = metadata.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return None  # no such topic
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        total, starts = 0, {}
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                committed = starts[tp] = begins[tp] if from_beginning else ends[tp]
+            total += max(0, ends[tp] - max(committed, begins[tp]))
+        if starts:
+            consumer.assign(list(starts))
+            with contextlib.suppress(KafkaError):
+                await consumer.commit(starts)
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def _forget_topic(producer: Any, topic: str) -> None:
+    """(On the bridge's asyncio loop.) Drop *topic* from the metadata the producer keeps
+    asking for."""
+    client = producer.client
+    await client.set_topics([t for t in client._topics if t != topic])

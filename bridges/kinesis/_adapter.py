@@ -36,9 +36,10 @@ class KinesisAdapter(BridgeAdapter):
         shard_count: int = 1,
         group: str = "events",
         connect_timeout: float = 10.0,
+        end_idle: float = 2.0,
         **bridge_options: Any,
     ) -> None:
-        super().__init__(group=group, connect_timeout=connect_timeout)
+        super().__init__(group=group, connect_timeout=connect_timeout, end_idle=end_idle)
         for reserved in ("name", "group", "initial_position", "region"):
             if reserved in bridge_options:
                 raise ConfigurationError(f"KinesisAdapter sets {reserved} itself")

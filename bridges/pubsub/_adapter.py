@@ -11,7 +11,10 @@ has nothing older to read.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import trio
 
 from bus import ConfigurationError
 from bus.abc import Bridge
@@ -35,9 +38,10 @@ class PubSubAdapter(BridgeAdapter):
         emulator_host: str | None = None,
         group: str = "events",
         connect_timeout: float = 10.0,
+        end_idle: float = 2.0,
         **bridge_options: Any,
     ) -> None:
-        super().__init__(group=group, connect_timeout=connect_timeout)
+        super().__init__(group=group, connect_timeout=connect_timeout, end_idle=end_idle)
         for reserved in ("name", "group", "project"):
             if reserved in bridge_options:
                 raise ConfigurationError(f"PubSubAdapter sets {reserved} itself")
@@ -56,7 +60,8 @@ class PubSubAdapter(BridgeAdapter):
         self, *, name: str, group: str | None, topic: str | None, from_beginning: bool
     ) -> Bridge:
         try:
-            return PubSubBridge(self._project, name=name, group=group, **self._options)
+            cls = PubSubBridge if group is None else _ConsumerBridge
+            return cls(self._project, name=name, group=group, **self._options)
         except TypeError as exc:
             raise ConfigurationError(f"PubSubAdapter: {exc}") from None
 
@@ -66,3 +71,18 @@ class PubSubAdapter(BridgeAdapter):
     def topic_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("group", self.group)
         return options
+
+
+class _ConsumerBridge(PubSubBridge):
+    """The bridge of one facade consumer (a ``pull`` or a callback). When it closes,
+    the messages its bus still had in work (a ``break`` left one in hand) are handed
+    back at once (ack deadline 0), so the group gets them again now, as on the other
+    brokers, not when their lease runs out (``ack_deadline``, 10 s at least)."""
+
+    async def aclose(self) -> None:
+        if self._open:
+            ingress = self._ingress
+            in_work = ingress.leases.to_extend(trio.current_time(), math.inf)
+            for sid, ack_ids in in_work.items():
+                await ingress._hand_back(sid, ack_ids)
+        await super().aclose()

@@ -36,9 +36,10 @@ class RabbitMQAdapter(BridgeAdapter):
         exchange: str = "trio-bus",
         group: str = "events",
         connect_timeout: float = 10.0,
+        end_idle: float = 2.0,
         **bridge_options: Any,
     ) -> None:
-        super().__init__(group=group, connect_timeout=connect_timeout)
+        super().__init__(group=group, connect_timeout=connect_timeout, end_idle=end_idle)
         self.connection_url = connection_url
         self.exchange = exchange
         for reserved in ("name", "group", "queue"):
@@ -65,6 +66,23 @@ class RabbitMQAdapter(BridgeAdapter):
             return RabbitMQBridge(self.connection_url, name=name, queue=queue, **self._options)
         except TypeError as exc:
             raise ConfigurationError(f"RabbitMQAdapter: {exc}") from None
+
+    async def start_group(
+        self, bridge: Bridge, topic: str, group: str, from_beginning: bool
+    ) -> int | None:
+        """Declare the group's queue (the consumer would) and return its ready
+        messages: AMQP hands them out in queue order, so a pull ends after that many."""
+        queue = self.queue(group, topic)
+        await bridge.create_topic(topic, queue=queue)
+        ready, _ = await bridge.queue_counts(queue)  # type: ignore[attr-defined]
+        return int(ready)
+
+    async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
+        """An AMQP topic is a routing key: unbind and delete each group's queue
+        ``<exchange>.<group>.<topic>`` (AMQP cannot list queues: the groups are the
+        default one and those this adapter used)."""
+        for group in sorted(groups):
+            await bridge.delete_kept_topic(topic, group)  # type: ignore[attr-defined]
 
     async def prepare_topic(self, bridge: Bridge, topic: str) -> None:
         await bridge.create_topic(topic, queue=self.queue(self.group, topic))

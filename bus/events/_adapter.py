@@ -80,9 +80,12 @@ class EventAdapter(ABC):
     def consume(self, topic: str, **kwargs: Any) -> AsyncIterator[EventMessage]:
         """Iterate over the messages of ``topic``.
 
-        Whether iteration starts at the beginning and whether it ends or waits for new
-        messages is backend-specific and documented by each adapter (the memory adapter
-        yields what is stored, then waits for more). Errors are raised from the
+        Every built-in adapter takes ``group``, ``from_beginning`` and ``follow``: by
+        default iteration reads what the topic (or the group) holds when it starts, then
+        ends; ``follow=True`` waits for new messages. A message counts as handled when the
+        next one is asked for; the one in hand when iteration stops early is not
+        acknowledged, and the group gets it again. An option an adapter cannot honour
+        raises ``ConfigurationError`` saying why. Errors are raised from the
         iterator's ``__anext__``: ``BusClosedError``, ``ConfigurationError``,
         ``TopicError``, ``BackendError``.
         """

@@ -13,6 +13,10 @@ implementation per broker — its :class:`~bus.abc.Bridge`:
   next one, so the bridge acknowledges (commits, checkpoints) a message only after it was
   handled. Closing a consumer cancels its bus: what was not handled is not acknowledged,
   and the broker delivers it again.
+- ``consume`` ends, by default, once it read what the group had waiting when it started
+  (memory's meaning); ``follow=True`` follows. Where the broker says how many messages
+  wait (:meth:`BridgeAdapter.start_group`) it ends after that many; elsewhere once nothing
+  came for ``end_idle`` seconds after its consumer started.
 - topic administration is the egress bridge's ``create_topic``/``delete_topic``/
   ``list_topics``.
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 import abc
 import itertools
 import weakref
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import trio
 
@@ -56,16 +60,22 @@ class BridgeAdapter(EventAdapter):
     (default ``"events"``): a stable name, so a second ``pull`` resumes where the first
     one's acknowledgements left the group, as a broker consumer does.
     ``connect_timeout`` bounds reaching the broker (``BackendUnavailableError``).
+    ``end_idle`` is how long a ``consume`` that ends waits for one more message on a
+    broker that cannot say how many wait (:meth:`backlog` None).
     """
 
     backend = "bridge"
     """The backend's name in messages and bus names."""
 
     def __init__(
-        self, *, group: str = "events", connect_timeout: float = 10.0, close_timeout: float = 10.0
+        self, *, group: str = "events", connect_timeout: float = 10.0,
+        close_timeout: float = 10.0, end_idle: float = 2.0,
     ) -> None:
         if not isinstance(group, str) or not group:
             raise ConfigurationError(f"group must be a non-empty str, got {group!r}")
+        if isinstance(end_idle, bool) or not isinstance(end_idle, int | float) or end_idle <= 0:
+            raise ConfigurationError(f"end_idle must be > 0 seconds, got {end_idle!r}")
+        self.end_idle = float(end_idle)
         self.group = group
         self.connect_timeout = connect_timeout
         self.close_timeout = close_timeout
@@ -74,6 +84,9 @@ class BridgeAdapter(EventAdapter):
         self._closed = False
         self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
         self._callbacks: list[BusRunner] = []
+        self._callback_topics: dict[BusRunner, str] = {}
+        self._groups: dict[str, set[str]] = {}
+        """topic -> the groups this adapter's consumers used on it (delete_topic)."""
         self._prepared: set[str] = set()
 
     # -- what a broker module provides ----------------------------------------------
@@ -92,6 +105,17 @@ class BridgeAdapter(EventAdapter):
     def topic_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Map the seed's ``create_topic`` options to the bridge's; refuse unknown ones."""
         return options
+
+    async def start_group(
+        self, bridge: Bridge, topic: str, group: str, from_beginning: bool
+    ) -> int | None:
+        """Before a consumer of *group* on *topic* starts (a pull or a callback), through
+        the producer *bridge*: fix the group's position where the broker would otherwise
+        leave it to each consumer (a group that committed nothing yet), and return how
+        many messages the group has waiting (a ``consume`` that ends stops after that
+        many); None if the broker cannot say (the ``consume`` then ends once nothing
+        came for ``end_idle`` seconds)."""
+        return None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -136,6 +160,7 @@ class BridgeAdapter(EventAdapter):
             for consumer in list(self._consumers):
                 await consumer.aclose()
             callbacks, self._callbacks = self._callbacks, []
+            self._callback_topics.clear()
             for runner in callbacks:
                 await runner.aclose()
             if self._egress is not None:
@@ -197,15 +222,28 @@ class BridgeAdapter(EventAdapter):
             )
 
         runner = BusRunner(setup, name=f"events.{bridge.name}", strict=False)
+        self._groups.setdefault(topic, set()).add(group)
+        _, producer = await self._producer()
+        await self.start_group(producer, topic, group, bool(options["from_beginning"]))
         await runner.start()
         self._callbacks.append(runner)
+        self._callback_topics[runner] = topic
 
     def consume(self, topic: str, **kwargs: Any) -> Consumer:
+        if "offset" in kwargs:
+            raise ConfigurationError(
+                f"{type(self).__name__}.consume: offset= is the memory backend's; a broker's "
+                "group resumes at its committed position (from_beginning= starts a new one)"
+            )
         options = _options(
-            type(self).__name__, "consume", kwargs, group=None, from_beginning=True
+            type(self).__name__, "consume", kwargs, group=None, from_beginning=True,
+            follow=False,
         )
         group = _group(options["group"], self.group)
-        consumer = Consumer(self, topic, group, bool(options["from_beginning"]))
+        self._groups.setdefault(topic, set()).add(group)
+        consumer = Consumer(
+            self, topic, group, bool(options["from_beginning"]), follow=bool(options["follow"])
+        )
         self._consumers.add(consumer)
         return consumer
 
@@ -220,10 +258,28 @@ class BridgeAdapter(EventAdapter):
         self._prepared.add(topic)
 
     async def delete_topic(self, topic: str) -> None:
+        """Stop this adapter's consumers of *topic* (a live Kafka consumer would have the
+        broker create the topic again; what they had not handled stays with the broker
+        until the deletion), then remove what the facade created for it
+        (:meth:`remove_topic`)."""
         validate_topic(topic)
         _, bridge = await self._producer()
-        await bridge.delete_topic(topic)
+        with trio.CancelScope(shield=True):
+            for consumer in [c for c in self._consumers if c.topic == topic]:
+                await consumer.aclose()
+            for runner in [r for r, t in self._callback_topics.items() if t == topic]:
+                del self._callback_topics[runner]
+                self._callbacks.remove(runner)
+                with trio.move_on_after(self.close_timeout + 5):
+                    await runner.aclose()
+        await self.remove_topic(bridge, topic, {self.group} | self._groups.pop(topic, set()))
         self._prepared.discard(topic)
+
+    async def remove_topic(self, bridge: Bridge, topic: str, groups: set[str]) -> None:
+        """Delete *topic* on the broker with what the facade made for it: the topic
+        (stream) and, where the broker has them, the queues or subscriptions of *groups*
+        (the default group and those this adapter's consumers used)."""
+        await bridge.delete_topic(topic)
 
     async def list_topics(self) -> list[str]:
         _, bridge = await self._producer()
@@ -233,38 +289,53 @@ class BridgeAdapter(EventAdapter):
 class Consumer(ClosesOnExit):
     """What :meth:`BridgeAdapter.consume` returns: messages of one topic from the broker.
 
-    It follows the topic (a broker topic has no end) until you stop: ``break`` and
+    It reads what its group had waiting when it started, then ends (see the module
+    docstring); with ``follow=True`` it follows the topic until you stop: ``break`` and
     ``aclose()`` (or ``async with``), or the adapter's ``disconnect()``. A message is
     acknowledged to the broker once you ask for the next one (or call ``commit()``); the
     one in hand when the consumer closes is not, so the broker delivers it again.
     """
 
-    def __init__(self, adapter: BridgeAdapter, topic: str, group: str, from_beginning: bool):
+    def __init__(
+        self, adapter: BridgeAdapter, topic: str, group: str, from_beginning: bool, *,
+        follow: bool = False,
+    ):
         self._adapter = adapter
         self.topic = topic
         self._group = group
         self._from_beginning = from_beginning
+        self._follow = follow
+        self._remaining: int | None = None
+        """Messages left to read before the end, where the broker said how many."""
         self._runner: BusRunner | None = None
-        self._receive: trio.MemoryReceiveChannel[tuple[Envelope[Any], trio.Event]] | None = None
-        self._pending: trio.Event | None = None
+        self._receive: trio.MemoryReceiveChannel[tuple[Envelope[Any], _InHand]] | None = None
+        self._pending: _InHand | None = None
+        self._last: _InHand | None = None
         self._closed = False
 
     def __aiter__(self) -> Self:
         return self
 
-    async def _open(self) -> trio.MemoryReceiveChannel[tuple[Envelope[Any], trio.Event]]:
+    async def _open(self) -> trio.MemoryReceiveChannel[tuple[Envelope[Any], _InHand]]:
         adapter, topic = self._adapter, validate_topic(self.topic)
         adapter._check_open()
-        send, receive = trio.open_memory_channel[tuple[Envelope[Any], trio.Event]](0)
+        _, producer = await adapter._producer()
+        waiting = await adapter.start_group(producer, topic, self._group, self._from_beginning)
+        if not self._follow:
+            self._remaining = waiting
+        send, receive = trio.open_memory_channel[tuple[Envelope[Any], _InHand]](0)
         bridge = adapter.make_bridge(
             name=f"{adapter.backend}-pull{next(_serial)}", group=self._group, topic=topic,
             from_beginning=self._from_beginning,
         )
 
         async def hand_over(env: Envelope[Any]) -> None:
-            handled = trio.Event()
-            await send.send((env, handled))
-            await handled.wait()  # done (and acknowledged) only once handled
+            item = _InHand()
+            await send.send((env, item))
+            try:
+                await item.handled.wait()  # done (and acknowledged) only once handled
+            finally:
+                item.returned.set()
 
         async def setup(bus: Bus) -> None:
             _declare(bus, topic)
@@ -287,16 +358,37 @@ class Consumer(ClosesOnExit):
         if self._receive is None:
             self._receive = await self._open()
         try:
-            env, handled = await self._receive.receive()
+            if self._follow:
+                env, handled = await self._receive.receive()
+            elif self._remaining is not None:
+                if self._remaining <= 0:
+                    await self._end()
+                env, handled = await self._receive.receive()
+                self._remaining -= 1
+            else:
+                with trio.move_on_after(self._adapter.end_idle):
+                    env, handled = await self._receive.receive()
+                    self._pending = self._last = handled
+                    return to_message(env)
+                await self._end()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise StopAsyncIteration from None
-        self._pending = handled
+        self._pending = self._last = handled
         return to_message(env)
+
+    async def _end(self) -> NoReturn:
+        """The end of what the group had waiting: once the last message handled is done
+        on the consumer's bus (its bridge acknowledges it when closing), close."""
+        if self._last is not None:
+            with trio.move_on_after(self._adapter.close_timeout):
+                await self._last.returned.wait()
+        await self.aclose()
+        raise StopAsyncIteration
 
     def commit(self) -> None:
         """Count the message last handed out as handled: the bridge may acknowledge it."""
         if self._pending is not None:
-            self._pending.set()
+            self._pending.handled.set()
             self._pending = None
 
     async def aclose(self) -> None:
@@ -323,6 +415,17 @@ class Consumer(ClosesOnExit):
                 runner.cancel()
             except Exception:  # interpreter shutdown: trio may be half torn down
                 pass
+
+
+class _InHand:
+    """A message handed to the iterator: *handled* once the caller asked for the next
+    one, *returned* once the bus-side handler finished with it (so it is done)."""
+
+    __slots__ = ("handled", "returned")
+
+    def __init__(self) -> None:
+        self.handled = trio.Event()
+        self.returned = trio.Event()
 
 
 def _options(cls: str, method: str, given: dict[str, Any], **defaults: Any) -> dict[str, Any]:

@@ -269,6 +269,12 @@ class BaseEvent(Generic[ModelT]):
         ``kwargs`` are backend options (memory: ``group``, ``from_beginning``,
         ``follow``; see the adapter). On memory the stream ends once the stored messages
         are read; ``follow=True`` waits for new ones.
+
+        Leaving early (``break``, an exception, a cancellation), on every backend: a
+        message counts as handled when the loop asks for the next one (or on
+        ``stream.commit()``); the one in hand is not acknowledged, so a later
+        ``pull(name, group=g)`` or ``pull(name, callback=cb, group=g)`` of the same
+        group gets it again first (docs/facade.md, "Leaving a pull early").
         """
         topic = self.topic(name)
         if callback is None:

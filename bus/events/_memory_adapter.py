@@ -29,6 +29,7 @@ from bus import (
 from bus.abc import validate_topic
 
 from ._adapter import EventAdapter, MessageCallback
+from ._memory_group import Tracker, catch_up
 from ._message import EventMessage
 from ._on_bus import (
     MessageReader,
@@ -177,20 +178,39 @@ class InMemoryAdapter(EventAdapter):
         bus = await self._open()
         declare(bus, topic)
         cell: list[Subscription] = []
+        name = _unique_name(bus, options["name"] or _callback_name(topic, callback))
+        tracker = None if group is None else Tracker(bus, topic, group)
 
-        async def deliver(env: Envelope[Any]) -> None:
+        async def run_callback(env: Envelope[Any]) -> None:
             token = handling(env, cell[0] if cell else None)
             try:
                 await callback(to_message(env))
             finally:
                 done_handling(token)
 
+        async def deliver(env: Envelope[Any]) -> None:
+            if tracker is None:
+                return await run_callback(env)
+            try:
+                await run_callback(env)
+            except Exception:
+                if retry.attempts is not None and env.attempt >= retry.attempts:
+                    await tracker.handled()  # dead-lettered next: handled for the group
+                raise
+            await tracker.handled()
+
+        if group is not None:
+            # The group's position first (what a `break` left in hand included), as a
+            # broker's group resumes at its committed offset; then live, with nothing
+            # between (see _memory_group).
+            await catch_up(bus, topic, group, from_beginning=bool(options["from_beginning"]),
+                           handle=run_callback, subscriber=name)
         subscription = bus.subscribe(
             topic,
             deliver,
-            name=_unique_name(bus, options["name"] or _callback_name(topic, callback)),
+            name=name,
             group=None if group is None else f"{group}@{topic}",
-            replay=bool(options["from_beginning"]),
+            replay=group is None and bool(options["from_beginning"]),
             retry=retry,
         )
         cell.append(subscription)

@@ -202,3 +202,32 @@ def test_cli_demo_bad_arguments_end_with_one_line(args: list[str], message: str)
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert message in done.stderr
+
+
+async def test_prefix_puts_every_shop_topic_under_it_mirrored_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from bridges import from_url
+
+    lines: list[TraceLine] = []
+    bridge = from_url("memory://", name="demo")
+    summary = await simulate(10, 0.3, 3, lines.append, bridge, "memory://", "run7")
+    assert summary.confirmed + summary.cancelled == 10  # the saga works as without
+    assert summary.dead_lettered == 1
+    assert summary.published and all(t.startswith("run7.") for t in summary.published)
+    assert summary.published["run7.order.placed"] == 10
+    assert summary.published["run7.bus.dead_letter"] == 1
+    assert summary.bridge is not None
+    assert summary.bridge.exported["run7.order.placed"] == 10
+    assert summary.bridge.refused == 0
+    assert {line.topic for line in lines if line.topic.startswith(("run7.order", "order"))} == {
+        "run7.order.placed", "run7.order.confirmed", "run7.order.cancelled"
+    }  # the trace names the prefixed topics
+
+
+def test_cli_demo_bad_prefix_ends_with_one_line() -> None:
+    done = bus_cli("demo", "--prefix", "a..b")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "--prefix" in done.stderr

@@ -96,3 +96,23 @@ def test_settings_are_the_defaults_and_arguments_override_them() -> None:
     assert isinstance(partial, KinesisAdapter) and partial.region_name == "us-west-2"
     mixed = EventFactory.create_adapter("kinesis", settings=config, region_name="eu-west-1")
     assert isinstance(mixed, KinesisAdapter) and mixed.region_name == "eu-west-1"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: KafkaAdapter("127.0.0.1:9"),
+    lambda: RabbitMQAdapter("amqp://u:p@127.0.0.1:9/"),
+    lambda: KinesisAdapter("eu-west-1", aws_access_key_id="k", aws_secret_access_key="s"),
+    lambda: PubSubAdapter("proj-x", emulator_host="127.0.0.1:9"),
+])
+def test_every_broker_consume_takes_the_memory_options_or_says_why_not(make: object) -> None:
+    adapter = make()  # type: ignore[operator]
+    assert isinstance(adapter, BridgeAdapter)
+    for options in ({}, {"follow": True}, {"follow": False, "group": "g"},
+                    {"from_beginning": False}):
+        adapter.consume("t", **options)  # accepted: nothing is contacted yet
+    with pytest.raises(ConfigurationError, match="offset= is the memory backend's"):
+        adapter.consume("t", offset=3)
+    with pytest.raises(ConfigurationError, match=r"unknown option\(s\) \['fllow'\]"):
+        adapter.consume("t", fllow=True)
+    with pytest.raises(ConfigurationError, match="end_idle must be > 0"):
+        type(adapter)(end_idle=0)  # type: ignore[call-arg]

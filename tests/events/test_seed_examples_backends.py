@@ -15,9 +15,11 @@ deliver from; a callback's messages are waited for with a bound.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -156,12 +158,7 @@ async def test_basic_usage_and_event_operations(
         await user_events.push("created", user)
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    # a broker topic has no end: there pull follows it (docs/facade.md, "Broker backends")
-    "backend", ["memory", pytest.param("redis-streams", marks=pytest.mark.brokers)],
-    indirect=True,
-)
+@pytest.mark.timeout(90)
 async def test_in_memory_style_pull_reads_what_is_stored(
     backend: str, prefix: str, request: pytest.FixtureRequest
 ) -> None:
@@ -174,7 +171,9 @@ async def test_in_memory_style_pull_reads_what_is_stored(
     test_data = User(id="t", name="Test", email="t@example.com")
     await user_events.push("test_event", test_data)
     events = []
-    with trio.move_on_after(5) as bound:
+    # ends on every backend (docs/facade.md, "A pull that ends"); the bound only turns a
+    # hang into a failure: a broker's consumer may take seconds to join its group
+    with trio.move_on_after(45) as bound:
         async for event_data in user_events.pull("test_event"):
             events.append(event_data)
     assert not bound.cancelled_caught, "the pull did not end after the stored messages"
@@ -257,3 +256,107 @@ async def test_each_brokers_own_snippet_with_the_seeds_options(
         await user_events.push("user_activity", user, key=user.id)
         await _until(lambda: got == [user])
         await user_events.delete_topic("user_activity")
+
+
+@pytest.mark.timeout(90)
+async def test_break_leaves_the_message_in_hand_to_the_group(
+    backend: str, prefix: str, request: pytest.FixtureRequest
+) -> None:
+    """One rule on every backend (docs/facade.md, "Leaving a pull early"): a message
+    not handled is not acknowledged, so the one in hand at ``break`` comes again to a
+    later ``pull(callback=...)`` of the same group. ``events`` is the group the first
+    push prepares a queue/subscription for on RabbitMQ and Pub/Sub."""
+    brokers = request.getfixturevalue("brokers") if BACKENDS[backend] else None
+    user_events = UserEvent(event_type=backend, topic_prefix=prefix,
+                            **seed_options(backend, brokers))
+    ann = User(id="1", name="Ann", email="ann@example.com")
+    ben = User(id="2", name="Ben", email="ben@example.com")
+    cid = User(id="3", name="Cid", email="cid@example.com")
+    async with user_events:
+        await user_events.create_topic("signed_up")
+        for user in (ann, ben, cid):
+            await user_events.push("signed_up", user, key="k")  # one key: one order
+        seen = []
+        async for user in user_events.pull("signed_up", group="events"):
+            seen.append(user)
+            if user == ben:
+                break  # Ann handled (Ben was asked for), Ben in hand, not handled
+        assert seen == [ann, ben]
+
+        handled: list[str] = []
+
+        async def handle(user: User) -> None:
+            handled.append(user.name)
+
+        await user_events.pull("signed_up", callback=handle, group="events")
+        await _until(lambda: "Cid" in handled, 60)
+        assert handled[:2] == ["Ben", "Cid"]  # Ben first: nothing skipped, Ann not again
+        await user_events.delete_topic("signed_up")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    # Kinesis: a group that checkpointed nothing has no position for a later consumer
+    # to resume (docs/facade.md, "Leaving a pull early")
+    "backend", ["memory", *(pytest.param(b, marks=pytest.mark.brokers)
+                            for b in ("redis-streams", "kafka", "rabbitmq", "pubsub"))],
+    indirect=True,
+)
+async def test_break_on_a_groups_first_message_leaves_it_to_the_group(
+    backend: str, prefix: str, request: pytest.FixtureRequest
+) -> None:
+    """The same rule when the group handled nothing yet: its start is the group's, so a
+    later callback of the group (which alone would start at new messages) gets it."""
+    brokers = request.getfixturevalue("brokers") if BACKENDS[backend] else None
+    user_events = UserEvent(event_type=backend, topic_prefix=prefix,
+                            **seed_options(backend, brokers))
+    ann = User(id="1", name="Ann", email="ann@example.com")
+    async with user_events:
+        await user_events.create_topic("joined")
+        await user_events.push("joined", ann, key="k")
+        async for first in user_events.pull("joined", group="events"):
+            assert first == ann
+            break  # Ann in hand: the group handled nothing
+        handled: list[str] = []
+
+        async def handle(user: User) -> None:
+            handled.append(user.name)
+
+        await user_events.pull("joined", callback=handle, group="events")
+        await user_events.push("joined", User(id="2", name="Ben", email="b@x"), key="k")
+        await _until(lambda: "Ben" in handled, 60)
+        assert handled == ["Ann", "Ben"]
+        await user_events.delete_topic("joined")
+
+
+@pytest.mark.timeout(180)
+async def test_event_sourcing_rebuild_ends(
+    backend: str, prefix: str, request: pytest.FixtureRequest
+) -> None:
+    """The seed's "Event Sourcing" (docs/examples/event_sourcing.py) on each backend: the
+    rebuild's second ``async for`` has no ``break`` and must end."""
+    example = load_example("event_sourcing")
+    brokers = request.getfixturevalue("brokers") if BACKENDS[backend] else None
+    events: BaseEvent[Any] = BaseEvent(model=example.User, event_type=backend,
+                                       topic_prefix=prefix, **seed_options(backend, brokers))
+    alice = example.UserAggregate("u1", events)
+    async with events:
+        await events.create_topic("created")
+        await events.create_topic("email_updated")
+        await alice.create_user("Alice", "alice@old.example")
+        await example.UserAggregate("u2", events).create_user("Bob", "bob@example.com")
+        await alice.update_email("alice@new.example")
+        await alice.update_email("alice@newest.example")
+        rebuilt = await example.UserAggregate("u1", events).rebuild_from_events()
+        assert (rebuilt.id, rebuilt.email) == ("u1", "alice@newest.example")
+        for name in ("created", "email_updated"):
+            await events.delete_topic(name)
+
+
+def load_example(name: str) -> Any:
+    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"trio_bus_seed_backends_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

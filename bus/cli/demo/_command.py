@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import trio
 
-from bus import BusError, ConfigurationError
+from bus import BusError, ConfigurationError, TopicError
+from bus.abc import validate_topic
 
 from .messages import money
 from .report import BridgeLine, Summary, TraceLine
@@ -62,6 +63,13 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def _prefix(text: str) -> str:
+    try:
+        return validate_topic(text)
+    except TopicError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``bus demo``."""
     parser.description = (
@@ -86,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mirror the shop's topics to the broker at URL (memory:// or the URL of any "
         "registered broker, as `bus tail --help` lists them)",
     )
+    parser.add_argument(
+        "--prefix", type=_prefix, default=None, metavar="P",
+        help="put the shop's topics under P (P.order.placed, P.bus.dead_letter...), so "
+        "several demos can share a broker (default: no prefix)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     emit = (lambda line: None) if args.quiet else out.trace
     try:
         summary = trio.run(
-            simulate, args.orders, args.failure_rate, args.seed, emit, bridge, url
+            simulate, args.orders, args.failure_rate, args.seed, emit, bridge, url,
+            args.prefix or "",
         )
     except BusError as exc:
         print(f"bus demo: error: {exc}", file=sys.stderr)
@@ -176,9 +190,10 @@ class _Printer:
         for dead in s.dead_letters:
             w(f"    {dead.key}  {dead.original_topic} after {dead.attempts} attempts: {dead.error}")
         w()
-        w(f"  {'topic':<20} {'published':>9}")
+        tw = max([20, *map(len, s.published)])  # a --prefix makes names longer
+        w(f"  {'topic':<{tw}} {'published':>9}")
         for topic, count in s.published.items():
-            w(f"  {topic:<20} {count:>9}")
+            w(f"  {topic:<{tw}} {count:>9}")
         w()
         w(f"  {'actor':<20} {'pattern':<16} {'group':<9} {'delivered':>9} {'failed':>6} "
           f"{'retried':>7} {'dead':>4}")
@@ -196,6 +211,7 @@ class _Printer:
           f"handed over, {paint('32', f'{b.confirmed} confirmed by the broker')}, "
           f"{paint('31' if b.refused else '', f'{b.refused} refused')}, "
           f"{b.retried} retries")
-        w(f"  {'topic':<20} {'exported':>9}")
+        tw = max([20, *map(len, b.exported)])
+        w(f"  {'topic':<{tw}} {'exported':>9}")
         for topic, count in b.exported.items():
-            w(f"  {topic:<20} {count:>9}")
+            w(f"  {topic:<{tw}} {count:>9}")

@@ -60,6 +60,7 @@ SHOP_TOPICS = (
     "stock.reserved", "stock.released", "payment.captured", "payment.declined",
     "order.confirmed", "order.cancelled",
 )
+"""Every topic the shop declares; ``--bridge`` mirrors these and the dead-letter topic."""
 
 SHOP_SENDS: dict[str, tuple[str, ...]] = {
     "storefront": ("order.placed",),
@@ -72,7 +73,12 @@ SHOP_SENDS: dict[str, tuple[str, ...]] = {
 demo``."""
 SHOP_REQUESTS: dict[str, dict[str, type]] = {"orders": {"inventory.quote": Quote}}
 """Who asks what with ``bus.request``, and the reply's type (``bus asyncapi demo``)."""
-"""Every topic the shop declares; ``--bridge`` mirrors these and the dead-letter topic."""
+
+
+def named(prefix: str, topic: str) -> str:
+    """*topic* under *prefix* (``--prefix P``: ``P.order.placed``); as it is without one."""
+    return f"{prefix}.{topic}" if prefix else topic
+
 
 CUSTOMERS = ("ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "dennis")
 DECLINE_REASONS = ("card declined", "insufficient funds", "fraud check failed")
@@ -135,19 +141,19 @@ class _Describes(Protocol):
 class Shop:
     """What the actors share: the bus, the declared topics, and the trace."""
 
-    def __init__(self, bus: Bus, trace: Trace) -> None:
+    def __init__(self, bus: Bus, trace: Trace, prefix: str = "") -> None:
         self.bus = bus
         self.trace = trace
-        self.placed = bus.topic("order.placed", OrderPlaced)
-        self.quote = bus.topic("inventory.quote", QuoteRequest)
-        self.reserve = bus.topic("inventory.reserve", ReserveStock)
-        self.release = bus.topic("inventory.release", ReleaseStock)
-        self.reserved = bus.topic("stock.reserved", StockReserved)
-        self.released = bus.topic("stock.released", StockReleased)
-        self.captured = bus.topic("payment.captured", PaymentCaptured)
-        self.declined = bus.topic("payment.declined", PaymentDeclined)
-        self.confirmed = bus.topic("order.confirmed", OrderConfirmed)
-        self.cancelled = bus.topic("order.cancelled", OrderCancelled)
+        self.placed = bus.topic(named(prefix, "order.placed"), OrderPlaced)
+        self.quote = bus.topic(named(prefix, "inventory.quote"), QuoteRequest)
+        self.reserve = bus.topic(named(prefix, "inventory.reserve"), ReserveStock)
+        self.release = bus.topic(named(prefix, "inventory.release"), ReleaseStock)
+        self.reserved = bus.topic(named(prefix, "stock.reserved"), StockReserved)
+        self.released = bus.topic(named(prefix, "stock.released"), StockReleased)
+        self.captured = bus.topic(named(prefix, "payment.captured"), PaymentCaptured)
+        self.declined = bus.topic(named(prefix, "payment.declined"), PaymentDeclined)
+        self.confirmed = bus.topic(named(prefix, "order.confirmed"), OrderConfirmed)
+        self.cancelled = bus.topic(named(prefix, "order.cancelled"), OrderCancelled)
 
     async def publish(
         self, topic: Topic[Any], payload: _Describes, key: str, tone: str = ""
@@ -263,12 +269,12 @@ class Orders(Actor):
         await self.shop.publish(self.shop.cancelled, cancelled, key=key, tone="fail")
 
 
-async def _mirror(bus: Bus, bridge: Bridge) -> None:
+async def _mirror(bus: Bus, bridge: Bridge, prefix: str) -> None:
     """Export every shop topic to *bridge*'s broker, made so it keeps them (``bus tail
     URL TOPIC --from-beginning`` shows them afterwards)."""
     from bridges import create_kept_topic
 
-    mirrored = [*SHOP_TOPICS, bus.dead_letter_topic]
+    mirrored = [*(named(prefix, t) for t in SHOP_TOPICS), bus.dead_letter_topic]
     await bus.attach(bridge, export=mirrored)
     async with trio.open_nursery() as nursery:
         for name in mirrored:
@@ -284,42 +290,49 @@ def _bridge_line(bridge: Bridge, url: str, stats: Any, published: dict[str, int]
 
 
 def open_shop(
-    bus: Bus, trace: Trace, seed: int, failure_rate: float, stock: dict[str, int]
+    bus: Bus, trace: Trace, seed: int, failure_rate: float, stock: dict[str, int],
+    prefix: str = "",
 ) -> tuple[Shop, Inventory, Orders]:
-    """Declare the shop's topics on *bus* and subscribe its actors (what ``bus asyncapi
-    demo`` describes without running the shop)."""
-    shop = Shop(bus, trace)
+    """Declare the shop's topics on *bus* (under *prefix*, if any) and subscribe its
+    actors (what ``bus asyncapi demo`` describes without running the shop)."""
+    shop = Shop(bus, trace, prefix)
     inventory = Inventory(shop, dict(stock))
     order_desk = Orders(shop)
     # Per-key ordering: with key = order id, each order's messages stay in order
     # while up to four orders are worked on at once.
-    bus.subscribe("inventory.*", inventory, name="inventory", concurrency=4)
-    bus.subscribe("order.placed", order_desk, name="orders", concurrency=4)
-    bus.subscribe("payment.*", order_desk, name="orders.payments", concurrency=2)
-    bus.subscribe("stock.released", order_desk, name="orders.stock")
+    p = prefix
+    bus.subscribe(named(p, "inventory.*"), inventory, name="inventory", concurrency=4)
+    bus.subscribe(named(p, "order.placed"), order_desk, name="orders", concurrency=4)
+    bus.subscribe(named(p, "payment.*"), order_desk, name="orders.payments", concurrency=2)
+    bus.subscribe(named(p, "stock.released"), order_desk, name="orders.stock")
     bus.subscribe(bus.dead_letter_topic, order_desk, name="orders.dead-letters")
     for gateway in ("payments-1", "payments-2"):  # competing consumers
         payments = Payments(shop, seed, failure_rate)
-        bus.subscribe("stock.reserved", payments, name=gateway, group="payments",
+        bus.subscribe(named(p, "stock.reserved"), payments, name=gateway, group="payments",
                       concurrency=2)
     return shop, inventory, order_desk
 
 
 async def simulate(
     orders: int, failure_rate: float, seed: int, emit: Emit,
-    bridge: Bridge | None = None, bridge_url: str = "",
+    bridge: Bridge | None = None, bridge_url: str = "", prefix: str = "",
 ) -> Summary:
     """Run the shop for *orders* orders and return its :class:`Summary`; with *bridge*,
-    every shop topic is also mirrored to that broker (``bridge_url`` names it)."""
+    every shop topic is also mirrored to that broker (``bridge_url`` names it). A
+    *prefix* puts every topic of the shop, its dead-letter topic included, under
+    ``f"{prefix}."`` (several demos can then share a broker)."""
     plan = plan_orders(orders, seed)
     stock_before = {sku: 5 * orders for sku in sorted(CATALOGUE)}  # never runs out
     trace = Trace(emit)
     with trace.bus_logs():
-        async with open_bus(name="shop", retry=RETRY, dead_letter_topic=DEAD_LETTER_TOPIC) as bus:
-            shop, inventory, order_desk = open_shop(bus, trace, seed, failure_rate,
-                                                    stock_before)
+        async with open_bus(
+            name="shop", retry=RETRY, dead_letter_topic=named(prefix, DEAD_LETTER_TOPIC)
+        ) as bus:
+            shop, inventory, order_desk = open_shop(
+                bus, trace, seed, failure_rate, stock_before, prefix
+            )
             if bridge is not None:
-                await _mirror(bus, bridge)
+                await _mirror(bus, bridge, prefix)
                 trace.started = trio.current_time()
             for gap, order in zip(plan.gaps, plan.orders, strict=True):
                 await trio.sleep(gap)
