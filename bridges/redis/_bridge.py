@@ -260,6 +260,11 @@ class RedisBridge(Bridge):
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
         await self._ingress.run(port, task_status)
 
+    @property
+    def acked(self) -> int:
+        """Entries this bridge acknowledged (``XACK`` answered)."""
+        return self._ingress.acked
+
     async def lag(self) -> int | None:
         """Entries of the streams read here not yet delivered to the group."""
         streams = sorted(self._ingress.streams)

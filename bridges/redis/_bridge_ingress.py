@@ -81,6 +81,8 @@ class Ingress:
         self._acks = AckBatcher(self.flush)
         self.claimed = 0
         """Entries taken over from other (dead) members of the group."""
+        self.acked = 0
+        """Entries acknowledged (``XACK`` answered)."""
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -228,6 +230,7 @@ class Ingress:
             # Shielded: a cancelled flush would leave done entries pending (redelivered).
             with trio.move_on_after(ACK_TIMEOUT, shield=True) as scope:
                 await self._call(_client.ack_streams, self.group, acks)
+                self.acked += sum(map(len, acks.values()))
             if scope.cancelled_caught:
                 raise BackendError(f"acknowledging {sum(map(len, acks.values()))} entries "
                                    f"took more than {ACK_TIMEOUT}s")
