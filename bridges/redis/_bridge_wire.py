@@ -39,9 +39,9 @@ from typing import Any
 
 from bus import Envelope
 
-from .._cloudevents import Binding, Incoming, from_headers, to_headers
+from .._cloudevents import CONTENT_TYPE, Binding, Incoming, format_time, from_headers, to_headers
 
-__all__ = ["DATA", "REDIS", "decode", "encode", "entry_time"]
+__all__ = ["DATA", "REDIS", "decode", "encode", "encode_generic", "entry_time"]
 
 DATA = b"data"
 """The field holding the encoded payload."""
@@ -53,10 +53,44 @@ REDIS = Binding("redis", "ce_", "content-type", key_header=True)
 has no key of its own), ``datacontenttype`` as the ``content-type`` field."""
 
 _ATTRIBUTE = ("ce_", "content-type")
+_CT = CONTENT_TYPE.encode()
 
 
 def encode(env: Envelope[Any], body: bytes) -> dict[str, bytes]:
-    """The entry fields for *env* whose encoded payload is *body*."""
+    """The entry fields for *env* whose encoded payload is *body*.
+
+    The egress hot path, so written out: half the time of :func:`encode_generic` (4.6 µs
+    against 9.8 µs a record, ``timeit`` on this 2-core machine); a test keeps them equal."""
+    attempt = env.attempt
+    fields = {
+        "data": body,
+        "ce_specversion": b"1.0",
+        "ce_id": env.id.encode(),
+        "ce_source": env.source.encode(),
+        "ce_type": env.topic.encode(),
+        "ce_time": format_time(env.time).encode(),
+        "ce_deliveryattempt": b"1" if attempt == 1 else str(attempt).encode(),
+        "content-type": _CT,
+    }
+    if env.key is not None:
+        fields["ce_partitionkey"] = env.key.encode()
+    headers = env.headers
+    if headers:
+        for name, value in headers.items():
+            lowered = name.lower()
+            if not lowered.startswith("ce_") and lowered != "content-type":
+                fields[HEADER + name] = value.encode()
+        parent = headers.get("traceparent")
+        if parent is not None:  # the distributed tracing extension too
+            fields["ce_traceparent"] = parent.encode()
+            state = headers.get("tracestate")
+            if state is not None:
+                fields["ce_tracestate"] = state.encode()
+    return fields
+
+
+def encode_generic(env: Envelope[Any], body: bytes) -> dict[str, bytes]:
+    """:func:`encode` through the shared CloudEvents mapping (``to_headers``)."""
     fields: dict[str, bytes] = {"data": body}
     for name, value in to_headers(REDIS, env):
         if name.startswith(_ATTRIBUTE):

@@ -12,7 +12,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from bridges.redis._bridge_ingress import glob_for
-from bridges.redis._bridge_wire import decode, encode
+from bridges.redis._bridge_wire import decode, encode, encode_generic
 from bus import Envelope
 from bus.abc import Pattern
 
@@ -49,6 +49,20 @@ def test_an_envelope_round_trips() -> None:
     assert incoming.time == T0
     assert incoming.headers == {"traceparent": "00-abc-def-01", "data": "a header named data"}
     assert incoming.cloudevent
+
+
+@pytest.mark.parametrize("attempt", [1, 3])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, ENV.headers, {"traceparent": "00-a-b-01", "tracestate": "k=v", "Content-Type": "x"}],
+)
+@pytest.mark.parametrize("key", [None, "k"])
+def test_the_fast_path_equals_the_generic_mapping(
+    attempt: int, headers: dict[str, str], key: str | None
+) -> None:
+    env = Envelope(id="i", topic="t.u", payload=1, key=key, headers=headers, time=T0,
+                   attempt=attempt, source="s")
+    assert encode(env, b"1") == encode_generic(env, b"1")
 
 
 def test_the_fields_are_read_by_the_cloudevents_sdk() -> None:
