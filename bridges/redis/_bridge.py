@@ -277,6 +277,15 @@ class RedisBridge(Bridge):
             return None
         return None
 
+    async def backlog(
+        self, topic: str, group: str, consumer: str, from_beginning: bool
+    ) -> int | None:
+        """Entries *group* has to read on stream *topic* now, *consumer*'s own pending
+        ones included; a group not there yet has the whole stream ahead
+        (*from_beginning*) or nothing. None if Redis cannot say (``lag`` unknown after
+        entries were deleted)."""
+        return await self._call(_client.backlog, topic, group, consumer, from_beginning)
+
     async def delete_group(self, group: str) -> None:
         """Remove consumer group *group* from every stream this bridge reads (a ``bus
         tail``'s private group, afterwards)."""

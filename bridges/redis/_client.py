@@ -273,8 +273,14 @@ async def group_lag(client: Any, streams: list[str], group: str) -> int | None:
 
 async def delete_consumer(client: Any, streams: list[str], group: str, consumer: str) -> None:
     """Remove *consumer* from *group* on each stream where it holds no pending entry."""
+    from redis.exceptions import ResponseError
+
     for stream in streams:
-        for info in await client.xinfo_consumers(stream, group):
+        try:
+            consumers = await client.xinfo_consumers(stream, group)
+        except ResponseError:  # the group (or the stream) is gone: nothing to remove
+            continue
+        for info in consumers:
             name = info["name"]
             if (name.decode() if isinstance(name, bytes) else name) == consumer:
                 if int(info["pending"]) == 0:
@@ -284,3 +290,33 @@ async def delete_consumer(client: Any, streams: list[str], group: str, consumer:
 
 async def ping(client: Any) -> bool:
     return bool(await client.ping())
+
+
+async def backlog(
+    client: Any, stream: str, group: str, consumer: str, from_beginning: bool
+) -> int | None:
+    """Entries *group* has to read on *stream* now: not yet delivered (``lag``) plus
+    those pending with *consumer* (read again first). A group that does not exist yet
+    has the whole stream ahead (*from_beginning*) or nothing. None if Redis cannot say
+    (entries deleted or trimmed from the middle: ``lag`` is nil)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        groups = await client.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return 0
+    for info in groups:
+        name = info["name"]
+        if (name.decode() if isinstance(name, bytes) else name) != group:
+            continue
+        lag = info.get("lag")
+        if lag is None:
+            return None
+        summary = await client.xpending(stream, group)
+        mine = {
+            (c["name"].decode() if isinstance(c["name"], bytes) else c["name"]): int(c["pending"])
+            for c in summary.get("consumers") or ()
+        }
+        return int(lag) + mine.get(consumer, 0)
+    return int(await client.xlen(stream)) if from_beginning else 0
+

@@ -1,21 +1,21 @@
 """Redis's registration (:data:`PLUGIN`, entry point ``redis`` of ``trio_bus.brokers``):
-its URLs (redis-py's own ``redis://`` and ``rediss://``), bridge and features. A tail
-reads in a consumer group of its own, removed afterwards; a stream keeps its entries
-whether or not anyone reads, so ``bus topics create`` just makes the stream.
-
-The seed facade's Redis backend is still ``bridges.redis.register()``'s
-``redis-streams`` (:class:`RedisStreamsAdapter`, not yet an adapter over this bridge), so
-the plugin offers no facade adapter.
+its URLs (redis-py's own ``redis://`` and ``rediss://``), bridge, facade backend
+(:class:`RedisAdapter`, ``EVENT_TYPE=redis``; the seed's custom ``redis-streams`` adapter
+is registered by ``bridges.redis.register()``) and features. A tail reads in a consumer
+group of its own, removed afterwards; a stream keeps its entries whether or not anyone
+reads, so ``bus topics create`` just makes the stream.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from bus.abc import Bridge, BrokerPlugin
 
 from .._urls import bad, parse
 from ._bridge import FEATURES, RedisBridge
+from ._bridge_adapter import RedisAdapter
 
 __all__ = ["PLUGIN", "from_url"]
 
@@ -58,6 +58,8 @@ PLUGIN = BrokerPlugin(
     bridge=RedisBridge,
     features=FEATURES,
     extra="redis",
+    adapter=RedisAdapter,
+    facade_settings=MappingProxyType({"redis_url": "redis_url"}),
     tail_options=tail_options,
     tail_cleanup=tail_cleanup,
 )

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from bus.abc import Bridge, brokers
-from bus.events import BridgeAdapter, EventAdapter
+from bus.events import BridgeAdapter
 
 BRIDGES = Path(__file__).parents[2] / "bridges"
 FILE_SET = ("_bridge", "_client", "_wire", "_ingress", "_errors", "_adapter", "_plugin")
-REDIS_BRIDGE = ("_bridge_wire", "_bridge_ingress")
-"""Redis's facade adapter predates its bridge and keeps its own entry format and reader
-under ``_wire``/``_ingress``; the bridge's are these (``bridges/redis/__init__.py``)."""
+REDIS_BRIDGE = ("_bridge_wire", "_bridge_ingress", "_bridge_adapter")
+"""Redis's custom facade adapter (the seed's) predates its bridge and keeps its own entry
+format and reader under ``_wire``/``_ingress``; the bridge's are these
+(``bridges/redis/__init__.py``)."""
 
 
 def _packages() -> list[str]:
@@ -52,7 +53,4 @@ def test_the_fixed_names_of_a_broker_package(name: str) -> None:
     exported = {n: getattr(package, n) for n in package.__all__}
     assert {"FEATURES", "PLUGIN"} <= set(exported)
     assert any(isinstance(v, type) and issubclass(v, Bridge) for v in exported.values())
-    # Redis's facade adapter is an EventAdapter of its own until it is made thin over
-    # RedisBridge (issue 20 item 4)
-    adapter = EventAdapter if name == "redis" else BridgeAdapter
-    assert any(isinstance(v, type) and issubclass(v, adapter) for v in exported.values())
+    assert any(isinstance(v, type) and issubclass(v, BridgeAdapter) for v in exported.values())

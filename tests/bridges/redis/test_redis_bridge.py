@@ -138,8 +138,13 @@ async def test_a_tails_private_group_is_removed_afterwards(url: str, admin: Any)
             while not got:  # noqa: ASYNC110
                 await trio.sleep(0.01)
         assert [g["name"] for g in admin.xinfo_groups(topic)] == [b"bus-cli-tail-1"]
-        assert PLUGIN.tail_cleanup is not None
+    # as `bus tail` does once its bus exited: the bridge opened again to clean up
+    assert PLUGIN.tail_cleanup is not None
+    await bridge.open()
+    try:
         await PLUGIN.tail_cleanup(bridge, private)
+    finally:
+        await bridge.aclose()
     assert got[0].payload == Order(0)  # from the beginning: what was there before
     assert admin.xinfo_groups(topic) == []
 
@@ -166,3 +171,33 @@ def test_a_service_file_names_a_redis_broker() -> None:
                            "copy": {"type": "redis"}},
                "topics": [{"pattern": "order.*", "import_from": "cache", "export_to": "copy"}]},
               path="bridge.toml", environ={}).brokers["cache"].make()
+
+
+@pytest.mark.brokers
+async def test_a_stream_deleted_while_read_is_read_again_once_it_is_back(
+    url: str, admin: Any
+) -> None:
+    prefix = _prefix()
+    topic = f"{prefix}.order"
+    got: list[int] = []
+
+    async def until(count: int) -> None:
+        with trio.fail_after(30):
+            while len(got) < count:  # noqa: ASYNC110 - entries come from another client
+                await trio.sleep(0.01)
+
+    async with open_bus(name="in") as bus:
+        bus.topic(topic, Order)
+        bus.subscribe(topic, lambda env: got.append(env.payload.n))
+        bridge = RedisBridge(url, name="in", group="g", block=0.2)
+        await bus.attach(bridge, import_=[topic])
+        admin.xadd(topic, {"data": b'{"n": 1}'})
+        await until(1)
+        admin.delete(topic)  # the blocked XREADGROUP answers UNBLOCKED, then NOGROUP
+        admin.xadd(topic, {"data": b'{"n": 2}'})
+        await until(2)
+        with trio.fail_after(30):
+            while await bridge.lag() != 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+    assert got == [1, 2]
+    assert [g["name"] for g in admin.xinfo_groups(topic)] == [b"g"]
