@@ -34,6 +34,7 @@ from . import _kafka_bridge_cases as kb
 from . import _kafka_cases as k
 from . import _pubsub_cases as ps
 from . import _rabbitmq_cases as r
+from . import _redis_cases as rd
 from . import bridges_kinesis as kin
 from ._brokers import kafka_cleanup
 from ._harness import Case, CaseFailed, Progress, Sample, Size, machine_info, run_rounds
@@ -67,6 +68,7 @@ RATE_RATIOS: dict[str, tuple[str, str]] = {
     "kinesis_egress_vs_raw": ("kinesis_bridge_egress", "kinesis_raw_egress"),
     "kinesis_ingress_vs_raw": ("kinesis_bridge_ingress", "kinesis_raw_ingress"),
     **ps.RATIOS,
+    **rd.RATIOS,
 }
 
 # the reference: no target, how far librdkafka is from everything in Python
@@ -172,6 +174,7 @@ def _cases() -> list[Case]:
              r.faststream_ingress, scale=rs),
         *kin.cases(),
         *ps.cases(),
+        *rd.cases(),
     ]
 
 

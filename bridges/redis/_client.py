@@ -202,3 +202,121 @@ async def pending_count(client: Any, stream: str, group: str) -> int:
     """How many entries of *group* are delivered and not acknowledged."""
     summary = await client.xpending(stream, group)
     return int(summary["pending"])
+
+
+# -- the bridge's calls (RedisBridge, _bridge_ingress) ---------------------------------
+
+
+async def add_batch(
+    client: Any, records: list[tuple[str, dict[str, bytes]]], maxlen: int | None,
+    approximate: bool,
+) -> list[Any]:
+    """XADD every record in one pipeline (one round trip); per record its entry id or
+    the error Redis answered (``WRONGTYPE``...). A lost connection raises."""
+    async with client.pipeline(transaction=False) as pipe:
+        for stream, fields in records:
+            pipe.xadd(stream, fields, maxlen=maxlen, approximate=approximate)
+        answers: list[Any] = await pipe.execute(raise_on_error=False)
+    return answers
+
+
+async def read_groups(
+    client: Any, group: str, consumer: str, streams: dict[str, str], count: int,
+    block_ms: int | None,
+) -> list[tuple[str, list[Entry]]]:
+    """XREADGROUP over several streams at once: ``{stream: ">"}`` for new entries,
+    ``"0"`` for this consumer's pending ones; per stream, its entries."""
+    answer = await client.xreadgroup(group, consumer, streams, count=count, block=block_ms)
+    out: list[tuple[str, list[Entry]]] = []
+    for stream, entries in answer or ():
+        name = stream.decode() if isinstance(stream, bytes) else stream
+        out.append((name, [(entry_id, fields or {}) for entry_id, fields in entries]))
+    return out
+
+
+async def ack_streams(client: Any, group: str, acks: dict[str, list[bytes]]) -> None:
+    """XACK the ids of each stream, every stream in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for stream, ids in acks.items():
+            pipe.xack(stream, group, *ids)
+        await pipe.execute()
+
+
+async def server_time_ms(client: Any) -> int:
+    """The server's clock in milliseconds (the clock its entry ids are made from)."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def scan_streams(client: Any, match: str) -> list[str]:
+    """The stream keys matching the glob *match*."""
+    return [
+        k.decode() if isinstance(k, bytes) else k
+        async for k in client.scan_iter(match=match, _type="stream", count=1000)
+    ]
+
+
+async def group_lag(client: Any, streams: list[str], group: str) -> int | None:
+    """Entries of *streams* not yet delivered to *group* (XINFO GROUPS ``lag``, Redis 7);
+    None if the server does not say."""
+    total = 0
+    for stream in streams:
+        for info in await client.xinfo_groups(stream):
+            name = info["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                lag = info.get("lag")
+                if lag is None:
+                    return None
+                total += int(lag)
+    return total
+
+
+async def delete_consumer(client: Any, streams: list[str], group: str, consumer: str) -> None:
+    """Remove *consumer* from *group* on each stream where it holds no pending entry."""
+    from redis.exceptions import ResponseError
+
+    for stream in streams:
+        try:
+            consumers = await client.xinfo_consumers(stream, group)
+        except ResponseError:  # the group (or the stream) is gone: nothing to remove
+            continue
+        for info in consumers:
+            name = info["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == consumer:
+                if int(info["pending"]) == 0:
+                    await client.xgroup_delconsumer(stream, group, consumer)
+                break
+
+
+async def ping(client: Any) -> bool:
+    return bool(await client.ping())
+
+
+async def backlog(
+    client: Any, stream: str, group: str, consumer: str, from_beginning: bool
+) -> int | None:
+    """Entries *group* has to read on *stream* now: not yet delivered (``lag``) plus
+    those pending with *consumer* (read again first). A group that does not exist yet
+    has the whole stream ahead (*from_beginning*) or nothing. None if Redis cannot say
+    (entries deleted or trimmed from the middle: ``lag`` is nil)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        groups = await client.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return 0
+    for info in groups:
+        name = info["name"]
+        if (name.decode() if isinstance(name, bytes) else name) != group:
+            continue
+        lag = info.get("lag")
+        if lag is None:
+            return None
+        summary = await client.xpending(stream, group)
+        mine = {
+            (c["name"].decode() if isinstance(c["name"], bytes) else c["name"]): int(c["pending"])
+            for c in summary.get("consumers") or ()
+        }
+        return int(lag) + mine.get(consumer, 0)
+    return int(await client.xlen(stream)) if from_beginning else 0
+

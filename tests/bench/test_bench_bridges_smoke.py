@@ -33,6 +33,8 @@ RATIO_KEYS = {
     "kinesis_ingress_vs_raw",
     "pubsub_egress_vs_raw",
     "pubsub_ingress_vs_raw",
+    "redis_egress_vs_raw",
+    "redis_ingress_vs_raw",
     "kafka_latency_p50_ms",
     "kafka_latency_p99_ms",
     "rabbitmq_latency_p50_ms",

@@ -20,4 +20,4 @@ def test_every_registered_broker_has_its_table() -> None:
     titles = list(_docs.backends())
     assert titles[0] == _docs.LOOPBACK_TITLE
     assert titles[1:] == [plugin.title for plugin in brokers().values()]
-    assert set(brokers()) == {"kafka", "kinesis", "pubsub", "rabbitmq"}
+    assert set(brokers()) == {"kafka", "kinesis", "pubsub", "rabbitmq", "redis"}

@@ -13,6 +13,7 @@ from bridges.kafka import KafkaBridge
 from bridges.kinesis import KinesisBridge
 from bridges.pubsub import PubSubBridge
 from bridges.rabbitmq import RabbitMQBridge
+from bridges.redis import RedisBridge
 from bus import ConfigurationError
 from bus.abc import Bridge, BrokerPlugin
 from bus.testing import LOOPBACK_FEATURES, LoopbackBridge, LoopbackBroker
@@ -64,6 +65,14 @@ def test_pubsub_project_and_emulator() -> None:
     assert bridge._endpoint.emulator_host == "127.0.0.1:8085"
 
 
+def test_redis_url_is_redis_pys_own() -> None:
+    bridge = from_url("redis://:s3cret@127.0.0.1:6379/2", group="g")
+    assert isinstance(bridge, RedisBridge)
+    assert bridge._url == "redis://:s3cret@127.0.0.1:6379/2"
+    assert (bridge.name, bridge.group) == ("redis", "g")
+    assert "s3cret" not in repr(bridge)
+
+
 def test_from_url_is_exported_by_the_bridges_package() -> None:
     assert bridges.from_url is from_url
 
@@ -83,6 +92,9 @@ def test_from_url_is_exported_by_the_bridges_package() -> None:
         ("kinesis://eu-west-1?endpoint=127.0.0.1:4568", "must be an http:// or https:// URL"),
         ("pubsub://proj?emulator=host:x", "port 'x' is not a number"),
         ("memory://a:b@c", "memory:// takes at most a name"),
+        ("redis://", "no host"),
+        ("redis://host:6379/cache", "the path is the database number"),
+        ("redis://host:6379/0?group=g", "unknown parameter(s) group"),
     ],
 )
 def test_bad_urls_name_the_problem_and_the_forms(url: str, problem: str) -> None:
@@ -112,6 +124,7 @@ def test_the_forms_are_memory_and_every_registered_brokers() -> None:
         "kinesis://region?endpoint=http://host:port",
         "pubsub://project?emulator=host:port",
         "amqp://user:password@host:port/vhost (or amqps://)",
+        "redis://[user:password@]host:port/db (or rediss://)",
     )
 
 

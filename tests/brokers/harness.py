@@ -914,8 +914,12 @@ class Redis(Broker):
             str(self.port),
             "--save",
             "",
+            # AOF, fsync per write: confirmed entries survive a restart (the Redis
+            # bridge's Features.persistent and the conformance suite's restart case)
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "always",
             "--daemonize",
             "no",
             "--dir",

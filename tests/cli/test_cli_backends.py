@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.brokers, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 25
-BACKENDS = ["kafka", "rabbitmq", "kinesis", "pubsub"]
+BACKENDS = ["kafka", "rabbitmq", "kinesis", "pubsub", "redis"]
 
 
 def _env(brokers) -> dict[str, str]:
@@ -41,6 +41,8 @@ def _url(brokers, backend: str) -> str:
         return brokers.env("RABBITMQ_URL")
     if backend == "kinesis":
         return f"kinesis://{brokers.env('AWS_REGION')}?endpoint={brokers.env('KINESIS_ENDPOINT_URL')}"
+    if backend == "redis":
+        return str(brokers.env("REDIS_URL"))
     return f"pubsub://{brokers.env('PUBSUB_PROJECT_ID')}?emulator={brokers.env('PUBSUB_EMULATOR_HOST')}"
 
 
@@ -49,6 +51,7 @@ UNREACHABLE = {
     "rabbitmq": "amqp://guest:guest@127.0.0.1:1/",
     "kinesis": "kinesis://us-east-1?endpoint=http://127.0.0.1:1",
     "pubsub": "pubsub://trio-bus-test?emulator=127.0.0.1:1",
+    "redis": "redis://127.0.0.1:1/0",
 }
 
 
@@ -199,7 +202,7 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(brokers, backend: str) -> 
         assert done.stdout == ""
 
 
-@pytest.mark.parametrize("backend", ["kafka", "kinesis", "pubsub"])
+@pytest.mark.parametrize("backend", ["kafka", "kinesis", "pubsub", "redis"])
 def test_a_tail_refuses_a_topic_that_does_not_exist_and_creates_nothing(
     brokers, backend: str, topic: str
 ) -> None:

@@ -97,7 +97,7 @@ def test_a_good_file(tmp_path: Path) -> None:
          "[brokers.rabbit] url has a password written in the file"),
         (('type = "kafka"', 'type = "kafak"'),
          "[brokers.kafka] type = 'kafak': expected one of ['kafka', 'kinesis', 'pubsub', "
-         "'rabbitmq']"),
+         "'rabbitmq', 'redis']"),
         (("batch = 64", "batch = 0"), "[brokers.rabbit].export batch = 0: expected >= 1"),
         (("batch = 64", 'batch = "64"'),
          "[brokers.rabbit].export batch = '64': expected an integer"),

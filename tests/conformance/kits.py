@@ -391,3 +391,66 @@ def _pubsub_admin(publisher: Any, subscriber: Any) -> tuple[Any, Any]:
         publisher(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host))),
         subscriber(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host))),
     )
+
+
+# -- Redis Streams -------------------------------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_bridge(name: str, group: str) -> Bridge:
+    from bridges.redis import RedisBridge
+
+    # A member's pending entries are claimed after 2 s (default 30 s) so the kill -9
+    # case's successors take over within the suite's bounds.
+    return RedisBridge(_env("REDIS_URL", REDIS_URL), name=name, group=group, claim_idle=2.0,
+                       discover_interval=0.2)
+
+
+def redis_kit(restart: Callable[[], None]) -> BridgeKit:
+    """Raw entries come from a bare redis-py client (a ``data`` field alone: a foreign
+    producer); the harness's Redis keeps an append-only file, so it restarts with its
+    entries."""
+    from bridges.redis import FEATURES, RedisBridge
+
+    url = _env("REDIS_URL", REDIS_URL)
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        def add() -> None:
+            import redis
+
+            client = redis.Redis.from_url(url)
+            try:
+                client.xadd(topic, {"data": data})
+            finally:
+                client.close()
+
+        await trio.to_thread.run_sync(add)
+
+    async def restart_broker() -> None:
+        await trio.to_thread.run_sync(restart)
+
+    return BridgeKit(
+        name="redis",
+        features=FEATURES,
+        make=redis_bridge,
+        write_raw=write_raw,
+        restart_broker=restart_broker,
+        child=f"{MODULE}:redis_bridge",
+        env=CHILD_ENV,
+        unreachable=lambda: RedisBridge("redis://127.0.0.1:1/0", name="nowhere",
+                                        connect_timeout=1),
+        settle=0.3,  # pattern imports find a new stream within discover_interval
+    )
+
+
+def redis_cleanup(prefix: str = "ct") -> None:
+    """Delete the streams the suite's cases made (named ``ct<hex>...``)."""
+    import redis
+
+    client = redis.Redis.from_url(_env("REDIS_URL", REDIS_URL))
+    try:
+        for key in client.scan_iter(match=f"{prefix}*", _type="stream"):
+            client.delete(key)
+    finally:
+        client.close()

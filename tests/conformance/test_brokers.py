@@ -58,6 +58,7 @@ TARGETS = {
     ),
     "kinesis": Target("kinesis", lambda b: kits.kinesis_kit(_restart(b, "kinesis"))),
     "pubsub": Target("pubsub", lambda b: kits.pubsub_kit(), seconds=300),
+    "redis": Target("redis", lambda b: kits.redis_kit(_restart(b, "redis"))),
 }
 
 
