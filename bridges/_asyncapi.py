@@ -1,7 +1,7 @@
 """How each bundled broker looks in an AsyncAPI 3.0 document: :func:`asyncapi_side`.
 
 Given to :func:`bus.asyncapi.document` as ``describe=``, it returns the
-:class:`~bus.asyncapi.BrokerSide` of a Kafka, RabbitMQ, Kinesis or Pub/Sub bridge (None
+:class:`~bus.asyncapi.BrokerSide` of a Kafka, RabbitMQ, Kinesis, Pub/Sub or Redis bridge (None
 for another bridge, which then describes itself or gets a generic server). Facts used,
 each from the AsyncAPI bindings (the versions the official parser's schemas know):
 
@@ -22,6 +22,10 @@ each from the AsyncAPI bindings (the versions the official parser's schemas know
 - **Kinesis**: AsyncAPI has no binding: protocol ``kinesis`` and ``x-trio-bus-kinesis``
   (region, stream, shards, partition key); records have no headers, so CloudEvents
   structured mode.
+- **Redis Streams** (protocol ``redis``; its AsyncAPI bindings define no fields for
+  streams): one stream per bus topic, named as the topic; the consumer group in
+  ``x-trio-bus-redis``. An entry's fields carry the CloudEvents attributes as ``ce_*``
+  (binary mode, ``ce_`` prefix) and each envelope header as ``h:<name>``.
 """
 
 from __future__ import annotations
@@ -150,11 +154,31 @@ def _kinesis(bridge: Any) -> BrokerSide:
     )
 
 
+def _redis(bridge: Any) -> BrokerSide:
+    parts = urlsplit(str(bridge._url))
+    host = parts.hostname or "localhost"
+    return BrokerSide(
+        protocol="redis", host=f"{host}:{parts.port or 6379}", title="Redis Streams",
+        pathname=f"/{parts.path.lstrip('/') or '0'}",
+        channel_extensions=lambda topic: {"x-trio-bus-redis": {
+            ("streams" if is_pattern(topic) else "stream"): topic,
+            "consumerGroup": str(bridge.group),
+            "headerFields": "h:<header name>",
+        }},
+        header_prefix="ce_", key_header="ce_partitionkey",
+        ordering=_KEY_ORDER.format(
+            what="ce_partitionkey field",
+            where=" within one consumer (a group shares entries one by one, not by key)",
+        ),
+    )
+
+
 _BY_PACKAGE = {
     "bridges.kafka": _kafka,
     "bridges.rabbitmq": _rabbitmq,
     "bridges.pubsub": _pubsub,
     "bridges.kinesis": _kinesis,
+    "bridges.redis": _redis,
 }
 
 

@@ -141,7 +141,7 @@ async def test_every_payload_form_and_every_broker_both_ways(
 ) -> None:
     urls = {"k": "kafka://127.0.0.1:9092", "r": "amqp://guest@127.0.0.1:5672/v",
             "ki": "kinesis://us-east-1?endpoint=http://127.0.0.1:4568",
-            "p": "pubsub://proj?emulator=127.0.0.1:8085"}
+            "p": "pubsub://proj?emulator=127.0.0.1:8085", "re": "redis://127.0.0.1:6379/2"}
     async with open_bus(name="sink") as bus:
         bus.topic("all.things", Everything, retain=Retention(max_count=5, max_age=60.0))
         bus.topic("dc.made", Made)
@@ -160,4 +160,4 @@ async def test_every_payload_form_and_every_broker_both_ways(
     path.write_text(json.dumps(doc))
     judged(asyncapi_parser, [path])
     assert len([o for o in doc["operations"].values() if o["action"] == "receive"
-                and o["title"].startswith("bridge")]) == 8  # two imports x four brokers
+                and o["title"].startswith("bridge")]) == 10  # two imports x five brokers

@@ -99,6 +99,24 @@ async def test_kinesis_streams_in_structured_mode() -> None:
     assert message["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/Placed"}
 
 
+async def test_redis_streams_named_as_the_topics_with_ce_fields() -> None:
+    doc = await doc_for("redis://:s3cret@127.0.0.1:6380/3", group="shop")
+    server = doc["servers"]["broker"]
+    assert (server["protocol"], server["host"], server["pathname"]) == (
+        "redis", "127.0.0.1:6380", "/3"
+    )
+    placed = doc["channels"]["broker:order.placed"]
+    assert placed["address"] == "order.placed"
+    assert placed["x-trio-bus-redis"] == {
+        "stream": "order.placed", "consumerGroup": "shop", "headerFields": "h:<header name>",
+    }
+    assert doc["channels"]["broker:payment._all_"]["x-trio-bus-redis"]["streams"] == "payment.#"
+    traits = doc["components"]["messageTraits"]
+    assert any("ce_partitionkey" in t.get("headers", {}).get("properties", {})
+               for t in traits.values())
+    assert "s3cret" not in json.dumps(doc)
+
+
 def test_a_bridge_of_another_package_is_not_described_here() -> None:
     assert asyncapi_side(LoopbackBridge(LoopbackBroker())) is None
 
