@@ -9,8 +9,9 @@ methods, in the spirit of httpx's transport:
   broker is down the export mailbox fills and publishers feel backpressure; nothing is
   dropped. Translate client errors into :class:`~bus.BackendError` at this boundary.
 - :meth:`Bridge.ingest` (ingress) runs until cancelled, consuming from the broker, and
-  calls :meth:`Port.deliver` for each message; it acknowledges or commits only after
-  ``deliver`` returned (at-least-once).
+  calls :meth:`Port.deliver` for each message (or :meth:`Port.deliver_many` for a batch
+  of one topic: one routing decision, one done-tracking record for the batch); it
+  acknowledges or commits only once the message (the batch) is done (at-least-once).
 
 The delivery path does not change for bridges: export is an ordinary batched
 subscription, and ingress is an ordinary publish of an envelope. Messages that came in
