@@ -71,7 +71,7 @@ slowest healthy round of a full run (Kinesis egress) takes about a minute here."
 PRELOAD = (
     "aiokafka", "aio_pika", "confluent_kafka", "faststream", "aioboto3", "redis.asyncio",
     "google.cloud.pubsub_v1", "trio_asyncio", "bridges.kafka", "bridges.rabbitmq",
-    "bridges.kinesis", "bridges.pubsub", "bridges.redis",
+    "bridges.kinesis", "bridges.pubsub", "bridges.redis", "confluent_kafka.admin", "grpc._channel",
 )
 """Imported once before the rounds, so a round's forked process does not pay for them."""
 
