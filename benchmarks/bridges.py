@@ -16,7 +16,13 @@ interleaved (round 1 of every case, then round 2, ...):
 The report has the local suite's shape: machine facts, per-case rates, ``ratios`` (the
 twelve SPEC §6 keys plus the latency percentiles), ``extra_ratios`` (against
 confluent-kafka), ``reference`` (confluent's rates), ``targets`` and ``met``. Every
-topic, exchange and queue it creates is deleted before it returns.
+topic, exchange and queue it creates is deleted before it returns; ``left_behind`` lists
+the ``bench*`` resources the run left on each broker (``_leftovers``).
+
+A run always finishes: each round of a case runs in its own process under
+:data:`CASE_BOUND` (``_bound``); a round past it is killed, its case reported failed with
+the reason (in ``failures``, exit status 1), and the run goes on; ratios use the rounds
+that completed. ``only`` runs a subset: brokers or case names (:func:`select`).
 ``bus bench bridges`` (``bus/_cli.py``) is its command-line face.
 """
 
@@ -29,20 +35,25 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from . import _bridge_latency
+from . import _bridge_latency, _leftovers
+from . import _brokers as brokers
 from . import _kafka_bridge_cases as kb
 from . import _kafka_cases as k
 from . import _pubsub_cases as ps
 from . import _rabbitmq_cases as r
 from . import _redis_cases as rd
 from . import bridges_kinesis as kin
+from ._bound import RoundTimeout, preload, run_bounded
 from ._brokers import kafka_cleanup
 from ._harness import Case, CaseFailed, Progress, Sample, Size, machine_info, run_rounds
 from ._report import Targets, _median_extra, _quotients, met, targets_json
 from ._report import markdown as _markdown
 from ._report import table as _table
 
-__all__ = ["FULL", "QUICK", "TINY", "Size", "markdown", "run", "table"]
+__all__ = [
+    "CASE_BOUND", "FULL", "QUICK", "TINY", "Size", "UnknownCase", "markdown", "run", "select",
+    "table",
+]
 
 FULL = Size(messages=100_000, rounds=5)
 QUICK = Size(messages=20_000, rounds=3)
@@ -51,6 +62,18 @@ TINY = Size(messages=400, rounds=1)
 RABBITMQ_SCALE = 0.1
 """RabbitMQ with confirms moves ~10x fewer messages/s than Kafka here: fewer per round."""
 LATENCY_SCALE = 0.05
+
+CASE_BOUND = 300.0
+"""Seconds one round of one case may take (``--case-timeout``); past it the round's
+process is killed, the case is reported failed with the reason and the run goes on. The
+slowest healthy round of a full run (Kinesis egress) takes about a minute here."""
+
+PRELOAD = (
+    "aiokafka", "aio_pika", "confluent_kafka", "faststream", "aioboto3", "redis.asyncio",
+    "google.cloud.pubsub_v1", "trio_asyncio", "bridges.kafka", "bridges.rabbitmq",
+    "bridges.kinesis", "bridges.pubsub", "bridges.redis", "confluent_kafka.admin", "grpc._channel",
+)
+"""Imported once before the rounds, so a round's forked process does not pay for them."""
 
 RATE_RATIOS: dict[str, tuple[str, str]] = {
     "kafka_egress_vs_raw": ("kafka_bridge_egress", "kafka_raw_egress"),
@@ -87,35 +110,50 @@ TARGETS: Targets = {
 LATENCY_CASES = ("kafka_latency", "rabbitmq_latency")
 
 
-def _guarded(fn: Callable[[int], Sample]) -> Callable[[int], Sample]:
+def _guarded(fn: Callable[[int], Sample], bound: float | None) -> Callable[[int], Sample]:
     """A broker error fails this case (reported, exit status 1), not the whole run: the
-    brokers are shared, and another user may restart one mid-run."""
+    brokers are shared, and another user may restart one mid-run. With a *bound*, each
+    round runs in its own process, killed past the bound (``_bound``)."""
 
     @functools.wraps(fn)
     def run(n: int) -> Sample:
         try:
-            return fn(n)
+            if bound is None:
+                return fn(n)
+            known = len(brokers._to_delete)  # the child's list starts as a copy of ours
+
+            def new_topics() -> list[str]:
+                return brokers._to_delete[known:]
+
+            sample, topics = run_bounded(fn, n, bound, collect=new_topics)
+            brokers._to_delete.extend(topics)
+            return cast(Sample, sample)
         except (CaseFailed, ImportError):
             raise
+        except RoundTimeout as exc:
+            raise CaseFailed(f"timed out: {exc} (bound: --case-timeout)") from exc
         except Exception as exc:
             raise CaseFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
     return run
 
 
-def _guard(case: Case) -> Case:
-    case.run = _guarded(case.run)
+def _guard(case: Case, bound: float | None) -> Case:
+    case.run = _guarded(case.run, bound)
     return case
 
 
-def cases(runtimes: Sequence[str] = ()) -> list[Case]:
+def cases(
+    runtimes: Sequence[str] = (), only: Sequence[str] = (), bound: float | None = None
+) -> list[Case]:
     """The throughput cases, Kafka then RabbitMQ; the order is also the table's order.
 
     Each kind in *runtimes* (``"thread"``, ``"trio-asyncio"``) adds the four bridge cases
     again with that asyncio runtime (``name[kind]``), for comparing runtimes; the plain
-    names use each bridge's default.
+    names use each bridge's default. *only* keeps a subset (:func:`select`); *bound*: see
+    :data:`CASE_BOUND` (``None``: rounds run in this process, unbounded).
     """
-    out = _cases()
+    out = select(_cases(), only)
     for kind in runtimes:
         for case in list(out):
             if "_bridge_" in case.name and "[" not in case.name:
@@ -123,7 +161,29 @@ def cases(runtimes: Sequence[str] = ()) -> list[Case]:
                     f"{case.name}[{kind}]", f"{case.what} ({kind} runtime)", case.unit,
                     functools.partial(cast(Any, case.run), runtime=kind), scale=case.scale,
                 ))
-    return [_guard(case) for case in out]
+    return [_guard(case, bound) for case in out]
+
+
+class UnknownCase(ValueError):
+    """``--only`` named neither a broker nor a case of the suite."""
+
+
+def select(all_cases: list[Case], only: Sequence[str]) -> list[Case]:
+    """The cases *only* names, in the suite's order: a broker (``kafka``, ``rabbitmq``,
+    ``kinesis``, ``pubsub``, ``redis``: every case of it) or a case's full name. Empty:
+    every case."""
+    if not only:
+        return all_cases
+    brokers_ = {c.name.split("_")[0] for c in all_cases}
+    names = {c.name for c in all_cases} | set(LATENCY_CASES)
+    unknown = [w for w in only if w not in brokers_ and w not in names]
+    if unknown:
+        raise UnknownCase(
+            f"--only: no broker or case named {', '.join(map(repr, unknown))}; brokers: "
+            f"{', '.join(sorted(brokers_))}; cases: {', '.join(c.name for c in all_cases)}"
+        )
+    wanted = set(only)
+    return [c for c in all_cases if c.name in wanted or c.name.split("_")[0] in wanted]
 
 
 def runtime_ratios(results: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
@@ -182,15 +242,19 @@ LATENCY_SECONDS = 10.0
 """At most this long per latency round: a slow bridge gets fewer messages, not minutes."""
 
 
-def latency_cases(done: list[Case], size: Size) -> list[Case]:
+def latency_cases(
+    done: list[Case], size: Size, only: Sequence[str] = (), bound: float | None = None
+) -> list[Case]:
     """One paced latency case per broker, at ``_bridge_latency.pace`` of its bridge's rates
-    measured in this run (*done*)."""
+    measured in this run (*done*); only for the brokers (or case names) in *only*."""
     rates = {c.name: statistics.median(s.rate for s in c.samples) for c in done if c.samples}
     out = []
     for broker, fn, title in (
         ("kafka", kb.latency, "bus → KafkaBridge → Kafka → KafkaBridge → bus"),
         ("rabbitmq", r.latency, "bus → RabbitMQBridge → RabbitMQ → bridge → bus"),
     ):
+        if only and broker not in only and f"{broker}_latency" not in only:
+            continue
         rate = _bridge_latency.pace(
             rates.get(f"{broker}_bridge_egress"), rates.get(f"{broker}_bridge_ingress")
         )
@@ -198,12 +262,14 @@ def latency_cases(done: list[Case], size: Size) -> list[Case]:
         out.append(_guard(Case(
             f"{broker}_latency", f"{title}, paced at {rate:,.0f}/s", "msg/s paced",
             functools.partial(fn, rate=rate), scale=scale,
-        )))
+        ), bound))
     return out
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """The twelve rate ratios and the latency percentiles (ms)."""
+    """The rate ratios and the latency percentiles (ms), from the rounds that completed
+    (a case that failed in a later round still has its earlier ones)."""
+    results = completed(results)
     out = _quotients(results, RATE_RATIOS)
     for case in LATENCY_CASES:
         broker = case.split("_")[0]
@@ -211,6 +277,14 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
             value = _median_extra(results, case, key)
             out[f"{broker}_latency_{key}"] = round(value, 3) if value is not None else None
     return out
+
+
+def completed(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """*results* where a case with completed rounds counts, even if a later round failed."""
+    return {
+        name: {**case, "ok": True} if case.get("rounds") else case
+        for name, case in results.items()
+    }
 
 
 def reference(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -226,24 +300,40 @@ def reference(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
 
 def run(
-    size: Size = FULL, *, progress: bool = True, runtimes: Sequence[str] = ()
+    size: Size = FULL,
+    *,
+    progress: bool = True,
+    runtimes: Sequence[str] = (),
+    only: Sequence[str] = (),
+    bound: float | None = CASE_BOUND,
 ) -> dict[str, Any]:
-    """Run the suite and return the report (see the module docstring); *runtimes*: see
-    :func:`cases`."""
+    """Run the suite and return the report (see the module docstring); *runtimes*,
+    *only* (raises :class:`UnknownCase`) and *bound*: see :func:`cases`."""
     from .local import quiet_logs
 
     started = time.perf_counter()
-    all_cases = cases(runtimes)
-    bar = Progress((len(all_cases) + len(LATENCY_CASES)) * size.rounds, enabled=progress)
+    all_cases = cases(runtimes, only, bound)
+    n_latency = len([c for c in LATENCY_CASES if not only or c.split("_")[0] in only
+                     or c in only])
+    bar = Progress((len(all_cases) + n_latency) * size.rounds, enabled=progress)
+    if bound is not None:
+        preload(PRELOAD)
+    checked = sorted({c.name.split("_")[0] for c in all_cases} | {
+        c.split("_")[0] for c in LATENCY_CASES if c in only
+    })
+    before = _leftovers.bench_resources(checked)
     deleted: list[str] = []
     try:
         with quiet_logs():
             run_rounds(all_cases, size, bar)
-            latency = latency_cases(all_cases, size)
+            latency = latency_cases(all_cases, size, only, bound)
             run_rounds(latency, size, bar)
             all_cases += latency
     finally:
         deleted = kafka_cleanup()
+    left = _leftovers.new_since(before, _leftovers.bench_resources(checked))
+    if isinstance(left.get("kafka"), list):  # asked to go; the broker drops them shortly
+        left["kafka"] = [t for t in left["kafka"] if t not in deleted]
     results = {c.name: c.result() for c in all_cases}
     values = ratios(results)
     extras = _quotients(results, {**EXTRA_RATIOS, **runtime_ratios(results)})
@@ -267,9 +357,11 @@ def run(
         "targets": targets_json(TARGETS),
         "met": met({**values, **extras}, TARGETS),
         "kafka_topics_deleted": deleted,
+        "case_bound_s": bound,
+        "left_behind": left,
         "failures": [
             f"{c.name}: {c.error}" for c in all_cases if c.error and c.error.startswith("FAILED")
-        ],
+        ] + _leftovers.failures(left),
     }
 
 

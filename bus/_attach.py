@@ -6,6 +6,12 @@ imported) and starts its supervised ingress task; :class:`Attachment` is the res
 which the bus closes when it exits (or :meth:`Attachment.detach` earlier). The bus hands
 :func:`attach` what it needs — its state, its router, its registry of attachments, how to
 subscribe an export and start a task — so neither reaches into the other.
+
+A broker that keeps failing is retried for ever, and said so: :attr:`Attachment.failing`
+holds a :class:`FailureBurst` per side (``export``, ``ingress``) that the service's
+``/healthz`` and metrics read, and each burst logs one warning, ``bridge.broker_failing``
+(the bridge and broker named), when it starts and one ``bridge.broker_recovered`` (info)
+when the side works again; each retry in between is logged at info level only.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from ._actor import Subscription
 from ._bridge import Bridge, ExportResults, Port
 from ._envelope import Envelope
 from ._errors import BackendUnavailableError, ConfigurationError, Rejected
+from ._failing import FailureBurst
 from ._log import get_logger
 from ._policy import RetryPolicy
 from ._route import Router
@@ -28,6 +35,9 @@ from ._state import BusState
 __all__ = ["EXPORT_RETRY", "Attachment", "attach"]
 
 log = get_logger("bus")
+
+RESUMED_AFTER = 1.0
+"""Seconds ingress must run after a restart, without failing, to end a failure burst."""
 
 EXPORT_RETRY = RetryPolicy(attempts=None, base_delay=0.2, max_delay=10.0)
 """How ``bus.attach`` retries a failed export by default: forever, 0.2 s to 10 s apart."""
@@ -65,6 +75,10 @@ class Attachment:
         """Records the broker refused for good (dead-lettered)."""
         self.export_failed = 0
         """Records that failed for now (retried with backoff)."""
+        self.failing: dict[str, FailureBurst] = {
+            "export": FailureBurst(), "ingress": FailureBurst(),
+        }
+        """Per side, the current burst of broker failures (see the module docstring)."""
         self._close_timeout = close_timeout
         self._ingress_scope: trio.CancelScope | None = None
         self._ingress_ended = trio.Event()
@@ -90,6 +104,35 @@ class Attachment:
                 self.export_rejected += 1
             else:
                 self.export_failed += 1
+
+    @property
+    def broker(self) -> str:
+        """The broker's kind, for logs: ``KafkaBridge`` -> ``kafka``."""
+        return type(self.bridge).__name__.removesuffix("Bridge").lower() or "broker"
+
+    def _failed(self, side: str, exc: BaseException) -> None:
+        if self.failing[side].failed(trio.current_time(), repr(exc)):
+            log.warning(
+                "bridge.broker_failing", bridge=self.bridge.name, broker=self.broker,
+                side=side, error=repr(exc),
+            )
+
+    def _recovered(self, side: str) -> None:
+        ended = self.failing[side].recovered()
+        if ended is not None:
+            failures, since = ended
+            log.info(
+                "bridge.broker_recovered", bridge=self.bridge.name, broker=self.broker,
+                side=side, failures=failures, seconds=round(trio.current_time() - since, 3),
+            )
+
+    def _export_outcome(self, results: ExportResults) -> None:
+        """A batch with a record confirmed ends a burst; one whose every record failed
+        for now (none refused for good) is a failure of the broker."""
+        if results is None or any(r is None for r in results):
+            self._recovered("export")
+        elif not any(isinstance(r, Rejected) for r in results):
+            self._failed("export", next(r for r in results if r is not None))
 
     @property
     def exports(self) -> list[Subscription]:
@@ -149,21 +192,49 @@ class Attachment:
             failures = 0
             while True:
                 try:
-                    await bridge.ingest(self.port, started)
+                    if self.failing["ingress"].failing:
+                        await self._ingest_watched(bridge, started)
+                    else:
+                        await bridge.ingest(self.port, started)
                     return
                 except Exception as exc:
                     if not started.done:
                         raise
                     failures += 1
                     self.ingress_restarts += 1
+                    self._failed("ingress", exc)
                     delay = retry.delay(failures, self._state.random.random)
-                    log.warning(
+                    log.info(  # the burst's warning is bridge.broker_failing
                         "bridge.ingest_restart", bridge=bridge.name, restart=failures,
                         delay=delay, error=repr(exc),
                     )
                     await trio.sleep(delay)
                     if started.ready_again:  # it had consumed again before failing
                         failures, started.ready_again = 0, False
+
+
+    async def _ingest_watched(self, bridge: Bridge, started: _Started) -> None:
+        """``ingest`` during a failure burst: the burst ends once ingest has run
+        :data:`RESUMED_AFTER` seconds past its ``started()`` without failing (a bridge may
+        say started before its first call to the broker fails)."""
+        resumed = started.resumed = trio.Event()
+        error: Exception | None = None
+
+        async def watch() -> None:
+            await resumed.wait()
+            await trio.sleep(RESUMED_AFTER)
+            self._recovered("ingress")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            try:
+                await bridge.ingest(self.port, started)
+            except Exception as exc:  # raised as itself below, not in a group
+                error = exc
+            nursery.cancel_scope.cancel()
+        started.resumed = None
+        if error is not None:
+            raise error
 
 
 class _Started:
@@ -174,10 +245,14 @@ class _Started:
         self._status = status
         self.done = False
         self.ready_again = False
+        self.resumed: trio.Event | None = None
+        """Set when ingest says started again during a failure burst (``_ingest_watched``)."""
 
     def started(self, value: None = None) -> None:
         if self.done:
             self.ready_again = True
+            if self.resumed is not None:
+                self.resumed.set()
             return
         self.done = True
         self._status.started()
@@ -246,10 +321,12 @@ async def attach(
                 except BaseException as exc:
                     if isinstance(exc, Exception):
                         att.export_failed += len(envs)
+                        att._failed("export", exc)
                     if tracing is not None:
                         tracing.end_export(spans, exc)
                     raise
                 att._count_results(len(envs), results)
+                att._export_outcome(results)
                 if tracing is not None:
                     tracing.end_export(spans, results)
                 return results

@@ -71,6 +71,16 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         help="also run the bridge cases on these asyncio runtimes, comma-separated "
         "(thread, trio-asyncio), to compare them",
     )
+    bridges.add_argument(
+        "--only", metavar="NAMES", type=_names, default=(),
+        help="run a subset: brokers (kafka, rabbitmq, kinesis, pubsub, redis) and/or case "
+        "names, comma-separated",
+    )
+    bridges.add_argument(
+        "--case-timeout", metavar="SECONDS", type=_non_negative_float, default=None,
+        help="seconds one round of a case may take before it is killed and the case "
+        "reported failed (default 300; 0: no bound, rounds run in this process)",
+    )
     bridges.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     bridges.add_argument("--plot", metavar="PATH", help=_PLOT_HELP)
     scale = suites.add_parser(
@@ -128,6 +138,23 @@ def _runtimes(text: str) -> tuple[str, ...]:
             f"unknown runtime {', '.join(bad) or repr(text)}: use thread and/or trio-asyncio"
         )
     return kinds
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give broker or case names, e.g. --only kafka,redis")
+    return names
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -280,7 +307,15 @@ def _bench_bridges(args: argparse.Namespace) -> int:
         _error(_missing(exc, "bench,kafka,rabbitmq"))
         return EXIT_USAGE
     size = bridges.TINY if args.tiny else bridges.QUICK if args.quick else bridges.FULL
-    report = bridges.run(size, progress=not args.no_progress, runtimes=args.runtimes)
+    timeout = bridges.CASE_BOUND if args.case_timeout is None else args.case_timeout
+    try:
+        report = bridges.run(
+            size, progress=not args.no_progress, runtimes=args.runtimes, only=args.only,
+            bound=timeout or None,
+        )
+    except bridges.UnknownCase as exc:
+        _error(str(exc))
+        return EXIT_USAGE
     print(bridges.table(report))
     if args.json:
         _write_json(report, args.json)

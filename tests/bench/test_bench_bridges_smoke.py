@@ -102,3 +102,13 @@ def test_no_kafka_topic_left_behind(report: dict[str, Any]) -> None:
             break
         time.sleep(0.2)
     assert not left
+
+
+def test_every_round_ran_bounded_and_left_nothing_behind(report: dict[str, Any]) -> None:
+    from benchmarks import bridges
+
+    assert report["case_bound_s"] == bridges.CASE_BOUND
+    left = report["left_behind"]
+    assert set(left) == {"kafka", "rabbitmq", "kinesis", "pubsub", "redis"}
+    assert str(left.pop("rabbitmq")).startswith("unchecked")  # no listing without plugins
+    assert left == {"kafka": [], "kinesis": [], "pubsub": [], "redis": []}

@@ -96,6 +96,24 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X")
 
 
+def age(pid: int) -> float | None:
+    """Seconds since process `pid` started, from /proc (None if it is gone)."""
+    stat = _proc_stat(pid)
+    if stat is None:
+        return None
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - int(stat[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP, or a debugger): alive, and answering nothing."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] in ("T", "t")
+
+
 def _marked(pid: int) -> str | None:
     """The broker name this harness (same state dir) gave process `pid`, if any."""
     try:
@@ -348,8 +366,10 @@ class Broker:
         if pid is not None:
             try:
                 os.killpg(pid, signal.SIGTERM)  # the session we started: the server + children
+                os.killpg(pid, signal.SIGCONT)  # a stopped server acts on SIGTERM only then
             except (ProcessLookupError, PermissionError):
                 signal_pid(pid, signal.SIGTERM)
+                signal_pid(pid, signal.SIGCONT)
             if wait_gone([pid], self.stop_timeout):
                 waited = f"{self.stop_timeout:.0f} s"
                 say(f"{self.name}: pid {pid} ignored SIGTERM for {waited}, SIGKILL")
@@ -374,6 +394,29 @@ class Broker:
 
     def memory(self) -> tuple[int, int]:
         return memory_kib(list(marked_pids(self.name)))
+
+    HUNG_GRACE = 5.0
+    """Seconds a server that was up must keep failing its probe before it is called hung
+    (a long GC pause is not a hang)."""
+
+    def hung(self) -> str | None:
+        """Why this server is DOWN behind a live PID (stopped, or up long enough and not
+        answering for HUNG_GRACE seconds); None when it answers, has no PID, or is still
+        starting (younger than its ready_timeout)."""
+        pid = self.pid()
+        if pid is None:
+            return None
+        if stopped(pid):
+            return f"pid {pid} is stopped (state T)"
+        started = age(pid)
+        if started is not None and started < self.ready_timeout:
+            return None
+        deadline = time.monotonic() + self.HUNG_GRACE
+        while (why := self.probe()) is not None:
+            if time.monotonic() > deadline:
+                return f"pid {pid} alive for {started or 0:.0f} s but {why}"
+            time.sleep(0.25)
+        return None
 
 
 # ---- Kafka
@@ -630,6 +673,8 @@ class RabbitMQ(Broker):
             # for the file itself when it is missing (an interrupted restart loses it; the
             # pid was then found by its mark): write it back first.
             self.pidfile.write_text(f"{pid}\n")
+            if stopped(pid):  # a stopped node answers no rabbitmqctl: let it run to stop
+                signal_pid(pid, signal.SIGCONT)
             out = run(
                 [self.tool("rabbitmqctl"), "-n", self.node, "stop", str(self.pidfile)],
                 env=self.rmq_env(),
@@ -805,6 +850,19 @@ func main() {
 """
 
 
+JAVA_OPTS = "-Xmx2g -XX:+ExitOnOutOfMemoryError"
+"""The Pub/Sub emulator's JVM. Its heap grows with every message published to a
+subscription with message ordering (what the bridge creates) and never shrinks, not even
+once the messages were acknowledged and the subscription and topic deleted: measured with
+emulator 0.8.20, live heap after a full GC +17 MB per 15k messages acknowledged (+27 MB
+per 15.5k left unread), and one thread per ordering key per subscription, never ended;
+the same 15k messages without ordering leave nothing. A full `bus bench bridges`
+publishes ~550k such messages (~0.8 GB: the old 768 MB heap ran out in round 5), so 2 GB
+holds a full bench plus a `make test`; the JVM takes only what it uses. Out of heap, it
+exits rather than live on answering nothing (a PID that `status` showed alive while the
+server was DOWN): a gone server is seen and `up` starts it again."""
+
+
 class PubSub(Broker):
     name = "pubsub"
     port = 8085 + PORT_OFFSET
@@ -865,7 +923,7 @@ class PubSub(Broker):
     def command(self) -> tuple[list[str], dict[str, str]]:
         emulator = self.emulator()
         if emulator:
-            return [emulator, f"--host={HOST}", f"--port={self.port}"], {"JAVA_OPTS": "-Xmx768m"}
+            return [emulator, f"--host={HOST}", f"--port={self.port}"], {"JAVA_OPTS": JAVA_OPTS}
         return [str(self.pstest), f"{HOST}:{self.port}"], {}
 
     def probe(self) -> str | None:
@@ -976,10 +1034,14 @@ def _bring_up(broker: Broker, apt: list[str], results: dict[str, str | None]) ->
                 results[broker.name] = None
                 say(f"{broker.name}: already up (pid {broker.pid()}), reused")
                 return
-            say(f"{broker.name}: pid {broker.pid()} alive, not answering yet; waiting")
-            broker.wait_ready()
-            results[broker.name] = None
-            return
+            why = broker.hung()
+            if why is None:
+                say(f"{broker.name}: pid {broker.pid()} alive, not answering yet; waiting")
+                broker.wait_ready()
+                results[broker.name] = None
+                return
+            say(f"{broker.name}: DOWN behind a live pid ({why}); restarting it (data kept)")
+            broker.stop()
         if port_open(broker.port):
             why = broker.probe()
             if why is None:
@@ -1111,7 +1173,9 @@ def status(names: list[str] | None = None) -> int:
         else:
             bad += 1
             state = f"pid {pid} running but " if pid else ""
-            print(f"# {b.name:9s} DOWN      {HOST}:{b.port}  {state}{why}")
+            hung = b.hung() if pid else None
+            fix = f" -- hung ({hung}): `make brokers-up` restarts it" if hung else ""
+            print(f"# {b.name:9s} DOWN      {HOST}:{b.port}  {state}{why}{fix}")
         for line in env_lines([b]):
             print(line)
     return 1 if bad else 0

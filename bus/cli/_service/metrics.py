@@ -160,6 +160,14 @@ class BusCollector:
             "ingress_restarts": ("times ingress restarted after a failure",
                                  lambda a: a.ingress_restarts),
         }
+        failures = counter(
+            "bridge_broker_failures", "export batches and ingress runs the broker failed "
+            "(each retry counts)", ["bridge", "side"],
+        )
+        failing = gauge(
+            "bridge_failing", "1 while the broker keeps failing this side of the bridge "
+            "(since its last success)", ["bridge", "side"],
+        )
         atts = bus.attachments()
         for key, (doc, read) in bridge_counters.items():
             family = counter(f"bridge_{key}", doc, ["bridge"])
@@ -182,6 +190,9 @@ class BusCollector:
         )
         for att in atts:
             name = att.bridge.name
+            for side, burst in att.failing.items():
+                failures.add_metric([name, side], burst.total)
+                failing.add_metric([name, side], 1.0 if burst.failing else 0.0)
             dead.add_metric([name, "export"], att.export_rejected)
             dead.add_metric([name, "import"], att.port.import_dead_lettered)
             port = att.port
@@ -190,6 +201,8 @@ class BusCollector:
             known = probe.lag.get(name)
             if known is not None:
                 lag.add_metric([name], known)
+        yield failures
+        yield failing
         yield dead
         yield in_flight
         yield up

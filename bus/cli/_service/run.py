@@ -276,13 +276,26 @@ class Service:
         attachments = bus.attachments() if bus is not None else []
         await self.probe.refresh(attachments)
         up = {att.bridge.name: self.probe.up.get(att.bridge.name, False) for att in attachments}
-        ok = self.state == "running" and all(up.values()) and len(up) == len(self.bridges)
+        now = trio.current_time()
+        failing = {  # a broker that keeps failing while the bridge retries
+            att.bridge.name: {
+                side: {"failures": burst.count, "seconds": round(now - burst.since, 1),
+                       "error": burst.last_error}
+                for side, burst in att.failing.items() if burst.since is not None
+            }
+            for att in attachments
+        }
+        failing = {name: sides for name, sides in failing.items() if sides}
+        ok = (
+            self.state == "running" and all(up.values()) and len(up) == len(self.bridges)
+            and not failing
+        )
         undeliverable = bus.stats().dead_letters_undeliverable if bus is not None else 0
         # degraded, not unavailable: a restart would not help (the broker that refused a
         # dead letter refuses it again) and everything else flows
         status = "unavailable" if not ok else "degraded" if undeliverable else "ok"
         return ok, {
-            "status": status, "state": self.state, "bridges": up,
+            "status": status, "state": self.state, "bridges": up, "failing": failing,
             "dead_letters_undeliverable": undeliverable,
         }
 
