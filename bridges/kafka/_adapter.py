@@ -4,10 +4,17 @@ The seed's options map onto the bridge's producer (``acks``, ``retries``,
 ``batch_size``, ``compression_type``, ``bootstrap_servers``); anything else the bridge
 takes (``linger_ms``, ``security_protocol``, ``sasl_*``...) passes through. ``acks``
 other than ``"all"`` turns the idempotent producer off unless ``enable_idempotence`` is
-given. ``push`` returns once Kafka acknowledged the record with ``acks``. A consumer
-group (``group``, default ``"events"``) is a Kafka group id; a new one starts at the
-oldest record (``from_beginning=True``, ``consume``'s default) or at new ones
-(``subscribe``'s).
+given. ``push`` returns once Kafka acknowledged the record with ``acks``.
+
+A facade group (``group``, default ``"events"``) is a group *per topic*, as on the other
+backends (a RabbitMQ queue, a Pub/Sub subscription per topic and group): on topic ``t``
+it is the Kafka group id ``<group>~t`` (:func:`group_id`). Kafka rebalances a group as a
+whole, so one group id for every topic would make each new subscription or pull of the
+adapter stop and re-assign every other one (eagerly: aiokafka has no cooperative
+protocol), a heartbeat interval (3 s) each; per topic, a new consumer joins alone unless
+it competes for the same topic. A new group starts at the oldest record
+(``from_beginning=True``, ``consume``'s default) or at new ones (``subscribe``'s), fixed
+by :meth:`KafkaAdapter.start_group` before the call returns.
 """
 
 from __future__ import annotations
@@ -23,7 +30,13 @@ from bus.events import BridgeAdapter
 from ._bridge import KafkaBridge
 from ._errors import translate
 
-__all__ = ["KafkaAdapter"]
+__all__ = ["KafkaAdapter", "group_id"]
+
+
+def group_id(group: str, topic: str) -> str:
+    """The Kafka group id of the facade's *group* on *topic*: ``<group>~<topic>`` (``~``
+    is not allowed in a topic name, so two pairs never share an id)."""
+    return f"{group}~{topic}"
 
 
 class KafkaAdapter(BridgeAdapter):
@@ -56,6 +69,11 @@ class KafkaAdapter(BridgeAdapter):
             # The seed's acks=1 (or 0) asks for weaker acknowledgements, which Kafka's
             # idempotent producer refuses: that combination means "not idempotent".
             bridge_options["enable_idempotence"] = False
+        if "runtime" not in bridge_options:
+            # A consumer on the trio-asyncio runtime cannot leave its group when the trio
+            # run ends right after a `break` (the loop's system task is cancelled with
+            # the consumer's): on the thread runtime the shielded close still runs.
+            bridge_options.setdefault("ingress_runtime", "thread")
         self._options: dict[str, Any] = {
             "acks": acks, "retries": retries, "batch_size": batch_size,
             "compression_type": compression_type, **bridge_options,
@@ -70,7 +88,8 @@ class KafkaAdapter(BridgeAdapter):
     ) -> Bridge:
         try:
             return KafkaBridge(
-                self.bootstrap_servers, name=name, group_id=group,
+                self.bootstrap_servers, name=name,
+                group_id=None if group is None or topic is None else group_id(group, topic),
                 auto_offset_reset="earliest" if from_beginning else "latest", **self._options,
             )
         except TypeError as exc:
@@ -87,14 +106,14 @@ class KafkaAdapter(BridgeAdapter):
         assert isinstance(bridge, KafkaBridge)
         try:
             waiting = await bridge._egress().run(
-                _start_group, bridge._common, topic, group, from_beginning
+                _start_group, bridge._common, topic, group_id(group, topic), from_beginning
             )
             if waiting is None:
                 # No such topic yet: create it (as the consumer would, by asking for it)
                 # so that the group's start can be fixed now, before anything is pushed.
                 await bridge.create_topic(topic)
                 waiting = await bridge._egress().run(
-                    _start_group, bridge._common, topic, group, from_beginning
+                    _start_group, bridge._common, topic, group_id(group, topic), from_beginning
                 )
         except Exception as exc:
             raise translate(exc, f"reading the offsets of {topic!r}", ()) from exc

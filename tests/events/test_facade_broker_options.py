@@ -26,7 +26,8 @@ def test_kafka_seed_options_reach_the_producer() -> None:
     assert producer["compression_type"] == "gzip"
     assert bridge.retries == 3
     consumer = adapter.make_bridge(name="c", group="g", topic="t", from_beginning=True)
-    assert consumer._consumer_options["group_id"] == "g"  # type: ignore[attr-defined]
+    # one Kafka group per facade group and topic (docs/facade.md, "Kafka groups")
+    assert consumer._consumer_options["group_id"] == "g~t"  # type: ignore[attr-defined]
     assert consumer._consumer_options["auto_offset_reset"] == "earliest"  # type: ignore[attr-defined]
     live = adapter.make_bridge(name="c", group="g", topic="t", from_beginning=False)
     assert live._consumer_options["auto_offset_reset"] == "latest"  # type: ignore[attr-defined]
