@@ -164,7 +164,7 @@ async def test_a_pull_leaves_its_group_however_its_scope_ends(
     server: str, prefix: str, how: str
 ) -> None:
     """After ``break``, an exception or a cancellation in ``async for``, the pull's
-    consumer leaves its group: the group's next consumer joins at once and gets the
+    consumer leaves its group: the group's next consumer is its only member and gets the
     message that was in hand first. With a 60 s session, a member left behind would hold
     that join past the facade's 10 s start-up bound (``BackendUnavailableError``)."""
     events = _events(server, prefix, consumer_options=LONG_SESSION)
@@ -190,6 +190,8 @@ async def test_a_pull_leaves_its_group_however_its_scope_ends(
             handled.add(step.id)
 
         await events.pull("moves", callback=handle, group="g")
+        group = group_id("g", events.topic("moves"))
+        assert await _members(server, group) == ("Stable", 1)  # the pull's member is gone
         await handled.until(lambda items: len(items) >= 2)
         assert handled.items == ["a", "b"]
         await events.delete_topic("moves")
