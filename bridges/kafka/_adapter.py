@@ -11,10 +11,11 @@ backends (a RabbitMQ queue, a Pub/Sub subscription per topic and group): on topi
 it is the Kafka group id ``<group>~t`` (:func:`group_id`). Kafka rebalances a group as a
 whole, so one group id for every topic would make each new subscription or pull of the
 adapter stop and re-assign every other one (eagerly: aiokafka has no cooperative
-protocol), a heartbeat interval (3 s) each; per topic, a new consumer joins alone unless
-it competes for the same topic. A new group starts at the oldest record
-(``from_beginning=True``, ``consume``'s default) or at new ones (``subscribe``'s), fixed
-by :meth:`KafkaAdapter.start_group` before the call returns.
+protocol), waiting for their next heartbeat each time; per topic, a new consumer joins
+alone unless it competes for the same topic (then one rebalance, :data:`HEARTBEAT_MS`).
+A new group starts at the oldest record (``from_beginning=True``, ``consume``'s default)
+or at new ones (``subscribe``'s), fixed by :meth:`KafkaAdapter.start_group` before the
+call returns.
 """
 
 from __future__ import annotations
