@@ -341,8 +341,10 @@ async def attach(
                 with trio.fail_after(connect_timeout):
                     await start(att._ingress, retry, name=f"{name}:ingest")
             except trio.TooSlowError:
+                waiting = f" while {bridge.starting}" if bridge.starting else ""
                 raise BackendUnavailableError(
                     f"bridge {name!r} did not start consuming within {connect_timeout}s"
+                    f"{waiting} (raise attach(connect_timeout=) for a slow start)"
                 ) from None
     except BaseException:
         if att.export is not None:

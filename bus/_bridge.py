@@ -102,6 +102,9 @@ class Bridge(abc.ABC):
     name: str = "bridge"
     """Identifies the bridge in headers, logs and stats; unique per bus."""
     features: Features = Features()
+    starting: str | None = None
+    """While :meth:`ingest` starts: what it waits for ("joining group 'g'"), named by
+    ``attach`` when ``connect_timeout`` runs out before ``task_status.started()``."""
 
     async def open(self) -> None:  # noqa: B027 - an optional hook
         """Connect to the broker. Raise :class:`~bus.BackendUnavailableError` if it is

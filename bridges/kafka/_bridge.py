@@ -263,10 +263,18 @@ class KafkaBridge(Bridge):
             self._ingress_rt, self.name, poll_ms=self._poll_ms, max_records=self._max_records,
             commit_interval=self._commit_interval,
         )
+        session = self._consumer_options.get("session_timeout_ms", 10_000)
+        self.starting = (
+            f"joining Kafka group {self.group_id!r} and looking up its start offsets (a "
+            "join waits until every member of the group rejoined; one that went away "
+            f"without leaving holds it until its session times out, {session / 1000:g} s)"
+        )
         try:
             await consumer.start(self._consumer_options, topics, pattern)
         except Exception as exc:
             raise translate(exc, f"joining group {self.group_id!r}", self._secrets) from exc
+        finally:
+            self.starting = None
         self._consumer = consumer
         try:
             await consumer.run(port, task_status)

@@ -5,18 +5,26 @@ The seed's options map onto the bridge: ``region_name``, ``aws_access_key_id``,
 bridge reads it), ``shard_count`` for streams it creates (``create_topic(name,
 shard_count=2)`` too). A message's key is its partition key. Each topic is a stream,
 created on first use; a consumer group starts at the oldest record kept
-(``from_beginning=True``: ``TRIM_HORIZON``) or at new ones (``LATEST``).
+(``from_beginning=True``: ``TRIM_HORIZON``) or at new ones (``LATEST``), and that start
+is saved as the group's checkpoint on each shard it has none for before a ``pull`` or
+``pull(callback=...)`` returns (:meth:`KinesisAdapter.start_group`), so that a later
+consumer of the group resumes there, not at its own initial position.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import trio
 
 from bus import ConfigurationError
 from bus.abc import Bridge
 from bus.events import BridgeAdapter
 
 from ._bridge import KinesisBridge
+from ._checkpoints import start_checkpoint
+from ._errors import error_code
 
 __all__ = ["KinesisAdapter"]
 
@@ -65,3 +73,29 @@ class KinesisAdapter(BridgeAdapter):
             )
         except TypeError as exc:
             raise ConfigurationError(f"KinesisAdapter: {exc}") from None
+
+    async def start_group(
+        self, bridge: Bridge, topic: str, group: str, from_beginning: bool
+    ) -> int | None:
+        """Save the group's start (the oldest record kept with *from_beginning*, else the
+        records arriving from now on) as its checkpoint on each shard of *topic*'s stream
+        it has none for, creating the stream if missing: a ``break`` on the group's first
+        message then leaves it to the group's next consumer, which would otherwise start
+        at ``LATEST``. Kinesis cannot say how many records wait: None."""
+        assert isinstance(bridge, KinesisBridge)
+        now = time.time()
+        try:
+            shards = await bridge.shards(topic)
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            await bridge.create_topic(topic)
+            shards = await bridge.shards(topic)
+        # the consumers' bridges keep checkpoints under the group's name (make_bridge)
+        stream, store = bridge.stream_of(topic), bridge.checkpoints.store
+        saved = await trio.to_thread.run_sync(store.load, group, stream)
+        start = start_checkpoint(from_beginning, now)
+        missing = {(stream, s["ShardId"]): start for s in shards if s["ShardId"] not in saved}
+        if missing:
+            await trio.to_thread.run_sync(store.save, group, missing)
+        return None

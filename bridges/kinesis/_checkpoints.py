@@ -11,9 +11,11 @@ where to start with each ``GetShardIterator``. So the bridge keeps them itself, 
 - anything else with the three methods of the :class:`CheckpointStore` protocol
   (a DynamoDB table, Redis...). They are synchronous and called in a worker thread.
 
-A checkpoint is a sequence number (the reader resumes ``AFTER_SEQUENCE_NUMBER``) or
+A checkpoint is a sequence number (the reader resumes ``AFTER_SEQUENCE_NUMBER``),
 :data:`SHARD_END` for a closed shard read to its end with everything done (its children
-may then be read).
+may then be read), or a group's *start* (:func:`start_checkpoint`: the oldest record kept,
+or the records that arrived from a moment on), saved before the group read anything so
+that each of its consumers starts there rather than at its own initial position.
 
 :class:`SequenceTracker` decides what may be checkpointed: records finish out of order,
 and a sequence number may be saved only when every record of its shard up to it is done.
@@ -43,12 +45,32 @@ __all__ = [
     "SQLiteCheckpointStore",
     "SequenceTracker",
     "default_path",
+    "start_checkpoint",
+    "start_of",
 ]
 
 SHARD_END = "SHARD_END"
 """The checkpoint of a closed shard whose every record is done."""
 
+START = "START:"
+"""The prefix of a start checkpoint (never a sequence number, which is all digits)."""
+
 K = TypeVar("K", bound=Hashable)
+
+
+def start_checkpoint(from_beginning: bool, now: float) -> str:
+    """The checkpoint of a group that starts at the oldest record kept
+    (*from_beginning*) or at the records arriving from *now* (a Unix time) on."""
+    return f"{START}TRIM_HORIZON" if from_beginning else f"{START}{now!r}"
+
+
+def start_of(checkpoint: str | None) -> tuple[str, float | None] | None:
+    """``(initial position, since)`` for a reader of a start checkpoint (``since``: the
+    Unix time of ``LATEST``), else None (a sequence number, :data:`SHARD_END`, none)."""
+    if checkpoint is None or not checkpoint.startswith(START):
+        return None
+    where = checkpoint[len(START):]
+    return ("TRIM_HORIZON", None) if where == "TRIM_HORIZON" else ("LATEST", float(where))
 
 
 @runtime_checkable

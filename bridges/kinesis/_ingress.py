@@ -33,7 +33,7 @@ import trio
 from bus import BackendError
 from bus.abc import Port, get_logger
 
-from ._checkpoints import SHARD_END, LeaseStore
+from ._checkpoints import SHARD_END, LeaseStore, start_of
 from ._errors import THROTTLED, error_code
 from ._wire import decode
 
@@ -181,11 +181,14 @@ class IngressRun:
         b, client = self.bridge, self.client
         key = (stream, shard)
         last = state.checkpoints.get(shard)
+        initial: str = b.initial_position
+        since: float | None = self.since
+        start = start_of(last)
+        if start is not None:  # the group's start, saved before it read anything
+            (initial, since), last = start, None
         b.checkpoints.resumed(key, last)
         try:
-            iterator = await self._call(
-                client.iterator, stream, shard, last, b.initial_position, self.since
-            )
+            iterator = await self._call(client.iterator, stream, shard, last, initial, since)
         except BackendError as exc:
             if last is None or error_code(exc) not in STALE:
                 raise
@@ -207,7 +210,7 @@ class IngressRun:
                 code = error_code(exc)
                 if code == "ExpiredIteratorException":
                     iterator = await self._call(
-                        client.iterator, stream, shard, last, b.initial_position, self.since
+                        client.iterator, stream, shard, last, initial, since
                     )
                     continue
                 if code in THROTTLED:

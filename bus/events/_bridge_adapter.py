@@ -88,6 +88,8 @@ class BridgeAdapter(EventAdapter):
         self._groups: dict[str, set[str]] = {}
         """topic -> the groups this adapter's consumers used on it (delete_topic)."""
         self._prepared: set[str] = set()
+        self._leaving: set[BusRunner] = set()
+        """Buses of consumers dropped after a ``break`` (cancelled, still closing)."""
 
     # -- what a broker module provides ----------------------------------------------
 
@@ -152,11 +154,21 @@ class BridgeAdapter(EventAdapter):
         assert self._egress_bridge is not None
         return self._egress.bus, self._egress_bridge
 
+    async def _settle(self) -> None:
+        """Wait until the consumers dropped after a ``break`` closed (each left its group,
+        bounded by ``close_timeout``), so that a consumer started next joins a group
+        those have left, rather than one waiting for them to rejoin or time out."""
+        while self._leaving:
+            runner = self._leaving.pop()
+            with trio.CancelScope(shield=True), trio.move_on_after(self.close_timeout + 5):
+                await runner.aclose()
+
     async def disconnect(self) -> None:
         """Stop the consumers (unhandled messages stay unacknowledged), then let the
         producer's bus drain what it still has to send and close its bridge."""
         self._closed = True
         with trio.CancelScope(shield=True):
+            await self._settle()
             for consumer in list(self._consumers):
                 await consumer.aclose()
             callbacks, self._callbacks = self._callbacks, []
@@ -223,6 +235,7 @@ class BridgeAdapter(EventAdapter):
 
         runner = BusRunner(setup, name=f"events.{bridge.name}", strict=False)
         self._groups.setdefault(topic, set()).add(group)
+        await self._settle()
         _, producer = await self._producer()
         await self.start_group(producer, topic, group, bool(options["from_beginning"]))
         await runner.start()
@@ -265,6 +278,7 @@ class BridgeAdapter(EventAdapter):
         validate_topic(topic)
         _, bridge = await self._producer()
         with trio.CancelScope(shield=True):
+            await self._settle()
             for consumer in [c for c in self._consumers if c.topic == topic]:
                 await consumer.aclose()
             for runner in [r for r, t in self._callback_topics.items() if t == topic]:
@@ -319,6 +333,7 @@ class Consumer(ClosesOnExit):
     async def _open(self) -> trio.MemoryReceiveChannel[tuple[Envelope[Any], _InHand]]:
         adapter, topic = self._adapter, validate_topic(self.topic)
         adapter._check_open()
+        await adapter._settle()
         _, producer = await adapter._producer()
         waiting = await adapter.start_group(producer, topic, self._group, self._from_beginning)
         if not self._follow:
@@ -409,10 +424,12 @@ class Consumer(ClosesOnExit):
         # A consumer abandoned by `break` must not keep consuming (and holding a message
         # back from its group) until the adapter disconnects: like a Kafka consumer
         # leaving its group, it stops, and what it held is delivered again.
+        # The adapter's next consumer waits for it to have left (BridgeAdapter._settle).
         runner = self._runner
         if runner is not None:
             try:
                 runner.cancel()
+                self._adapter._leaving.add(runner)
             except Exception:  # interpreter shutdown: trio may be half torn down
                 pass
 

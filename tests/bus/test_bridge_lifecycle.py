@@ -65,6 +65,27 @@ async def test_a_broker_unreachable_at_start_is_one_clear_error_after_the_bound(
         assert bus.attachments() == []
 
 
+class StuckBridge(LifeBridge):
+    """Its ingest never starts: it waits for a group to let it in."""
+
+    async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
+        self.starting = "joining group 'g'"
+        await trio.sleep_forever()
+
+
+async def test_ingress_that_never_starts_is_one_error_naming_the_wait(
+    autojump_clock: Any,
+) -> None:
+    async with open_bus() as bus:
+        with pytest.raises(
+            BackendUnavailableError,
+            match=r"'stuck' did not start consuming within 3s while joining group 'g' "
+            r"\(raise attach\(connect_timeout=\)",
+        ):
+            await bus.attach(StuckBridge("stuck"), import_=["in.#"], connect_timeout=3)
+        assert bus.attachments() == []
+
+
 async def test_ingress_that_fails_is_restarted_with_backoff_not_fatal(autojump_clock: Any) -> None:
     bridge = LifeBridge(fail_times=3)
     async with open_bus() as bus:

@@ -26,10 +26,17 @@ def test_kafka_seed_options_reach_the_producer() -> None:
     assert producer["compression_type"] == "gzip"
     assert bridge.retries == 3
     consumer = adapter.make_bridge(name="c", group="g", topic="t", from_beginning=True)
-    assert consumer._consumer_options["group_id"] == "g"  # type: ignore[attr-defined]
+    # one Kafka group per facade group and topic (docs/facade.md, "Kafka groups")
+    assert consumer._consumer_options["group_id"] == "g~t"  # type: ignore[attr-defined]
     assert consumer._consumer_options["auto_offset_reset"] == "earliest"  # type: ignore[attr-defined]
     live = adapter.make_bridge(name="c", group="g", topic="t", from_beginning=False)
     assert live._consumer_options["auto_offset_reset"] == "latest"  # type: ignore[attr-defined]
+    # a competing member's rebalance waits for the members' next heartbeat: 0.5 s, not 3 s
+    assert live._consumer_options["heartbeat_interval_ms"] == 500  # type: ignore[attr-defined]
+    own = KafkaAdapter(consumer_options={"heartbeat_interval_ms": 3000, "fetch_max_bytes": 9})
+    mine = own.make_bridge(name="c", group="g", topic="t", from_beginning=False)
+    assert mine._consumer_options["heartbeat_interval_ms"] == 3000  # type: ignore[attr-defined]
+    assert mine._consumer_options["fetch_max_bytes"] == 9  # type: ignore[attr-defined]
 
 
 def test_rabbitmq_seed_options_and_one_queue_per_group_and_topic() -> None:

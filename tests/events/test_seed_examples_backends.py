@@ -296,10 +296,9 @@ async def test_break_leaves_the_message_in_hand_to_the_group(
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
-    # Kinesis: a group that checkpointed nothing has no position for a later consumer
-    # to resume (docs/facade.md, "Leaving a pull early")
     "backend", ["memory", *(pytest.param(b, marks=pytest.mark.brokers)
-                            for b in ("redis-streams", "kafka", "rabbitmq", "pubsub"))],
+                            for b in ("redis-streams", "kafka", "rabbitmq", "kinesis",
+                                      "pubsub"))],
     indirect=True,
 )
 async def test_break_on_a_groups_first_message_leaves_it_to_the_group(

@@ -1,7 +1,9 @@
-"""A seed-facade program that configures no logging and reads a Kafka topic that does
-not exist: aiokafka warns about it. ``python kafka_missing_topic.py SERVER PREFIX``
-prints ``client warned`` once aiokafka logged a warning (seen by a logger filter, which
-is not a handler and so changes nothing of where records go), then ends."""
+"""A seed-facade program that configures no logging and pushes to a Kafka topic that
+does not exist yet: aiokafka warns about it (the broker creates it on the producer's
+metadata request and answers "leader not available" first).
+``python kafka_missing_topic.py SERVER PREFIX`` prints ``client warned`` once aiokafka
+logged a warning (seen by a logger filter, which is not a handler and so changes
+nothing of where records go), then ends."""
 
 from __future__ import annotations
 
@@ -34,11 +36,10 @@ async def main(server: str, prefix: str) -> None:
                        bootstrap_servers=server)
     async with trio.open_nursery() as nursery:
 
-        async def read() -> None:
-            async for _ in events.pull("missing"):
-                pass
+        async def push() -> None:
+            await events.push("missing", User(id="1"))
 
-        nursery.start_soon(read)
+        nursery.start_soon(push)
         with trio.fail_after(60):
             await trio.to_thread.run_sync(warned.wait)
         print("client warned", flush=True)
