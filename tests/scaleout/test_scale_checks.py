@@ -1,0 +1,40 @@
+"""The scale-out tests' checks, without brokers: what counts as lost, as a duplicate, and
+as per-key order within one process (a redelivery after a rebalance is not a break)."""
+
+from __future__ import annotations
+
+from tests.scaleout.scale_kit import lost_and_duplicates, order_breaks
+
+
+def test_lost_and_duplicates_count_numbers_in_range() -> None:
+    assert lost_and_duplicates([0, 1, 2, 2, 3], 4) == (0, 1)
+    assert lost_and_duplicates([0, 2, 2, 2], 4) == (2, 2)
+    assert lost_and_duplicates([], 3) == (3, 0)
+
+
+def test_in_order_and_interleaved_keys_have_no_breaks() -> None:
+    handled = [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2)]
+    assert order_breaks(handled) == []
+
+
+def test_a_gap_is_not_a_break() -> None:
+    # the key's partition went to another member and came back later
+    assert order_breaks([("a", 0), ("a", 1), ("a", 7), ("a", 8)]) == []
+
+
+def test_a_redelivery_from_an_earlier_offset_is_not_a_break() -> None:
+    # the partition came back from a committed offset below what this member handled
+    assert order_breaks([("a", 3), ("a", 4), ("a", 5), ("a", 4), ("a", 5), ("a", 6)]) == []
+
+
+def test_a_later_seq_handled_first_is_a_break() -> None:
+    assert order_breaks([("a", 0), ("a", 2), ("a", 1), ("b", 0)]) == [
+        "key a: seq 1 after 2, not handled here before"
+    ]
+
+
+def test_keys_are_judged_apart() -> None:
+    # b's seq 1 after a's seq 5: different keys, no break
+    assert order_breaks([("a", 5), ("b", 1), ("b", 0)]) == [
+        "key b: seq 0 after 1, not handled here before"
+    ]
