@@ -1,13 +1,13 @@
 """A small application of the scale-out tests, run as several processes in one group.
 
-``python -m tests.scaleout.scale_app BROKER TOPIC GROUP NAME`` imports *TOPIC* through
+``python -m tests.scaleout.scale_app BROKER TOPIC GROUP NAME [WORK]`` imports *TOPIC* through
 the harness's *BROKER* (``kafka``, ``rabbitmq`` or ``pubsub``; settings from the
 environment ``make brokers-env`` prints) as member *NAME* of consumer group *GROUP*, and
 handles each keyed order by writing one line ``handled N KEY SEQ`` to stdout, unbuffered,
-after its handler ran: what the test read was handled, even if the process is killed the
-next instant. It prints ``ready`` once its bridge is attached and leaves cleanly on
-SIGTERM. Nothing here is test-specific but the line format: it is the application an
-operator would start N times.
+after its handler ran (*WORK* seconds of pretend work each, default 0): what the test
+read was handled, even if the process is killed the next instant. It prints ``ready``
+once its bridge is attached and leaves cleanly on SIGTERM. Nothing here is test-specific
+but the line format: it is the application an operator would start N times.
 """
 
 from __future__ import annotations
@@ -63,13 +63,14 @@ def _say(line: str) -> None:
     os.write(1, f"{line}\n".encode())
 
 
-async def main(broker: str, topic: str, group: str, name: str) -> None:
+async def main(broker: str, topic: str, group: str, name: str, work: str = "0") -> None:
+    seconds = float(work)
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with open_bus(name=name, drain_timeout=20) as bus:
             bus.topic(topic, Order)
 
             async def handle(env: Envelope[Order]) -> None:
-                await trio.lowlevel.checkpoint()  # a handler yields, as a real one would
+                await trio.sleep(seconds)  # the application's work (0: a checkpoint)
                 _say(f"handled {env.payload.n} {env.key} {env.payload.seq}")
 
             # per-key order inside the process with four workers
@@ -81,4 +82,4 @@ async def main(broker: str, topic: str, group: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:5])
+    trio.run(main, *sys.argv[1:6])

@@ -59,9 +59,10 @@ class Fleet:
         self.members: list[Member] = []
         self._changed = trio.Event()
 
-    async def start(self, name: str) -> Member:
+    async def start(self, name: str, work: float = 0.0) -> Member:
+        """Member *name*, spending *work* seconds on each order."""
         proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", APP, self.broker, self.topic, self.group, name],
+            [sys.executable, "-m", APP, self.broker, self.topic, self.group, name, str(work)],
             env=self.env, stdout=subprocess.PIPE,
         )
         member = Member(name, proc, started_at=trio.current_time())
