@@ -9,6 +9,7 @@ without brokers in ``test_scale_checks.py``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -209,3 +210,11 @@ def stall(members: list[Member], since: float) -> float:
             if h.key in keys and h.at >= since:
                 after[h.key] = min(after.get(h.key, h.at), h.at)
     return max(after.values(), default=since) - since if after.keys() >= keys else float("inf")
+
+
+def longest_pause(handled: Iterable[Handled], since: float, until: float) -> float:
+    """The longest time between *since* and *until* in which nobody handled anything
+    (what a rebalance stops the whole group for, while the stream goes on)."""
+    times = sorted(h.at for h in handled if since <= h.at <= until)
+    edges = [since, *times, until]
+    return max(b - a for a, b in itertools.pairwise(edges))

@@ -3,7 +3,7 @@ as per-key order within one process (a redelivery after a rebalance is not a bre
 
 from __future__ import annotations
 
-from tests.scaleout.scale_kit import lost_and_duplicates, order_breaks
+from tests.scaleout.scale_kit import Handled, longest_pause, lost_and_duplicates, order_breaks
 
 
 def test_lost_and_duplicates_count_numbers_in_range() -> None:
@@ -38,3 +38,11 @@ def test_keys_are_judged_apart() -> None:
     assert order_breaks([("a", 5), ("b", 1), ("b", 0)]) == [
         "key b: seq 0 after 1, not handled here before"
     ]
+
+
+def test_longest_pause_spans_the_edges() -> None:
+    def at(t: float) -> Handled:
+        return Handled(0, "a", 0, t)
+
+    assert longest_pause([at(1.0), at(1.5), at(4.0)], 0.5, 4.2) == 2.5
+    assert longest_pause([], 0.0, 3.0) == 3.0

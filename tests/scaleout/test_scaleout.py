@@ -82,6 +82,7 @@ async def test_three_members_one_killed_one_added_kafka(brokers: Any) -> None:
               for m in fleet.members}
     stall = scale_kit.stall(fleet.members, killed_at)
     join = added.handled[0].at - added.started_at
+    pause = scale_kit.longest_pause(fleet.all_handled(), added.started_at, added.handled[0].at)
     again = sum(len(m.handled) - len({h.n for h in m.handled}) for m in fleet.members)
     print(
         f"kafka, {PARTITIONS} partitions, 3 members, m0 killed -9 after {seen_at_kill} "
@@ -89,7 +90,7 @@ async def test_three_members_one_killed_one_added_kafka(brokers: Any) -> None:
         f"{duplicates} duplicates ({again} handled twice by one member); per member "
         f"{fleet.summary()}; the killed member's keys "
         f"unserved for {stall:.2f} s; the added member's first order {join:.2f} s after "
-        f"its start"
+        f"its start, the group's longest pause meanwhile {pause:.2f} s"
     )
     assert codes == {"m1": 0, "m2": 0, "m3": 0}
     assert lost == 0
