@@ -31,8 +31,9 @@ class Order(msgspec.Struct):
     """Its number among the orders of its key (0, 1, 2, ... per key)."""
 
 
-def make_bridge(broker: str, name: str, group: str) -> Bridge:
-    """The harness's *broker*, with a group member that notices a dead peer quickly."""
+def make_bridge(broker: str, name: str, group: str, exchange: str | None = None) -> Bridge:
+    """The harness's *broker*, with a group member that notices a dead peer quickly
+    (RabbitMQ: on *exchange*, default ``$SCALE_EXCHANGE`` or the group's name)."""
     env = os.environ.get
     if broker == "kafka":
         from bridges.kafka import KafkaBridge
@@ -48,7 +49,8 @@ def make_bridge(broker: str, name: str, group: str) -> Bridge:
         from bridges.rabbitmq import RabbitMQBridge
 
         url = env("RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
-        return RabbitMQBridge(url, name=name, group=group, exchange=env("SCALE_EXCHANGE") or group)
+        exchange = exchange or env("SCALE_EXCHANGE") or group
+        return RabbitMQBridge(url, name=name, group=group, exchange=exchange)
     if broker == "pubsub":
         from bridges.pubsub import PubSubBridge
 

@@ -179,22 +179,34 @@ def lost_and_duplicates(handled: Iterable[int], sent: int) -> tuple[int, int]:
     return lost, sum(c - 1 for c in counts.values())
 
 
+def _breaks(handled: Iterable[tuple[str, int]]) -> list[tuple[int, str, int, int]]:
+    """(index, key, seq, highest before) of each out-of-order record (see order_breaks)."""
+    highest: dict[str, int] = {}
+    seen: defaultdict[str, set[int]] = defaultdict(set)
+    breaks = []
+    for i, (key, seq) in enumerate(handled):
+        top = highest.get(key, -1)
+        if seq > top:
+            highest[key] = seq
+        elif seq not in seen[key]:
+            breaks.append((i, key, seq, top))
+        seen[key].add(seq)
+    return breaks
+
+
 def order_breaks(handled: Iterable[tuple[str, int]]) -> list[str]:
     """Per-key order within one process: each (key, seq) it handled, in the order it
     handled them, is either past every seq of that key it handled before, or one it
     already handled (a redelivery after a rebalance: the partition came back from its
     committed offset). Anything else was handled out of order: one line each."""
-    highest: dict[str, int] = {}
-    seen: defaultdict[str, set[int]] = defaultdict(set)
-    breaks = []
-    for key, seq in handled:
-        top = highest.get(key, -1)
-        if seq > top:
-            highest[key] = seq
-        elif seq not in seen[key]:
-            breaks.append(f"key {key}: seq {seq} after {top}, not handled here before")
-        seen[key].add(seq)
-    return breaks
+    return [f"key {key}: seq {seq} after {top}, not handled here before"
+            for _, key, seq, top in _breaks(handled)]
+
+
+def out_of_order(handled: Iterable[Handled]) -> list[Handled]:
+    """The records of one process that :func:`order_breaks` finds out of order."""
+    records = list(handled)
+    return [records[i] for i, *_ in _breaks((h.key, h.seq) for h in records)]
 
 
 def stall(members: list[Member], since: float) -> float:

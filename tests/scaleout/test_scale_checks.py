@@ -3,7 +3,13 @@ as per-key order within one process (a redelivery after a rebalance is not a bre
 
 from __future__ import annotations
 
-from tests.scaleout.scale_kit import Handled, longest_pause, lost_and_duplicates, order_breaks
+from tests.scaleout.scale_kit import (
+    Handled,
+    longest_pause,
+    lost_and_duplicates,
+    order_breaks,
+    out_of_order,
+)
 
 
 def test_lost_and_duplicates_count_numbers_in_range() -> None:
@@ -46,3 +52,8 @@ def test_longest_pause_spans_the_edges() -> None:
 
     assert longest_pause([at(1.0), at(1.5), at(4.0)], 0.5, 4.2) == 2.5
     assert longest_pause([], 0.0, 3.0) == 3.0
+
+
+def test_out_of_order_returns_the_records_that_broke() -> None:
+    records = [Handled(0, "a", 0, 0.0), Handled(2, "a", 2, 0.1), Handled(1, "a", 1, 0.2)]
+    assert out_of_order(records) == [records[2]]
