@@ -1,13 +1,17 @@
 """A small application of the scale-out tests, run as several processes in one group.
 
-``python -m tests.scaleout.scale_app BROKER TOPIC GROUP NAME [WORK]`` imports *TOPIC* through
-the harness's *BROKER* (``kafka``, ``rabbitmq`` or ``pubsub``; settings from the
-environment ``make brokers-env`` prints) as member *NAME* of consumer group *GROUP*, and
-handles each keyed order by writing one line ``handled N KEY SEQ`` to stdout, unbuffered,
-after its handler ran (*WORK* seconds of pretend work each, default 0): what the test
-read was handled, even if the process is killed the next instant. It prints ``ready``
-once its bridge is attached and leaves cleanly on SIGTERM. Nothing here is test-specific
-but the line format: it is the application an operator would start N times.
+``python -m tests.scaleout.scale_app BROKER TOPIC GROUP NAME [WORK]`` imports *TOPIC*
+through the harness's *BROKER* (``kafka``, ``rabbitmq`` or ``pubsub``; settings from the
+environment ``make brokers-env`` prints) as member *NAME* of consumer group *GROUP*. It
+handles each keyed order with four workers (per-key order inside the process), then
+writes one line ``handled N KEY SEQ`` to stdout, unbuffered: what the test read was
+handled, even if the process is killed the next instant. It prints ``ready`` once its
+bridge is attached and leaves cleanly on SIGTERM.
+
+Its handler pretends to work for 0, 1 or 2 times *WORK* seconds (by the order's number;
+default 0.001): uneven, so orders of one key handled by different workers would finish
+out of order. Nothing else here is test-specific: it is the application an operator
+would start N times.
 """
 
 from __future__ import annotations
@@ -65,14 +69,14 @@ def _say(line: str) -> None:
     os.write(1, f"{line}\n".encode())
 
 
-async def main(broker: str, topic: str, group: str, name: str, work: str = "0") -> None:
+async def main(broker: str, topic: str, group: str, name: str, work: str = "0.001") -> None:
     seconds = float(work)
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with open_bus(name=name, drain_timeout=20) as bus:
             bus.topic(topic, Order)
 
             async def handle(env: Envelope[Order]) -> None:
-                await trio.sleep(seconds)  # the application's work (0: a checkpoint)
+                await trio.sleep(seconds * (env.payload.n % 3))  # the application's work
                 _say(f"handled {env.payload.n} {env.key} {env.payload.seq}")
 
             # per-key order inside the process with four workers

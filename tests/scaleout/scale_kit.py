@@ -60,8 +60,8 @@ class Fleet:
         self.members: list[Member] = []
         self._changed = trio.Event()
 
-    async def start(self, name: str, work: float = 0.0) -> Member:
-        """Member *name*, spending *work* seconds on each order."""
+    async def start(self, name: str, work: float = 0.001) -> Member:
+        """Member *name*, spending 0, 1 or 2 times *work* seconds on an order."""
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", APP, self.broker, self.topic, self.group, name, str(work)],
             env=self.env, stdout=subprocess.PIPE,
