@@ -212,16 +212,17 @@ def out_of_order(handled: Iterable[Handled]) -> list[Handled]:
 def stall(members: list[Member], since: float) -> float:
     """Seconds from *since* until every key last handled by a killed member before
     *since* was handled again by another: how long the group left those keys unserved."""
-    victims = [m for m in members if m.killed_at is not None]
-    keys = {h.key for m in victims for h in m.handled}
+    keys = {h.key for m in members if m.killed_at is not None for h in m.handled}
     after: dict[str, float] = {}
     for m in members:
-        if m in victims:
+        if m.killed_at is not None:
             continue
         for h in m.handled:
             if h.key in keys and h.at >= since:
                 after[h.key] = min(after.get(h.key, h.at), h.at)
-    return max(after.values(), default=since) - since if after.keys() >= keys else float("inf")
+    if not keys <= after.keys():
+        return float("inf")  # a key nobody served again
+    return max(after.values(), default=since) - since
 
 
 def longest_pause(handled: Iterable[Handled], since: float, until: float) -> float:

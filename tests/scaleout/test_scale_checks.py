@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from tests.scaleout.scale_kit import (
     Handled,
+    Member,
     longest_pause,
     lost_and_duplicates,
     order_breaks,
     out_of_order,
+    stall,
 )
 
 
@@ -57,3 +59,12 @@ def test_longest_pause_spans_the_edges() -> None:
 def test_out_of_order_returns_the_records_that_broke() -> None:
     records = [Handled(0, "a", 0, 0.0), Handled(2, "a", 2, 0.1), Handled(1, "a", 1, 0.2)]
     assert out_of_order(records) == [records[2]]
+
+
+def test_stall_is_the_last_of_the_dead_members_keys_to_be_served_again() -> None:
+    dead = Member("m0", None, [Handled(0, "a", 0, 0.5), Handled(1, "b", 0, 0.9)],  # type: ignore[arg-type]
+                  killed_at=1.0)
+    alive = Member("m1", None, [Handled(2, "c", 0, 1.1), Handled(3, "a", 1, 2.0),  # type: ignore[arg-type]
+                                Handled(4, "b", 1, 4.0), Handled(5, "a", 2, 5.0)])
+    assert stall([dead, alive], 1.0) == 3.0
+    assert stall([dead, Member("m1", None, alive.handled[:2])], 1.0) == float("inf")  # type: ignore[arg-type]
