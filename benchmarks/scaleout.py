@@ -15,7 +15,7 @@ Kafka broker's CPU use and the load average, and ``--json PATH`` writes them. On
 shared machine the members' CPU share says what limited a round: a member that got
 less than a core was waiting for one.
 
-    python -m benchmarks.scaleout [--messages 150000] [--rounds 3] [--partitions 6]
+    python -m benchmarks.scaleout [--messages 150000] [--rounds 3] [--partitions 6] [--json PATH]
 
 Talks to the harness's Kafka (``make brokers-env``). Not part of ``make test``.
 """
