@@ -47,14 +47,20 @@ class Member:
     exited: trio.Event = field(default_factory=trio.Event)
     killed_at: float | None = None
     started_at: float = 0.0
+    log: Path | None = None
+    """Its stderr."""
+
+    def tail(self) -> str:
+        return self.log.read_text()[-1500:] if self.log is not None and self.log.exists() else ""
 
 
 class Fleet:
     """Child processes of one group, whose lines wake whoever waits on them."""
 
     def __init__(self, nursery: trio.Nursery, broker: str, topic: str, group: str,
-                 env: dict[str, str] | None = None) -> None:
+                 logs: Path, env: dict[str, str] | None = None) -> None:
         self.nursery = nursery
+        self.logs = logs
         self.broker, self.topic, self.group = broker, topic, group
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.members: list[Member] = []
@@ -62,11 +68,13 @@ class Fleet:
 
     async def start(self, name: str, work: float = 0.001) -> Member:
         """Member *name*, spending 0, 1 or 2 times *work* seconds on an order."""
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", APP, self.broker, self.topic, self.group, name, str(work)],
-            env=self.env, stdout=subprocess.PIPE,
-        )
-        member = Member(name, proc, started_at=trio.current_time())
+        log = self.logs / f"{name}.log"
+        with log.open("ab") as stderr:
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", APP, self.broker, self.topic, self.group, name,
+                 str(work)], env=self.env, stdout=subprocess.PIPE, stderr=stderr,
+            )
+        member = Member(name, proc, started_at=trio.current_time(), log=log)
         self.members.append(member)
         self.nursery.start_soon(self._read, member)
         return member
@@ -132,12 +140,20 @@ class Fleet:
     def all_handled(self) -> list[Handled]:
         return [h for m in self.members for h in m.handled]
 
+    async def until_ready(self, member: Member, within: float = 60) -> None:
+        await self.until(f"{member.name} to be ready",
+                         lambda: member.ready.is_set() or member.exited.is_set(), within)
+        if not member.ready.is_set():
+            raise AssertionError(f"{member.name} exited before it was ready: {self.summary()}")
+
     def summary(self) -> str:
+        """Each member's count and exit code, and the stderr of those that exited."""
         return ", ".join(
             f"{m.name}: {len(m.handled)} handled"
             + (f" exit {m.proc.returncode}" if m.proc.returncode is not None else "")
             for m in self.members
-        )
+        ) + "".join(f"\n--- {m.name} stderr:\n{m.tail()}" for m in self.members
+                    if m.proc.returncode not in (None, -9, 0))
 
 
 class Producer:

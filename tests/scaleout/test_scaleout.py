@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,12 +50,14 @@ class Run:
     codes: dict[str, int | None]
 
 
-async def _three_kill_one_add_one(broker: str, p: str, exchange: str | None = None) -> Run:
+async def _three_kill_one_add_one(
+    broker: str, p: str, logs: Path, exchange: str | None = None
+) -> Run:
     topic, group = f"{p}.orders", f"{p}-app"
     env = {"SCALE_EXCHANGE": exchange} if exchange else {}
     producer = scale_kit.Producer(topic)
     async with trio.open_nursery() as nursery:
-        fleet = scale_kit.Fleet(nursery, broker, topic, group, env)
+        fleet = scale_kit.Fleet(nursery, broker, topic, group, logs, env)
         try:
             # m0 is slow (50 ms an order on average, 4 at a time: 80/s, less than its
             # share of the stream), so when it is killed it holds orders it imported and
@@ -62,8 +65,7 @@ async def _three_kill_one_add_one(broker: str, p: str, exchange: str | None = No
             first = [await fleet.start(f"m{i}", work=0.05 if i == 0 else 0.001)
                      for i in range(3)]
             for member in first:  # RabbitMQ: the group's queue is bound
-                with trio.fail_after(60):
-                    await member.ready.wait()
+                await fleet.until_ready(member)
             nursery.start_soon(
                 producer.run, make_bridge(broker, "producer", f"{p}-producer", exchange)
             )
@@ -127,21 +129,21 @@ def _report(broker: str, run: Run) -> tuple[int, dict[str, list[scale_kit.Handle
 
 
 @pytest.mark.timeout(150)
-async def test_three_members_one_killed_one_added_kafka(brokers: Any) -> None:
+async def test_three_members_one_killed_one_added_kafka(brokers: Any, tmp_path: Path) -> None:
     brokers.require("kafka")
     p = f"scale{uuid.uuid4().hex[:8]}"
     await _kafka_topic(f"{p}.orders")
-    run = await _three_kill_one_add_one("kafka", p)
+    run = await _three_kill_one_add_one("kafka", p, tmp_path)
     lost, breaks = _report(f"kafka ({PARTITIONS} partitions)", run)
     assert lost == 0
     assert breaks == {m.name: [] for m in run.fleet.members}
 
 
 @pytest.mark.timeout(150)
-async def test_three_members_one_killed_one_added_rabbitmq(brokers: Any) -> None:
+async def test_three_members_one_killed_one_added_rabbitmq(brokers: Any, tmp_path: Path) -> None:
     brokers.require("rabbitmq")
     p = f"scale{uuid.uuid4().hex[:8]}"
-    run = await _three_kill_one_add_one("rabbitmq", p, exchange=f"{p}-x")
+    run = await _three_kill_one_add_one("rabbitmq", p, tmp_path, exchange=f"{p}-x")
     lost, breaks = _report("rabbitmq (one queue)", run)
     assert lost == 0
     # out of order: only orders the dead member held, requeued (published before it died)

@@ -143,8 +143,10 @@ async def test_two_bridge_instances_one_killed_lose_nothing(
             await nursery.start(b.run)
             nursery.start_soon(producer.run, setup.bridge("kafka", "producer"))
             for instance in (a, b):
-                with trio.fail_after(60):
+                with trio.move_on_after(60):
                     await instance.listening.wait()
+                if not instance.listening.is_set():
+                    raise AssertionError(f"{instance.name} did not start:\n{instance.tail()}")
             # both instances mirror a share, and "a" holds imported messages not yet
             # confirmed by RabbitMQ when it is killed
             held: list[float] = []
