@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -141,6 +142,20 @@ async def _abandon(client: Any, tasks: Iterable[asyncio.Future[Any] | None]) -> 
             await asyncio.wait(waits, timeout=1.0)
 
 
+MEMO_KEYS = 65_536
+"""Keys whose partition :func:`send_batch` remembers per producer (then it starts over)."""
+
+_partitions: weakref.WeakKeyDictionary[Any, dict[tuple[str, int, bytes], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _default() -> type:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    return DefaultPartitioner
+
+
 async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseException | None]:
     """Hand every record to the producer, then wait for all acknowledgements.
 
@@ -166,6 +181,9 @@ async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseExcep
     results: list[BaseException | None] = [None] * len(records)
     cluster = producer.client.cluster
     partitioner = producer._partitioner
+    # the default partitioner hashes the key (murmur2 in Python, ~1.5 us): remember its
+    # answer per key. Only for it: another partitioner may answer differently each time
+    memo = _partitions.setdefault(producer, {}) if type(partitioner) is _default() else None
     choices: dict[str, tuple[list[int], list[int]] | BaseException] = {}
     open_: dict[tuple[str, int], tuple[Any, list[int]]] = {}
     sent: list[tuple[asyncio.Future[Any] | BaseException, list[int]]] = []
@@ -190,7 +208,17 @@ async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseExcep
         if isinstance(choice, BaseException):
             results[i] = choice
             continue
-        partition = partitioner(key, choice[0], choice[1])
+        if key is None or memo is None:
+            partition = partitioner(key, choice[0], choice[1])
+        else:
+            # keyed by the partition count too: a topic given more partitions re-hashes
+            seen = (topic, len(choice[0]), key)
+            partition = memo.get(seen, -1)
+            if partition < 0:
+                partition = partitioner(key, choice[0], choice[1])
+                if len(memo) >= MEMO_KEYS:
+                    memo.clear()
+                memo[seen] = partition
         entry = open_.get((topic, partition))
         if entry is None or entry[0].append(
             key=key, value=value, timestamp=ts, headers=headers
