@@ -115,9 +115,9 @@ def format_time(seconds: float) -> str:
     ``datetime.fromtimestamp(seconds, UTC).isoformat()`` with ``+00:00`` as ``Z``
     (rounded half-even to the microsecond, no fraction when it is zero).
     """
-    whole = int(seconds)
-    if whole < 0 or whole != seconds and seconds < 0:  # before 1970: rare, the long way
+    if seconds < 0:  # before 1970: rare, the long way
         return _format_time_slowly(seconds)
+    whole = int(seconds)
     micros = round((seconds - whole) * 1_000_000)  # exact fraction, half-even like datetime
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000

@@ -153,7 +153,8 @@ _partitions: weakref.WeakKeyDictionary[Any, dict[tuple[str, int, bytes], int]] =
 def _default() -> type:
     from aiokafka.partitioner import DefaultPartitioner
 
-    return DefaultPartitioner
+    found: type = DefaultPartitioner
+    return found
 
 
 async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseException | None]:
@@ -170,8 +171,9 @@ async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseExcep
     partition are handed over in order, and aiokafka sends one batch per partition at a
     time. A full builder is handed over and a new one started, so a record too large for
     a batch travels alone and its refusal is its own; one larger than
-    ``max_request_size`` is refused before it is queued, as ``send()`` refuses it. A batch the broker refuses or a
-    metadata lookup that fails is the result of each record in it.
+    ``max_request_size`` is refused before it is queued, as ``send()`` refuses it. A
+    batch the broker refuses or a metadata lookup that fails is the result of each
+    record in it.
     """
     from aiokafka.errors import MessageSizeTooLargeError as too_large
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
