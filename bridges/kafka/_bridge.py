@@ -63,6 +63,13 @@ FEATURES = Features(
     "(metadata_max_age_ms; topic.metadata.refresh.interval.ms for confluent-kafka).",
 )
 
+EXPORT_BATCH_BYTES = 512 * 1024
+"""The producer's ``max_batch_size`` unless *batch_size* says otherwise: an export batch
+is complete when it is handed over, so it goes out in as few record batches as fit
+(aiokafka's 16 KB default cut a 256-message export into ~2 per partition, each waiting
+for the one before to leave: 10.9 -> 8.5 us of CPU a record, measured side by side),
+well below the broker's 1 MB ``max.message.bytes`` and aiokafka's ``max_request_size``."""
+
 METADATA_REFRESH_MS = 5_000
 """How often a consumer refreshes its metadata, so a wildcard import finds topics
 created after it started (the clients' defaults are 5 minutes; Kinesis lists its
@@ -73,7 +80,8 @@ class KafkaBridge(Bridge):
     """Mirror bus topics to and from a Kafka cluster.
 
     The producer options of the seed are accepted by name: *acks*, *retries*,
-    *batch_size* (aiokafka's ``max_batch_size``), *linger_ms*, *compression_type*,
+    *batch_size* (aiokafka's ``max_batch_size``, default :data:`EXPORT_BATCH_BYTES`),
+    *linger_ms*, *compression_type*,
     *client_id*; TLS and SASL settings go to every client. *producer_options* and
     *consumer_options* pass any other aiokafka setting through. *retries* is accepted for
     the seed's sake only: aiokafka retries retriable errors until ``request_timeout_ms``
@@ -146,8 +154,7 @@ class KafkaBridge(Bridge):
         self._secrets = (sasl_plain_password,)  # masked in error messages
         producer: dict[str, Any] = {**common, "acks": acks,
                                     "enable_idempotence": enable_idempotence}
-        if batch_size is not None:
-            producer["max_batch_size"] = batch_size
+        producer["max_batch_size"] = EXPORT_BATCH_BYTES if batch_size is None else batch_size
         if linger_ms is not None:
             producer["linger_ms"] = linger_ms
         if compression_type is not None:

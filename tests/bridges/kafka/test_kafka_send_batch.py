@@ -149,3 +149,13 @@ def test_a_topic_given_more_partitions_rehashes_its_keys() -> None:
         for key, _ in handed:
             assert key is not None
             assert partition == expected_partition(key.decode(), 16)
+
+
+def test_export_batches_go_out_in_few_record_batches_within_the_brokers_limit() -> None:
+    from bridges.kafka import KafkaBridge
+    from bridges.kafka._bridge import EXPORT_BATCH_BYTES
+
+    assert KafkaBridge()._producer_options["max_batch_size"] == EXPORT_BATCH_BYTES
+    assert 64 * 1024 <= EXPORT_BATCH_BYTES <= 1_000_000  # broker max.message.bytes: 1 MB
+    chosen = KafkaBridge(batch_size=32_768)._producer_options["max_batch_size"]
+    assert chosen == 32_768
