@@ -6,9 +6,12 @@ Mapping (see ``docs/bridges.md``):
   key, so one key stays on one partition, in order; payload = the topic codec's bytes;
   envelope attributes and headers = CloudEvents binary mode ``ce_`` headers;
 - egress: an idempotent producer with ``acks="all"`` by default; a batch is one crossing
-  into asyncio (hand every record to the producer, then wait for every acknowledgement)
-  with one result per record: too large / invalid / not encodable -> dead letter, the
-  rest retried;
+  into asyncio (append every record to a batch builder of its partition, hand those to
+  the producer, then wait for every acknowledgement: ``_client.send_batch``) with one
+  result per record: too large / invalid / not encodable -> dead letter, the rest
+  retried. More than one export batch in flight is ``bus.attach(concurrency=N)`` (a key
+  keeps its lane); aiokafka keeps one produce request per broker in flight, so a
+  partition's batches reach the log in the order they were handed over;
 - ingress: a consumer group member (``group_id``, default ``trio-bus.<name>``) without
   auto-commit, subscribed to the import patterns (a regex when they have wildcards);
   offsets are committed only below what the bus is done with (``_ingress.py``);
