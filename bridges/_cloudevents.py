@@ -111,7 +111,31 @@ class Incoming:
 
 
 def format_time(seconds: float) -> str:
-    """RFC 3339 in UTC with a ``Z``, as the CloudEvents SDK writes it."""
+    """RFC 3339 in UTC with a ``Z``, as the CloudEvents SDK writes it.
+
+    The egress hot path (every exported message): the text up to the second is built
+    once per second and reused; only the microseconds are formatted per call. Equal to
+    ``datetime.fromtimestamp(seconds, UTC).isoformat()`` with ``+00:00`` as ``Z``
+    (rounded half-even to the microsecond, no fraction when it is zero).
+    """
+    if seconds < 0:  # before 1970: rare, the long way
+        return _format_time_slowly(seconds)
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1_000_000)  # exact fraction, half-even like datetime
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    cached = _second
+    if cached[0] != whole:
+        cached = _second[:] = [whole, _format_time_slowly(whole)[:-1]]
+    prefix: str = cached[1]
+    return f"{prefix}.{micros:06d}Z" if micros else prefix + "Z"
+
+
+_second: list[Any] = [None, ""]
+"""The last whole second :func:`format_time` formatted, and its text without the ``Z``."""
+
+
+def _format_time_slowly(seconds: float) -> str:
     text = _dt.datetime.fromtimestamp(seconds, _UTC).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
@@ -162,19 +186,36 @@ def to_headers(
 
 
 _KAFKA_CT = ("content-type", CONTENT_TYPE.encode())
+_KAFKA_SPEC = ("ce_specversion", b"1.0")
+_KAFKA_ATTEMPT_1 = ("ce_deliveryattempt", b"1")
+_KAFKA_CONSTANT: dict[tuple[str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
+"""(topic, source) -> the encoded ``ce_source`` and ``ce_type`` headers: an export sends
+the same few topics from one source, so these are encoded once, not per record."""
+_KAFKA_CONSTANT_MAX = 4096
+"""Entries kept at most (a bus exporting ever new topic names clears it now and then)."""
 
 
 def to_kafka_headers(env: Envelope[Any]) -> list[tuple[str, bytes]]:
     """``to_headers(KAFKA, env)`` with UTF-8 values, as Kafka records carry them; the
-    egress hot path, so written out rather than encoded from the generic list."""
-    attempt = env.attempt
+    egress hot path, so written out rather than encoded from the generic list: headers
+    that only depend on the topic and source are encoded once and shared (header pairs
+    are immutable tuples: sharing them between records is safe); per record, only
+    ``id``, ``time`` and (after a retry) ``deliveryattempt`` are encoded."""
+    topic, source, attempt = env.topic, env.source, env.attempt
+    constant = _KAFKA_CONSTANT.get((topic, source))
+    if constant is None:
+        if len(_KAFKA_CONSTANT) >= _KAFKA_CONSTANT_MAX:
+            _KAFKA_CONSTANT.clear()
+        constant = _KAFKA_CONSTANT[topic, source] = (
+            ("ce_source", source.encode()), ("ce_type", topic.encode()),
+        )
     out = [
-        ("ce_specversion", b"1.0"),
+        _KAFKA_SPEC,
         ("ce_id", env.id.encode()),
-        ("ce_source", env.source.encode()),
-        ("ce_type", env.topic.encode()),
+        constant[0],
+        constant[1],
         ("ce_time", format_time(env.time).encode()),
-        ("ce_deliveryattempt", b"1" if attempt == 1 else str(attempt).encode()),
+        _KAFKA_ATTEMPT_1 if attempt == 1 else ("ce_deliveryattempt", str(attempt).encode()),
         _KAFKA_CT,
     ]
     headers = env.headers

@@ -6,9 +6,12 @@ Mapping (see ``docs/bridges.md``):
   key, so one key stays on one partition, in order; payload = the topic codec's bytes;
   envelope attributes and headers = CloudEvents binary mode ``ce_`` headers;
 - egress: an idempotent producer with ``acks="all"`` by default; a batch is one crossing
-  into asyncio (hand every record to the producer, then wait for every acknowledgement)
-  with one result per record: too large / invalid / not encodable -> dead letter, the
-  rest retried;
+  into asyncio (append every record to a batch builder of its partition, hand those to
+  the producer, then wait for every acknowledgement: ``_client.send_batch``) with one
+  result per record: too large / invalid / not encodable -> dead letter, the rest
+  retried. More than one export batch in flight is ``bus.attach(concurrency=N)`` (a key
+  keeps its lane); aiokafka keeps one produce request per broker in flight, so a
+  partition's batches reach the log in the order they were handed over;
 - ingress: a consumer group member (``group_id``, default ``trio-bus.<name>``) without
   auto-commit, subscribed to the import patterns (a regex when they have wildcards);
   offsets are committed only below what the bus is done with (``_ingress.py``);
@@ -63,6 +66,13 @@ FEATURES = Features(
     "(metadata_max_age_ms; topic.metadata.refresh.interval.ms for confluent-kafka).",
 )
 
+EXPORT_BATCH_BYTES = 512 * 1024
+"""The producer's ``max_batch_size`` unless *batch_size* says otherwise: an export batch
+is complete when it is handed over, so it goes out in as few record batches as fit
+(aiokafka's 16 KB default cut a 256-message export into ~2 per partition, each waiting
+for the one before to leave: 10.9 -> 8.5 us of CPU a record, measured side by side),
+well below the broker's 1 MB ``max.message.bytes`` and aiokafka's ``max_request_size``."""
+
 METADATA_REFRESH_MS = 5_000
 """How often a consumer refreshes its metadata, so a wildcard import finds topics
 created after it started (the clients' defaults are 5 minutes; Kinesis lists its
@@ -73,7 +83,8 @@ class KafkaBridge(Bridge):
     """Mirror bus topics to and from a Kafka cluster.
 
     The producer options of the seed are accepted by name: *acks*, *retries*,
-    *batch_size* (aiokafka's ``max_batch_size``), *linger_ms*, *compression_type*,
+    *batch_size* (aiokafka's ``max_batch_size``, default :data:`EXPORT_BATCH_BYTES`),
+    *linger_ms*, *compression_type*,
     *client_id*; TLS and SASL settings go to every client. *producer_options* and
     *consumer_options* pass any other aiokafka setting through. *retries* is accepted for
     the seed's sake only: aiokafka retries retriable errors until ``request_timeout_ms``
@@ -146,8 +157,7 @@ class KafkaBridge(Bridge):
         self._secrets = (sasl_plain_password,)  # masked in error messages
         producer: dict[str, Any] = {**common, "acks": acks,
                                     "enable_idempotence": enable_idempotence}
-        if batch_size is not None:
-            producer["max_batch_size"] = batch_size
+        producer["max_batch_size"] = EXPORT_BATCH_BYTES if batch_size is None else batch_size
         if linger_ms is not None:
             producer["linger_ms"] = linger_ms
         if compression_type is not None:

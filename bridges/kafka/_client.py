@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -141,24 +142,110 @@ async def _abandon(client: Any, tasks: Iterable[asyncio.Future[Any] | None]) -> 
             await asyncio.wait(waits, timeout=1.0)
 
 
+MEMO_KEYS = 65_536
+"""Keys whose partition :func:`send_batch` remembers per producer (then it starts over)."""
+
+_partitions: weakref.WeakKeyDictionary[Any, dict[tuple[str, int, bytes], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _default() -> type:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    found: type = DefaultPartitioner
+    return found
+
+
 async def send_batch(producer: Any, records: Sequence[Record]) -> list[BaseException | None]:
     """Hand every record to the producer, then wait for all acknowledgements.
 
     One result per record: ``None`` (acknowledged) or the exception it failed with.
+
+    Records are appended straight to one batch builder per partition (``create_batch``
+    / ``send_batch``), not ``send()`` one by one: ``send()`` costs a coroutine, a
+    metadata check, a partition choice and an accumulator lookup per record (raw
+    aiokafka at 0.43x, ``docs/performance.md``). Each record goes to the partition the
+    producer's own partitioner gives it (what ``send()`` would choose: one key, one
+    partition), in the batch's order, so a key's records stay in order: builders of one
+    partition are handed over in order, and aiokafka sends one batch per partition at a
+    time. A full builder is handed over and a new one started, so a record too large for
+    a batch travels alone and its refusal is its own; one larger than
+    ``max_request_size`` is refused before it is queued, as ``send()`` refuses it. A
+    batch the broker refuses or a metadata lookup that fails is the result of each
+    record in it.
     """
+    from aiokafka.errors import MessageSizeTooLargeError as too_large
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
+    max_request: int = producer._max_request_size
     results: list[BaseException | None] = [None] * len(records)
-    pending: list[tuple[int, asyncio.Future[Any]]] = []
-    for i, (topic, value, key, headers, ts) in enumerate(records):
+    cluster = producer.client.cluster
+    partitioner = producer._partitioner
+    # the default partitioner hashes the key (murmur2 in Python, ~1.5 us): remember its
+    # answer per key. Only for it: another partitioner may answer differently each time
+    memo = _partitions.setdefault(producer, {}) if type(partitioner) is _default() else None
+    choices: dict[str, tuple[list[int], list[int]] | BaseException] = {}
+    open_: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+    sent: list[tuple[asyncio.Future[Any] | BaseException, list[int]]] = []
+
+    async def hand_over(topic: str, partition: int, builder: Any, positions: list[int]) -> None:
         try:
-            fut = await producer.send(topic, value, key=key, headers=headers, timestamp_ms=ts)
-        except Exception as exc:  # e.g. too large: refused before it was queued
-            results[i] = exc
+            sent.append((await producer.send_batch(builder, topic, partition=partition),
+                         positions))
+        except Exception as exc:  # e.g. a timeout waiting for room in the accumulator
+            sent.append((exc, positions))
+
+    for i, (topic, value, key, headers, ts) in enumerate(records):
+        choice = choices.get(topic)
+        if choice is None:
+            try:
+                await producer.client._wait_on_metadata(topic)
+                choice = (sorted(cluster.partitions_for_topic(topic)),
+                          sorted(cluster.available_partitions_for_topic(topic)))
+            except Exception as exc:  # unknown topic, no metadata in time...
+                choice = exc
+            choices[topic] = choice
+        if isinstance(choice, BaseException):
+            results[i] = choice
+            continue
+        if key is None or memo is None:
+            partition = partitioner(key, choice[0], choice[1])
         else:
-            pending.append((i, fut))
-    if pending:
-        outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
-        for (i, _), outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
+            # keyed by the partition count too: a topic given more partitions re-hashes
+            seen = (topic, len(choice[0]), key)
+            partition = memo.get(seen, -1)
+            if partition < 0:
+                partition = partitioner(key, choice[0], choice[1])
+                if len(memo) >= MEMO_KEYS:
+                    memo.clear()
+                memo[seen] = partition
+        entry = open_.get((topic, partition))
+        if entry is None or entry[0].append(
+            key=key, value=value, timestamp=ts, headers=headers
+        ) is None:
+            if entry is not None:  # full: hand it over, start anew
+                await hand_over(topic, partition, *entry)
+                del open_[topic, partition]
+            # an empty builder takes a record of any size: refuse here what send() would
+            if estimate(key, value, headers) > max_request:
+                results[i] = too_large(
+                    f"the record is {estimate(key, value, headers)} bytes when serialized, "
+                    f"more than max_request_size ({max_request})"
+                )
+                continue
+            entry = open_[topic, partition] = (producer.create_batch(), [])
+            entry[0].append(key=key, value=value, timestamp=ts, headers=headers)
+        entry[1].append(i)
+    for (topic, partition), entry in open_.items():
+        await hand_over(topic, partition, *entry)
+    futures = [f for f, _ in sent if not isinstance(f, BaseException)]
+    outcomes = iter(await asyncio.gather(*futures, return_exceptions=True))
+    for fut, positions in sent:
+        outcome = fut if isinstance(fut, BaseException) else next(outcomes)
+        if isinstance(outcome, BaseException):
+            for i in positions:
                 results[i] = outcome
     return results
 

@@ -72,7 +72,7 @@ from ._client import Endpoint, NotSent, PubSubCalls
 from ._errors import is_client_error, is_invalid, is_not_found, translate
 from ._ingress import Ingress
 from ._names import subscription_id, topic_from_id, topic_id
-from ._wire import MAX_MESSAGE_BYTES, encode, problem
+from ._wire import MAX_MESSAGE_BYTES, encode_checked
 
 __all__ = ["FEATURES", "PubSubBridge"]
 
@@ -168,6 +168,7 @@ class PubSubBridge(Bridge):
         self._ordering = ordering
         self._ack_deadline = ack_deadline
         self._max_bytes = max_message_bytes
+        self._tids: dict[str, str | Rejected] = {}  # bus topic -> Pub/Sub id or why none
         self._client = PubSubCalls(self._endpoint)
         self._open = False
         self._pull_wait = pull_wait
@@ -244,26 +245,34 @@ class PubSubBridge(Bridge):
         self, batch: Sequence[Envelope[Any]], port: Port
     ) -> list[BaseException | None] | None:
         results: list[BaseException | None] = [None] * len(batch)
-        by_topic: dict[str, list[tuple[int, tuple[bytes, dict[str, str], str]]]] = {}
+        by_topic: dict[str, list[tuple[int, tuple[bytes, dict[str, str], str], int]]] = {}
+        tids = self._tids
+        encode_payload, max_bytes = port.encode, self._max_bytes
         for i, env in enumerate(batch):
-            try:
-                tid = topic_id(env.topic, self.topic_prefix)
-            except ConfigurationError as exc:
-                results[i] = Rejected(str(exc))
+            tid = tids.get(env.topic)
+            if tid is None:
+                tid = tids[env.topic] = self._topic_id(env.topic)
+            if not isinstance(tid, str):
+                results[i] = tid
                 continue
-            out = encode(env, port.encode(env))
-            why = problem(out, self._max_bytes)
-            if why is not None:
-                results[i] = Rejected(why)
+            encoded = encode_checked(env, encode_payload(env), max_bytes)
+            if isinstance(encoded, str):
+                results[i] = Rejected(encoded)
                 continue
-            by_topic.setdefault(tid, []).append((i, (out.data, out.attributes, out.ordering_key)))
+            out, chars = encoded
+            entry = (i, (out.data, out.attributes, out.ordering_key), len(out.data) + chars)
+            records = by_topic.get(tid)
+            if records is None:
+                by_topic[tid] = [entry]
+            else:
+                records.append(entry)
         requests: list[tuple[str, list[tuple[bytes, dict[str, str], str]]]] = []
         slots: list[list[int]] = []
         for tid, records in by_topic.items():
             path = self._endpoint.topic_path(tid)
             for chunk in _chunks(records):
-                requests.append((path, [r for _, r in chunk]))
-                slots.append([i for i, _ in chunk])
+                requests.append((path, [r for _, r, _ in chunk]))
+                slots.append([i for i, _, _ in chunk])
         if requests:
             answers = await self._call(self._client.publish, requests)
             singles: list[tuple[str, list[tuple[bytes, dict[str, str], str]]]] = []
@@ -284,6 +293,16 @@ class PubSubBridge(Bridge):
                 for (path, _), i, answer in zip(singles, single_slots, answers, strict=True):
                     results[i] = None if answer is None else await self._result(path, answer)
         return None if all(r is None for r in results) else results
+
+    def _topic_id(self, topic: str) -> str | Rejected:
+        """The Pub/Sub topic id of bus topic *topic*, or why it has none (remembered per
+        topic by :meth:`export`, a few thousand at most)."""
+        if len(self._tids) >= 4096:
+            self._tids.clear()
+        try:
+            return topic_id(topic, self.topic_prefix)
+        except ConfigurationError as exc:
+            return Rejected(str(exc))
 
     async def _result(self, path: str, answer: BaseException) -> BaseException:
         tid = path.rsplit("/", 1)[-1]
@@ -398,15 +417,15 @@ class PubSubBridge(Bridge):
 
 
 def _chunks(
-    records: list[tuple[int, tuple[bytes, dict[str, str], str]]],
-) -> list[list[tuple[int, tuple[bytes, dict[str, str], str]]]]:
-    """*records* cut into Publish requests within Pub/Sub's per-request limits."""
-    chunks: list[list[tuple[int, tuple[bytes, dict[str, str], str]]]] = [[]]
+    records: list[tuple[int, tuple[bytes, dict[str, str], str], int]],
+) -> list[list[tuple[int, tuple[bytes, dict[str, str], str], int]]]:
+    """*records* (position, record, size in bytes with attributes counted in characters)
+    cut into Publish requests within Pub/Sub's per-request limits (the 1 MB margin of
+    ``REQUEST_BYTES`` covers characters that take more than a byte)."""
+    chunks: list[list[tuple[int, tuple[bytes, dict[str, str], str], int]]] = [[]]
     size = 0
     for record in records:
-        data, attrs, key = record[1]
-        # characters, not bytes, for attributes: cheap, and the 1 MB margin covers them
-        n = len(data) + len(key) + sum(map(len, attrs)) + sum(map(len, attrs.values())) + 64
+        n = record[2] + 64
         if chunks[-1] and (len(chunks[-1]) >= REQUEST_MESSAGES or size + n > REQUEST_BYTES):
             chunks.append([])
             size = 0
