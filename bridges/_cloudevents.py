@@ -16,14 +16,12 @@ where the binding carries it in a header, then the envelope's own headers as the
 (a user header that would read as an attribute, ``ce_...`` or ``content-type``, is not
 sent: the attributes win).
 
-What comes in (:func:`from_headers`): an :class:`Incoming` with the attributes found,
-and for a foreign message without them the broker's own facts: the topic is always the
+What comes in (:func:`from_headers`): an :class:`Incoming` with the attributes found, and
+for a foreign message without them the broker's own facts: the topic is always the
 broker's topic or routing key (what the import pattern matched), the id falls back to
 the broker's message id or ``topic-partition-offset``, the time to the broker's
 timestamp. CloudEvents extensions we do not map (``traceparent``, ``subject``...) become
-plain headers under their attribute name; other headers travel as they are. Kafka
-ingress reads them with :func:`kafka_attributes` instead, the same answer for the
-shapes it knows at a fraction of the cost, ``None`` (the general way) for the others.
+plain headers under their attribute name; other headers travel as they are.
 
 Trace context: an envelope's W3C ``traceparent`` and ``tracestate`` headers go out
 twice, as the plain headers W3C Trace Context and OpenTelemetry's messaging
@@ -52,7 +50,6 @@ __all__ = [
     "Incoming",
     "format_time",
     "from_headers",
-    "kafka_attributes",
     "parse_time",
     "to_headers",
     "to_kafka_headers",
@@ -324,86 +321,3 @@ def from_headers(
         content_type=attrs.get("datacontenttype", content_type),
         cloudevent="specversion" in attrs,
     )
-
-
-_KAFKA_ATTRS = {"ce_" + attr: attr for attr in _MAPPED}
-_KAFKA_ATTRS["content-type"] = "datacontenttype"
-_KAFKA_NAMES = frozenset(_KAFKA_ATTRS)
-
-KafkaAttributes = tuple[
-    "str | None", "str | None", "dict[str, str] | None", float, int, "str | None"
-]
-"""What :func:`kafka_attributes` reads: ``ce_id``, ``ce_source``, the plain headers
-(``None``: none), the time (the broker's if no ``ce_time``), the delivery attempt and
-``ce_partitionkey``."""
-
-
-def kafka_attributes(
-    items: Iterable[tuple[str, Any]], time: float, cache: dict[Any, str]
-) -> KafkaAttributes | None:
-    """The attributes :func:`from_headers` reads from one Kafka record's headers, cheaply,
-    for the common shapes (a bus's records, plain headers, extensions such as the trace
-    context); ``None`` when a mapped attribute or ``content-type`` is spelled in another
-    case: call :func:`from_headers` then.
-
-    Ingress's hot path: one ``dict()`` of the pairs, no per-header Python for the exact
-    names a bus writes, and values that repeat (source, key) decoded once through
-    *cache* (bytes -> str; the caller bounds it). Duplicate names: the last one wins, as
-    in :func:`from_headers`.
-    """
-    raw = dict(items)
-    if not raw:
-        return None, None, None, time, 1, None
-    if None in raw.values():  # a header without a value (confluent-kafka gives None)
-        return None
-    headers: dict[str, str] | None = None
-    if not raw.keys() <= _KAFKA_NAMES:
-        headers = {}
-        extensions: dict[str, str] | None = None
-        for name, value in raw.items():
-            if name in _KAFKA_NAMES:
-                continue
-            lowered = name.lower()
-            if lowered.startswith("ce_"):
-                attr = lowered[3:]
-                if attr in _MAPPED:
-                    return None  # another spelling of a mapped attribute
-                if extensions is None:
-                    extensions = {}
-                extensions[attr] = _utf8(value)
-            elif lowered == "content-type":
-                return None
-            else:
-                headers[name] = _utf8(value)
-        if extensions:  # a plain header wins over the attribute (module docstring)
-            for attr, value in extensions.items():
-                headers.setdefault(attr, value)
-    value = raw.get("ce_time")
-    if value is not None:
-        parsed = parse_time(_utf8(value))
-        if parsed is not None:
-            time = parsed
-    attempt = 1
-    value = raw.get("ce_deliveryattempt")
-    if value is not None and value != b"1":
-        try:
-            attempt = max(1, int(_utf8(value)))
-        except ValueError:
-            attempt = 1
-    value = raw.get("ce_id")
-    id = None if value is None else _utf8(value) or None
-    value = raw.get("ce_source")
-    source = None
-    if value is not None:
-        source = cache.get(value)
-        if source is None:
-            source = _utf8(value)
-            if type(value) is bytes and len(cache) < 4096:
-                cache[value] = source
-    value = raw.get("ce_partitionkey")
-    return id, source or None, headers, time, attempt, None if value is None else _utf8(value)
-
-
-def _utf8(value: Any) -> str:
-    return value.decode("utf-8", "replace") if type(value) is bytes else _text(value)
-

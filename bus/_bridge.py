@@ -9,9 +9,8 @@ methods, in the spirit of httpx's transport:
   broker is down the export mailbox fills and publishers feel backpressure; nothing is
   dropped. Translate client errors into :class:`~bus.BackendError` at this boundary.
 - :meth:`Bridge.ingest` (ingress) runs until cancelled, consuming from the broker, and
-  calls :meth:`Port.deliver` for each message (or :meth:`Port.deliver_many` for a batch
-  of one topic: one routing decision, one done-tracking record for the batch); it
-  acknowledges or commits only once the message (the batch) is done (at-least-once).
+  calls :meth:`Port.deliver` for each message; it acknowledges or commits only after
+  ``deliver`` returned (at-least-once).
 
 The delivery path does not change for bridges: export is an ordinary batched
 subscription, and ingress is an ordinary publish of an envelope. Messages that came in
@@ -41,7 +40,7 @@ from ._envelope import (
     Envelope,
     dead_letter_headers,
 )
-from ._errors import BusClosedError, BusError, ConfigurationError, Rejected
+from ._errors import BusError, ConfigurationError, Rejected
 from ._log import get_logger
 from ._routing import Pattern
 from ._trace import TRACEPARENT
@@ -50,7 +49,7 @@ if TYPE_CHECKING:  # only to annotate Port's constructor; neither imports this m
     from ._route import Router
     from ._state import BusState
 
-__all__ = ["Bridge", "ExportResults", "Features", "ImportItem", "Port", "Rejected"]
+__all__ = ["Bridge", "ExportResults", "Features", "Port", "Rejected"]
 
 log = get_logger("bus")  # silent unless the app configures logging (bus/_log.py)
 
@@ -192,24 +191,17 @@ class Port:
         """Called by a bridge for a message its broker flags as a redelivery."""
         self.redelivered += 1
 
-    def _count_done(
-        self, on_done: Callable[[Delivery], None], count: int = 1
-    ) -> Callable[[Delivery], None]:
+    def _count_done(self, on_done: Callable[[Delivery], None]) -> Callable[[Delivery], None]:
         def done(delivery: Delivery) -> None:
             if delivery.failures and delivery.undeliverable:
                 # nowhere but in this process: the broker must keep it (logged by the
                 # bus as dead_letter.undeliverable)
-                self.kept_unacked += count
+                self.kept_unacked += 1
                 return
-            self.acked += count
+            self.acked += 1
             on_done(delivery)
 
         return done
-
-    def _delivery(
-        self, on_done: Callable[[Delivery], None] | None, count: int = 1
-    ) -> Delivery | None:
-        return None if on_done is None else Delivery(self._count_done(on_done, count))
 
     def encode(self, env: Envelope[Any]) -> bytes:
         """The payload of *env* as bytes, with its topic's codec."""
@@ -247,7 +239,7 @@ class Port:
         """
         return self._envelope(
             topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
-            source=source, delivery=self._delivery(on_done),
+            source=source, on_done=on_done,
         )[0]
 
     def _envelope(
@@ -261,7 +253,7 @@ class Port:
         time: float,
         attempt: int,
         source: str | None,
-        delivery: Delivery | None,
+        on_done: Callable[[Delivery], None] | None,
     ) -> tuple[Envelope[Any], bool]:
         """The envelope, and True if it is a dead letter."""
         hdrs = dict(headers) if headers else {}
@@ -290,6 +282,7 @@ class Port:
                 dead_letter_topic=state.dead_letter_topic, error=str(exc),
             )
             topic, payload, dead = state.dead_letter_topic, bytes(data), True
+        delivery = None if on_done is None else Delivery(self._count_done(on_done))
         env = Envelope(
             id=id, topic=topic, payload=payload, key=key, headers=hdrs, time=time,
             attempt=attempt, source=source or self.bridge.name, delivery=delivery,
@@ -316,7 +309,7 @@ class Port:
         """
         env, dead = self._envelope(
             topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
-            source=source, delivery=self._delivery(on_done),
+            source=source, on_done=on_done,
         )
         await self._router.route(env)
         self.imported += 1
@@ -341,90 +334,9 @@ class Port:
         (keep polling the broker) and call :meth:`deliver` for this message."""
         env, dead = self._envelope(
             topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
-            source=source, delivery=self._delivery(on_done),
+            source=source, on_done=on_done,
         )
         self._router.route_nowait(env)
         self.imported += 1
         self.import_dead_lettered += dead
         return env
-
-    async def deliver_many(
-        self,
-        topic: str,
-        items: Sequence[ImportItem],
-        *,
-        on_done: Callable[[Delivery], None] | None = None,
-    ) -> None:
-        """Decode and publish a batch of messages of *topic*, in order, as
-        :meth:`deliver` would one by one, with one routing decision for the batch.
-
-        *items* are ``(id, key, headers, time, attempt, source, data)`` (:data:`ImportItem`;
-        ``headers`` without the bridge's origin, ``None`` for none). One
-        :class:`~bus.abc.Delivery` tracks the whole batch: *on_done* is called once, when
-        every message of it is done (so acknowledge them all then, or none: one of them
-        whose dead letter could not be delivered keeps the whole batch unacknowledged,
-        :attr:`kept_unacked`). Waits while a mailbox is full; cancelled meanwhile, part
-        of the batch may have reached the bus and *on_done* is never called.
-        """
-        state = self._state
-        if state.closed:
-            raise BusClosedError(f"bus {state.name!r} is closed")
-        delivery = self._delivery(on_done, len(items))
-        name = self.bridge.name
-        envs: list[Envelope[Any]] = []
-        dead: list[Envelope[Any]] = []
-        spec = None
-        if state.tracing is None and self.wants(topic):
-            try:
-                spec = self._router.topics.spec(topic)
-            except BusError:
-                pass  # an unknown topic: every message goes the general way (dead letters)
-        if spec is None:
-            for id, key, headers, time, attempt, source, data in items:
-                env, is_dead = self._envelope(
-                    topic, data, id=id, key=key, headers=headers, time=time, attempt=attempt,
-                    source=source, delivery=delivery,
-                )
-                (dead if is_dead else envs).append(env)
-        else:
-            # The batch shares work: the topic's decoder, one headers dict (the origin
-            # only) for every message without headers of its own, one routing decision.
-            decode = spec.codec.decode
-            shared = {H_ORIGIN: name}
-            for id, key, headers, time, attempt, source, data in items:
-                if headers:
-                    hdrs = dict(headers)
-                    hdrs[H_ORIGIN] = name
-                    if TRACEPARENT in hdrs:
-                        state.traced = True  # as _envelope: handlers' publishes inherit it
-                else:
-                    hdrs = shared
-                try:
-                    payload = decode(data)
-                except BusError:  # the general way says why, and makes the dead letter
-                    env, _ = self._envelope(
-                        topic, data, id=id, key=key, headers=headers, time=time,
-                        attempt=attempt, source=source, delivery=delivery,
-                    )
-                    dead.append(env)
-                    continue
-                envs.append(Envelope(
-                    id, topic, payload, key, hdrs, time, attempt, source or name, delivery
-                ))
-        router = self._router
-        if envs:
-            await router.deliver_shared(router.topics.spec(topic), envs, delivery)
-        for env in dead:
-            if delivery is not None:
-                delivery.hold()  # released by route's routed()
-            await router.route(env)
-        self.imported += len(envs) + len(dead)
-        self.import_dead_lettered += len(dead)
-        if delivery is not None:
-            delivery.routed()
-
-
-ImportItem = tuple[str, str | None, dict[str, str] | None, float, int, str | None, bytes]
-"""One message of :meth:`Port.deliver_many`: id, key, headers (without the origin;
-``None``: none), time, attempt, source (``None``: the bridge's name) and the payload's
-bytes."""

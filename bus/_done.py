@@ -13,9 +13,6 @@ order they were added. A message dropped by an overflow policy is done for that
 subscriber too, with the drop recorded. A message still queued when the bus closes is
 never done: a bridge does not acknowledge it, so the broker delivers it again.
 
-A bridge's import batch may share one record (``Port.deliver_many``): every envelope of
-the batch carries it, each acceptance holds it, and it is done when they all are.
-
 A dead-lettered message is done once its dead letter is (:meth:`Delivery.follow`). If
 the dead letter could not be delivered in turn (its broker refused it, its handler
 failed), the message is done with an ``undeliverable`` failure
@@ -89,10 +86,6 @@ class Delivery:
     def hold(self) -> None:
         """A target accepted the message: it is not done before that target releases."""
         self._pending += 1
-
-    def hold_many(self, count: int) -> None:
-        """*count* acceptances at once (a batch of envelopes sharing this record)."""
-        self._pending += count
 
     def release(self) -> None:
         """A target handled the message (or the publish finished routing it)."""

@@ -41,16 +41,6 @@ class OffsetTracker(Generic[P]):
         part.outstanding.add(offset)
         part.next = max(part.next, offset + 1)
 
-    def started_batch(self, partition: P, first: int, last: int) -> None:
-        """Record the records *first*..*last* of *partition* as handed out together, to be
-        done together: :meth:`done` of *first* marks them all done (one entry for the
-        batch, however many records; a batch is not shared with other calls)."""
-        part = self._parts.get(partition)
-        if part is None:
-            part = self._parts[partition] = _Partition(first)
-        part.outstanding.add(first)
-        part.next = max(part.next, last + 1)
-
     def done(self, partition: P, offset: int) -> None:
         """Record *offset* as done. Unknown partitions (revoked meanwhile) are ignored."""
         part = self._parts.get(partition)

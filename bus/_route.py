@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 import trio
 
-from ._done import Delivery
 from ._envelope import Envelope
 from ._errors import BusClosedError, NotDeliveredError
 from ._mailbox import Lane
@@ -206,45 +205,6 @@ class Router:
         for env in envs:
             for offer in offers:
                 if (full := offer(env)) is not None:
-                    await full.put(env)
-
-    async def deliver_shared(
-        self, spec: TopicSpec, envs: list[Envelope[Any]], delivery: Delivery | None
-    ) -> None:
-        """Deliver *envs* in order, all tracked by one *delivery* (or none): a bridge's
-        import batch (``Port.deliver_many``). Each is all-or-nothing by itself; plain
-        mailboxes with room take the batch in one ``extend`` each. Holds *delivery* once
-        per envelope and lane that accepts it; the caller releases its own hold
-        (``routed()``) once every envelope of the batch is routed."""
-        if self.state.closed:
-            raise BusClosedError(f"bus {self.state.name!r} is closed")
-        if spec.offers is None:
-            self.memoise(spec)
-        lane = spec.lane
-        lanes = (lane,) if lane is not None else spec.lanes
-        if lanes is None:  # a careful target, a log, a keyed or filtering subscriber
-            for env in envs:
-                if delivery is not None:
-                    delivery.hold()  # released by deliver's routed()
-                await self.deliver(spec, env)
-            return
-        # A copy of deliver_batch's plain-mailbox path (publish_batch's stays as it is,
-        # docs/performance.md "Fast paths"), holding the shared delivery per acceptance.
-        spec.published += len(envs)
-        fit = max(0, min(lane.limit - len(lane.items) for lane in lanes))
-        if fit:
-            part = envs[:fit] if fit < len(envs) else envs
-            if delivery is not None:
-                delivery.hold_many(len(part) * len(lanes))
-            for lane in lanes:
-                lane.items.extend(part)
-                if lane.getter_parked:
-                    lane.wake_getter()
-        for env in envs[fit:]:  # a mailbox is full: the overflow policy, in turn
-            for lane in lanes:
-                if delivery is not None:
-                    delivery.hold()
-                if (full := lane.offer(env)) is not None:
                     await full.put(env)
 
 

@@ -19,8 +19,6 @@ Applications use :mod:`bus`; a module that connects a broker uses this one, the 
       deliver(...) -> Envelope     decode + publish; waits while a mailbox is full
       deliver_nowait(...)          the same, or raises trio.WouldBlock and delivers
                                    nothing: the bridge's signal to pause its consumer
-      deliver_many(topic, items, on_done=)   a batch of one topic (ImportItem each):
-                                   one routing decision, one Delivery, one on_done
 
 A broker module may also offer the seed facade's backend by subclassing
 ``bus.events.BridgeAdapter``: one generic adapter over its bridge on a private bus, so the
@@ -56,7 +54,6 @@ from ._attach import EXPORT_RETRY as EXPORT_RETRY
 from ._bridge import Bridge as Bridge
 from ._bridge import ExportResults as ExportResults
 from ._bridge import Features as Features
-from ._bridge import ImportItem as ImportItem
 from ._bridge import Port as Port
 from ._closing import ClosesOnExit as ClosesOnExit
 from ._codec import RawCodec as RawCodec
@@ -120,7 +117,6 @@ __all__ = [
     "ExportResults",
     "Failure",
     "Features",
-    "ImportItem",
     "OffsetTracker",
     "Pattern",
     "Port",

@@ -34,9 +34,8 @@ import trio
 
 from bus.abc import get_logger
 
-from ._ingress import PAUSED_POLL_MS, TrackedConsumer
+from ._ingress import PAUSED_POLL_MS, Fields, TrackedConsumer
 from ._patterns import posix_regex
-from ._wire import confluent_items
 
 __all__ = ["ConfluentConsumer"]
 
@@ -246,4 +245,8 @@ class ConfluentConsumer(TrackedConsumer):
         if scope.cancelled_caught:
             log.warning("kafka.consumer_close_left_running", bridge=self.name, seconds=within)
 
-    _items = staticmethod(confluent_items)
+    @staticmethod
+    def _fields(rec: Any) -> Fields:
+        kind, ts = rec.timestamp()
+        return (rec.topic(), rec.partition(), rec.offset(), ts if kind else None,
+                rec.headers() or (), rec.key(), rec.value())

@@ -1,15 +1,9 @@
 """Kafka ingress: a consumer group member that commits only what the bus is done with.
 
 One :class:`Consumer` per run of ``KafkaBridge.ingest``. Each ``getmany`` batch is one
-crossing into asyncio; each partition's records of it go to the bus in one
-``port.deliver_many`` (CloudEvents headers read by ``_wire``), tracked together: one
-:class:`~bus.abc.Delivery`, one entry in an :class:`~bus.abc.OffsetTracker`
-(``started_batch``), and one ``on_done`` that marks them done when the last of them is.
-So the committable offset moves a partition batch at a time, never past a record not
-done. A partition revoked while its batch waited for room in a mailbox may still see the
-rest of that batch reach the bus (the new owner reads it too: at-least-once); completions
-of a revoked partition's batches are ignored, even once it is assigned again
-(``_generation``). Commits:
+crossing into asyncio; each record goes to ``port.deliver_nowait`` (CloudEvents headers
+read by ``_wire.decode``) with an ``on_done``
+callback that marks its offset done in an :class:`~bus.abc.OffsetTracker`. Commits:
 
 - periodically (``commit_interval``), from a task of its own, so consuming never waits
   for the ~5 ms a commit takes; only partitions whose committable offset moved (a
@@ -50,9 +44,10 @@ import trio
 
 from bus.abc import Delivery, OffsetTracker, Port, get_logger
 
+from .._cloudevents import Incoming
 from .._runtime import Runtime
 from . import _client
-from ._wire import Batch, aiokafka_items
+from ._wire import decode
 
 __all__ = ["Consumer", "TrackedConsumer"]
 
@@ -76,7 +71,7 @@ class TrackedConsumer:
     """The trio side of one Kafka consumer: delivery, done-tracking and commits.
 
     Subclasses drive a client: :meth:`_fetch`, :meth:`_fetch_paused`, :meth:`_resume`,
-    :meth:`_send_commit`, :meth:`_stop` and :meth:`_items` (one partition's records).
+    :meth:`_send_commit`, :meth:`_stop` and :meth:`_fields` (one record's parts).
     """
 
     def __init__(
@@ -85,8 +80,6 @@ class TrackedConsumer:
         self.name = bridge_name
         self.client: Any = None
         self.tracker: OffsetTracker[Any] = OffsetTracker()
-        self._generation: dict[Any, int] = {}  # per partition: revocations so far
-        self._cache: dict[Any, str] = {}  # header values and keys, decoded (_wire)
         self.assigned: set[Any] = set()
         self.committed: dict[Any, int] = {}
         """Offsets the broker acknowledged as committed, per partition."""
@@ -110,7 +103,6 @@ class TrackedConsumer:
             if offset is not None and offset > self.committed.get(tp, -1):
                 offsets[tp] = offset
             self.tracker.forget(tp)
-            self._generation[tp] = self._generation.get(tp, 0) + 1
             self.assigned.discard(tp)
             self.committed.pop(tp, None)
             self._retry.pop(tp, None)
@@ -215,26 +207,42 @@ class TrackedConsumer:
                 self._arrived.unpark_all()
 
     async def _deliver_batch(self, port: Port, batch: dict[Any, list[Any]]) -> None:
-        # One deliver_many per partition; it awaits only while a mailbox is full (the
-        # poller then sees the next batch not taken and pauses the partitions).
-        assigned, tracker, items, cache = self.assigned, self.tracker, self._items, self._cache
+        # The per-record path is synchronous (deliver_nowait); only a full mailbox awaits.
+        assigned, tracker, offer = self.assigned, self.tracker, self._offer
         for tp, records in batch.items():
-            if tp not in assigned or not records:  # revoked while in hand: the new owner
-                continue
-            topic, first, last, its = items(records, cache)
-            tracker.started_batch(tp, first, last)
-            on_done = functools.partial(
-                self._on_done, tracker, tp, first, self._generation.get(tp, 0)
-            )
-            await port.deliver_many(topic, its, on_done=on_done)
+            for rec in records:
+                if tp not in assigned:  # revoked while in hand: the new owner has it
+                    break
+                blocked = offer(port, tracker, tp, rec)
+                if blocked is not None:
+                    # A mailbox is full: wait for room. The poller notices that the next
+                    # batch is not taken and pauses the partitions meanwhile.
+                    topic, data, inc, on_done = blocked
+                    await port.deliver(
+                        topic, data, id=inc.id, key=inc.key, headers=inc.headers,
+                        time=inc.time, attempt=inc.attempt, source=inc.source, on_done=on_done,
+                    )
 
-    def _on_done(
-        self, tracker: OffsetTracker[Any], tp: Any, offset: int, generation: int,
-        _: Delivery | None,
-    ) -> None:
-        """The batch that starts at *offset* is done (ignored if *tp* was revoked since)."""
-        if self._generation.get(tp, 0) == generation:
-            tracker.done(tp, offset)
+    def _on_done(self, tracker: OffsetTracker[Any], tp: Any, offset: int, _: Delivery) -> None:
+        tracker.done(tp, offset)
+
+    def _offer(
+        self, port: Port, tracker: OffsetTracker[Any], tp: Any, rec: Any
+    ) -> tuple[str, bytes, Incoming, Any] | None:
+        """Deliver *rec* without waiting; if a mailbox is full, what to deliver instead."""
+        topic, partition, offset, ts, headers, key, value = self._fields(rec)
+        inc = decode(topic, partition, offset, ts, headers, key)
+        tracker.started(tp, offset)
+        on_done = functools.partial(self._on_done, tracker, tp, offset)
+        data = value if value is not None else b""  # a tombstone: dead-lettered
+        try:
+            port.deliver_nowait(
+                topic, data, id=inc.id, key=inc.key, headers=inc.headers, time=inc.time,
+                attempt=inc.attempt, source=inc.source, on_done=on_done,
+            )
+        except trio.WouldBlock:
+            return topic, data, inc, on_done
+        return None
 
     async def close(self) -> None:
         """Commit what is done (bounded), then leave the group and stop the client
@@ -277,9 +285,12 @@ class TrackedConsumer:
         raise NotImplementedError
 
     @staticmethod
-    def _items(records: list[Any], cache: dict[Any, str]) -> Batch:
-        """One partition's records as ``Port.deliver_many`` takes them (``_wire``)."""
+    def _fields(rec: Any) -> Fields:
         raise NotImplementedError
+
+
+Fields = tuple[str, int, int, "int | None", Any, Any, "bytes | None"]
+"""One record's topic, partition, offset, timestamp (ms), headers, key and value."""
 
 
 class Consumer(TrackedConsumer):
@@ -336,7 +347,10 @@ class Consumer(TrackedConsumer):
         if not stopped:
             log.warning("kafka.consumer_stop_forced", bridge=self.name, seconds=STOP_SECONDS)
 
-    _items = staticmethod(aiokafka_items)
+    @staticmethod
+    def _fields(rec: Any) -> Fields:
+        return (rec.topic, rec.partition, rec.offset, rec.timestamp, rec.headers, rec.key,
+                rec.value)
 
 
 def _topic(tp: Any) -> str:

@@ -7,9 +7,7 @@
   aside the envelopes whose payload cannot be encoded (each a dead letter);
 - :func:`decode`: what to deliver for a consumed record; a foreign record without
   CloudEvents headers still imports, its place in the log (``topic-partition-offset``)
-  being its id. :func:`aiokafka_items` and :func:`confluent_items` do the same for one
-  partition's records of a poll, as ``Port.deliver_many`` takes them, through the
-  cheap :func:`~bridges._cloudevents.kafka_attributes` (``decode`` where it declines).
+  being its id.
 
 Both Kafka clients (aiokafka, confluent-kafka) use this module.
 """
@@ -20,15 +18,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bus import Envelope
-from bus.abc import ImportItem, Port, Rejected
+from bus.abc import Port, Rejected
 
-from .._cloudevents import KAFKA, Incoming, from_headers, kafka_attributes, to_kafka_headers
+from .._cloudevents import KAFKA, Incoming, from_headers, to_kafka_headers
 
-__all__ = ["Record", "aiokafka_items", "confluent_items", "decode", "encode", "encode_batch"]
-
-CACHE_SIZE = 4096
-"""Decoded header values and keys remembered per consumer (bytes -> str): sources and
-keys repeat; past this many the cache starts again."""
+__all__ = ["Record", "decode", "encode", "encode_batch"]
 
 Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], int | None]
 """A record to send: topic, value, key, headers, timestamp in ms (None: the broker's)."""
@@ -70,55 +64,3 @@ def decode(
     if not inc.id:  # a foreign record: its place in the log is its identity
         inc.id = f"{topic}-{partition}-{offset}"
     return inc
-
-
-Batch = tuple[str, int, int, list[ImportItem]]
-"""One partition's records of a poll: topic, first and last offset, what to deliver."""
-
-
-def _item(
-    topic: str, partition: int, offset: int, ts: int | None, headers: Any, key: Any,
-    value: bytes | None, cache: dict[Any, str],
-) -> ImportItem:
-    time = ts / 1000 if ts is not None else 0.0
-    attrs = kafka_attributes(headers, time, cache)
-    data = value if value is not None else b""  # a tombstone: dead-lettered
-    if attrs is None:
-        inc = decode(topic, partition, offset, ts, headers, key)
-        return inc.id, inc.key, inc.headers or None, inc.time, inc.attempt, inc.source, data
-    id, source, hdrs, time, attempt, text = attrs
-    if type(key) is bytes:
-        text = cache.get(key)
-        if text is None:
-            text = key.decode("utf-8", "replace")
-            if len(cache) >= CACHE_SIZE:
-                cache.clear()
-            cache[key] = text
-    elif key is not None:
-        text = key if isinstance(key, str) else bytes(key).decode("utf-8", "replace")
-    return id or f"{topic}-{partition}-{offset}", text, hdrs, time, attempt, source, data
-
-
-def aiokafka_items(records: Sequence[Any], cache: dict[Any, str]) -> Batch:
-    """One partition's ``ConsumerRecord`` s, for ``Port.deliver_many``."""
-    first = records[0]
-    topic, partition = first.topic, first.partition
-    items = [
-        _item(topic, partition, r.offset, r.timestamp, r.headers, r.key, r.value, cache)
-        for r in records
-    ]
-    return topic, first.offset, records[-1].offset, items
-
-
-def confluent_items(records: Sequence[Any], cache: dict[Any, str]) -> Batch:
-    """One partition's confluent-kafka ``Message`` s, for ``Port.deliver_many``."""
-    first = records[0]
-    topic, partition = first.topic(), first.partition()
-    items = []
-    for r in records:
-        kind, ts = r.timestamp()
-        items.append(_item(
-            topic, partition, r.offset(), ts if kind else None, r.headers() or (), r.key(),
-            r.value(), cache,
-        ))
-    return topic, first.offset(), records[-1].offset(), items

@@ -2,10 +2,9 @@
 done.
 
 :class:`Ingress` runs one ``RabbitMQBridge.ingest``: it takes deliveries from the
-client in batches (one crossing per batch of up to ``prefetch``), delivers them with one
-``port.deliver_many`` per routing key (in chunks of up to a quarter of ``prefetch``),
-each chunk with one ``on_done`` callback, and an :class:`~bridges._common.AckBatcher`
-sends the acks of everything done, every channel in one crossing. A delivery whose channel closed is
+client in batches (one crossing per batch of up to ``prefetch``), delivers each with an
+``on_done`` callback, and an :class:`~bridges._common.AckBatcher` sends the acks of
+everything done, every channel in one crossing. A delivery whose channel closed is
 skipped: the broker redelivers it. Backpressure: when a mailbox is full delivery waits,
 and the broker stops pushing once ``prefetch`` deliveries are unacknowledged.
 
@@ -34,7 +33,7 @@ from typing import Any
 
 import trio
 
-from bus.abc import Delivery, ImportItem, Port
+from bus.abc import Delivery, Port
 
 from .._common import AckBatcher
 from ._wire import decode
@@ -45,9 +44,6 @@ ACK_TIMEOUT = 5.0
 """How long sending a batch of acks may take, even while ingress is being cancelled."""
 
 Call = Callable[..., Awaitable[Any]]
-Group = tuple[Any, str, "AckTracker", list[int], list[ImportItem]]
-"""Deliveries of one channel and routing key: the channel, the topic, the channel's
-tracker, their tags and what ``Port.deliver_many`` takes."""
 
 
 class Ingress:
@@ -57,7 +53,6 @@ class Ingress:
         self._call = call
         self._acknowledge = acknowledge
         self._prefetch = prefetch
-        self._chunk = max(1, prefetch // 4)
         self._client: Any = None
         self.trackers: dict[Any, AckTracker] = {}
         """One :class:`AckTracker` per channel deliveries came on."""
@@ -70,55 +65,41 @@ class Ingress:
             nursery.start_soon(self._acks.run)
             task_status.started()
             while True:
-                batch = await self._call(client.take, self._prefetch)
-                for channel, topic, tracker, tags, items in self._groups(port, batch):
+                for channel, message in await self._call(client.take, self._prefetch):
                     if channel.is_closed:
-                        continue  # closed while an earlier group waited: redelivered
-                    # A mailbox full: deliver_many waits. The broker stops pushing once
-                    # `prefetch` deliveries are unacknowledged: memory stays bounded.
-                    await port.deliver_many(
-                        topic, items, on_done=partial(self.on_done, tracker, tags)
-                    )
+                        continue  # its channel is gone: the broker redelivers it
+                    await self._deliver(port, channel, message)
 
-    def _groups(self, port: Port, batch: list[Any]) -> list[Group]:
-        """The deliveries of one ``take``, per channel and routing key in their order, in
-        chunks of at most ``_chunk``: a chunk is acknowledged when all of it is done, so
-        a smaller one lets the broker push more sooner."""
-        groups: dict[tuple[Any, str], Group] = {}
-        out: list[Group] = []
-        chunk, trackers = self._chunk, self.trackers
-        for channel, message in batch:
-            if channel.is_closed:
-                continue  # its channel is gone: the broker redelivers it
-            tracker = trackers.get(channel)
-            if tracker is None:
-                tracker = trackers[channel] = AckTracker()
-            incoming = decode(
-                message.routing_key or "", message.headers, message.message_id,
-                message.timestamp, message.app_id,
-            )
-            tag: int = message.delivery_tag
-            tracker.delivered(tag)
-            if message.redelivered:
-                port.count_redelivered()
-            topic = incoming.topic
-            group = groups.get((channel, topic))
-            if group is None or len(group[3]) >= chunk:
-                group = groups[channel, topic] = (channel, topic, tracker, [], [])
-                out.append(group)
-            group[3].append(tag)
-            group[4].append((
-                incoming.id, incoming.key, incoming.headers or None, incoming.time,
-                incoming.attempt, incoming.source, message.body,
-            ))
-        return out
+    async def _deliver(self, port: Port, channel: Any, message: Any) -> None:
+        tracker = self.trackers.get(channel)
+        if tracker is None:
+            tracker = self.trackers[channel] = AckTracker()
+        tag: int = message.delivery_tag
+        incoming = decode(
+            message.routing_key or "", message.headers, message.message_id,
+            message.timestamp, message.app_id,
+        )
+        tracker.delivered(tag)
+        if message.redelivered:
+            port.count_redelivered()
+        on_done = partial(self.on_done, tracker, tag)
+        kwargs: dict[str, Any] = {
+            "id": incoming.id, "key": incoming.key, "headers": incoming.headers,
+            "time": incoming.time, "attempt": incoming.attempt, "source": incoming.source,
+        }
+        try:
+            port.deliver_nowait(incoming.topic, message.body, on_done=on_done, **kwargs)
+        except trio.WouldBlock:
+            # A mailbox is full: wait here. The broker stops pushing once `prefetch`
+            # deliveries are unacknowledged, so this is where memory stays bounded.
+            await port.deliver(incoming.topic, message.body, on_done=on_done, **kwargs)
 
-    def on_done(self, tracker: AckTracker, tags: list[int], delivery: Delivery | None) -> None:
-        """The bus finished deliveries *tags* of *tracker*'s channel: ack them soon (never
+    def on_done(self, tracker: AckTracker, tag: int, delivery: Delivery | None) -> None:
+        """The bus finished delivery *tag* of *tracker*'s channel: ack it soon (never
         when the bridge peeks: its deliveries go back to the queue when it closes)."""
         if not self._acknowledge:
             return
-        tracker.done_many(tags)
+        tracker.done(tag)
         self._acks.wanted()
 
     async def flush(self) -> None:
@@ -154,10 +135,6 @@ class AckTracker:
     def done(self, tag: int) -> None:
         """*tag* is done: acknowledge it at the next :meth:`take`."""
         self._done.append(tag)
-
-    def done_many(self, tags: list[int]) -> None:
-        """*tags* are done (see :meth:`done`)."""
-        self._done.extend(tags)
 
     @property
     def pending(self) -> bool:

@@ -288,21 +288,19 @@ async def test_a_record_in_hand_holds_back_every_later_offset(kafka: Any, held: 
         held.release("m1", "m2")
         await held.wait_returned("m1", "m2")
         await settle_and_commit(bridge)
-        # offsets 1 and 2 are done, but 0 is not: no commit may pass it (the three came
-        # in one poll, tracked as one batch: none counts as acknowledged before the last)
-        assert log.high() is None and att.port.acked == 0
+        assert att.port.acked == 2  # offsets 1 and 2 are done...
+        assert log.high() is None  # ...but 0 is not: no commit may pass it
         held.release("m0")
         await log.watch.until(lambda: log.high() == 3, "offset 3 committed")
-        assert att.port.acked == 3
     assert log.commits == [{P0: 3}]  # once, by the periodic committer or on close
 
 
 async def test_records_handed_over_while_the_bus_was_full_wait_for_their_handler(
     kafka: Any, held: Any
 ) -> None:
-    # A mailbox of one: m0 goes in without waiting, the rest of the poll's batch waits
-    # for room (in port.deliver_many) while the partition is paused. Nothing is committed
-    # before every record of the batch is handled, however it was handed over.
+    # A mailbox of one: m0 goes in without waiting (deliver_nowait), the rest wait for
+    # room (port.deliver) while the partition is paused. Each is committed only once
+    # handled, however it was handed over.
     log, bridge = kafka.log, kafka.bridge
     log.feed("m0", "m1", "m2", "m3")
     async with open_bus() as bus:
@@ -312,7 +310,7 @@ async def test_records_handed_over_while_the_bus_was_full_wait_for_their_handler
         for n in range(4):
             await held.wait_entered(f"m{n}")  # m{n+1} in the mailbox, m{n+2} waiting
             await settle_and_commit(bridge)
-            assert log.high() is None  # m{n} is in hand: its batch is not done
+            assert log.high() == (n or None)  # everything before m{n}, nothing more
             held.release(f"m{n}")
         await log.watch.until(lambda: log.high() == 4, "offset 4 committed")
 
@@ -332,7 +330,7 @@ async def test_a_done_reported_twice_or_for_an_unknown_record_sends_nothing(
         consumer = bridge._consumer
         commits = len(log.commits)
         for tp, offset in ((P0, 1), (P0, 0), (P0, 7), ((TOPIC, 5), 0)):  # twice, unknown
-            consumer._on_done(consumer.tracker, tp, offset, 0, None)
+            consumer._on_done(consumer.tracker, tp, offset, None)
         await settle_and_commit(bridge)
         assert len(log.commits) == commits  # no commit request at all
     assert log.commits == [{P0: 2}]

@@ -106,12 +106,8 @@ def amqp(watch: Any) -> FakeAmqp:
     return FakeAmqp(watch)
 
 
-def bridge_with(client: FakeAmqp, prefetch: int = 4) -> RabbitMQBridge:
-    """A bridge on *client*. Ingress acknowledges a take's deliveries in chunks of a
-    quarter of *prefetch*, each once all of it is done: with the default, one by one."""
-    bridge = RabbitMQBridge(
-        "amqp://guest:guest@127.0.0.1:1/", name="mq", runtime="thread", prefetch=prefetch
-    )
+def bridge_with(client: FakeAmqp) -> RabbitMQBridge:
+    bridge = RabbitMQBridge("amqp://guest:guest@127.0.0.1:1/", name="mq", runtime="thread")
     bridge._client = client  # type: ignore[assignment]
     return bridge
 
@@ -150,8 +146,8 @@ async def test_a_delivery_in_hand_is_not_acknowledged_nor_covered(
 async def test_deliveries_that_waited_for_room_are_acknowledged_once_handled(
     amqp: FakeAmqp, held: Any
 ) -> None:
-    # A mailbox of one: m0 goes in without waiting, the rest wait for room (in
-    # port.deliver_many); each is acknowledged only once handled.
+    # A mailbox of one: m0 goes in without waiting (deliver_nowait), the rest wait for
+    # room (port.deliver); each is acknowledged only once handled.
     amqp.feed("m0", "m1", "m2", "m3")
     bridge = bridge_with(amqp)
     async with open_bus() as bus:
@@ -183,28 +179,7 @@ async def test_a_done_reported_twice_or_for_an_unknown_tag_sends_nothing(
         requests = amqp.requests
         tracker = bridge._ingress.trackers[amqp.channel]
         for tag in (2, 1, 2, 9):  # twice, and one never delivered
-            bridge._ingress.on_done(tracker, [tag], None)
+            bridge._ingress.on_done(tracker, tag, None)
         await settle_and_flush(bridge, amqp)
         assert amqp.requests == requests  # no ack request at all
     assert amqp.acked == [1, 2] and amqp.errors == []
-
-
-async def test_a_chunk_of_a_take_is_acknowledged_once_all_of_it_is_done(
-    amqp: FakeAmqp, held: Any
-) -> None:
-    amqp.feed("m0", "m1", "m2")
-    bridge = bridge_with(amqp, prefetch=512)  # one take, one chunk: one Delivery
-    async with open_bus() as bus:
-        bus.topic(TOPIC, str)
-        bus.subscribe(TOPIC, held, concurrency=3)
-        att = await bus.attach(bridge, import_=[TOPIC])
-        await held.wait_entered("m0", "m1", "m2")
-        held.release("m1", "m2")
-        await held.wait_returned("m1", "m2")
-        await settle_and_flush(bridge, amqp)
-        assert amqp.acked == [] and att.port.acked == 0  # m0 holds its chunk back
-        requests = amqp.requests
-        held.release("m0")
-        await amqp.watch.until(lambda: len(amqp.acked) == 3, "tags 1-3 acknowledged")
-        assert amqp.requests == requests + 1 and att.port.acked == 3  # one multiple ack
-    assert amqp.acked == [1, 2, 3] and amqp.errors == []
