@@ -48,9 +48,9 @@ class MiddlewareBus(Bus):
         self._chain = PublishChain(self.middleware, self._send)
 
     async def publish(
-        self, topic: str, payload: Any, *, key: str | None = None,
+        self, topic: str, payload: Any, delay: float | None = None,
+        not_before: float | None = None, *, key: str | None = None,
         headers: dict[str, str] | None = None, confirm: bool = False,
-        delay: float | None = None, not_before: float | None = None,
     ) -> Envelope[Any]:
         if (delay or not_before) is None:
             return await self._chain.run(self._envelope(topic, payload, key, headers, confirm))
