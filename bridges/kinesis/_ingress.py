@@ -25,9 +25,9 @@ the facade's ``pull``): once the first discovery is done and, in every stream re
 shard this member reads answered ``GetRecords`` with no records and
 ``MillisBehindLatest == 0`` after all it returned before was delivered, the run calls the
 callbacks once. An empty answer, not only ``MillisBehindLatest == 0``: that figure has
-millisecond granularity (kinesis-mock answered 0 with 10 records of the same millisecond
-still unread, measured), and an empty answer at the tip leaves nothing unread. Checked once per
-``GetRecords`` call and listing, never per record.
+millisecond granularity (kinesis-mock answered 0 with 10 records of the same
+millisecond still unread, measured), and an empty answer at the tip leaves nothing
+unread. Checked once per ``GetRecords`` call and listing, never per record.
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ async def test_kinesis_records_of_one_millisecond_are_read_to_the_end(
 ) -> None:
     """Records written by one ``PutRecords`` share their arrival millisecond, so
     kinesis-mock answers ``MillisBehindLatest`` 0 with records still unread (measured:
-    the fourth of 60-record answers said 0 behind with 10 of 250 unread): only an empty answer at the tip is the end."""
+    the fourth of 60-record answers said 0 behind with 10 of 250 unread): only an empty
+    answer at the tip is the end."""
     import boto3
 
     async with events:
