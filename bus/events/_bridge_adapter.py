@@ -350,7 +350,16 @@ class Consumer(ClosesOnExit):
         )
         if not self._follow and waiting is None and isinstance(bridge, CatchesUp):
             self._signalled = True
-            bridge.on_caught_up(self._caught_up)
+            # weakly: the bridge must not keep this consumer alive (a `break` drops it,
+            # and __del__ stops it at once, handing back what it held)
+            caught_up = weakref.WeakMethod(self._caught_up)
+
+            def report() -> None:
+                method = caught_up()
+                if method is not None:
+                    method()
+
+            bridge.on_caught_up(report)
 
         async def hand_over(env: Envelope[Any]) -> None:
             item = _InHand()

@@ -1,9 +1,10 @@
 """The seed's patterns (``docs/examples/``) on all six backends of the facade.
 
 Each example's ``main(event_type, prefix)`` runs as written against memory, Redis
-(``redis``, the adapter over ``RedisBridge``), Kafka, RabbitMQ, Kinesis and Pub/Sub (the servers of ``make brokers-up``), with
-a topic prefix of its own per run (brokers keep topics between runs), and its result is
-checked as ``test_examples.py`` checks it on memory. The examples wait for what a broker
+(``redis``, the adapter over ``RedisBridge``), Kafka, RabbitMQ, Kinesis and Pub/Sub (the
+servers of ``make brokers-up``), with a topic prefix of its own per run (brokers keep
+topics between runs), and its result is checked as ``test_examples.py`` checks it on
+memory. The examples wait for what a broker
 delivers after ``push`` returned (a projection, a saga's later steps, a callback) and
 disconnect their adapters at the end, so nothing of one example reaches the next. The
 seed's "Integration Testing" flow (push, pull, ``break``, disconnect) is the last test.
