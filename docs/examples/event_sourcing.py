@@ -1,8 +1,8 @@
 """Event sourcing: a user aggregate whose state is rebuilt from its events.
 
-Seed pattern "Event Sourcing", with the seed's calls, on the memory backend: the
-rebuild's second loop has no ``break`` and ends because ``pull`` on memory stops once
-the stored events are read (``follow=True`` would wait for new ones instead).
+Seed pattern "Event Sourcing", with the seed's calls: the rebuild's second loop has no
+``break`` and ends because ``pull`` stops once the stored events are read, on memory and
+on every broker (``follow=True`` would wait for new ones instead).
 """
 
 from __future__ import annotations

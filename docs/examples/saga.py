@@ -7,7 +7,8 @@ handlers push the seed's step messages (``InventoryReservation``, ``PaymentReque
 JSON object and readers decode it into their own model. The inventory and payment
 services the seed leaves out are two small classes here. On the memory backend a
 ``push`` returns once every callback of its topic handled it, so one push of
-``order.created`` drives the saga to its end; a payment above the limit fails and the
+``order.created`` drives the saga to its end; on a broker the steps follow after it
+returned, and ``main`` waits for the outcomes. A payment above the limit fails and the
 compensation releases the reserved stock.
 """
 

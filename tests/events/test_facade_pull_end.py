@@ -11,6 +11,7 @@ one message until a task of the test sets an event, so delivery stalls mid-backl
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from typing import Any
@@ -101,12 +102,38 @@ async def test_kinesis_records_of_one_millisecond_are_read_to_the_end(
         await events.delete_topic("burst")
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("events", [pytest.param("kinesis", marks=pytest.mark.brokers)],
+                         indirect=True)
+async def test_kinesis_pull_ends_when_every_shard_is_read(events: BaseEvent[Item]) -> None:
+    async with events:
+        await events.create_topic("sharded", shard_count=2)
+        # One record in the lower half of the hash range (the first shard), the rest in
+        # the upper half: the first shard is at its tip long before the second one is.
+        low, high = _key_in_half(0), _key_in_half(1)
+        await events.push("sharded", Item(0), key=low)
+        for n in range(1, BACKLOG):
+            await events.push("sharded", Item(n), key=high)
+        seen = [item.n async for item in events.pull("sharded")]
+        assert sorted(seen) == list(range(BACKLOG))
+        await events.delete_topic("sharded")
+
+
 @pytest.mark.timeout(60)
 async def test_a_pull_of_an_empty_topic_ends(events: BaseEvent[Item]) -> None:
     async with events:
         await events.create_topic("none")
         assert [item async for item in events.pull("none")] == []
         await events.delete_topic("none")
+
+
+def _key_in_half(half: int) -> str:
+    """A partition key whose MD5 hash (Kinesis's shard key) is in the lower (0) or upper
+    (1) half of the 128-bit range, i.e. on the first or second of two even shards."""
+    return next(
+        key for n in range(1000)
+        if (int(hashlib.md5((key := f"key{n}").encode()).hexdigest(), 16) >> 127) == half
+    )
 
 
 async def _set_later(event: trio.Event) -> None:
