@@ -4,9 +4,10 @@ Their consumer bridges report when ingress caught up (``on_caught_up``: Kinesis'
 ``GetRecords`` with ``MillisBehindLatest`` 0 on every shard, Pub/Sub's empty pull with
 nothing out), and the pull ends after what was delivered until then — not after a
 quiet spell. Each test makes a quiet spell end the pull at once if the signal were not
-used (``end_idle`` of a millisecond, shorter than any broker round trip), reads a backlog
-several batches long (small ``records_per_call`` / ``pull_max``), and holds the loop on
-one message until a task of the test sets an event, so delivery stalls mid-backlog.
+used (``end_idle`` of a millisecond, shorter than any broker round trip: without the
+signal the pull reads nothing), and reads a backlog several batches long (small
+``records_per_call`` / ``pull_max``; on Pub/Sub one ordering key, so the service hands
+out the next batch only once the last one was acknowledged, each a round trip later).
 """
 
 from __future__ import annotations
@@ -51,26 +52,16 @@ def events(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> B
 
 
 @pytest.mark.timeout(120)
-async def test_a_pull_ends_after_the_backlog_however_slowly_it_comes(
-    events: BaseEvent[Item],
-) -> None:
-    release = trio.Event()
-    async with events, trio.open_nursery() as nursery:
+async def test_a_pull_ends_after_a_backlog_of_several_batches(events: BaseEvent[Item]) -> None:
+    async with events:
         await events.create_topic("made")
         for n in range(BACKLOG):
             await events.push("made", Item(n), key="k")
-        seen: list[int] = []
-        async for item in events.pull("made"):
-            seen.append(item.n)
-            if len(seen) == BATCH + 2:
-                # The loop stops here (mid-backlog) until another task says go on; with
-                # a quiet-spell rule the next message would look like the end.
-                nursery.start_soon(_set_later, release)
-                await release.wait()
-        assert sorted(seen) == list(range(BACKLOG))
+        seen = [item.n async for item in events.pull("made")]
+        assert seen == list(range(BACKLOG))  # all of it, in order, and then it ended
 
         # What comes after the end is the next pull's, and nothing was left behind.
-        await events.push("made", Item(BACKLOG), key="k0")
+        await events.push("made", Item(BACKLOG), key="k")
         later = [item.n async for item in events.pull("made")]
         assert later == [BACKLOG]
         await events.delete_topic("made")
@@ -134,8 +125,3 @@ def _key_in_half(half: int) -> str:
         key for n in range(1000)
         if (int(hashlib.md5((key := f"key{n}").encode()).hexdigest(), 16) >> 127) == half
     )
-
-
-async def _set_later(event: trio.Event) -> None:
-    await trio.lowlevel.checkpoint()  # another task: the pull's consumer keeps running
-    event.set()
