@@ -23,7 +23,7 @@ import msgspec
 import pytest
 import trio
 
-from bus.events import BaseEvent
+from bus.events import BaseEvent, EventFactory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 # backend -> the brokers harness service it needs (None: none)
@@ -77,8 +77,26 @@ def load(name: str) -> ModuleType:
 
 
 async def run(name: str, backend: str, prefix: str) -> Any:
-    with trio.fail_after(BOUND):
-        return await load(name).main(backend, prefix)
+    try:
+        with trio.fail_after(BOUND):
+            return await load(name).main(backend, prefix)
+    finally:
+        await delete_topics(backend, prefix)
+
+
+async def delete_topics(backend: str, prefix: str) -> None:
+    """Delete the run's topics: brokers keep them, and kinesis-mock refuses new streams
+    past 50 shards in all (its SHARD_LIMIT), which leftovers reach within two runs."""
+    if backend == "memory":
+        return  # the shared bus ends with the trio run
+    adapter = EventFactory.create_adapter(backend)
+    try:
+        with trio.move_on_after(60):
+            for topic in await adapter.list_topics():
+                if topic.startswith(prefix):
+                    await adapter.delete_topic(topic)
+    finally:
+        await adapter.disconnect()
 
 
 pytestmark = pytest.mark.timeout(BOUND + 60)
@@ -171,3 +189,4 @@ async def test_integration_testing_flow(backend: str, prefix: str) -> None:
         assert consumed, "the published event was not consumed"
     finally:
         await events.disconnect()
+        await delete_topics(backend, prefix)
