@@ -185,6 +185,7 @@ class KinesisBridge(Bridge):
         )
         self._rt: Runtime | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self.caught_up_callbacks: list[Callable[[], None]] = []
 
     @property
     def _shown_endpoint(self) -> str | None:
@@ -317,6 +318,13 @@ class KinesisBridge(Bridge):
 
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
         await IngressRun(self, port, self._call, self._client).run(task_status)
+
+    def on_caught_up(self, callback: Callable[[], None]) -> None:
+        """Have *callback* called (in the ingress task, once per ingress run) when
+        ingress has delivered every record of the wanted streams up to their present end:
+        each shard it reads answered ``GetRecords`` empty with ``MillisBehindLatest``
+        0. Call before ``attach``. For a reader that ends there (the facade's ``pull``)."""
+        self.caught_up_callbacks.append(callback)
 
 
     # -- admin ------------------------------------------------------------------------

@@ -19,6 +19,15 @@ checkpoints). Its tasks:
 
 A stream deleted while read ends its task (discovery finds it again if it comes back).
 Other client errors propagate: the run fails and the bus restarts it with backoff.
+
+**Caught up** (``KinesisBridge.on_caught_up``, for a reader that ends at the present end,
+the facade's ``pull``): once the first discovery is done and, in every stream read, each
+shard this member reads answered ``GetRecords`` with no records and
+``MillisBehindLatest == 0`` after all it returned before was delivered, the run calls the
+callbacks once. An empty answer, not only ``MillisBehindLatest == 0``: that figure has
+millisecond granularity (kinesis-mock answered 0 with 10 records of the same
+millisecond still unread, measured), and an empty answer at the tip leaves nothing
+unread. Checked once per ``GetRecords`` call and listing, never per record.
 """
 
 from __future__ import annotations
@@ -61,6 +70,14 @@ class _Stream:
         self.refresh(checkpoints)
         self.readers: dict[str, trio.CancelScope] = {}
         self.changed = trio.Event()
+        self.listed = False
+        """The shards to read were listed (and their readers started) since a shard ended."""
+        self.at_tip: set[str] = set()
+        """Shards whose last ``GetRecords`` was empty at the tip (MillisBehindLatest 0)."""
+
+    def caught_up(self) -> bool:
+        """Every shard this member reads is at its tip, and none ended since listing."""
+        return self.listed and all(s in self.at_tip for s in self.readers)
 
     def refresh(self, checkpoints: dict[str, str]) -> None:
         """What the store holds now (other members of the group save there too)."""
@@ -69,6 +86,7 @@ class _Stream:
 
     def shard_finished(self, shard: str) -> None:
         self.finished.add(shard)
+        self.listed = False  # its children are listed next: not caught up until then
         self.changed.set()
 
 
@@ -82,6 +100,9 @@ class IngressRun:
         self._call = call
         self.client = client
         self._active: set[str] = set()
+        self._states: dict[str, _Stream] = {}
+        self._discovered = False
+        self._reported = not bridge.caught_up_callbacks  # nobody asks: nothing to check
         # "LATEST" reads what arrives from now on: a shard found later (or an iterator
         # that expired before its first record) starts here, not at its own latest.
         self.since = time.time()
@@ -91,6 +112,8 @@ class IngressRun:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(b.checkpoints.run)
             await self._discover(nursery)
+            self._discovered = True
+            self._check_caught_up()
             task_status.started()
             while True:
                 await trio.sleep(b.discover_interval)
@@ -113,10 +136,22 @@ class IngressRun:
             log.info("kinesis.stream_gone", bridge=self.bridge.name, stream=stream, error=str(exc))
         finally:
             self._active.discard(stream)
+            self._states.pop(stream, None)
+            self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        """Report caught up once (see the module docstring)."""
+        if self._reported or not self._discovered:
+            return
+        states = self._states
+        if all(s in states and states[s].caught_up() for s in self._active):
+            self._reported = True
+            for callback in self.bridge.caught_up_callbacks:
+                callback()
 
     async def _read_stream(self, stream: str, topic: str) -> None:
         b = self.bridge
-        state = _Stream(await b.checkpoints.load(stream))
+        state = self._states[stream] = _Stream(await b.checkpoints.load(stream))
         leasing = b.leasing
         wait = min(b.discover_interval, b.lease_ttl / 3) if leasing else b.discover_interval
         async with trio.open_nursery() as nursery:
@@ -142,6 +177,8 @@ class IngressRun:
                         if sid not in state.readers:
                             state.readers[sid] = scope = trio.CancelScope()
                             nursery.start_soon(self._shard, state, stream, topic, sid, scope)
+                    state.listed = True
+                    self._check_caught_up()
                     with trio.move_on_after(wait):
                         await state.changed.wait()
                     state.changed = trio.Event()
@@ -176,6 +213,7 @@ class IngressRun:
             await self._read_shard(state, stream, topic, shard)
         if state.readers.get(shard) is scope:
             del state.readers[shard]
+        state.at_tip.discard(shard)
 
     async def _read_shard(self, state: _Stream, stream: str, topic: str, shard: str) -> None:
         b, client = self.bridge, self.client
@@ -203,7 +241,7 @@ class IngressRun:
         throttled = 0
         while iterator is not None:
             try:
-                records, nxt, _behind = await self._call(
+                records, nxt, behind = await self._call(
                     client.get_records, iterator, b.records_per_call
                 )
             except BackendError as exc:
@@ -223,6 +261,11 @@ class IngressRun:
                 await self._deliver(key, topic, seq, data, pkey, arrival)
                 last = seq
             iterator = nxt
+            if records or nxt is None or behind:
+                state.at_tip.discard(shard)
+            elif shard not in state.at_tip:
+                state.at_tip.add(shard)  # empty at the tip: nothing left unread
+                self._check_caught_up()
             if not records and nxt is not None:
                 await trio.sleep(b.poll_interval)
         # The shard is closed and read to its end: once its records are done, its

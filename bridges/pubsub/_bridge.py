@@ -325,6 +325,13 @@ class PubSubBridge(Bridge):
     async def ingest(self, port: Port, task_status: trio.TaskStatus[None]) -> None:
         await self._ingress.run(self._client, port, task_status)
 
+    def on_caught_up(self, callback: Callable[[], None]) -> None:
+        """Have *callback* called (in the ingress task, once per ingress run) when every
+        subscription ingress reads answered a pull with nothing while none of its
+        messages was out (see :mod:`._ingress`). Call before ``attach``. For a reader
+        that ends there (the facade's ``pull``)."""
+        self._ingress.caught_up_callbacks.append(callback)
+
     @property
     def received(self) -> int:
         """Messages received from Pub/Sub (redeliveries included)."""

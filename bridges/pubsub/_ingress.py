@@ -18,6 +18,18 @@ ids received and not acknowledged yet, split into those the bus has not finished
 (extend their deadline while they are in work, up to a maximum lease) and those it has
 (acknowledge them at the next flush). Its :attr:`~Leases.outstanding` count is what
 bounds ingress: the bridge pulls only while it is under ``max_outstanding``.
+
+**Caught up** (``PubSubBridge.on_caught_up``, for a reader that ends at the present end,
+the facade's ``pull``): once the first discovery is done and every subscription read
+answered a ``Pull`` with nothing, a pull sent while none of that subscription's messages
+was out (received and not acknowledged, or its acknowledgement still on the wire), the
+callbacks are called once. A pull sent with messages out does not count: on a
+subscription with ordering the service holds a key's later messages back until the
+earlier ones are acknowledged, so it may answer empty with a backlog waiting. Google's
+Pull API allows an answer with fewer messages than asked for, none included, while some
+wait, so on Google Cloud this end is a strong hint rather than exact; the emulator
+answers with what is there (measured: with 30 messages of one ordering key, a pull of 10
+got 10 and the next pulls, nothing acknowledged, got none).
 """
 
 from __future__ import annotations
@@ -100,13 +112,22 @@ class Ingress:
         """Messages acknowledged because the bus reported them done."""
         self.extended = 0
         """Ack deadline extensions sent for messages still in work."""
+        self.caught_up_callbacks: list[Callable[[], None]] = []
+        """Called once per run when every subscription read answered empty (module)."""
+        self._at_end: set[str] = set()
+        self._reported = True
+        self._acking = 0
 
     async def run(self, client: Any, port: Port, task_status: trio.TaskStatus[None]) -> None:
         """Discover, pull and deliver until cancelled."""
         self._client = client
         self._pulling.clear()
+        self._at_end.clear()
+        self._reported = True  # not before the first discovery is done
         async with trio.open_nursery() as nursery:
             await self._discover(port, nursery)
+            self._reported = not self.caught_up_callbacks
+            self._check_caught_up()
             nursery.start_soon(self._acks.run)
             nursery.start_soon(self._lease_loop)
             if self._relist is not None:
@@ -176,6 +197,7 @@ class Ingress:
                 with trio.move_on_after(ACK_GRACE):
                     await self._room.wait()
                 room = self._max_outstanding - leases.outstanding
+            quiet = self.leases.idle(sid) and not self._acking
             self.pulls_in_flight += 1
             try:
                 # Not abandoned on cancel: the service holds a pull open only briefly,
@@ -184,7 +206,11 @@ class Ingress:
                     self._pull, sid, min(room, self._pull_max)
                 )
                 if not received:
+                    if quiet and sid not in self._at_end:
+                        self._at_end.add(sid)
+                        self._check_caught_up()
                     continue
+                self._at_end.discard(sid)
                 now = trio.current_time()
                 for rm in received:
                     leases.received(sid, rm.ack_id, now)
@@ -195,6 +221,12 @@ class Ingress:
                     raise
             finally:
                 self.pulls_in_flight -= 1
+
+    def _check_caught_up(self) -> None:
+        if not self._reported and self._at_end >= self._pulling:
+            self._reported = True
+            for callback in self.caught_up_callbacks:
+                callback()
 
     async def _deliverer(
         self, port: Port, topic: str, sid: str, receive: trio.MemoryReceiveChannel[list[Any]]
@@ -273,17 +305,21 @@ class Ingress:
         so a cancelled call would only cause needless redeliveries)."""
         done = self.leases.take_done()
         if done:
-            with trio.move_on_after(ACK_TIMEOUT, shield=True):
-                for sid, ack_ids in done.items():
-                    try:
-                        await self._call(self._client.acknowledge, sid, ack_ids, check=False)
-                    except BackendError as exc:
-                        log.warning(
-                            "pubsub.ack_failed", bridge=self.name, subscription=sid,
-                            messages=len(ack_ids), error=str(exc),
-                        )
-                    else:
-                        self.acked += len(ack_ids)
+            self._acking += 1  # a pull sent meanwhile is not "quiet" (see _puller)
+            try:
+                with trio.move_on_after(ACK_TIMEOUT, shield=True):
+                    for sid, ack_ids in done.items():
+                        try:
+                            await self._call(self._client.acknowledge, sid, ack_ids, check=False)
+                        except BackendError as exc:
+                            log.warning(
+                                "pubsub.ack_failed", bridge=self.name, subscription=sid,
+                                messages=len(ack_ids), error=str(exc),
+                            )
+                        else:
+                            self.acked += len(ack_ids)
+            finally:
+                self._acking -= 1
         self._room.set()
         self._room = trio.Event()
 
@@ -327,6 +363,10 @@ class Leases:
     def pending(self) -> bool:
         """Some done messages wait for :meth:`take_done`."""
         return self._done_count > 0
+
+    def idle(self, sid: str) -> bool:
+        """None of *sid*'s messages is out: all received were acknowledged (flushed)."""
+        return not self._undone.get(sid) and sid not in self._done
 
     def received(self, sid: str, ack_id: str, now: float) -> None:
         self._undone.setdefault(sid, {})[ack_id] = now

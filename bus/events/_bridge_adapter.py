@@ -15,8 +15,10 @@ implementation per broker — its :class:`~bus.abc.Bridge`:
   and the broker delivers it again.
 - ``consume`` ends, by default, once it read what the group had waiting when it started
   (memory's meaning); ``follow=True`` follows. Where the broker says how many messages
-  wait (:meth:`BridgeAdapter.start_group`) it ends after that many; elsewhere once nothing
-  came for ``end_idle`` seconds after its consumer started.
+  wait (:meth:`BridgeAdapter.start_group`) it ends after that many; where the consumer's
+  bridge reports that its ingress caught up (:class:`CatchesUp`: Kinesis, Pub/Sub), it
+  ends after the messages its bus had received by then; elsewhere (a bridge with
+  neither) once nothing came for ``end_idle`` seconds after its consumer started.
 - topic administration is the egress bridge's ``create_topic``/``delete_topic``/
   ``list_topics``.
 
@@ -29,7 +31,8 @@ from __future__ import annotations
 import abc
 import itertools
 import weakref
-from typing import Any, NoReturn, Self
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol, Self, runtime_checkable
 
 import trio
 
@@ -41,11 +44,21 @@ from ._message import EventMessage
 from ._on_bus import done_handling, handling, publish_and_wait, to_message
 from ._runner import BusRunner
 
-__all__ = ["BridgeAdapter", "Consumer"]
+__all__ = ["BridgeAdapter", "CatchesUp", "Consumer"]
 
 _log = get_logger("bus.events")
 _CALLBACK_RETRY = RetryPolicy(attempts=1)
 _serial = itertools.count(1)
+
+
+@runtime_checkable
+class CatchesUp(Protocol):
+    """A bridge whose ingress can say it has delivered everything its broker held when
+    it started reading (``KinesisBridge``, ``PubSubBridge``)."""
+
+    def on_caught_up(self, callback: Callable[[], None]) -> None:
+        """Call *callback* (in the ingress task, synchronously, after delivering the
+        last message before the present end) once per ingress run."""
 
 
 def _declare(bus: Bus, topic: str) -> None:
@@ -61,7 +74,8 @@ class BridgeAdapter(EventAdapter):
     one's acknowledgements left the group, as a broker consumer does.
     ``connect_timeout`` bounds reaching the broker (``BackendUnavailableError``).
     ``end_idle`` is how long a ``consume`` that ends waits for one more message on a
-    broker that cannot say how many wait (:meth:`backlog` None).
+    broker that can neither say how many wait (:meth:`start_group` None) nor report
+    that it caught up (:class:`CatchesUp`); none of the built-in brokers uses it.
     """
 
     backend = "bridge"
@@ -321,6 +335,12 @@ class Consumer(ClosesOnExit):
         self._follow = follow
         self._remaining: int | None = None
         """Messages left to read before the end, where the broker said how many."""
+        self._signalled = False
+        """The bridge reports when it caught up (:class:`CatchesUp`)."""
+        self._end_at: int | None = None
+        """Messages the consumer's bus had received when the bridge caught up."""
+        self._taken = 0
+        self._waiting: trio.CancelScope | None = None
         self._runner: BusRunner | None = None
         self._receive: trio.MemoryReceiveChannel[tuple[Envelope[Any], _InHand]] | None = None
         self._pending: _InHand | None = None
@@ -343,6 +363,18 @@ class Consumer(ClosesOnExit):
             name=f"{adapter.backend}-pull{next(_serial)}", group=self._group, topic=topic,
             from_beginning=self._from_beginning,
         )
+        if not self._follow and waiting is None and isinstance(bridge, CatchesUp):
+            self._signalled = True
+            # weakly: the bridge must not keep this consumer alive (a `break` drops it,
+            # and __del__ stops it at once, handing back what it held)
+            caught_up = weakref.WeakMethod(self._caught_up)
+
+            def report() -> None:
+                method = caught_up()
+                if method is not None:
+                    method()
+
+            bridge.on_caught_up(report)
 
         async def hand_over(env: Envelope[Any]) -> None:
             item = _InHand()
@@ -375,6 +407,15 @@ class Consumer(ClosesOnExit):
         try:
             if self._follow:
                 env, handled = await self._receive.receive()
+            elif self._signalled:
+                while self._end_at is None or self._taken < self._end_at:
+                    with trio.CancelScope() as self._waiting:
+                        env, handled = await self._receive.receive()
+                        break
+                else:
+                    await self._end()
+                self._waiting = None
+                self._taken += 1
             elif self._remaining is not None:
                 if self._remaining <= 0:
                     await self._end()
@@ -390,6 +431,17 @@ class Consumer(ClosesOnExit):
             raise StopAsyncIteration from None
         self._pending = self._last = handled
         return to_message(env)
+
+    def _caught_up(self) -> None:
+        """The bridge delivered what its broker held (called in its ingress task): the
+        pull ends after what the consumer's bus received on the topic until now."""
+        runner = self._runner
+        if self._end_at is not None or runner is None or not runner.running:
+            return
+        stats = runner.bus.stats().topics.get(self.topic)
+        self._end_at = 0 if stats is None else stats.published
+        if self._waiting is not None:
+            self._waiting.cancel()  # a receive() waiting for more wakes up to end
 
     async def _end(self) -> NoReturn:
         """The end of what the group had waiting: once the last message handled is done

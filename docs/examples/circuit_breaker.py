@@ -13,7 +13,7 @@ import msgspec
 import trio
 
 from bus import BackendError
-from bus.events import AdapterWrapper, BaseEvent, EventAdapter, EventMessage, InMemoryAdapter
+from bus.events import AdapterWrapper, BaseEvent, EventAdapter, EventFactory, EventMessage
 
 
 class CircuitOpenError(BackendError):
@@ -55,10 +55,10 @@ class CircuitBreakerEventAdapter(AdapterWrapper):
 
 
 class OutageAdapter(AdapterWrapper):
-    """A memory adapter whose broker is down while ``down`` is true."""
+    """An adapter whose broker is down while ``down`` is true."""
 
-    def __init__(self) -> None:
-        super().__init__(InMemoryAdapter())
+    def __init__(self, adapter: EventAdapter) -> None:
+        super().__init__(adapter)
         self.down = False
         self.calls = 0
 
@@ -73,10 +73,10 @@ class Ping(msgspec.Struct):
     n: int
 
 
-async def main() -> list[str]:
-    broker = OutageAdapter()
+async def main(event_type: str = "memory", prefix: str = "") -> list[str]:
+    broker = OutageAdapter(EventFactory.create_adapter(event_type))
     breaker = CircuitBreakerEventAdapter(broker, failure_threshold=2, reset_timeout=1.0)
-    events = BaseEvent(model=Ping, topic_prefix="ping", adapter=breaker)
+    events = BaseEvent(model=Ping, topic_prefix=f"{prefix}ping", adapter=breaker)
     log: list[str] = []
 
     async def attempt(n: int) -> None:
@@ -102,6 +102,7 @@ async def main() -> list[str]:
     await attempt(9)
     log.append(f"calls-while-open:{calls_while_open}")
     print(log)
+    await events.disconnect()
     return log
 
 

@@ -28,9 +28,9 @@ class Payment(msgspec.Struct):
 class DeadLetterHandler:
     """Manejador para eventos fallidos."""
 
-    def __init__(self) -> None:
+    def __init__(self, event_type: str = "memory", prefix: str = "") -> None:
         self.dlq_events: BaseEvent[dict[str, Any]] = BaseEvent(
-            model=dict, event_type="memory", topic_prefix="dlq"
+            model=dict, event_type=event_type, topic_prefix=f"{prefix}dlq"
         )
 
     async def handle_failed_event(self, original_message: EventMessage, error: Exception) -> None:
@@ -47,9 +47,11 @@ class DeadLetterHandler:
 class PaymentProcessor:
     max_attempts = 3
 
-    def __init__(self) -> None:
-        self.payments = BaseEvent(model=Payment, event_type="memory", topic_prefix="payment")
-        self.dlq = DeadLetterHandler()
+    def __init__(self, event_type: str = "memory", prefix: str = "") -> None:
+        self.payments = BaseEvent(
+            model=Payment, event_type=event_type, topic_prefix=f"{prefix}payment"
+        )
+        self.dlq = DeadLetterHandler(event_type, prefix)
         self.processed: list[str] = []
 
     def process(self, payment: Payment) -> None:
@@ -74,13 +76,17 @@ class PaymentProcessor:
                         await self.dlq.handle_failed_event(failed, exc)
 
 
-async def main() -> tuple[list[str], list[dict[str, Any]]]:
-    processor = PaymentProcessor()
+async def main(
+    event_type: str = "memory", prefix: str = ""
+) -> tuple[list[str], list[dict[str, Any]]]:
+    processor = PaymentProcessor(event_type, prefix)
     for payment in (Payment("p1", 10.0), Payment("p2", -5.0), Payment("p3", 7.5)):
         await processor.payments.push("requested", payment, key=payment.id)
     await processor.run()
     dead = [d async for d in processor.dlq.dlq_events.pull("failed")]
     print(f"processed: {processor.processed}; dead-lettered: {dead}")
+    for events in (processor.payments, processor.dlq.dlq_events):
+        await events.disconnect()
     return processor.processed, dead
 
 

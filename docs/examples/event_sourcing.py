@@ -1,8 +1,8 @@
 """Event sourcing: a user aggregate whose state is rebuilt from its events.
 
-Seed pattern "Event Sourcing", with the seed's calls, on the memory backend: the
-rebuild's second loop has no ``break`` and ends because ``pull`` on memory stops once
-the stored events are read (``follow=True`` would wait for new ones instead).
+Seed pattern "Event Sourcing", with the seed's calls: the rebuild's second loop has no
+``break`` and ends because ``pull`` stops once the stored events are read, on memory and
+on every broker (``follow=True`` would wait for new ones instead).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ class User(msgspec.Struct):
 
 
 class UserEvent(BaseEvent[User]):
-    def __init__(self, event_type: str | None = None) -> None:
-        super().__init__(model=User, event_type=event_type, topic_prefix="user")
+    def __init__(self, event_type: str | None = None, prefix: str = "") -> None:
+        super().__init__(model=User, event_type=event_type, topic_prefix=f"{prefix}user")
 
 
 class UserAggregate:
@@ -69,8 +69,8 @@ class UserAggregate:
         return user
 
 
-async def main() -> User:
-    events = UserEvent(event_type="memory")
+async def main(event_type: str = "memory", prefix: str = "") -> User:
+    events = UserEvent(event_type=event_type, prefix=prefix)
     alice = UserAggregate("u1", events)
     bob = UserAggregate("u2", events)
     await alice.create_user("Alice", "alice@old.example")
@@ -80,6 +80,7 @@ async def main() -> User:
     # A fresh aggregate knows nothing in memory: everything comes from the log.
     rebuilt = await UserAggregate("u1", events).rebuild_from_events()
     print(f"rebuilt from events: {rebuilt}")
+    await events.disconnect()
     return rebuilt
 
 

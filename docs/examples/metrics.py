@@ -68,21 +68,33 @@ class Click(msgspec.Struct):
     page: str
 
 
-async def main() -> dict[str, float]:
-    base_adapter = EventFactory.create_adapter("memory")
+async def main(event_type: str = "memory", prefix: str = "") -> dict[str, float]:
+    base_adapter = EventFactory.create_adapter(event_type)
     metrics_adapter = MetricsEventAdapter(base_adapter)
-    clicks = BaseEvent(model=Click, topic_prefix="click", adapter=metrics_adapter)
-    await clicks.pull("recorded", callback=lambda click: None)
+    clicks = BaseEvent(model=Click, topic_prefix=f"{prefix}click", adapter=metrics_adapter)
+    dashboard: list[str] = []
+    shown = trio.Event()
+
+    def show(click: Click) -> None:
+        dashboard.append(click.page)
+        if len(dashboard) == 3:
+            shown.set()
+
+    # Its own group: on a broker the default group is shared, so the callback and the
+    # pull below would compete for the clicks instead of each getting all of them.
+    await clicks.pull("recorded", callback=show, group="dashboard")
     for page in ("home", "pricing", "docs"):
         await clicks.push("recorded", Click(page))
     async for _ in clicks.pull("recorded"):
         pass
+    await shown.wait()  # on memory at once; a broker delivers the callback's in its time
     try:
         await metrics_adapter.publish(EventMessage(topic="bad topic", data={}))
     except ValueError:
         pass  # counted as an error
     result = metrics_adapter.get_metrics()
     print(result)
+    await clicks.disconnect()
     return result
 
 

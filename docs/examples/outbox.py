@@ -18,7 +18,7 @@ import msgspec
 import trio
 
 from bus import BackendError
-from bus.events import AdapterWrapper, BaseEvent, EventMessage, InMemoryAdapter
+from bus.events import AdapterWrapper, BaseEvent, EventAdapter, EventFactory, EventMessage
 
 
 class User(msgspec.Struct):
@@ -44,8 +44,8 @@ class Database:
 class FlakyAdapter(AdapterWrapper):
     """Fails the first ``failures`` publishes, like a broker that is briefly down."""
 
-    def __init__(self, failures: int) -> None:
-        super().__init__(InMemoryAdapter())
+    def __init__(self, adapter: EventAdapter, failures: int) -> None:
+        super().__init__(adapter)
         self.failures = failures
 
     async def publish(self, message: EventMessage) -> None:
@@ -93,15 +93,17 @@ class OutboxEventPublisher:
         return sum(not e["published"] for e in self.db.tables["outbox"])
 
 
-async def main() -> tuple[list[int], list[str]]:
+async def main(event_type: str = "memory", prefix: str = "") -> tuple[list[int], list[str]]:
     db = Database()
-    events = BaseEvent(model=User, topic_prefix="user", adapter=FlakyAdapter(failures=1))
+    flaky = FlakyAdapter(EventFactory.create_adapter(event_type), failures=1)
+    events = BaseEvent(model=User, topic_prefix=f"{prefix}user", adapter=flaky)
     publisher = OutboxEventPublisher(db, events)
     await publisher.publish_user_created(User("1", "Ann", "ann@example.com"))
     await publisher.publish_user_created(User("2", "Ben", "ben@example.com"))
     pending = [await publisher.process_outbox(), await publisher.process_outbox()]
     published = [u.id async for u in events.pull("created")]
     print(f"pending after each run: {pending}; published: {published}")
+    await events.disconnect()
     return pending, published
 
 

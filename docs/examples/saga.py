@@ -7,7 +7,8 @@ handlers push the seed's step messages (``InventoryReservation``, ``PaymentReque
 JSON object and readers decode it into their own model. The inventory and payment
 services the seed leaves out are two small classes here. On the memory backend a
 ``push`` returns once every callback of its topic handled it, so one push of
-``order.created`` drives the saga to its end; a payment above the limit fails and the
+``order.created`` drives the saga to its end; on a broker the steps follow after it
+returned, and ``main`` waits for the outcomes. A payment above the limit fails and the
 compensation releases the reserved stock.
 """
 
@@ -61,13 +62,15 @@ class InventoryRelease(msgspec.Struct):
 class OrderSaga:
     """Saga para procesamiento de órdenes"""
 
-    def __init__(self, event_type: str = "memory") -> None:
-        self.order_events = BaseEvent(model=OrderEvent, event_type=event_type, topic_prefix="order")
+    def __init__(self, event_type: str = "memory", prefix: str = "") -> None:
+        self.order_events = BaseEvent(
+            model=OrderEvent, event_type=event_type, topic_prefix=f"{prefix}order"
+        )
         self.payment_events = BaseEvent(
-            model=PaymentEvent, event_type=event_type, topic_prefix="payment"
+            model=PaymentEvent, event_type=event_type, topic_prefix=f"{prefix}payment"
         )
         self.inventory_events = BaseEvent(
-            model=InventoryEvent, event_type=event_type, topic_prefix="inventory"
+            model=InventoryEvent, event_type=event_type, topic_prefix=f"{prefix}inventory"
         )
 
     async def start_saga(self) -> None:
@@ -113,10 +116,16 @@ class OrderSaga:
 class InventoryService:
     """Reserves and releases stock; prices come from its catalogue."""
 
-    def __init__(self, stock: dict[str, int], prices: dict[str, float]) -> None:
+    def __init__(
+        self, stock: dict[str, int], prices: dict[str, float], event_type: str = "memory",
+        prefix: str = "",
+    ) -> None:
         self.stock, self.prices = stock, prices
-        self.events = BaseEvent(model=InventoryEvent, event_type="memory", topic_prefix="inventory")
+        self.events = BaseEvent(
+            model=InventoryEvent, event_type=event_type, topic_prefix=f"{prefix}inventory"
+        )
         self.reserved: dict[str, InventoryEvent] = {}
+        self._released = trio.Event()
 
     async def start(self) -> None:
         async def reserve(request: InventoryEvent) -> None:
@@ -128,17 +137,27 @@ class InventoryService:
         async def release(request: InventoryEvent) -> None:
             reservation = self.reserved.pop(request.order_id)
             self.stock[reservation.product_id] += reservation.quantity
+            self._released.set()
+            self._released = trio.Event()
 
         await self.events.pull("reserve_requested", callback=reserve)
         await self.events.pull("release_requested", callback=release)
+
+    async def wait_released(self, order_id: str) -> None:
+        """Wait until the reservation of *order_id* was released (a broker delivers the
+        compensation after the push that caused it returned)."""
+        while order_id in self.reserved:
+            await self._released.wait()
 
 
 class PaymentService:
     """Charges up to a limit; above it the payment fails."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, event_type: str = "memory", prefix: str = "") -> None:
         self.limit = limit
-        self.events = BaseEvent(model=PaymentEvent, event_type="memory", topic_prefix="payment")
+        self.events = BaseEvent(
+            model=PaymentEvent, event_type=event_type, topic_prefix=f"{prefix}payment"
+        )
 
     async def start(self) -> None:
         async def charge(request: PaymentEvent) -> None:
@@ -151,25 +170,65 @@ class PaymentService:
         await self.events.pull("payment_requested", callback=charge)
 
 
-async def main() -> tuple[dict[str, str], dict[str, int]]:
-    saga = OrderSaga()
-    inventory = InventoryService(stock={"book": 10}, prices={"book": 20.0})
-    payments = PaymentService(limit=100.0)
+class SagaReport:
+    """Records how each order ended. Its own consumer group (``report``): the saga's
+    handlers read these topics in the default group, and members of one group share
+    the messages; on a broker they arrive after the pushes returned, hence ``wait``."""
+
+    def __init__(self, event_type: str, prefix: str) -> None:
+        # Readers pick the model they decode into: confirmations are OrderConfirmations.
+        self.confirmations = BaseEvent(
+            model=OrderConfirmation, event_type=event_type, topic_prefix=f"{prefix}order"
+        )
+        self.failures = BaseEvent(
+            model=PaymentEvent, event_type=event_type, topic_prefix=f"{prefix}payment"
+        )
+        self.outcome: dict[str, str] = {}
+        self._changed = trio.Event()
+
+    async def start(self) -> None:
+        async def confirmed(confirmation: OrderConfirmation) -> None:
+            self._record(confirmation.order_id, "confirmed")
+
+        async def failed(payment: PaymentEvent) -> None:
+            self._record(payment.order_id, f"compensated ({payment.reason})")
+
+        await self.confirmations.pull("confirmed", callback=confirmed, group="report")
+        await self.failures.pull("failed", callback=failed, group="report")
+
+    def _record(self, order_id: str, outcome: str) -> None:
+        self.outcome[order_id] = outcome
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait(self, orders: int) -> None:
+        while len(self.outcome) < orders:
+            await self._changed.wait()
+
+
+async def main(
+    event_type: str = "memory", prefix: str = ""
+) -> tuple[dict[str, str], dict[str, int]]:
+    saga = OrderSaga(event_type, prefix)
+    inventory = InventoryService({"book": 10}, {"book": 20.0}, event_type, prefix)
+    payments = PaymentService(100.0, event_type, prefix)
     await saga.start_saga()
     await inventory.start()
     await payments.start()
+    report = SagaReport(event_type, prefix)
+    await report.start()
 
     await saga.order_events.push("created", OrderEvent("o1", "book", 2), key="o1")
     await saga.order_events.push("created", OrderEvent("o2", "book", 6), key="o2")
 
-    # Readers pick the model they decode into: confirmations are OrderConfirmations.
-    confirmations = BaseEvent(model=OrderConfirmation, event_type="memory", topic_prefix="order")
-    outcome: dict[str, str] = {}
-    async for confirmed in confirmations.pull("confirmed"):
-        outcome[confirmed.order_id] = "confirmed"
-    async for failed in saga.payment_events.pull("failed"):
-        outcome[failed.order_id] = f"compensated ({failed.reason})"
+    await inventory.wait_released("o2")
+    await report.wait(2)
+    outcome = report.outcome
     print(f"outcomes: {outcome}; stock: {inventory.stock}")
+    for events in (saga.order_events, saga.payment_events, saga.inventory_events,
+                   inventory.events, payments.events, report.confirmations,
+                   report.failures):
+        await events.disconnect()
     return outcome, inventory.stock
 
 

@@ -22,8 +22,8 @@ class User(msgspec.Struct):
 
 
 class UserEvent(BaseEvent[User]):
-    def __init__(self, event_type: str = "memory") -> None:
-        super().__init__(model=User, event_type=event_type, topic_prefix="user")
+    def __init__(self, event_type: str = "memory", prefix: str = "") -> None:
+        super().__init__(model=User, event_type=event_type, topic_prefix=f"{prefix}user")
 
 
 class UserEventV2(msgspec.Struct):
@@ -36,14 +36,14 @@ class UserEventV2(msgspec.Struct):
     version: str = "2.0"
 
 
-async def main() -> list[tuple[str, UserEventV2]]:
-    user_events = UserEvent()
+async def main(event_type: str = "memory", prefix: str = "") -> list[tuple[str, UserEventV2]]:
+    user_events = UserEvent(event_type, prefix)
     await user_events.push("created", User("1", "Old", "old@example.com"))
     # Publicar con versión
     user_v2 = UserEventV2("2", "New", "new@example.com", phone="+34 600")
     await user_events.push("created", user_v2, headers={"event_version": "2.0"})
 
-    v2 = BaseEvent(model=UserEventV2, event_type="memory", topic_prefix="user")
+    v2 = BaseEvent(model=UserEventV2, event_type=event_type, topic_prefix=f"{prefix}user")
 
     received: list[tuple[str, UserEventV2]] = []
     stream = v2.pull("created")
@@ -54,6 +54,8 @@ async def main() -> list[tuple[str, UserEventV2]]:
             user = msgspec.structs.replace(user, version="1.0")  # upcast, remember origin
         received.append((written_as, user))
     print(received)
+    for events in (user_events, v2):
+        await events.disconnect()
     return received
 
 

@@ -113,7 +113,7 @@ async def test_metrics() -> None:
 async def test_idempotency() -> None:
     balances, duplicates = await run("idempotency")
     assert balances == {"acc-1": 70}
-    assert duplicates == 4  # one producer retry + three replayed events
+    assert duplicates == 4  # one producer retry + three sent again
 
 
 async def test_versioned_events() -> None:

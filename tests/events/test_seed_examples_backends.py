@@ -15,11 +15,9 @@ deliver from; a callback's messages are waited for with a bound.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -326,36 +324,3 @@ async def test_break_on_a_groups_first_message_leaves_it_to_the_group(
         await _until(lambda: "Ben" in handled, 60)
         assert handled == ["Ann", "Ben"]
         await user_events.delete_topic("joined")
-
-
-@pytest.mark.timeout(180)
-async def test_event_sourcing_rebuild_ends(
-    backend: str, prefix: str, request: pytest.FixtureRequest
-) -> None:
-    """The seed's "Event Sourcing" (docs/examples/event_sourcing.py) on each backend: the
-    rebuild's second ``async for`` has no ``break`` and must end."""
-    example = load_example("event_sourcing")
-    brokers = request.getfixturevalue("brokers") if BACKENDS[backend] else None
-    events: BaseEvent[Any] = BaseEvent(model=example.User, event_type=backend,
-                                       topic_prefix=prefix, **seed_options(backend, brokers))
-    alice = example.UserAggregate("u1", events)
-    async with events:
-        await events.create_topic("created")
-        await events.create_topic("email_updated")
-        await alice.create_user("Alice", "alice@old.example")
-        await example.UserAggregate("u2", events).create_user("Bob", "bob@example.com")
-        await alice.update_email("alice@new.example")
-        await alice.update_email("alice@newest.example")
-        rebuilt = await example.UserAggregate("u1", events).rebuild_from_events()
-        assert (rebuilt.id, rebuilt.email) == ("u1", "alice@newest.example")
-        for name in ("created", "email_updated"):
-            await events.delete_topic(name)
-
-
-def load_example(name: str) -> Any:
-    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"trio_bus_seed_backends_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

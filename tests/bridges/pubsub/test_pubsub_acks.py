@@ -38,6 +38,10 @@ class FakePubSub:
         self.requests = 0
         """``acknowledge`` calls."""
         self.deadlines: list[tuple[list[str], int]] = []
+        self.ordered = False
+        """Hold everything back while a pulled message is not acknowledged (as the
+        service does for an ordering key with messages out)."""
+        self.empty_pulls = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -71,10 +75,16 @@ class FakePubSub:
 
     def pull(self, sid: str, max_messages: int, wait: float) -> list[Any]:
         with self._lock:
-            batch, self.backlog = self.backlog[:max_messages], self.backlog[max_messages:]
+            if self.ordered and self.pulled > len(self.acked):
+                batch = []
+            else:
+                batch, self.backlog = self.backlog[:max_messages], self.backlog[max_messages:]
             self.pulled += len(batch)
         if not batch:
             self._closed.wait(wait)  # the service holds an empty pull for a while
+            with self._lock:
+                self.empty_pulls += 1
+            self.watch.poke()
         return batch
 
     def acknowledge(self, sid: str, ack_ids: list[str]) -> None:
@@ -168,3 +178,27 @@ async def test_a_done_reported_twice_or_for_an_unknown_message_sends_nothing(
         await settle_and_flush(bridge, client)
         assert client.requests == requests  # no Acknowledge request at all
     assert sorted(client.acked) == ["ack-m0", "ack-m1"]
+
+
+async def test_caught_up_is_an_empty_pull_sent_with_nothing_out(pubsub: Any, held: Any) -> None:
+    """Empty answers while a message is out (held back, as for an ordering key) do not
+    count: the backlog behind it is still to come. The first empty answer to a pull
+    sent once everything received was acknowledged does, once."""
+    client, bridge = pubsub
+    client.ordered = True
+    client.feed("m0")
+    caught: list[int] = []
+    bridge.on_caught_up(lambda: caught.append(client.pulled))
+    async with open_bus() as bus:
+        bus.topic(TOPIC, str)
+        bus.subscribe(TOPIC, held)
+        await bus.attach(bridge, import_=[TOPIC])
+        await held.wait_entered("m0")
+        client.feed("m1", "m2")  # waiting behind m0
+        await client.watch.until(lambda: client.empty_pulls >= 2, "empty pulls, m0 out")
+        assert caught == []
+        held.release("m0", "m1", "m2")
+        await client.watch.until(lambda: bool(caught), "caught up")
+        await held.wait_returned("m0", "m1", "m2")
+        await client.watch.until(lambda: client.empty_pulls >= 6, "more empty pulls")
+    assert caught == [3]  # after all three, and once
