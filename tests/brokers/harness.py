@@ -422,6 +422,15 @@ class Broker:
 # ---- Kafka
 
 
+def kafka_cluster_id() -> str:
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never
+    starting with '-' (StorageTool reads ``-t -abc…`` as a missing argument: 1 format in
+    64 failed that way; Kafka's own random ids skip those too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
 class Kafka(Broker):
     name = "kafka"
     port = 9092 + PORT_OFFSET
@@ -528,7 +537,7 @@ class Kafka(Broker):
             "logger.state.level = WARN\n"
         )
         if not (self.data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = kafka_cluster_id()
             out = run(
                 [
                     *self.java(),
